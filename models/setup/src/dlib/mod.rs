@@ -1,0 +1,1 @@
+//! Reading dlib's serialisation format and converting its models.

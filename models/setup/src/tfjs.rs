@@ -1,0 +1,1 @@
+//! TF.js graph models to ONNX.
