@@ -1,1 +1,502 @@
-//! TODO(owner): align stage.
+//! Face alignment: the 150x150 chip the embedder reads, cut exactly as dlib cuts it.
+//!
+//! dlib's `get_face_chip_details(shape, 150, 0.25)` fits a similarity transform from five
+//! template points (derived from its 68-point mean face) to the five landmarks, and
+//! `extract_image_chip` samples the image through it with bilinear interpolation, after
+//! first shrinking the image with its 2x Gaussian pyramid when the face is much larger than
+//! the chip. The embedder was trained on such chips, so this module reproduces every step,
+//! down to the integer arithmetic of the pyramid and the truncation of interpolated values,
+//! and its chips are byte-identical to dlib's.
+
+use image::RgbImage;
+
+use crate::geometry::Point;
+use crate::{Error, Result};
+
+/// The chip the embedder expects.
+pub const CHIP_SIZE: u32 = 150;
+/// The padding around the template face that dlib's face recogniser uses.
+pub const CHIP_PADDING: f32 = 0.25;
+
+/// Larger chips are refused: nothing needs them and they would allocate without bound.
+const MAX_CHIP_SIZE: u32 = 4096;
+/// Landmarks farther out than this are refused as garbage.
+const MAX_COORD: f64 = 1.0e7;
+
+/// dlib's template for the 5-point model (`get_face_chip_details` in
+/// `dlib/image_transforms/interpolation.h`), in the order the model outputs its points:
+/// outer and inner corner of the right eye as seen in the image (left in x order last),
+/// inner and outer corner of the other eye, bottom of the nose.
+const TEMPLATE_5: [[f64; 2]; 5] = [
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+];
+
+/// A 2-D affine map `p -> m * p + b`, `m` row-major.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Affine {
+    m: [f64; 4],
+    b: [f64; 2],
+}
+
+impl Affine {
+    #[inline]
+    fn apply(&self, x: f64, y: f64) -> (f64, f64) {
+        (self.m[0] * x + self.m[1] * y + self.b[0], self.m[2] * x + self.m[3] * y + self.b[1])
+    }
+
+    fn inverse(&self) -> Option<Affine> {
+        let det = self.m[0] * self.m[3] - self.m[1] * self.m[2];
+        if det == 0.0 || !det.is_finite() {
+            return None;
+        }
+        let m = [self.m[3] / det, -self.m[1] / det, -self.m[2] / det, self.m[0] / det];
+        let b = [-(m[0] * self.b[0] + m[1] * self.b[1]), -(m[2] * self.b[0] + m[3] * self.b[1])];
+        Some(Affine { m, b })
+    }
+
+    /// The affine map sending the chip corners `(0,0)`, `(w,0)`, `(0,h)` to `to[0..3]`
+    /// (dlib's `find_affine_transform` on those three pairs, which has this exact solution).
+    fn from_chip_corners(w: f64, h: f64, to: [(f64, f64); 3]) -> Affine {
+        // A 1-pixel-wide chip has coincident corners; dlib's pseudo-inverse then gives a
+        // zero column, which dividing by 1 instead of 0 reproduces.
+        let (w, h) = (if w == 0.0 { 1.0 } else { w }, if h == 0.0 { 1.0 } else { h });
+        Affine {
+            m: [(to[1].0 - to[0].0) / w, (to[2].0 - to[0].0) / h, (to[1].1 - to[0].1) / w, (to[2].1 - to[0].1) / h],
+            b: [to[0].0, to[0].1],
+        }
+    }
+}
+
+/// dlib's `drectangle`: float edges with dlib's inclusive width `right - left + 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DRect {
+    l: f64,
+    t: f64,
+    r: f64,
+    b: f64,
+}
+
+impl DRect {
+    const EMPTY: DRect = DRect { l: 0.0, t: 0.0, r: -1.0, b: -1.0 };
+
+    fn is_empty(&self) -> bool {
+        self.t > self.b || self.l > self.r
+    }
+    fn width(&self) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            self.r - self.l + 1.0
+        }
+    }
+    fn height(&self) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            self.b - self.t + 1.0
+        }
+    }
+    fn area(&self) -> f64 {
+        self.width() * self.height()
+    }
+    fn center(&self) -> (f64, f64) {
+        ((self.l + self.r) / 2.0, (self.t + self.b) / 2.0)
+    }
+    /// `rect += point` (a drectangle grown to contain a point).
+    fn add_point(self, x: f64, y: f64) -> DRect {
+        if self.is_empty() {
+            DRect { l: x, t: y, r: x, b: y }
+        } else {
+            DRect { l: self.l.min(x), t: self.t.min(y), r: self.r.max(x), b: self.b.max(y) }
+        }
+    }
+    fn intersect(&self, o: &DRect) -> DRect {
+        DRect { l: self.l.max(o.l), t: self.t.max(o.t), r: self.r.min(o.r), b: self.b.min(o.b) }
+    }
+    fn translate(&self, dx: f64, dy: f64) -> DRect {
+        DRect { l: self.l + dx, t: self.t + dy, r: self.r + dx, b: self.b + dy }
+    }
+    /// `pyramid_down<2>::rect_down`: both corners through `p/2 - (1.25, 0.75)`, then the
+    /// rectangle spanning them.
+    fn pyramid_down(&self) -> DRect {
+        let (x1, y1) = (self.l / 2.0 - 1.25, self.t / 2.0 - 0.75);
+        let (x2, y2) = (self.r / 2.0 - 1.25, self.b / 2.0 - 0.75);
+        DRect::EMPTY.add_point(x1, y1).add_point(x2, y2)
+    }
+    /// dlib's conversion to an integer `rectangle`: each edge `floor(v + 0.5)`.
+    fn round(&self) -> IRect {
+        let f = |v: f64| (v + 0.5).floor() as i64;
+        IRect { l: f(self.l), t: f(self.t), r: f(self.r), b: f(self.b) }
+    }
+}
+
+/// dlib's integer `rectangle` (inclusive edges).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IRect {
+    l: i64,
+    t: i64,
+    r: i64,
+    b: i64,
+}
+
+impl IRect {
+    const EMPTY: IRect = IRect { l: 0, t: 0, r: -1, b: -1 };
+
+    fn is_empty(&self) -> bool {
+        self.t > self.b || self.l > self.r
+    }
+    fn width(&self) -> i64 {
+        if self.is_empty() {
+            0
+        } else {
+            self.r - self.l + 1
+        }
+    }
+    fn height(&self) -> i64 {
+        if self.is_empty() {
+            0
+        } else {
+            self.b - self.t + 1
+        }
+    }
+    fn union(self, o: IRect) -> IRect {
+        if o.is_empty() {
+            self
+        } else if self.is_empty() {
+            o
+        } else {
+            IRect { l: self.l.min(o.l), t: self.t.min(o.t), r: self.r.max(o.r), b: self.b.max(o.b) }
+        }
+    }
+    fn intersect(&self, o: &IRect) -> IRect {
+        IRect { l: self.l.max(o.l), t: self.t.max(o.t), r: self.r.min(o.r), b: self.b.min(o.b) }
+    }
+}
+
+/// `rotate_point(center, p, angle)`.
+#[inline]
+fn rotate_about((cx, cy): (f64, f64), (px, py): (f64, f64), (sin, cos): (f64, f64)) -> (f64, f64) {
+    let (x, y) = (px - cx, py - cy);
+    (cos * x - sin * y + cx, sin * x + cos * y + cy)
+}
+
+/// Where a chip comes from: dlib's `chip_details` (a rotated rectangle in the image and
+/// the chip's size), plus the chip-to-image map for callers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChipTransform {
+    rect: DRect,
+    angle: f64,
+    rows: u32,
+    cols: u32,
+    /// Chip pixel -> image pixel at full resolution (what the sampling does, up to the
+    /// pyramid's smoothing).
+    to_image: Affine,
+    to_chip: Affine,
+}
+
+impl ChipTransform {
+    /// Chip width and height in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        (self.cols, self.rows)
+    }
+
+    /// Rotation of the chip in the image, radians (dlib's `chip_details::angle`).
+    pub fn angle(&self) -> f64 {
+        self.angle
+    }
+
+    /// Image pixels per chip pixel.
+    pub fn scale(&self) -> f64 {
+        self.to_image.m[0].hypot(self.to_image.m[2])
+    }
+
+    /// Where chip pixel `p` is sampled from in the source image.
+    pub fn chip_to_image(&self, p: Point) -> Point {
+        let (x, y) = self.to_image.apply(f64::from(p.x), f64::from(p.y));
+        Point::new(x as f32, y as f32)
+    }
+
+    /// Where image point `p` lands in the chip.
+    pub fn image_to_chip(&self, p: Point) -> Point {
+        let (x, y) = self.to_chip.apply(f64::from(p.x), f64::from(p.y));
+        Point::new(x as f32, y as f32)
+    }
+}
+
+/// dlib's `get_face_chip_details(shape, size, padding)` for a 5-point shape.
+///
+/// `landmarks` are in the order the 5-point model outputs them; give them exactly as
+/// [`crate::landmarks::ShapePredictor::predict`] returns them (whole pixels) to get
+/// dlib's chip. `padding` is a fraction of the template face added on every side (dlib's
+/// face recogniser uses 0.25, [`CHIP_PADDING`]).
+pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result<ChipTransform> {
+    if size == 0 || size > MAX_CHIP_SIZE {
+        return Err(Error::InvalidArgument(format!("chip size {size} is not in 1..={MAX_CHIP_SIZE}")));
+    }
+    let padding = f64::from(padding);
+    if !(padding.is_finite() && (0.0..=100.0).contains(&padding)) {
+        return Err(Error::InvalidArgument(format!("chip padding {padding} is not in 0..=100")));
+    }
+    let to: Vec<(f64, f64)> = landmarks.iter().map(|p| (f64::from(p.x), f64::from(p.y))).collect();
+    if to.iter().any(|&(x, y)| !(x.is_finite() && y.is_finite() && x.abs() < MAX_COORD && y.abs() < MAX_COORD)) {
+        return Err(Error::InvalidArgument(format!("landmarks out of range: {landmarks:?}")));
+    }
+    let sz = f64::from(size);
+    let from: Vec<(f64, f64)> = TEMPLATE_5
+        .iter()
+        .map(|t| (((padding + t[0]) / (2.0 * padding + 1.0)) * sz, ((padding + t[1]) / (2.0 * padding + 1.0)) * sz))
+        .collect();
+
+    // Least-squares similarity transform chip -> image (Umeyama, as dlib's
+    // find_similarity_transform; the 2-D closed form of its SVD solution).
+    let n = from.len() as f64;
+    let mean = |v: &[(f64, f64)]| {
+        let (sx, sy) = v.iter().fold((0.0, 0.0), |(ax, ay), &(x, y)| (ax + x, ay + y));
+        (sx / n, sy / n)
+    };
+    let (mfx, mfy) = mean(&from);
+    let (mtx, mty) = mean(&to);
+    let (mut sigma_from, mut c00, mut c01, mut c10, mut c11) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (&(fx, fy), &(tx, ty)) in from.iter().zip(&to) {
+        let (fx, fy, tx, ty) = (fx - mfx, fy - mfy, tx - mtx, ty - mty);
+        sigma_from += fx * fx + fy * fy;
+        c00 += tx * fx;
+        c01 += tx * fy;
+        c10 += ty * fx;
+        c11 += ty * fy;
+    }
+    sigma_from /= n;
+    let (p, q) = ((c00 + c11) / n, (c10 - c01) / n);
+    // sigma_from > 0: the template points are fixed and distinct.
+    let (a, b) = (p / sigma_from, q / sigma_from);
+    let m = [a, -b, b, a];
+    let t = [mtx - (m[0] * mfx + m[1] * mfy), mty - (m[2] * mfx + m[3] * mfy)];
+    if a == 0.0 && b == 0.0 {
+        return Err(Error::InvalidArgument(format!("degenerate landmarks (all at one point): {landmarks:?}")));
+    }
+
+    // chip_details(from, to, dims): keep the rotation and scale as an angle and a
+    // rectangle centred on the chip centre's image.
+    let angle = b.atan2(a);
+    // dlib's `length(p)`: sqrt(x*x + y*y), which can differ from hypot in the last bit.
+    let scale = (a * a + b * b).sqrt();
+    let (cols, rows) = (size, size);
+    let half = (f64::from(cols) / 2.0, f64::from(rows) / 2.0);
+    let (cx, cy) = (m[0] * half.0 + m[1] * half.1 + t[0], m[2] * half.0 + m[3] * half.1 + t[1]);
+    let (w, h) = (f64::from(cols) * scale - 1.0, f64::from(rows) * scale - 1.0);
+    let rect = DRect { l: cx - w / 2.0, t: cy - h / 2.0, r: cx + w / 2.0, b: cy + h / 2.0 };
+
+    let sc = angle.sin_cos();
+    let center = rect.center();
+    let to_image = Affine::from_chip_corners(
+        f64::from(cols - 1),
+        f64::from(rows - 1),
+        [
+            rotate_about(center, (rect.l, rect.t), sc),
+            rotate_about(center, (rect.r, rect.t), sc),
+            rotate_about(center, (rect.l, rect.b), sc),
+        ],
+    );
+    let to_chip = to_image
+        .inverse()
+        .ok_or_else(|| Error::InvalidArgument(format!("degenerate landmarks: {landmarks:?}")))?;
+    Ok(ChipTransform { rect, angle, rows, cols, to_image, to_chip })
+}
+
+/// An RGB image region: dlib's `sub_image` of a buffer (or a whole pyramid level).
+struct View<'a> {
+    data: &'a [u8],
+    stride: usize,
+    x0: usize,
+    y0: usize,
+    nc: i64,
+    nr: i64,
+}
+
+impl View<'_> {
+    #[inline]
+    fn px(&self, x: i64, y: i64) -> &[u8] {
+        let i = (self.y0 + y as usize) * self.stride + 3 * (self.x0 + x as usize);
+        &self.data[i..i + 3]
+    }
+}
+
+/// dlib's `assign_pixel(unsigned char&, double)`: clamp, then truncate.
+#[inline]
+fn to_u8(v: f64) -> u8 {
+    if v > 255.0 || v.is_nan() {
+        255
+    } else if v >= 0.0 {
+        v as u8
+    } else {
+        0
+    }
+}
+
+/// dlib's `interpolate_bilinear` for RGB; `None` when the 2x2 neighbourhood leaves the view.
+#[inline]
+fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
+    let (fl, ft) = (x.floor(), y.floor());
+    if !(fl >= 0.0 && ft >= 0.0 && fl + 1.0 < img.nc as f64 && ft + 1.0 < img.nr as f64) {
+        return None;
+    }
+    let (left, top) = (fl as i64, ft as i64);
+    let lr = x - fl;
+    let tb = y - ft;
+    let (tl, tr, bl, br) = (img.px(left, top), img.px(left + 1, top), img.px(left, top + 1), img.px(left + 1, top + 1));
+    let mut out = [0u8; 3];
+    for k in 0..3 {
+        let v = (1.0 - tb) * ((1.0 - lr) * f64::from(tl[k]) + lr * f64::from(tr[k]))
+            + tb * ((1.0 - lr) * f64::from(bl[k]) + lr * f64::from(br[k]));
+        out[k] = to_u8(v);
+    }
+    Some(out)
+}
+
+/// One level of dlib's `pyramid_down<2>` on an RGB image: a separable 5-tap
+/// `[1 4 6 4 1]` filter in 16-bit integers, keeping every other row and column; output
+/// `((w-3)/2) x ((h-3)/2)`, empty for images of 8 pixels or fewer on a side.
+fn pyramid_down_rgb(src: &View<'_>) -> (Vec<u8>, usize, usize) {
+    let (w, h) = (src.nc.max(0) as usize, src.nr.max(0) as usize);
+    if w <= 8 || h <= 8 {
+        return (Vec::new(), 0, 0);
+    }
+    let tw = (w - 3) / 2;
+    let mut temp = vec![0u16; h * tw * 3];
+    for r in 0..h {
+        let row = &src.data[(src.y0 + r) * src.stride + 3 * src.x0..][..3 * w];
+        let trow = &mut temp[r * tw * 3..][..tw * 3];
+        for c in 0..tw {
+            let oc = 2 * c;
+            for k in 0..3 {
+                let p = |i: usize| u16::from(row[3 * (oc + i) + k]);
+                trow[3 * c + k] = p(0) + 4 * p(1) + 6 * p(2) + 4 * p(3) + p(4);
+            }
+        }
+    }
+    let oh = (h - 3) / 2;
+    let mut out = vec![0u8; oh * tw * 3];
+    let mut dr = 0;
+    let mut r = 2;
+    while r + 2 < h {
+        for i in 0..tw * 3 {
+            let t = |rr: usize| u32::from(temp[rr * tw * 3 + i]);
+            // dlib sums into a uint16, which cannot overflow here (at most 16 * 16 * 255).
+            let sum = t(r - 2) + 4 * t(r - 1) + 6 * t(r) + 4 * t(r + 1) + t(r + 2);
+            out[dr * tw * 3 + i] = (sum / 256) as u8;
+        }
+        dr += 1;
+        r += 2;
+    }
+    (out, tw, oh)
+}
+
+/// dlib's `extract_image_chip(img, details, chip)` with bilinear interpolation: the chip
+/// of `t.size()`, black where it reaches outside the image.
+pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
+    let (cols, rows) = (t.cols, t.rows);
+    let mut chip = RgbImage::new(cols, rows);
+    let (iw, ih) = (i64::from(image.width()), i64::from(image.height()));
+    let img_rect = IRect { l: 0, t: 0, r: iw - 1, b: ih - 1 };
+    let data = image.as_raw().as_slice();
+    let stride = 3 * image.width() as usize;
+
+    // No rotation and no scaling: dlib copies pixels.
+    if t.angle == 0.0 && f64::from(rows) == t.rect.height() && f64::from(cols) == t.rect.width() {
+        let loc = t.rect.round();
+        for r in 0..rows {
+            for c in 0..cols {
+                let (x, y) = (loc.l + i64::from(c), loc.t + i64::from(r));
+                if x >= 0 && y >= 0 && x < iw && y < ih {
+                    let i = y as usize * stride + 3 * x as usize;
+                    chip.put_pixel(c, r, image::Rgb([data[i], data[i + 1], data[i + 2]]));
+                }
+            }
+        }
+        return chip;
+    }
+
+    let chip_area = f64::from(rows) * f64::from(cols);
+    // How deep the pyramid must go so that bilinear sampling does not alias, and the
+    // region of the image it needs (dlib's extract_image_chips).
+    let mut depth = 0usize;
+    let mut grow = 2.0f64;
+    let mut r = t.rect.pyramid_down();
+    while r.area() > chip_area {
+        r = r.pyramid_down();
+        depth += 1;
+        grow = grow * 2.0 + 2.0;
+    }
+    let sc = t.angle.sin_cos();
+    let center = t.rect.center();
+    let rot_rect = [(t.rect.l, t.rect.t), (t.rect.r, t.rect.t), (t.rect.l, t.rect.b), (t.rect.r, t.rect.b)]
+        .into_iter()
+        .fold(DRect::EMPTY, |acc, p| {
+            let (x, y) = rotate_about(center, p, sc);
+            acc.add_point(x, y)
+        });
+    let grown = DRect { l: rot_rect.l - grow, t: rot_rect.t - grow, r: rot_rect.r + grow, b: rot_rect.b + grow };
+    let img_drect = DRect { l: 0.0, t: 0.0, r: (iw - 1) as f64, b: (ih - 1) as f64 };
+    let bbox = IRect::EMPTY.union(grown.intersect(&img_drect).round());
+    // sub_image clips to the image.
+    let sub = bbox.intersect(&img_rect);
+    let base = View {
+        data,
+        stride,
+        x0: sub.l.max(0) as usize,
+        y0: sub.t.max(0) as usize,
+        nc: sub.width(),
+        nr: sub.height(),
+    };
+
+    // Which level to sample, and the chip -> level map.
+    let mut level: isize = -1;
+    let mut rect = t.rect.translate(-bbox.l as f64, -bbox.t as f64);
+    while rect.pyramid_down().area() > chip_area {
+        level += 1;
+        rect = rect.pyramid_down();
+    }
+    let center = rect.center();
+    let map = Affine::from_chip_corners(
+        f64::from(cols - 1),
+        f64::from(rows - 1),
+        [
+            rotate_about(center, (rect.l, rect.t), sc),
+            rotate_about(center, (rect.r, rect.t), sc),
+            rotate_about(center, (rect.l, rect.b), sc),
+        ],
+    );
+
+    // Build only the levels needed (dlib builds `depth` of them; the chip reads one).
+    let mut levels: Vec<(Vec<u8>, usize, usize)> = Vec::new();
+    if level >= 0 {
+        debug_assert!((level as usize) < depth.max(1));
+        let mut cur = pyramid_down_rgb(&base);
+        for _ in 0..level {
+            let v = View { data: &cur.0, stride: 3 * cur.1, x0: 0, y0: 0, nc: cur.1 as i64, nr: cur.2 as i64 };
+            let next = pyramid_down_rgb(&v);
+            cur = next;
+        }
+        levels.push(cur);
+    }
+    let src = match levels.first() {
+        Some((buf, w, h)) => View { data: buf, stride: 3 * w, x0: 0, y0: 0, nc: *w as i64, nr: *h as i64 },
+        None => base,
+    };
+
+    let out = chip.as_mut();
+    for r in 0..rows {
+        for c in 0..cols {
+            let (x, y) = map.apply(f64::from(c), f64::from(r));
+            if let Some(px) = bilinear(&src, x, y) {
+                let i = 3 * (r as usize * cols as usize + c as usize);
+                out[i..i + 3].copy_from_slice(&px);
+            }
+        }
+    }
+    chip
+}

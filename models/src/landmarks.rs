@@ -4,9 +4,19 @@
 //!
 //! The model lives in our own small file format (`.ert`, described on
 //! [`ShapePredictorModel::write`]) so that the runtime does not need dlib's serialisation
-//! code; `model-setup` reads dlib's file and writes this one.
+//! code; `model-setup` reads dlib's file and writes this one. [`ShapePredictor`] runs it
+//! exactly as dlib's `shape_predictor::operator()` does (same float/double split, same
+//! rounding, same grey level for RGB pixels), so that its points match dlib's to the pixel
+//! and the face chip cut from them matches dlib's byte for byte.
 
 use std::io::{Read, Write};
+use std::path::Path;
+
+use image::{GrayImage, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::{Point, Rect};
+use crate::{Error, Result};
 
 /// The magic bytes and version at the head of an `.ert` file.
 pub const ERT_MAGIC: &[u8; 8] = b"CPERT\0\0\x01";
@@ -160,6 +170,379 @@ impl ShapePredictorModel {
             cascades.push(Cascade { anchor_idx, deltas, trees });
         }
         Ok(ShapePredictorModel { initial_shape, cascades })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Prediction
+// ---------------------------------------------------------------------------------------
+
+/// dlib's `rectangle`: integer edges, all inclusive, so `width = right - left + 1`.
+///
+/// The shape predictor works on these (dlib's HOG detector produces them and the model was
+/// trained on them). Its normalised face frame maps `(0,0)` to `(left, top)` and `(1,1)` to
+/// `(right, bottom)`, so the box spans `right - left` in that frame, not the width.
+///
+/// Mapping to [`Rect`] (float edges, width `right - left`, pixel centres at integer
+/// coordinates): a dlib rectangle covers pixels `left..=right`, whose outer edges are
+/// `left - 0.5` and `right + 0.5`, so [`DlibRect::to_rect`] gives
+/// `Rect(left - 0.5, top - 0.5, right + 0.5, bottom + 0.5)`: the same centre and the same
+/// width and height. [`DlibRect::from_rect`] is its inverse, rounding each edge to the
+/// nearest pixel as dlib rounds (`floor(x + 0.5)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DlibRect {
+    pub left: i64,
+    pub top: i64,
+    pub right: i64,
+    pub bottom: i64,
+}
+
+/// Edges beyond this are refused by [`DlibRect::from_rect`]: no camera has such images, and
+/// keeping coordinates small keeps every product below exact in `f64`.
+const MAX_COORD: f64 = 1.0e7;
+
+impl DlibRect {
+    pub const fn new(left: i64, top: i64, right: i64, bottom: i64) -> Self {
+        DlibRect { left, top, right, bottom }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.top > self.bottom || self.left > self.right
+    }
+
+    /// Width as dlib counts it (`right - left + 1`), 0 when empty.
+    pub fn width(&self) -> i64 {
+        if self.is_empty() {
+            0
+        } else {
+            self.right - self.left + 1
+        }
+    }
+
+    /// Height as dlib counts it (`bottom - top + 1`), 0 when empty.
+    pub fn height(&self) -> i64 {
+        if self.is_empty() {
+            0
+        } else {
+            self.bottom - self.top + 1
+        }
+    }
+
+    /// The box a detector's float [`Rect`] stands for; `None` for non-finite or absurdly
+    /// large coordinates.
+    pub fn from_rect(r: &Rect) -> Option<DlibRect> {
+        let round = |v: f32| -> Option<i64> {
+            let v = f64::from(v);
+            (v.is_finite() && v.abs() < MAX_COORD).then(|| (v + 0.5).floor() as i64)
+        };
+        Some(DlibRect {
+            left: round(r.left + 0.5)?,
+            top: round(r.top + 0.5)?,
+            right: round(r.right - 0.5)?,
+            bottom: round(r.bottom - 0.5)?,
+        })
+    }
+
+    /// The float box covering exactly this rectangle's pixels (see the type's docs).
+    pub fn to_rect(&self) -> Rect {
+        Rect::new(
+            self.left as f32 - 0.5,
+            self.top as f32 - 0.5,
+            self.right as f32 + 0.5,
+            self.bottom as f32 + 0.5,
+        )
+    }
+
+    /// Maps a point of the predictor's normalised face frame to image coordinates, as
+    /// dlib's `unnormalizing_tform(rect)` does. The products are exact in `f64` for the
+    /// inputs the predictor feeds it (an `f32` times an integer below 2^29).
+    #[inline]
+    fn unnormalize(&self, x: f32, y: f32) -> (f64, f64) {
+        let sx = (self.right - self.left) as f64;
+        let sy = (self.bottom - self.top) as f64;
+        (sx * f64::from(x) + self.left as f64, sy * f64::from(y) + self.top as f64)
+    }
+}
+
+/// dlib's conversion of a floating point to an integer pixel coordinate.
+#[inline]
+fn dlib_round(v: f64) -> f64 {
+    (v + 0.5).floor()
+}
+
+/// An image the predictor can read grey levels from, the way dlib reads them.
+pub trait IntensityImage {
+    fn dimensions(&self) -> (u32, u32);
+    /// The grey level at `(x, y)`, which is inside the image.
+    fn intensity(&self, x: u32, y: u32) -> u8;
+}
+
+impl IntensityImage for GrayImage {
+    fn dimensions(&self) -> (u32, u32) {
+        GrayImage::dimensions(self)
+    }
+    #[inline]
+    fn intensity(&self, x: u32, y: u32) -> u8 {
+        self.as_raw()[y as usize * self.width() as usize + x as usize]
+    }
+}
+
+impl IntensityImage for RgbImage {
+    fn dimensions(&self) -> (u32, u32) {
+        RgbImage::dimensions(self)
+    }
+    /// dlib's `get_pixel_intensity` of an `rgb_pixel`: the integer mean `(r + g + b) / 3`
+    /// (truncating), not a luma. Computed per sampled pixel so that no grey copy of the
+    /// whole frame is needed.
+    #[inline]
+    fn intensity(&self, x: u32, y: u32) -> u8 {
+        let i = 3 * (y as usize * self.width() as usize + x as usize);
+        let p = &self.as_raw()[i..i + 3];
+        ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as u8
+    }
+}
+
+/// A regression tree flattened into its cascade's shared arrays.
+#[derive(Debug, Clone, Copy)]
+struct TreeSpan {
+    split_start: u32,
+    num_splits: u32,
+    leaf_start: u32,
+}
+
+#[derive(Debug, Clone)]
+struct PreparedCascade {
+    anchor_idx: Vec<u32>,
+    deltas: Vec<[f32; 2]>,
+    trees: Vec<TreeSpan>,
+    splits: Vec<Split>,
+    /// Every leaf's shape update, `2 * num_parts` values each, trees after each other.
+    leaves: Vec<f32>,
+}
+
+/// The 5-point (or any N-point) landmark predictor, ready to run.
+///
+/// Everything that does not depend on the image is prepared once: the trees are flattened
+/// into contiguous arrays and the mean shape's statistics for the per-cascade similarity
+/// fit are precomputed, so a prediction allocates two small buffers and nothing per tree.
+#[derive(Debug, Clone)]
+pub struct ShapePredictor {
+    num_parts: usize,
+    initial_shape: Vec<f32>,
+    /// The mean shape minus its centroid, in `f64` as dlib's similarity fit computes it.
+    from_centered: Vec<[f64; 2]>,
+    /// Mean squared distance of the mean shape's points to their centroid.
+    from_sigma: f64,
+    cascades: Vec<PreparedCascade>,
+    max_features: usize,
+}
+
+impl ShapePredictor {
+    /// Loads an `.ert` file (see [`ShapePredictorModel::write`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::model_file(path, format!("{e}; run scripts/setup-models.sh to produce it")))?;
+        let model = ShapePredictorModel::read(&mut std::io::BufReader::new(file))
+            .map_err(|e| Error::model_file(path, e))?;
+        Self::from_model(model).map_err(|e| Error::model_file(path, e))
+    }
+
+    /// Checks a model (it may have been built in memory rather than read from a file) and
+    /// prepares it for prediction.
+    pub fn from_model(model: ShapePredictorModel) -> std::result::Result<Self, ErtFormatError> {
+        let malformed = |m: String| Err(ErtFormatError::Malformed(m));
+        let ShapePredictorModel { initial_shape, cascades } = model;
+        if initial_shape.is_empty() || initial_shape.len() % 2 != 0 {
+            return malformed(format!("the mean shape has {} values, not a positive even number", initial_shape.len()));
+        }
+        if initial_shape.iter().any(|v| !v.is_finite()) {
+            return malformed("the mean shape has a non-finite value".into());
+        }
+        let num_parts = initial_shape.len() / 2;
+        let shape_len = initial_shape.len();
+
+        let mut prepared = Vec::with_capacity(cascades.len());
+        let mut max_features = 0;
+        for (ci, c) in cascades.into_iter().enumerate() {
+            let num_features = c.anchor_idx.len();
+            if c.deltas.len() != num_features {
+                return malformed(format!("cascade {ci}: {} anchors but {} deltas", num_features, c.deltas.len()));
+            }
+            if let Some(a) = c.anchor_idx.iter().find(|&&a| a as usize >= num_parts) {
+                return malformed(format!("cascade {ci}: anchor {a} >= {num_parts} parts"));
+            }
+            if c.deltas.iter().flatten().any(|v| !v.is_finite()) {
+                return malformed(format!("cascade {ci}: a non-finite pixel offset"));
+            }
+            max_features = max_features.max(num_features);
+            let mut trees = Vec::with_capacity(c.trees.len());
+            let mut splits = Vec::new();
+            let mut leaves = Vec::new();
+            for (ti, t) in c.trees.into_iter().enumerate() {
+                let num_leaves = t.splits.len() + 1;
+                if t.leaf_values.len() != num_leaves * shape_len {
+                    return malformed(format!(
+                        "cascade {ci} tree {ti}: {} leaf values, expected {num_leaves} leaves x {shape_len}",
+                        t.leaf_values.len()
+                    ));
+                }
+                if let Some(s) = t.splits.iter().find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features) {
+                    return malformed(format!(
+                        "cascade {ci} tree {ti}: a split reads feature {}/{} of {num_features}",
+                        s.idx1, s.idx2
+                    ));
+                }
+                let too_big = || ErtFormatError::Malformed(format!("cascade {ci}: too many trees"));
+                trees.push(TreeSpan {
+                    split_start: u32::try_from(splits.len()).map_err(|_| too_big())?,
+                    num_splits: u32::try_from(t.splits.len()).map_err(|_| too_big())?,
+                    leaf_start: u32::try_from(leaves.len()).map_err(|_| too_big())?,
+                });
+                splits.extend_from_slice(&t.splits);
+                leaves.extend_from_slice(&t.leaf_values);
+            }
+            prepared.push(PreparedCascade { anchor_idx: c.anchor_idx, deltas: c.deltas, trees, splits, leaves });
+        }
+
+        // The "from" side of every cascade's similarity fit is the mean shape: its centroid
+        // and spread never change.
+        let n = num_parts as f64;
+        let (mut mx, mut my) = (0.0f64, 0.0f64);
+        for p in initial_shape.chunks_exact(2) {
+            mx += f64::from(p[0]);
+            my += f64::from(p[1]);
+        }
+        mx /= n;
+        my /= n;
+        let from_centered: Vec<[f64; 2]> =
+            initial_shape.chunks_exact(2).map(|p| [f64::from(p[0]) - mx, f64::from(p[1]) - my]).collect();
+        let from_sigma = from_centered.iter().map(|d| d[0] * d[0] + d[1] * d[1]).sum::<f64>() / n;
+
+        Ok(ShapePredictor { num_parts, initial_shape, from_centered, from_sigma, cascades: prepared, max_features })
+    }
+
+    pub fn num_parts(&self) -> usize {
+        self.num_parts
+    }
+
+    /// The model's mean shape placed in `rect`: where the search starts. Useful to fit a
+    /// mapping from another detector's boxes to the boxes this model expects.
+    pub fn mean_shape_in(&self, rect: DlibRect) -> Vec<Point> {
+        self.initial_shape
+            .chunks_exact(2)
+            .map(|p| {
+                let (x, y) = rect.unnormalize(p[0], p[1]);
+                Point::new(x as f32, y as f32)
+            })
+            .collect()
+    }
+
+    /// The landmarks in `rect`, rounded to whole pixels exactly as dlib returns them.
+    pub fn predict<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<Point> {
+        let shape = self.run(image, rect);
+        shape
+            .chunks_exact(2)
+            .map(|p| {
+                let (x, y) = rect.unnormalize(p[0], p[1]);
+                Point::new(dlib_round(x) as f32, dlib_round(y) as f32)
+            })
+            .collect()
+    }
+
+    /// Like [`predict`](Self::predict) for a 5-point model, as the array that
+    /// [`crate::align::chip_transform`] takes.
+    pub fn predict5<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Result<[Point; 5]> {
+        self.predict(image, rect).try_into().map_err(|v: Vec<Point>| {
+            Error::InvalidArgument(format!("the landmark model has {} points, not 5", v.len()))
+        })
+    }
+
+    /// The landmarks before dlib's rounding to whole pixels (sub-pixel positions). Not
+    /// what dlib returns; for callers that want the extra precision.
+    pub fn predict_subpixel<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<[f64; 2]> {
+        let shape = self.run(image, rect);
+        shape
+            .chunks_exact(2)
+            .map(|p| {
+                let (x, y) = rect.unnormalize(p[0], p[1]);
+                [x, y]
+            })
+            .collect()
+    }
+
+    /// The cascade: returns the final shape in the normalised face frame.
+    fn run<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<f32> {
+        let mut shape = self.initial_shape.clone();
+        let mut features = vec![0.0f32; self.max_features];
+        let (width, height) = image.dimensions();
+        for cascade in &self.cascades {
+            let m = self.similarity_to(&shape);
+            let feats = &mut features[..cascade.anchor_idx.len()];
+            for ((value, &anchor), delta) in feats.iter_mut().zip(&cascade.anchor_idx).zip(&cascade.deltas) {
+                let a = anchor as usize;
+                // dlib: `tform*delta + location(shape, anchor)`, all in float.
+                let px = (m[0] * delta[0] + m[1] * delta[1]) + shape[2 * a];
+                let py = (m[2] * delta[0] + m[3] * delta[1]) + shape[2 * a + 1];
+                // Then to pixels in double, rounded; pixels outside the image read as 0.
+                let (x, y) = rect.unnormalize(px, py);
+                let (x, y) = (dlib_round(x), dlib_round(y));
+                *value = if x >= 0.0 && y >= 0.0 && x < f64::from(width) && y < f64::from(height) {
+                    f32::from(image.intensity(x as u32, y as u32))
+                } else {
+                    0.0
+                };
+            }
+            let part_len = shape.len();
+            for tree in &cascade.trees {
+                let splits = &cascade.splits[tree.split_start as usize..][..tree.num_splits as usize];
+                let mut i = 0usize;
+                while i < splits.len() {
+                    let s = &splits[i];
+                    i = if feats[s.idx1 as usize] - feats[s.idx2 as usize] > s.thresh { 2 * i + 1 } else { 2 * i + 2 };
+                }
+                let leaf = i - splits.len();
+                let start = tree.leaf_start as usize + leaf * part_len;
+                for (v, d) in shape.iter_mut().zip(&cascade.leaves[start..start + part_len]) {
+                    *v += d;
+                }
+            }
+        }
+        shape
+    }
+
+    /// The rotation-and-scale part of the least-squares similarity transform from the mean
+    /// shape to `shape` (dlib's `find_tform_between_shapes`), cast to `f32` as dlib casts
+    /// it: `[m00, m01, m10, m11]`.
+    ///
+    /// dlib solves it with Umeyama's method through a 2x2 SVD; in two dimensions that has a
+    /// closed form: with the cross-covariance `C = cov(to, from)`,
+    /// `c*R = [[p, -q], [q, p]] / sigma_from` where `p = C00 + C11`, `q = C10 - C01`. The two
+    /// agree to about 1e-16, far below the `f32` rounding that follows.
+    fn similarity_to(&self, shape: &[f32]) -> [f32; 4] {
+        if self.num_parts == 1 {
+            return [1.0, 0.0, 0.0, 1.0];
+        }
+        let n = self.num_parts as f64;
+        let (mut mx, mut my) = (0.0f64, 0.0f64);
+        for p in shape.chunks_exact(2) {
+            mx += f64::from(p[0]);
+            my += f64::from(p[1]);
+        }
+        mx /= n;
+        my /= n;
+        let (mut c00, mut c01, mut c10, mut c11) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for (p, f) in shape.chunks_exact(2).zip(&self.from_centered) {
+            let (tx, ty) = (f64::from(p[0]) - mx, f64::from(p[1]) - my);
+            c00 += tx * f[0];
+            c01 += tx * f[1];
+            c10 += ty * f[0];
+            c11 += ty * f[1];
+        }
+        let p = (c00 + c11) / n;
+        let q = (c10 - c01) / n;
+        let (a, b) = if self.from_sigma != 0.0 { (p / self.from_sigma, q / self.from_sigma) } else { (1.0, 0.0) };
+        [a as f32, (-b) as f32, b as f32, a as f32]
     }
 }
 

@@ -24,6 +24,7 @@ pub mod liveness;
 pub mod manifest;
 pub mod pipeline;
 pub mod quality;
+pub mod resample;
 pub mod runtime;
 
 pub use error::{Error, Result};

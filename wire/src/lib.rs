@@ -1,1 +1,245 @@
 //! Wire types shared by the kiosk and the backend (they speak HTTP and never link each other).
+//!
+//! Everything a kiosk sends to or receives from the backend's `/api/v1/kiosk/...` routes is
+//! defined here, so both sides agree on field names and encodings at compile time:
+//! - money is a decimal string in yuan with at most two places (`"12.50"`), never a float;
+//! - times are RFC 3339 strings (`"2026-11-26T12:10:00+08:00"`); the kiosk sends its own clock;
+//! - face embeddings travel as base64 of little-endian `f32`s (see [`encode_embedding`]);
+//! - errors are `{"error": {"code": "stable_code", "message": "human text"}}` ([`ErrorBody`]).
+//!
+//! Authentication: a kiosk enrols once with a one-time code ([`EnrolRequest`]) and then sends
+//! `Authorization: Bearer <device_token>` on every request.
+
+use base64::Engine;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// `POST /api/v1/kiosk/enrol`: exchange a manager's one-time code for a device token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnrolRequest {
+    pub code: String,
+    /// A human name for this device, e.g. "North hall, line 2".
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnrolResponse {
+    pub kiosk_id: i64,
+    pub canteen_id: i64,
+    /// Shown once; the backend keeps only its hash. Send as `Authorization: Bearer <token>`.
+    pub device_token: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Meal {
+    Breakfast,
+    Lunch,
+    Dinner,
+}
+
+/// `POST /api/v1/kiosk/charges`: charge one meal to a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ChargeRequest {
+    /// Made on the kiosk (a UUID is fine), 1-128 characters, unique per kiosk. Resending the
+    /// same request with the same key returns the first result; the same key with a different
+    /// body is refused with 409 `idempotency_key_reused`.
+    pub idempotency_key: String,
+    pub staff_id: i64,
+    /// When the tray was served, by the kiosk's clock; decides the meal period and the day.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub kiosk_time: OffsetDateTime,
+    /// True for charges queued while the kiosk could not reach the backend. The meal was
+    /// already served, so a rule broken by now is recorded as an exception for a manager
+    /// instead of being refused.
+    #[serde(default)]
+    pub offline: bool,
+    /// An explicit amount in yuan (a la carte). Absent: the price table decides.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "12.50"))]
+    pub amount: Option<Decimal>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeStatus {
+    /// Paid: posted to the journal.
+    Accepted,
+    /// Refused (online only): do not serve, or take another payment. `reason` says why.
+    Declined,
+    /// Recorded for a manager (offline charges that broke a rule). Nothing was debited yet.
+    Exception,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ChargeResponse {
+    pub status: ChargeStatus,
+    pub charge_id: Option<i64>,
+    /// Stable code when not accepted: `insufficient_funds`, `meal_already_taken`,
+    /// `daily_cap_exceeded`, `transaction_cap_exceeded`, `outside_meal_period`, `no_price`,
+    /// `staff_inactive`.
+    pub reason: Option<String>,
+    pub meal: Option<Meal>,
+    /// The canteen-local day the charge counts for (YYYY-MM-DD).
+    pub local_date: Option<String>,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "12.50"))]
+    pub amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subsidy_used: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cash_used: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub cash_balance: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub subsidy_balance: Decimal,
+    /// True when this is the stored answer to an earlier identical request.
+    pub replayed: bool,
+}
+
+/// `POST /api/v1/kiosk/waste`: grams left on a tray.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WasteRequest {
+    pub idempotency_key: String,
+    pub staff_id: Option<i64>,
+    /// The meal's charge, when known; links waste to what was eaten.
+    pub charge_id: Option<i64>,
+    pub gross_grams: i64,
+    pub tare_grams: i64,
+    pub dish: Option<String>,
+    pub category: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub measured_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WasteResponse {
+    pub id: i64,
+    pub net_grams: i64,
+    pub replayed: bool,
+}
+
+/// `GET /api/v1/kiosk/gallery?since=V&limit=N`: face templates changed after version `V`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GalleryResponse {
+    /// Pass this as `since` next time.
+    pub next_since: i64,
+    /// True when more changes are waiting: ask again at once.
+    pub more: bool,
+    pub changes: Vec<GalleryChange>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct GalleryChange {
+    pub template_id: i64,
+    pub staff_id: i64,
+    pub version: i64,
+    /// A tombstone: drop this template from the local gallery.
+    pub deleted: bool,
+    /// Base64 of little-endian f32s; absent for tombstones.
+    pub embedding: Option<String>,
+}
+
+/// `GET /api/v1/kiosk/me`: who this device is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct KioskInfo {
+    pub kiosk_id: i64,
+    pub name: String,
+    pub canteen_id: i64,
+}
+
+/// Every error response of the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`idempotency_key_reused`, `unauthorized`, ...).
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+}
+
+/// Encodes an embedding for [`GalleryChange::embedding`].
+pub fn encode_embedding(v: &[f32]) -> String {
+    let mut bytes = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEmbedding(pub String);
+
+impl std::fmt::Display for BadEmbedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad embedding: {}", self.0)
+    }
+}
+
+impl std::error::Error for BadEmbedding {}
+
+/// Decodes [`GalleryChange::embedding`]; refuses lengths that are not whole f32s and
+/// non-finite values.
+pub fn decode_embedding(s: &str) -> Result<Vec<f32>, BadEmbedding> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| BadEmbedding(e.to_string()))?;
+    if bytes.len() % 4 != 0 {
+        return Err(BadEmbedding(format!("{} bytes is not a whole number of f32s", bytes.len())));
+    }
+    let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(BadEmbedding("non-finite value".into()));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_round_trip_and_errors() {
+        let v = vec![0.5f32, -1.25, 3.0];
+        assert_eq!(decode_embedding(&encode_embedding(&v)).unwrap(), v);
+        assert!(decode_embedding("AAA").is_err());
+        assert!(decode_embedding(&encode_embedding(&[f32::NAN])).is_err());
+    }
+
+    #[test]
+    fn charge_request_json_shape() {
+        let j = r#"{"idempotency_key":"k1","staff_id":7,"kiosk_time":"2026-11-26T12:10:00+08:00","amount":"12.50"}"#;
+        let r: ChargeRequest = serde_json::from_str(j).unwrap();
+        assert_eq!(r.amount, Some(Decimal::new(1250, 2)));
+        assert!(!r.offline);
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back["amount"], "12.50");
+    }
+}

@@ -1,0 +1,150 @@
+//! Typed configuration: built-in defaults, then an optional TOML file, then environment
+//! variables prefixed `CLEANPLATE_` (e.g. `CLEANPLATE_DATABASE_URL`), then command-line flags.
+//! Secrets (face-template key, gateway secret) have no usable default in production: the server
+//! refuses to start with the development placeholders unless `dev_mode` is set, so a forgotten
+//! setting cannot silently encrypt everyone's faces with a key from the source code.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The development key/secret placeholders (64 hex digits of zeros is obviously not a secret).
+pub const DEV_FACE_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const DEV_GATEWAY_SECRET: &str = "sandbox-development-secret";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where SQLite's file (and nothing else yet) lives.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/cleanplate.db`.
+    pub database_url: String,
+    pub listen: String,
+    /// Public base URL used in pay-page links (e.g. `https://canteen.example.com`).
+    pub public_base_url: String,
+    pub max_connections: u32,
+    /// SQLite `synchronous=FULL` (survives power loss) rather than `NORMAL`.
+    pub sqlite_synchronous_full: bool,
+    /// AES-256-GCM key for face templates at rest, 64 hex digits.
+    pub face_key_hex: String,
+    /// HMAC-SHA256 secret shared with the sandbox payment gateway.
+    pub gateway_secret: String,
+    pub session_ttl_hours: i64,
+    /// Mark cookies `Secure` (serve behind HTTPS).
+    pub cookie_secure: bool,
+    /// Allows the development placeholders for secrets.
+    pub dev_mode: bool,
+    /// How often the audit sealer chains new entries.
+    pub sealer_interval_ms: u64,
+    /// `backend check` fails on audit entries left unsealed longer than this.
+    pub unsealed_grace_seconds: i64,
+    /// Login attempts allowed per username per minute.
+    pub login_attempts_per_minute: i64,
+    /// How long a kiosk token lookup may be served from memory; revocation takes effect on
+    /// every instance within this time.
+    pub kiosk_token_cache_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".data/backend"),
+            database_url: String::new(),
+            listen: "127.0.0.1:8080".into(),
+            public_base_url: String::new(),
+            max_connections: 16,
+            sqlite_synchronous_full: true,
+            face_key_hex: DEV_FACE_KEY.into(),
+            gateway_secret: DEV_GATEWAY_SECRET.into(),
+            session_ttl_hours: 12,
+            cookie_secure: false,
+            dev_mode: false,
+            sealer_interval_ms: 500,
+            unsealed_grace_seconds: 60,
+            login_attempts_per_minute: 10,
+            kiosk_token_cache_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given it must exist), then `CLEANPLATE_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("CLEANPLATE_"));
+        let c: Config = fig.extract().map_err(Box::new)?;
+        Ok(c)
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("cleanplate.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn face_key(&self) -> Result<[u8; 32], ConfigError> {
+        let bytes = hex::decode(self.face_key_hex.trim())
+            .map_err(|_| ConfigError::Invalid("face_key_hex must be 64 hex digits".into()))?;
+        bytes.try_into().map_err(|_| ConfigError::Invalid("face_key_hex must be 64 hex digits (32 bytes)".into()))
+    }
+
+    /// Refuses development placeholders outside dev mode.
+    pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
+        self.face_key()?;
+        if !self.dev_mode && (self.face_key_hex == DEV_FACE_KEY || self.gateway_secret == DEV_GATEWAY_SECRET) {
+            return Err(ConfigError::Invalid(
+                "face_key_hex and gateway_secret still have their development values; set \
+                 CLEANPLATE_FACE_KEY_HEX and CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"0.0.0.0:9\"\nmax_connections = 3\n").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9");
+        assert_eq!(c.max_connections, 3);
+        assert_eq!(c.session_ttl_hours, 12);
+        assert!(c.database_url().starts_with("sqlite://"));
+        assert!(c.validate_for_serving().is_err(), "dev secrets must be refused outside dev mode");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        assert!(Config::load(Some(Path::new("/nonexistent/cleanplate.toml"))).is_err());
+    }
+
+    #[test]
+    fn bad_key() {
+        let c = Config { face_key_hex: "abcd".into(), ..Config::default() };
+        assert!(c.face_key().is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! The shared store test-suite (`backend/store/sql/tests_common.rs`) on PostgreSQL. Each test
+//! creates its own database (so tests run in parallel, also as separate nextest processes) from
+//! `CLEANPLATE_TEST_POSTGRES_URL` and drops it when the test passes.
+
+use store_postgres::{PostgresSettings, PostgresStore};
+
+struct TestDb {
+    store: std::sync::Arc<dyn store::Store>,
+    raw: std::sync::Arc<PostgresStore>,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    async fn exec(&self, sql: &'static str) {
+        sqlx::query(sql).execute(self.raw.pool()).await.expect("raw SQL in a test");
+    }
+
+    async fn teardown(self) {
+        self.raw.pool().close().await;
+        store_postgres::drop_database(&self.admin_url, &self.name).await.expect("drop test database");
+    }
+}
+
+async fn fresh() -> Option<TestDb> {
+    let admin_url = match std::env::var("CLEANPLATE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var("CLEANPLATE_SKIP_POSTGRES").as_deref() == Ok("1") => {
+            eprintln!("skipped: PostgreSQL tests skipped because CLEANPLATE_SKIP_POSTGRES=1");
+            return None;
+        }
+        _ => panic!(
+            "CLEANPLATE_TEST_POSTGRES_URL is not set: run `scripts/postgres.sh` and export the URL it prints \
+             (or set CLEANPLATE_SKIP_POSTGRES=1 to skip PostgreSQL tests explicitly)"
+        ),
+    };
+    let name = store_postgres::create_scratch_database(&admin_url, "cptest").await.expect("create test database");
+    let s = std::sync::Arc::new(
+        PostgresStore::connect_database(&admin_url, &name, &PostgresSettings { max_connections: 12, ..Default::default() })
+            .await
+            .expect("connect to the test database"),
+    );
+    store::Store::migrate(&*s).await.expect("migrate");
+    Some(TestDb { store: s.clone(), raw: s, admin_url, name })
+}
+
+include!("../../store/sql/tests_common.rs");

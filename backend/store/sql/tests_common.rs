@@ -1,0 +1,598 @@
+// Store tests shared by `store-sqlite` and `store-postgres`: each driver crate's
+// `tests/store.rs` defines `async fn fresh() -> TestDb` (a brand-new, migrated database) and then
+// `include!`s this file, so both databases run exactly the same assertions. `fresh()` returns
+// `None` only when PostgreSQL tests are explicitly skipped (`CLEANPLATE_SKIP_POSTGRES=1`).
+
+use ledger::refund::ChargeStatus;
+use ledger::{Fen, MealKind};
+use proptest::prelude::*;
+use std::sync::Arc;
+use store::*;
+
+/// 2026-11-26 04:10 UTC = 12:10 in UTC+8: lunch.
+const LUNCH: i64 = 1_795_666_200_000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+const ADMIN: Actor = Actor::System("test");
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    canteen: i64,
+    kiosk: i64,
+}
+
+async fn fixture(db: &TestDb, daily_cap: Option<i64>) -> Fixture {
+    let store = db.store.clone();
+    let c = store
+        .create_canteen(
+            NewCanteen {
+                name: "North".into(),
+                utc_offset_minutes: 480,
+                per_transaction_cap: Some(Fen(5000)),
+                daily_cap: daily_cap.map(Fen),
+            },
+            &ADMIN,
+        )
+        .await
+        .unwrap();
+    for (meal, s, e) in [(MealKind::Breakfast, 390, 570), (MealKind::Lunch, 660, 810), (MealKind::Dinner, 1020, 1170)] {
+        store.set_meal_window(MealWindow { canteen_id: c.id, meal, start_minute: s, end_minute: e }, &ADMIN).await.unwrap();
+        store
+            .set_price(Price { canteen_id: c.id, category: "regular".into(), meal, price: Fen(1500) }, &ADMIN)
+            .await
+            .unwrap();
+    }
+    store.create_enrolment_code(c.id, "codehash", LUNCH + DAY_MS * 365, &ADMIN).await.unwrap();
+    let k = store.redeem_enrolment_code("codehash", "kiosk-1", "tokenhash", LUNCH).await.unwrap();
+    Fixture { store, canteen: c.id, kiosk: k.id }
+}
+
+impl Fixture {
+    async fn person(&self, no: &str, cash: i64) -> i64 {
+        let s = self
+            .store
+            .create_staff(NewStaff { employee_no: no.into(), name: format!("P {no}"), department: "R&D".into(), category: "regular".into() }, &ADMIN)
+            .await
+            .unwrap();
+        if cash > 0 {
+            self.top_up(s.id, cash).await;
+        }
+        s.id
+    }
+
+    async fn top_up(&self, staff: i64, cash: i64) {
+        let order_no = format!("T{staff}-{}", uuid_like());
+        self.store
+            .create_payment_order(NewPaymentOrder { order_no: order_no.clone(), staff_id: staff, amount: Fen(cash), provider: "sandbox".into(), now_ms: LUNCH }, &ADMIN)
+            .await
+            .unwrap();
+        let o = self.store.credit_payment(&order_no, "txn", Fen(cash), "{}", LUNCH).await.unwrap();
+        assert_eq!(o, CreditOutcome::Credited);
+    }
+
+    fn cmd(&self, key: &str, staff: i64, at: i64) -> ChargeCommand {
+        ChargeCommand {
+            kiosk_id: self.kiosk,
+            canteen_id: self.canteen,
+            idempotency_key: key.into(),
+            request_hash: format!("hash-{key}-{staff}-{at}"),
+            staff_id: staff,
+            kiosk_time_ms: at,
+            received_ms: at,
+            offline: false,
+            amount: None,
+        }
+    }
+
+    async fn assert_check_ok(&self) {
+        self.store.seal_audit(1_000_000).await.unwrap();
+        let r = self.store.check(LUNCH + DAY_MS * 400, 60_000).await.unwrap();
+        assert!(r.ok(), "backend check failed: {:#?}", r.problems);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn charge_then_check() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, Some(6000)).await;
+    let p = f.person("E1", 10_000).await;
+    let r = f.store.charge(f.cmd("k1", p, LUNCH)).await.unwrap();
+    assert_eq!(r.outcome, ChargeOutcome::Accepted);
+    assert_eq!((r.amount, r.cash, r.subsidy, r.cash_balance), (Fen(1500), Fen(1500), Fen(0), Fen(8500)));
+    assert_eq!(r.meal, Some(MealKind::Lunch));
+    assert_eq!(r.local_date.as_deref(), Some("2026-11-26"));
+    // Second lunch the same day: refused online.
+    let r2 = f.store.charge(f.cmd("k2", p, LUNCH + 60_000)).await.unwrap();
+    assert_eq!((r2.outcome, r2.reason.as_deref()), (ChargeOutcome::Declined, Some("meal_already_taken")));
+    // Dinner is fine.
+    let r3 = f.store.charge(f.cmd("k3", p, LUNCH + 6 * 3600 * 1000)).await.unwrap();
+    assert_eq!((r3.outcome, r3.meal), (ChargeOutcome::Accepted, Some(MealKind::Dinner)));
+    // Outside any window.
+    let r4 = f.store.charge(f.cmd("k4", p, LUNCH + 3 * 3600 * 1000)).await.unwrap();
+    assert_eq!(r4.reason.as_deref(), Some("outside_meal_period"));
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(7000));
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_charges_never_overdraw() {
+    let Some(db) = fresh().await else { return };
+    let f = Arc::new(fixture(&db, Some(1_000_000)).await);
+    let p = f.person("E1", 10_000).await;
+    // A manager allowed unlimited meals: only the balance can stop charges now.
+    f.store.update_staff(p, StaffUpdate { meals_per_period: Some(1000), ..Default::default() }, &ADMIN).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { f.store.charge(f.cmd(&format!("c{i}"), p, LUNCH + i)).await }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        match r.outcome {
+            ChargeOutcome::Accepted => accepted.push(r.charge_id.unwrap()),
+            ChargeOutcome::Declined => assert_eq!(r.reason.as_deref(), Some("insufficient_funds")),
+            ChargeOutcome::Exception => panic!("online charges never become exceptions"),
+        }
+    }
+    // 10000 fen at 1500 a meal: exactly 6 meals, 1000 fen left.
+    assert_eq!(accepted.len(), 6);
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(1000));
+    let charges = f.store.list_charges(ChargeFilter { staff_id: Some(p), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(charges.len(), 6);
+    let mut ids: Vec<i64> = charges.iter().map(|c| c.id).collect();
+    ids.sort();
+    accepted.sort();
+    assert_eq!(ids, accepted, "every accepted charge is in the journal exactly once");
+    let mut entries: Vec<i64> = charges.iter().map(|c| c.entry_id.unwrap()).collect();
+    entries.dedup();
+    assert_eq!(entries.len(), 6);
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_charges_respect_daily_cap() {
+    let Some(db) = fresh().await else { return };
+    let f = Arc::new(fixture(&db, Some(30_000)).await);
+    let p = f.person("E1", 1_000_000).await;
+    f.store.update_staff(p, StaffUpdate { meals_per_period: Some(1000), ..Default::default() }, &ADMIN).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { f.store.charge(f.cmd(&format!("c{i}"), p, LUNCH + i)).await }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        if r.outcome == ChargeOutcome::Accepted {
+            n += 1;
+        } else {
+            assert_eq!(r.reason.as_deref(), Some("daily_cap_exceeded"));
+        }
+    }
+    assert_eq!(n, 20, "30000 fen cap / 1500 per meal");
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(1_000_000 - 30_000));
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replayed_hundred_times_charges_once() {
+    let Some(db) = fresh().await else { return };
+    let f = Arc::new(fixture(&db, None).await);
+    let p = f.person("E1", 10_000).await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { f.store.charge(f.cmd("same-key", p, LUNCH)).await }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    let firsts = results.iter().filter(|r| !r.replayed).count();
+    assert_eq!(firsts, 1, "exactly one request did the work");
+    let id = results[0].charge_id;
+    for r in &results {
+        assert_eq!(r.outcome, ChargeOutcome::Accepted);
+        assert_eq!(r.charge_id, id);
+        assert_eq!(r.cash_balance, Fen(8500), "replays return the first result");
+    }
+    // And sequential replays later.
+    for _ in 0..10 {
+        let r = f.store.charge(f.cmd("same-key", p, LUNCH)).await.unwrap();
+        assert!(r.replayed);
+        assert_eq!(r.charge_id, id);
+    }
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(8500));
+    let charges = f.store.list_charges(ChargeFilter { staff_id: Some(p), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(charges.len(), 1);
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn same_key_different_body_conflicts() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 10_000).await;
+    f.store.charge(f.cmd("k", p, LUNCH)).await.unwrap();
+    let mut other = f.cmd("k", p, LUNCH);
+    other.request_hash = "a different body".into();
+    match f.store.charge(other).await {
+        Err(StoreError::Conflict { code: "idempotency_key_reused", .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // A declined request's key is also taken: replaying it returns the same refusal.
+    let q = f.person("E2", 0).await;
+    let r = f.store.charge(f.cmd("poor", q, LUNCH)).await.unwrap();
+    assert_eq!(r.reason.as_deref(), Some("insufficient_funds"));
+    f.top_up(q, 5000).await;
+    let again = f.store.charge(f.cmd("poor", q, LUNCH)).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.outcome, ChargeOutcome::Declined);
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offline_charges_apply_their_own_period_and_become_exceptions() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 2000).await;
+    // Served at lunch, uploaded at 18:00 (during dinner): still a lunch.
+    let mut c = f.cmd("off1", p, LUNCH);
+    c.offline = true;
+    c.received_ms = LUNCH + 6 * 3600 * 1000;
+    let r = f.store.charge(c).await.unwrap();
+    assert_eq!((r.outcome, r.meal), (ChargeOutcome::Accepted, Some(MealKind::Lunch)));
+    // A second offline lunch that day, and no money left: an exception, not lost.
+    let mut c2 = f.cmd("off2", p, LUNCH + 5 * 60_000);
+    c2.offline = true;
+    let r2 = f.store.charge(c2).await.unwrap();
+    assert_eq!(r2.outcome, ChargeOutcome::Exception);
+    assert_eq!(r2.reason.as_deref(), Some("meal_already_taken"));
+    let ex = f.store.list_charges(ChargeFilter { status: Some(ChargeStatus::Exception), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(ex.len(), 1);
+    // Collecting needs money; after a top-up it works; collecting twice does not.
+    let err = f.store.resolve_exception(ex[0].id, true, LUNCH, &ADMIN).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { code: "insufficient_funds", .. }), "{err:?}");
+    f.top_up(p, 1000).await;
+    let done = f.store.resolve_exception(ex[0].id, true, LUNCH, &ADMIN).await.unwrap();
+    assert_eq!(done.status, ChargeStatus::Accepted);
+    assert!(f.store.resolve_exception(ex[0].id, true, LUNCH, &ADMIN).await.is_err());
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(0));
+    // Waiving another exception posts nothing.
+    let mut c3 = f.cmd("off3", p, LUNCH + 6 * 3600 * 1000);
+    c3.offline = true;
+    let r3 = f.store.charge(c3).await.unwrap();
+    assert_eq!(r3.outcome, ChargeOutcome::Exception);
+    let w = f.store.resolve_exception(r3.charge_id.unwrap(), false, LUNCH, &ADMIN).await.unwrap();
+    assert_eq!(w.status, ChargeStatus::Waived);
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_notifications_credit_exactly_once() {
+    let Some(db) = fresh().await else { return };
+    let f = Arc::new(fixture(&db, None).await);
+    let p = f.person("E1", 0).await;
+    let new = |n: &str, a: i64| NewPaymentOrder { order_no: n.into(), staff_id: p, amount: Fen(a), provider: "sandbox".into(), now_ms: LUNCH };
+    f.store.create_payment_order(new("O1", 5000), &ADMIN).await.unwrap();
+    // 50 duplicate notifications at once.
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move { f.store.credit_payment("O1", "tx1", Fen(5000), "{}", LUNCH).await }));
+    }
+    let mut credited = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CreditOutcome::Credited => credited += 1,
+            CreditOutcome::AlreadyCredited => {}
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+    assert_eq!(credited, 1);
+    // Late duplicate, a day later.
+    assert_eq!(f.store.credit_payment("O1", "tx1", Fen(5000), "{}", LUNCH + DAY_MS).await.unwrap(), CreditOutcome::AlreadyCredited);
+    // Wrong amount: nothing credited, order stays open, a correct one later still credits once.
+    f.store.create_payment_order(new("O2", 3000), &ADMIN).await.unwrap();
+    assert_eq!(f.store.credit_payment("O2", "tx2", Fen(30000), "{}", LUNCH).await.unwrap(), CreditOutcome::AmountMismatch);
+    assert_eq!(f.store.get_payment_order("O2").await.unwrap().status, OrderStatus::Created);
+    assert_eq!(f.store.credit_payment("O2", "tx2", Fen(3000), "{}", LUNCH).await.unwrap(), CreditOutcome::Credited);
+    // Unknown order.
+    assert_eq!(f.store.credit_payment("nope", "tx3", Fen(1), "{}", LUNCH).await.unwrap(), CreditOutcome::UnknownOrder);
+    assert_eq!(f.store.balances(p).await.unwrap().cash, Fen(8000));
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refunds_reversals_and_offboarding() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 10_000).await;
+    let q = f.person("E2", 10_000).await;
+    f.store.set_subsidy_rule(SubsidyRule { category: "regular".into(), amount: Fen(1000), expires: true }, &ADMIN).await.unwrap();
+    let g = f.store.grant_subsidies("2026-11", LUNCH, &ADMIN).await.unwrap();
+    assert_eq!((g.people, g.granted), (2, Fen(2000)));
+    let again = f.store.grant_subsidies("2026-11", LUNCH, &ADMIN).await.unwrap();
+    assert_eq!((again.people, again.skipped), (0, 2), "granting a period twice is a no-op");
+
+    // Subsidy first: 1000 subsidy + 500 cash.
+    let r = f.store.charge(f.cmd("a", p, LUNCH)).await.unwrap();
+    assert_eq!((r.subsidy, r.cash), (Fen(1000), Fen(500)));
+    let cid = r.charge_id.unwrap();
+    // Manager reversal restores both parts, once.
+    let rf = f.store.reverse_charge(cid, "wrong person", LUNCH, &ADMIN).await.unwrap();
+    assert_eq!(rf.status, RefundStatus::Approved);
+    let b = f.store.balances(p).await.unwrap();
+    assert_eq!((b.cash, b.subsidy), (Fen(10_000), Fen(1000)));
+    assert!(f.store.reverse_charge(cid, "again", LUNCH, &ADMIN).await.is_err());
+    // The refunded lunch no longer counts: a new lunch is allowed.
+    let r2 = f.store.charge(f.cmd("b", p, LUNCH + 1000)).await.unwrap();
+    assert_eq!(r2.outcome, ChargeOutcome::Accepted);
+
+    // Staff request: only own charges, once, then approved.
+    let c2 = r2.charge_id.unwrap();
+    assert!(matches!(f.store.request_refund(c2, q, "not mine", LUNCH, &ADMIN).await, Err(StoreError::NotFound(_))));
+    let req = f.store.request_refund(c2, p, "cold soup", LUNCH + 1000, &ADMIN).await.unwrap();
+    assert!(matches!(f.store.request_refund(c2, p, "twice", LUNCH + 2000, &ADMIN).await, Err(StoreError::Conflict { .. })));
+    let ok = f.store.decide_refund(req.id, true, LUNCH + 3000, &ADMIN).await.unwrap();
+    assert_eq!(ok.status, RefundStatus::Approved);
+    assert!(f.store.decide_refund(req.id, true, LUNCH + 3000, &ADMIN).await.is_err(), "decided once");
+    assert_eq!(f.store.get_charge(c2).await.unwrap().status, ChargeStatus::Refunded);
+    // Too late for a staff request after the window.
+    let r3 = f.store.charge(f.cmd("c", p, LUNCH + 2000)).await.unwrap();
+    assert!(f.store.request_refund(r3.charge_id.unwrap(), p, "late", LUNCH + 8 * DAY_MS, &ADMIN).await.is_err());
+    // A rejected request leaves the charge standing.
+    let r4 = f.store.charge(f.cmd("d", q, LUNCH)).await.unwrap();
+    let req4 = f.store.request_refund(r4.charge_id.unwrap(), q, "meh", LUNCH, &ADMIN).await.unwrap();
+    assert_eq!(f.store.decide_refund(req4.id, false, LUNCH, &ADMIN).await.unwrap().status, RefundStatus::Rejected);
+
+    // Leaving: cash paid out, subsidy returned, inactive, no more charges, only once.
+    let before = f.store.balances(p).await.unwrap();
+    let o = f.store.offboard_staff(p, LUNCH + DAY_MS, &ADMIN).await.unwrap();
+    assert_eq!((o.cash_paid_out, o.subsidy_returned), (before.cash, before.subsidy));
+    let after = f.store.balances(p).await.unwrap();
+    assert_eq!((after.cash, after.subsidy), (Fen(0), Fen(0)));
+    assert!(!f.store.get_staff(p).await.unwrap().active);
+    assert!(f.store.offboard_staff(p, LUNCH + DAY_MS, &ADMIN).await.is_err());
+    let r5 = f.store.charge(f.cmd("e", p, LUNCH + DAY_MS)).await.unwrap();
+    assert_eq!(r5.reason.as_deref(), Some("staff_inactive"));
+
+    // Next period: leftover subsidy of q expires, new grant arrives.
+    let g2 = f.store.grant_subsidies("2026-12", LUNCH + 10 * DAY_MS, &ADMIN).await.unwrap();
+    assert_eq!(g2.people, 1);
+    assert_eq!(f.store.balances(q).await.unwrap().subsidy, Fen(1000));
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn face_templates_need_consent_and_sync_with_tombstones() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 0).await;
+    let q = f.person("E2", 0).await;
+    let sealed = || SealedTemplate { nonce: vec![1; 12], ciphertext: vec![9; 40] };
+    let err = f.store.add_template(p, sealed(), LUNCH, &ADMIN).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { code: "consent_required", .. }));
+    f.store.set_consent(p, true, LUNCH, &ADMIN).await.unwrap();
+    f.store.set_consent(q, true, LUNCH, &ADMIN).await.unwrap();
+    let t1 = f.store.add_template(p, sealed(), LUNCH, &ADMIN).await.unwrap();
+    let t2 = f.store.add_template(p, sealed(), LUNCH, &ADMIN).await.unwrap();
+    let t3 = f.store.add_template(q, sealed(), LUNCH, &ADMIN).await.unwrap();
+    let page = f.store.gallery_changes(0, 100).await.unwrap();
+    assert_eq!(page.changes.len(), 3);
+    let since = page.current_version;
+    // Delete one, withdraw consent for the other person: only those changes come back.
+    f.store.delete_template(t1.id, LUNCH, &ADMIN).await.unwrap();
+    f.store.set_consent(q, false, LUNCH, &ADMIN).await.unwrap();
+    let page2 = f.store.gallery_changes(since, 100).await.unwrap();
+    let ids: Vec<(i64, bool)> = page2.changes.iter().map(|c| (c.template_id, c.sealed.is_none())).collect();
+    assert_eq!(ids, vec![(t1.id, true), (t3.id, true)]);
+    assert_eq!(f.store.list_templates(p).await.unwrap().iter().map(|t| t.id).collect::<Vec<_>>(), vec![t2.id]);
+    assert!(f.store.list_templates(q).await.unwrap().is_empty());
+    assert!(f.store.add_template(q, sealed(), LUNCH, &ADMIN).await.is_err(), "consent withdrawn");
+    // Paging: limit 1 walks every change in version order.
+    let mut since = 0;
+    let mut seen = 0;
+    loop {
+        let pg = f.store.gallery_changes(since, 1).await.unwrap();
+        if pg.changes.is_empty() {
+            break;
+        }
+        assert!(pg.changes[0].version > since);
+        since = pg.changes[0].version;
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "three templates, each at its latest version");
+    let audit = f.store.list_audit(0, 10_000).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "face.template_deleted"));
+    assert!(audit.iter().any(|a| a.action == "face.consent_withdrawn"));
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waste_records_are_idempotent_and_validated() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 5000).await;
+    let c = f.store.charge(f.cmd("k", p, LUNCH)).await.unwrap();
+    let cmd = |key: &str, gross: i64| WasteCommand {
+        kiosk_id: f.kiosk,
+        idempotency_key: key.into(),
+        request_hash: format!("{key}-{gross}"),
+        staff_id: None,
+        charge_id: c.charge_id,
+        gross_grams: gross,
+        tare_grams: 480,
+        dish: Some("rice".into()),
+        category: None,
+        measured_at_ms: LUNCH,
+        received_ms: LUNCH,
+    };
+    let w = f.store.record_waste(cmd("w1", 612)).await.unwrap();
+    assert_eq!((w.net_grams, w.staff_id), (132, Some(p)));
+    let again = f.store.record_waste(cmd("w1", 612)).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.id, w.id);
+    assert!(matches!(f.store.record_waste(cmd("w1", 700)).await, Err(StoreError::Conflict { .. })));
+    assert!(matches!(f.store.record_waste(cmd("w2", 100)).await, Err(StoreError::Invalid { code: "bad_weight", .. })));
+    assert_eq!(f.store.list_waste(Some(p), 10).await.unwrap().len(), 1);
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_detects_tampering() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let p = f.person("E1", 5000).await;
+    f.store.charge(f.cmd("k", p, LUNCH)).await.unwrap();
+    f.assert_check_ok().await;
+    // Someone edits a posting behind the ledger's back.
+    db.exec("UPDATE postings SET amount_fen = amount_fen + 1 WHERE id = (SELECT MIN(id) FROM postings)").await;
+    let r = f.store.check(LUNCH + DAY_MS * 400, 60_000).await.unwrap();
+    assert!(r.problems.iter().any(|p| p.contains("do not sum to zero")), "{:?}", r.problems);
+    db.exec("UPDATE postings SET amount_fen = amount_fen - 1 WHERE id = (SELECT MIN(id) FROM postings)").await;
+    f.assert_check_ok().await;
+    // Someone rewrites history in the sealed audit log.
+    db.exec("UPDATE audit_log SET detail = '{}' WHERE seq = 2").await;
+    let r = f.store.check(LUNCH + DAY_MS * 400, 60_000).await.unwrap();
+    assert!(r.problems.iter().any(|p| p.contains("audit chain")), "{:?}", r.problems);
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_flags_stale_unsealed_audit_entries() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    f.person("E1", 0).await;
+    let now = LUNCH + DAY_MS * 400;
+    let r = f.store.check(now, 60_000).await.unwrap();
+    assert!(r.problems.iter().any(|p| p.contains("not sealed")), "{:?}", r.problems);
+    assert!(r.audit_unsealed > 0);
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sealers_build_one_chain() {
+    let Some(db) = fresh().await else { return };
+    let f = Arc::new(fixture(&db, None).await);
+    let p = f.person("E1", 1_000_000).await;
+    f.store.update_staff(p, StaffUpdate { meals_per_period: Some(1000), ..Default::default() }, &ADMIN).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            f.store.charge(f.cmd(&format!("s{i}"), p, LUNCH + i)).await.unwrap();
+            f.store.seal_audit(7).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+// ---- double-entry invariants under random operation sequences, on the real database ----------
+
+#[derive(Clone, Debug)]
+enum Op {
+    TopUp(usize, i64),
+    Charge(usize, u8, bool),
+    Reverse(usize),
+    Grant,
+    Offboard(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..3, 1i64..5000).prop_map(|(p, a)| Op::TopUp(p, a)),
+        (0usize..3, 0u8..3, any::<bool>()).prop_map(|(p, m, off)| Op::Charge(p, m, off)),
+        (0usize..50).prop_map(Op::Reverse),
+        Just(Op::Grant),
+        (0usize..3).prop_map(Op::Offboard),
+    ]
+}
+
+async fn run_ops(ops: Vec<Op>) {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, Some(4000)).await;
+    f.store.set_subsidy_rule(SubsidyRule { category: "regular".into(), amount: Fen(700), expires: true }, &ADMIN).await.unwrap();
+    let mut people = Vec::new();
+    for i in 0..3 {
+        people.push(f.person(&format!("P{i}"), 0).await);
+    }
+    let mut model_cash = [0i64; 3];
+    let mut n = 0;
+    let mut period = 0;
+    for op in ops {
+        n += 1;
+        match op {
+            Op::TopUp(i, a) => {
+                if f.store.get_staff(people[i]).await.unwrap().active {
+                    f.top_up(people[i], a).await;
+                    model_cash[i] += a;
+                }
+            }
+            Op::Charge(i, meal, offline) => {
+                let at = LUNCH + [-(4 * 3600 * 1000 + 20 * 60_000), 0, 6 * 3600 * 1000][meal as usize];
+                let mut c = f.cmd(&format!("op{n}"), people[i], at);
+                c.offline = offline;
+                let r = f.store.charge(c).await.unwrap();
+                if r.outcome == ChargeOutcome::Accepted {
+                    model_cash[i] -= r.cash.0;
+                }
+            }
+            Op::Reverse(k) => {
+                let cs = f.store.list_charges(ChargeFilter { status: Some(ChargeStatus::Accepted), limit: 1000, ..Default::default() }).await.unwrap();
+                if !cs.is_empty() {
+                    let c = &cs[k % cs.len()];
+                    f.store.reverse_charge(c.id, "prop", LUNCH, &ADMIN).await.unwrap();
+                    let i = people.iter().position(|p| *p == c.staff_id).unwrap();
+                    model_cash[i] += c.cash.0;
+                }
+            }
+            Op::Grant => {
+                period += 1;
+                f.store.grant_subsidies(&format!("2027-{:02}", (period % 12) + 1), LUNCH, &ADMIN).await.unwrap();
+            }
+            Op::Offboard(i) => {
+                if f.store.get_staff(people[i]).await.unwrap().active {
+                    f.store.offboard_staff(people[i], LUNCH, &ADMIN).await.unwrap();
+                    model_cash[i] = 0;
+                }
+            }
+        }
+        for (i, p) in people.iter().enumerate() {
+            let b = f.store.balances(*p).await.unwrap();
+            assert!(b.cash.0 >= 0 && b.subsidy.0 >= 0);
+            assert_eq!(b.cash.0, model_cash[i], "cash of person {i} after {n} ops");
+        }
+    }
+    f.assert_check_ok().await;
+    db.teardown().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn double_entry_invariants_hold_on_the_database(ops in prop::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(run_ops(ops));
+    }
+}

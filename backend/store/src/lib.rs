@@ -1,0 +1,122 @@
+//! The storage interface of the backend: one async [`Store`] trait whose methods are whole
+//! business operations, each one database transaction (a charge, a top-up credit, a refund
+//! decision...), plus the plain types they take and return. It knows no database driver: the
+//! SQLite and PostgreSQL crates implement it, and the HTTP server only ever sees `dyn Store`.
+//! Operations are coarse on purpose: the invariants (idempotency, locking, the audit entry that
+//! must land with the money movement) live inside one implementation method and one transaction,
+//! never spread over several calls that a crash could separate.
+
+mod error;
+mod hashing;
+mod types;
+
+pub use error::StoreError;
+pub use hashing::{audit_hash, sha256_hex, GENESIS_HASH};
+pub use types::*;
+
+use async_trait::async_trait;
+use ledger::Fen;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "sqlite" or "postgres", for logs and reports.
+    fn backend_name(&self) -> &'static str;
+
+    /// Applies pending migrations (idempotent) and creates the system book accounts.
+    async fn migrate(&self) -> Result<()>;
+
+    // ---- canteens and rules -------------------------------------------------------------
+    async fn create_canteen(&self, new: NewCanteen, actor: &Actor) -> Result<Canteen>;
+    async fn update_canteen(&self, id: i64, upd: CanteenUpdate, actor: &Actor) -> Result<Canteen>;
+    async fn list_canteens(&self) -> Result<Vec<Canteen>>;
+    async fn canteen_config(&self, id: i64) -> Result<CanteenConfig>;
+    async fn set_meal_window(&self, w: MealWindow, actor: &Actor) -> Result<()>;
+    async fn set_price(&self, p: Price, actor: &Actor) -> Result<()>;
+    async fn set_subsidy_rule(&self, r: SubsidyRule, actor: &Actor) -> Result<()>;
+    async fn list_subsidy_rules(&self) -> Result<Vec<SubsidyRule>>;
+    /// Opens subsidy period `period` ("YYYY-MM") for every active person: expires leftovers
+    /// where the rule says so and credits the new amount. Idempotent per person and period.
+    async fn grant_subsidies(&self, period: &str, now_ms: i64, actor: &Actor) -> Result<GrantSummary>;
+
+    // ---- staff, users, sessions ---------------------------------------------------------
+    async fn create_staff(&self, new: NewStaff, actor: &Actor) -> Result<Staff>;
+    async fn update_staff(&self, id: i64, upd: StaffUpdate, actor: &Actor) -> Result<Staff>;
+    async fn get_staff(&self, id: i64) -> Result<Staff>;
+    async fn list_staff(&self, after_id: i64, limit: i64) -> Result<Vec<Staff>>;
+    async fn balances(&self, staff_id: i64) -> Result<Balances>;
+    async fn statement(&self, staff_id: i64, limit: i64) -> Result<Vec<StatementLine>>;
+
+    async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<User>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
+    async fn create_session(&self, s: NewSession) -> Result<()>;
+    async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Counts one hit against `key` in a fixed window and says whether it is still allowed.
+    /// Kept in the database so several instances share one budget.
+    async fn rate_limit_hit(&self, key: &str, now_ms: i64, window_ms: i64, max: i64) -> Result<bool>;
+
+    // ---- kiosks -------------------------------------------------------------------------
+    async fn create_enrolment_code(&self, canteen_id: i64, code_hash: &str, expires_ms: i64, actor: &Actor) -> Result<()>;
+    async fn redeem_enrolment_code(&self, code_hash: &str, name: &str, token_hash: &str, now_ms: i64) -> Result<Kiosk>;
+    async fn kiosk_by_token(&self, token_hash: &str) -> Result<Option<Kiosk>>;
+    async fn revoke_kiosk(&self, id: i64, now_ms: i64, actor: &Actor) -> Result<Kiosk>;
+    async fn list_kiosks(&self) -> Result<Vec<Kiosk>>;
+
+    // ---- money --------------------------------------------------------------------------
+    /// Applies one kiosk charge exactly once per (kiosk, idempotency key): a replay with the same
+    /// request hash returns the first result (with `replayed` set), a different hash is
+    /// `StoreError::Conflict { code: "idempotency_key_reused" }`.
+    async fn charge(&self, cmd: ChargeCommand) -> Result<ChargeResult>;
+    async fn get_charge(&self, id: i64) -> Result<ChargeRecord>;
+    async fn list_charges(&self, filter: ChargeFilter) -> Result<Vec<ChargeRecord>>;
+    /// A manager settles an exception: collect it now (funds permitting) or waive it.
+    async fn resolve_exception(&self, charge_id: i64, collect: bool, now_ms: i64, actor: &Actor) -> Result<ChargeRecord>;
+    /// A manager reverses a wrong charge at once.
+    async fn reverse_charge(&self, charge_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> Result<Refund>;
+    /// A person asks for a refund of their own charge; a manager decides later.
+    async fn request_refund(&self, charge_id: i64, staff_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> Result<Refund>;
+    async fn decide_refund(&self, refund_id: i64, approve: bool, now_ms: i64, actor: &Actor) -> Result<Refund>;
+    async fn list_refunds(&self, status: Option<RefundStatus>, staff_id: Option<i64>) -> Result<Vec<Refund>>;
+    /// Someone leaves: pays out their cash, returns unspent subsidy to the fund, deactivates the
+    /// person and deletes their face templates.
+    async fn offboard_staff(&self, staff_id: i64, now_ms: i64, actor: &Actor) -> Result<Offboarding>;
+
+    // ---- top-ups ------------------------------------------------------------------------
+    async fn create_payment_order(&self, new: NewPaymentOrder, actor: &Actor) -> Result<PaymentOrder>;
+    async fn get_payment_order(&self, order_no: &str) -> Result<PaymentOrder>;
+    async fn list_payment_orders(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<PaymentOrder>>;
+    /// Credits a paid order exactly once. Every call (valid, duplicate, wrong amount) is logged.
+    async fn credit_payment(&self, order_no: &str, provider_txn: &str, paid: Fen, raw: &str, now_ms: i64) -> Result<CreditOutcome>;
+    /// Logs a notification that failed before reaching an order (bad signature, unparsable).
+    async fn log_payment_notification(&self, order_no: Option<&str>, raw: &str, verdict: &str, now_ms: i64) -> Result<()>;
+
+    /// The sandbox gateway's own record of payments (it stands in for a provider's servers, so
+    /// it keeps its books apart from ours). `false` when the order was already paid.
+    async fn sandbox_record_payment(&self, order_no: &str, amount: Fen, txn: &str, now_ms: i64) -> Result<bool>;
+    async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>>;
+
+    // ---- plate waste --------------------------------------------------------------------
+    async fn record_waste(&self, cmd: WasteCommand) -> Result<WasteRecord>;
+    async fn list_waste(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<WasteRecord>>;
+
+    // ---- face templates -----------------------------------------------------------------
+    async fn set_consent(&self, staff_id: i64, granted: bool, now_ms: i64, actor: &Actor) -> Result<Consent>;
+    async fn consent(&self, staff_id: i64) -> Result<Consent>;
+    /// Stores an (already encrypted) template; refused without recorded consent.
+    async fn add_template(&self, staff_id: i64, sealed: SealedTemplate, now_ms: i64, actor: &Actor) -> Result<TemplateMeta>;
+    async fn delete_template(&self, template_id: i64, now_ms: i64, actor: &Actor) -> Result<TemplateMeta>;
+    async fn list_templates(&self, staff_id: i64) -> Result<Vec<TemplateMeta>>;
+    /// Changes with version > `since`, oldest first, at most `limit`; tombstones included.
+    async fn gallery_changes(&self, since: i64, limit: i64) -> Result<GalleryPage>;
+
+    // ---- audit and checks ---------------------------------------------------------------
+    async fn append_audit(&self, actor: &Actor, action: &str, detail: serde_json::Value, now_ms: i64) -> Result<()>;
+    /// Chains up to `max` unsealed audit entries; returns how many were sealed. Safe to call
+    /// from several instances at once (one wins the lock, the others seal nothing).
+    async fn seal_audit(&self, max: i64) -> Result<usize>;
+    async fn list_audit(&self, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Verifies the book's invariants; see `CheckReport`.
+    async fn check(&self, now_ms: i64, unsealed_grace_ms: i64) -> Result<CheckReport>;
+}

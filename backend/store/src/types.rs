@@ -1,0 +1,513 @@
+//! Plain records passed through the [`crate::Store`] trait. Ids are database integers, times are
+//! UTC milliseconds since the epoch (portable across both databases), money is [`Fen`].
+
+use ledger::refund::ChargeStatus;
+use ledger::{Fen, MealKind};
+use serde::{Deserialize, Serialize};
+
+/// Who did something, as written into the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    User { id: i64, username: String, role: Role },
+    Kiosk { id: i64 },
+    /// The payment provider's notification or a reconciliation run.
+    Gateway,
+    /// Command-line tools (`create-manager`, `seed-demo`) and background tasks.
+    System(&'static str),
+}
+
+impl Actor {
+    pub fn label(&self) -> String {
+        match self {
+            Actor::User { id, username, role } => format!("{}:{}:{}", role.as_str(), id, username),
+            Actor::Kiosk { id } => format!("kiosk:{id}"),
+            Actor::Gateway => "gateway".into(),
+            Actor::System(what) => format!("system:{what}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Manager,
+    Staff,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Staff => "staff",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "manager" => Some(Role::Manager),
+            "staff" => Some(Role::Staff),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canteen {
+    pub id: i64,
+    pub name: String,
+    pub utc_offset_minutes: i32,
+    pub per_transaction_cap: Option<Fen>,
+    pub daily_cap: Option<Fen>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NewCanteen {
+    pub name: String,
+    pub utc_offset_minutes: i32,
+    pub per_transaction_cap: Option<Fen>,
+    pub daily_cap: Option<Fen>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CanteenUpdate {
+    pub name: Option<String>,
+    pub utc_offset_minutes: Option<i32>,
+    /// `Some(None)` removes the cap.
+    pub per_transaction_cap: Option<Option<Fen>>,
+    pub daily_cap: Option<Option<Fen>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MealWindow {
+    pub canteen_id: i64,
+    pub meal: MealKind,
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Price {
+    pub canteen_id: i64,
+    pub category: String,
+    pub meal: MealKind,
+    pub price: Fen,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsidyRule {
+    pub category: String,
+    /// Credited per subsidy period (calendar month).
+    pub amount: Fen,
+    /// Whether unspent subsidy is returned to the fund when the next period opens.
+    pub expires: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanteenConfig {
+    pub canteen: Canteen,
+    pub windows: Vec<MealWindow>,
+    pub prices: Vec<Price>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantSummary {
+    pub period: String,
+    pub people: i64,
+    pub granted: Fen,
+    pub expired: Fen,
+    /// People already granted for this period before (idempotent re-runs).
+    pub skipped: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staff {
+    pub id: i64,
+    pub employee_no: String,
+    pub name: String,
+    pub department: String,
+    pub category: String,
+    pub active: bool,
+    pub meals_per_period: u32,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NewStaff {
+    pub employee_no: String,
+    pub name: String,
+    pub department: String,
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StaffUpdate {
+    pub name: Option<String>,
+    pub department: Option<String>,
+    pub category: Option<String>,
+    pub active: Option<bool>,
+    pub meals_per_period: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balances {
+    pub staff_id: i64,
+    pub cash: Fen,
+    pub subsidy: Fen,
+}
+
+/// One journal entry as seen from one person's accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub entry_id: i64,
+    pub kind: String,
+    pub at_ms: i64,
+    pub cash_delta: Fen,
+    pub subsidy_delta: Fen,
+    pub memo: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub staff_id: Option<i64>,
+    pub active: bool,
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub staff_id: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub token_hash: String,
+    pub user_id: i64,
+    pub csrf_token: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub csrf_token: String,
+    pub expires_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kiosk {
+    pub id: i64,
+    pub name: String,
+    pub canteen_id: i64,
+    pub revoked: bool,
+    pub created_at_ms: i64,
+}
+
+/// One charge as a kiosk sent it, already authenticated and hashed by the server.
+#[derive(Clone, Debug)]
+pub struct ChargeCommand {
+    pub kiosk_id: i64,
+    pub canteen_id: i64,
+    pub idempotency_key: String,
+    /// Hash of the canonical request body: the same key with another body is a conflict.
+    pub request_hash: String,
+    pub staff_id: i64,
+    pub kiosk_time_ms: i64,
+    pub received_ms: i64,
+    /// Recorded while the kiosk was offline: the meal was already served, so a rule broken
+    /// now becomes an exception for a manager instead of a refusal.
+    pub offline: bool,
+    /// An explicit amount (a la carte); `None` means the price table decides.
+    pub amount: Option<Fen>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeOutcome {
+    Accepted,
+    Declined,
+    Exception,
+}
+
+/// What a charge request produced; stored verbatim for idempotent replays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeResult {
+    pub outcome: ChargeOutcome,
+    pub charge_id: Option<i64>,
+    pub reason: Option<String>,
+    pub meal: Option<MealKind>,
+    pub local_date: Option<String>,
+    pub amount: Fen,
+    pub subsidy: Fen,
+    pub cash: Fen,
+    pub cash_balance: Fen,
+    pub subsidy_balance: Fen,
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRecord {
+    pub id: i64,
+    pub kiosk_id: i64,
+    pub idempotency_key: String,
+    pub staff_id: i64,
+    pub canteen_id: i64,
+    pub meal: Option<MealKind>,
+    pub local_date: String,
+    pub kiosk_time_ms: i64,
+    pub received_ms: i64,
+    pub amount: Fen,
+    pub subsidy: Fen,
+    pub cash: Fen,
+    pub status: ChargeStatus,
+    pub reason: Option<String>,
+    pub entry_id: Option<i64>,
+    pub offline: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ChargeFilter {
+    pub staff_id: Option<i64>,
+    pub status: Option<ChargeStatus>,
+    pub kiosk_id: Option<i64>,
+    /// Page backwards: only ids below this.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    Requested,
+    Approved,
+    Rejected,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Requested => "requested",
+            RefundStatus::Approved => "approved",
+            RefundStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "requested" => Some(RefundStatus::Requested),
+            "approved" => Some(RefundStatus::Approved),
+            "rejected" => Some(RefundStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: i64,
+    pub charge_id: i64,
+    pub staff_id: i64,
+    /// "manager_reversal" or "staff_request".
+    pub kind: String,
+    pub status: RefundStatus,
+    pub amount: Fen,
+    pub reason: String,
+    pub entry_id: Option<i64>,
+    pub requested_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offboarding {
+    pub staff_id: i64,
+    pub cash_paid_out: Fen,
+    pub subsidy_returned: Fen,
+    pub templates_deleted: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewPaymentOrder {
+    pub order_no: String,
+    pub staff_id: i64,
+    pub amount: Fen,
+    pub provider: String,
+    pub now_ms: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Waiting for payment.
+    Created,
+    /// Paid and credited to the balance (exactly once).
+    Credited,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Credited => "credited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "created" => Some(OrderStatus::Created),
+            "credited" => Some(OrderStatus::Credited),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOrder {
+    pub order_no: String,
+    pub staff_id: i64,
+    pub amount: Fen,
+    pub provider: String,
+    pub status: OrderStatus,
+    pub provider_txn: Option<String>,
+    pub created_at_ms: i64,
+    pub credited_at_ms: Option<i64>,
+    pub entry_id: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditOutcome {
+    Credited,
+    AlreadyCredited,
+    AmountMismatch,
+    UnknownOrder,
+}
+
+impl CreditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditOutcome::Credited => "credited",
+            CreditOutcome::AlreadyCredited => "already_credited",
+            CreditOutcome::AmountMismatch => "amount_mismatch",
+            CreditOutcome::UnknownOrder => "unknown_order",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WasteCommand {
+    pub kiosk_id: i64,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub staff_id: Option<i64>,
+    pub charge_id: Option<i64>,
+    pub gross_grams: i64,
+    pub tare_grams: i64,
+    pub dish: Option<String>,
+    pub category: Option<String>,
+    pub measured_at_ms: i64,
+    pub received_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasteRecord {
+    pub id: i64,
+    pub kiosk_id: i64,
+    pub staff_id: Option<i64>,
+    pub charge_id: Option<i64>,
+    pub gross_grams: i64,
+    pub tare_grams: i64,
+    pub net_grams: i64,
+    pub dish: Option<String>,
+    pub category: Option<String>,
+    pub measured_at_ms: i64,
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub staff_id: i64,
+    pub granted: bool,
+    pub changed_at_ms: Option<i64>,
+}
+
+/// A face template encrypted by the server (AES-256-GCM); storage never sees plaintext.
+#[derive(Clone, Debug)]
+pub struct SealedTemplate {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateMeta {
+    pub id: i64,
+    pub staff_id: i64,
+    pub version: i64,
+    pub deleted: bool,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct GalleryChange {
+    pub template_id: i64,
+    pub staff_id: i64,
+    pub version: i64,
+    /// `None` for a tombstone (the template was deleted).
+    pub sealed: Option<SealedTemplate>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GalleryPage {
+    pub changes: Vec<GalleryChange>,
+    /// The highest version in the gallery at the time of the read.
+    pub current_version: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+    pub seq: Option<i64>,
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+/// The result of `backend check`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Empty when every invariant holds.
+    pub problems: Vec<String>,
+    pub entries: i64,
+    pub postings: i64,
+    pub charges: i64,
+    pub audit_sealed: i64,
+    pub audit_unsealed: i64,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPayment {
+    pub order_no: String,
+    pub amount: Fen,
+    pub txn: String,
+    pub paid_at_ms: i64,
+}

@@ -1,0 +1,284 @@
+//! Accuracy measurement: LFW-style verification pairs (cross-validated accuracy, fixed
+//! threshold accuracy, TAR at a fixed FAR) and 1:N identification lists (rank-1, false
+//! accepts, false rejects under the operating policy).
+//!
+//! A photo in which no face is found is a failure and counts against the pipeline: its
+//! pairs are wrong, its probes are rejected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use models::embed::{distance, Embedding};
+use models::gallery::{Decision, Gallery, MatchPolicy};
+use models::image_io::{decode_file, DecodeLimits};
+use models::pipeline::{Faces, Pipeline, PipelineConfig};
+
+/// The embedding of the main face of each image (`None`: unreadable or no face), computed
+/// by `jobs` threads, each with its own pipeline.
+pub fn embed_all(config: &PipelineConfig, paths: &[PathBuf], jobs: usize) -> Result<Vec<Option<Embedding>>> {
+    let mut config = config.clone();
+    config.liveness = false;
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(vec![None; paths.len()]);
+    let limits = DecodeLimits::default();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut pipeline = Pipeline::load(config.clone()).context("loading the face pipeline")?;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { return Ok(()) };
+                        let embedding = match decode_file(path, &limits) {
+                            Ok(image) => pipeline.analyze(&image, Faces::Main)?.faces.first().map(|f| f.embedding),
+                            Err(e) => {
+                                eprintln!("{}: {e}", path.display());
+                                None
+                            }
+                        };
+                        if let Ok(mut r) = results.lock() {
+                            r[i] = embedding;
+                        }
+                        if (i + 1) % 500 == 0 {
+                            eprintln!("  {} / {} images", i + 1, paths.len());
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    results.into_inner().map_err(|_| anyhow::anyhow!("results lock poisoned"))
+}
+
+/// One verification pair: two image paths and whether they show the same person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub same: bool,
+    pub fold: usize,
+}
+
+/// Parses LFW's `pairs.txt`: a header `folds<TAB>n`, then per fold `n` same-person rows
+/// (`name i j`) and `n` different-person rows (`name1 i name2 j`).
+pub fn parse_pairs(text: &str, root: &Path) -> Result<Vec<Pair>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().context("empty pairs file")?;
+    let h: Vec<usize> = header.split_whitespace().map(str::parse).collect::<Result<_, _>>().context("pairs header")?;
+    let [folds, per_fold] = h[..] else { bail!("pairs header must be `folds<TAB>n`, got {header:?}") };
+    let image = |name: &str, i: &str| -> Result<PathBuf> {
+        let n: usize = i.parse().with_context(|| format!("image number {i:?}"))?;
+        let direct = root.join(name).join(format!("{n}.jpg"));
+        Ok(if direct.exists() { direct } else { root.join("lfw-A").join(name).join(format!("{n}.jpg")) })
+    };
+    let mut pairs = Vec::new();
+    for (k, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let fold = k / (2 * per_fold);
+        let pair = match f[..] {
+            [name, i, j] => Pair { a: image(name, i)?, b: image(name, j)?, same: true, fold },
+            [n1, i, n2, j] => Pair { a: image(n1, i)?, b: image(n2, j)?, same: false, fold },
+            _ => bail!("line {}: not a pair: {line:?}", k + 2),
+        };
+        pairs.push(pair);
+    }
+    if pairs.len() != folds * 2 * per_fold {
+        bail!("expected {} pairs ({folds} folds of {per_fold}+{per_fold}), found {}", folds * 2 * per_fold, pairs.len());
+    }
+    Ok(pairs)
+}
+
+/// Accuracy of `scored` at `threshold` (same person when distance ≤ threshold); a pair
+/// without a distance is wrong.
+fn accuracy(scored: &[(Option<f32>, bool)], threshold: f32) -> f64 {
+    let right = scored.iter().filter(|(d, same)| matches!(d, Some(d) if (*d <= threshold) == *same)).count();
+    right as f64 / scored.len().max(1) as f64
+}
+
+/// The threshold maximising accuracy on `scored` (midpoints between sorted distances).
+fn best_threshold(scored: &[(Option<f32>, bool)]) -> f32 {
+    let mut ds: Vec<(f32, bool)> = scored.iter().filter_map(|(d, s)| d.map(|d| (d, *s))).collect();
+    ds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Sweep: at threshold below everything, all "different" pairs are right.
+    let mut right = ds.iter().filter(|(_, s)| !s).count() as i64;
+    let (mut best, mut best_t) = (right, ds.first().map(|d| d.0 - 1e-3).unwrap_or(0.6));
+    for i in 0..ds.len() {
+        right += if ds[i].1 { 1 } else { -1 };
+        let t = if i + 1 < ds.len() { (ds[i].0 + ds[i + 1].0) / 2.0 } else { ds[i].0 + 1e-3 };
+        if right > best {
+            best = right;
+            best_t = t;
+        }
+    }
+    best_t
+}
+
+/// TAR at the largest threshold whose false accepts stay within `far` of the impostor
+/// pairs.
+fn tar_at_far(scored: &[(Option<f32>, bool)], far: f64) -> f64 {
+    let impostors = scored.iter().filter(|(_, s)| !s).count();
+    let allowed = (far * impostors as f64).floor() as usize;
+    let mut imp: Vec<f32> = scored.iter().filter(|(_, s)| !s).filter_map(|(d, _)| *d).collect();
+    imp.sort_by(f32::total_cmp);
+    // Accept when distance < cut: exactly `allowed` impostors are below the cut.
+    let cut = imp.get(allowed).copied().unwrap_or(f32::INFINITY);
+    let genuine = scored.iter().filter(|(_, s)| *s).count();
+    let accepted = scored.iter().filter(|(d, s)| *s && matches!(d, Some(d) if *d < cut)).count();
+    accepted as f64 / genuine.max(1) as f64
+}
+
+pub fn verify_pairs(config: PipelineConfig, pairs_file: &Path, root: &Path, threshold: Option<f32>, jobs: usize) -> Result<()> {
+    let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
+    let pairs = parse_pairs(&text, root)?;
+    let mut unique: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    unique.sort();
+    unique.dedup();
+    eprintln!("verify-pairs: {} pairs, {} images", pairs.len(), unique.len());
+    let embeddings = embed_all(&config, &unique, jobs)?;
+    let by_path: HashMap<&PathBuf, Option<Embedding>> = unique.iter().zip(embeddings).collect();
+    let failures = by_path.values().filter(|e| e.is_none()).count();
+    let scored: Vec<(Option<f32>, bool)> = pairs
+        .iter()
+        .map(|p| match (by_path[&p.a], by_path[&p.b]) {
+            (Some(a), Some(b)) => (Some(distance(&a, &b)), p.same),
+            _ => (None, p.same),
+        })
+        .collect();
+
+    let folds = pairs.iter().map(|p| p.fold).max().map_or(0, |m| m + 1);
+    let mut fold_acc = Vec::new();
+    for k in 0..folds {
+        let train: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold != k).map(|(s, _)| *s).collect();
+        let test: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold == k).map(|(s, _)| *s).collect();
+        let t = best_threshold(&train);
+        let acc = accuracy(&test, t);
+        println!("fold {}: accuracy {acc:.4} at threshold {t:.3} (chosen on the other folds)", k + 1);
+        fold_acc.push(acc);
+    }
+    let accuracy_cv = fold_acc.iter().sum::<f64>() / fold_acc.len().max(1) as f64;
+    let fixed = threshold.unwrap_or(MatchPolicy::default().threshold);
+    println!(
+        "pairs={} accuracy_cv={accuracy_cv:.4} accuracy_fixed={:.4} threshold={fixed:.3} tar_at_far_0.001={:.4} failures={failures}",
+        pairs.len(),
+        accuracy(&scored, fixed),
+        tar_at_far(&scored, 0.001),
+    );
+    Ok(())
+}
+
+pub fn identify(
+    config: PipelineConfig,
+    list: &Path,
+    root: &Path,
+    threshold: Option<f32>,
+    margin: Option<f32>,
+    jobs: usize,
+) -> Result<()> {
+    let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    let mut gallery_rows = Vec::new();
+    let mut probe_rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[..] {
+            ["role", ..] | [""] => {}
+            ["gallery", id, path] => gallery_rows.push((id.to_string(), root.join(path))),
+            ["probe", id, path] => probe_rows.push((id.to_string(), root.join(path))),
+            _ => bail!("{}:{}: expected `gallery|probe<TAB>identity<TAB>path`, got {line:?}", list.display(), n + 1),
+        }
+    }
+    let defaults = MatchPolicy::default();
+    let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
+    eprintln!("identify: {} gallery photos, {} probes", gallery_rows.len(), probe_rows.len());
+
+    let paths: Vec<PathBuf> = gallery_rows.iter().chain(&probe_rows).map(|(_, p)| p.clone()).collect();
+    let embeddings = embed_all(&config, &paths, jobs)?;
+    let (g_emb, p_emb) = embeddings.split_at(gallery_rows.len());
+
+    let mut gallery: Gallery<String> = Gallery::new();
+    let mut gallery_failures = 0;
+    for (i, ((id, _), e)) in gallery_rows.iter().zip(g_emb).enumerate() {
+        match e {
+            Some(e) => gallery.insert(id.clone(), i as u64, e)?,
+            None => gallery_failures += 1,
+        }
+    }
+    let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
+
+    let (mut enrolled_probes, mut rank1, mut false_accepts, mut false_rejects, mut probe_failures) = (0, 0, 0, 0, 0);
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for ((id, _), e) in probe_rows.iter().zip(p_emb) {
+        let is_enrolled = enrolled.contains(id);
+        enrolled_probes += usize::from(is_enrolled);
+        let Some(e) = e else {
+            probe_failures += 1;
+            false_rejects += usize::from(is_enrolled);
+            *outcomes.entry("no face").or_default() += 1;
+            continue;
+        };
+        if is_enrolled && gallery.search(e, 1)?.first().is_some_and(|m| &m.key == id) {
+            rank1 += 1;
+        }
+        match gallery.identify(e, &policy)? {
+            Decision::Accepted { key, .. } if &key == id => *outcomes.entry("accepted").or_default() += 1,
+            Decision::Accepted { .. } => {
+                false_accepts += 1;
+                *outcomes.entry("accepted as someone else").or_default() += 1;
+            }
+            other => {
+                false_rejects += usize::from(is_enrolled);
+                let kind = match other {
+                    Decision::Unknown { .. } => "unknown",
+                    Decision::Ambiguous { .. } => "ambiguous",
+                    _ => "empty gallery",
+                };
+                *outcomes.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    println!(
+        "gallery: {} people enrolled ({gallery_failures} photos without a face); probes: {} of enrolled people, {probe_failures} without a face; margin {:.3}",
+        gallery.person_count(),
+        enrolled_probes,
+        policy.margin
+    );
+    println!("outcomes: {outcomes:?}");
+    println!(
+        "probes={} rank1={:.4} false_accepts={false_accepts} false_rejects={false_rejects} threshold={:.3}",
+        probe_rows.len(),
+        rank1 as f64 / enrolled_probes.max(1) as f64,
+        policy.threshold
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_parse_in_lfw_format() {
+        let text = "1\t2\nA\t1\t2\nB\t1\t3\nA\t1\tC\t2\nB\t2\tD\t1\n";
+        let pairs = parse_pairs(text, Path::new("/r")).unwrap();
+        assert_eq!(pairs.len(), 4);
+        assert!(pairs[0].same && !pairs[2].same);
+        assert_eq!(pairs[2].b, Path::new("/r/lfw-A/C/2.jpg"));
+        assert!(parse_pairs("1\t2\nA\t1\t2\n", Path::new("/r")).is_err());
+    }
+
+    #[test]
+    fn failures_count_as_wrong_and_thresholds_separate() {
+        let scored = vec![(Some(0.3), true), (Some(0.4), true), (Some(0.7), false), (Some(0.8), false), (None, true)];
+        let t = best_threshold(&scored);
+        assert!(t > 0.4 && t < 0.7, "{t}");
+        assert!((accuracy(&scored, t) - 0.8).abs() < 1e-9);
+        // With no impostor allowed below the cut, TAR counts genuine pairs under 0.7.
+        assert!((tar_at_far(&scored, 0.001) - 2.0 / 3.0).abs() < 1e-9);
+    }
+}
