@@ -500,3 +500,106 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
     }
     chip
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The template face mapped into an image by a known similarity transform.
+    fn landmarks(scale: f64, angle: f64, (cx, cy): (f64, f64)) -> [Point; 5] {
+        TEMPLATE_5.map(|[x, y]| {
+            let (dx, dy) = ((x - 0.5) * 100.0 * scale, (y - 0.4) * 100.0 * scale);
+            Point::new(
+                (cx + angle.cos() * dx - angle.sin() * dy) as f32,
+                (cy + angle.sin() * dx + angle.cos() * dy) as f32,
+            )
+        })
+    }
+
+    #[test]
+    fn the_transform_recovers_rotation_and_scale() {
+        // With padding 0.25 the template spans 150 / 1.5 = 100 chip pixels, like the
+        // 100 * scale image pixels of `landmarks`.
+        let t = chip_transform(&landmarks(2.0, 0.3, (400.0, 300.0)), 150, 0.25).unwrap();
+        assert!((t.angle() - 0.3).abs() < 1e-6, "{}", t.angle());
+        // dlib's chip rectangle is `150 * scale - 1` wide between the first and last pixel
+        // centres, so the pixel pitch is (300 - 1) / 149, not 2.
+        assert!((t.scale() - (2.0 * 150.0 - 1.0) / 149.0).abs() < 1e-5, "{}", t.scale());
+        assert_eq!(t.size(), (150, 150));
+        for p in [Point::new(0.0, 0.0), Point::new(149.0, 0.0), Point::new(37.5, 121.0)] {
+            let back = t.image_to_chip(t.chip_to_image(p));
+            assert!(back.distance(p) < 1e-3, "{p:?} -> {back:?}");
+        }
+        // The landmarks land on the padded template.
+        let lm = landmarks(2.0, 0.3, (400.0, 300.0));
+        for (p, [tx, ty]) in lm.iter().zip(TEMPLATE_5) {
+            let c = t.image_to_chip(*p);
+            let want = Point::new(((0.25 + tx) / 1.5 * 150.0) as f32, ((0.25 + ty) / 1.5 * 150.0) as f32);
+            assert!(c.distance(want) < 1.0, "{c:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        let ok = landmarks(1.0, 0.0, (100.0, 100.0));
+        assert!(chip_transform(&ok, 150, 0.25).is_ok());
+        assert!(chip_transform(&ok, 0, 0.25).is_err());
+        assert!(chip_transform(&ok, MAX_CHIP_SIZE + 1, 0.25).is_err());
+        assert!(chip_transform(&ok, 150, -0.1).is_err());
+        assert!(chip_transform(&ok, 150, f32::NAN).is_err());
+        let mut nan = ok;
+        nan[2].x = f32::NAN;
+        assert!(chip_transform(&nan, 150, 0.25).is_err());
+        assert!(chip_transform(&[Point::new(5.0, 5.0); 5], 150, 0.25).is_err());
+        let mut far = ok;
+        far[0].y = 1e30;
+        assert!(chip_transform(&far, 150, 0.25).is_err());
+    }
+
+    #[test]
+    fn bilinear_truncates_and_stays_inside() {
+        let data = [0u8, 0, 0, 255, 255, 255, 10, 20, 30, 40, 50, 60];
+        let v = View { data: &data, stride: 6, x0: 0, y0: 0, nc: 2, nr: 2 };
+        // Midway between 0 and 255 is 127.5: dlib truncates to 127.
+        assert_eq!(bilinear(&v, 0.5, 0.0), Some([127, 127, 127]));
+        assert_eq!(bilinear(&v, 0.0, 0.0), Some([0, 0, 0]));
+        assert_eq!(bilinear(&v, 0.0, 0.999), Some([9, 19, 29]));
+        // The 2x2 neighbourhood must fit: the last row and column cannot be sampled.
+        assert_eq!(bilinear(&v, 1.0, 0.0), None);
+        assert_eq!(bilinear(&v, 0.0, 1.0), None);
+        assert_eq!(bilinear(&v, -0.01, 0.0), None);
+    }
+
+    #[test]
+    fn pyramid_level_sizes_and_flat_regions() {
+        let img = vec![[10u8, 20, 30]; 20 * 15].concat();
+        let v = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 20, nr: 15 };
+        let (out, w, h) = pyramid_down_rgb(&v);
+        assert_eq!((w, h), (8, 6));
+        // The [1 4 6 4 1] kernel sums to 16 per axis, so /256 keeps a flat image flat.
+        assert_eq!(out, [[10u8, 20, 30]; 8 * 6].concat());
+        let small = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 8, nr: 15 };
+        assert_eq!(pyramid_down_rgb(&small).1, 0);
+        // A single bright pixel spreads with the kernel's weights: 6*6/256 of 255 at the
+        // centre tap (pixel 6 of a row feeds output 2 with weight 6).
+        let mut img = vec![0u8; 20 * 15 * 3];
+        img[3 * (6 * 20 + 6)] = 255;
+        let v = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 20, nr: 15 };
+        let (out, w, _) = pyramid_down_rgb(&v);
+        assert_eq!(out[3 * (2 * w + 2)], (255 * 36 / 256) as u8);
+        assert_eq!(out[3 * (2 * w + 3)], (255 * 6 / 256) as u8);
+    }
+
+    #[test]
+    fn a_chip_outside_the_image_is_black() {
+        let img = RgbImage::from_pixel(64, 48, image::Rgb([200, 100, 50]));
+        let t = chip_transform(&landmarks(1.0, 0.2, (-500.0, -500.0)), 150, 0.25).unwrap();
+        let chip = extract_chip(&img, &t);
+        assert_eq!(chip.dimensions(), (150, 150));
+        assert!(chip.as_raw().iter().all(|&v| v == 0));
+        // Inside, a flat image gives a flat chip.
+        let t = chip_transform(&landmarks(0.2, 0.2, (32.0, 24.0)), 40, 0.25).unwrap();
+        let chip = extract_chip(&img, &t);
+        assert!(chip.pixels().all(|p| p.0 == [200, 100, 50]), "{:?}", chip.get_pixel(0, 0));
+    }
+}

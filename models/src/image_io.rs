@@ -94,6 +94,12 @@ pub enum ImageError {
         max: u64,
     },
 
+    #[error("the {format} image exceeds a decoder limit: {reason}")]
+    DecoderLimit {
+        format: &'static str,
+        reason: String,
+    },
+
     #[error("the {format} image is truncated: {reason}")]
     Truncated {
         format: &'static str,
@@ -264,7 +270,6 @@ fn check_dimensions(
 }
 
 fn map_image_error(format: &'static str, e: image::ImageError) -> ImageError {
-    use image::error::LimitErrorKind;
     match e {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             ImageError::Truncated {
@@ -280,18 +285,11 @@ fn map_image_error(format: &'static str, e: image::ImageError) -> ImageError {
             format,
             reason: u.to_string(),
         },
-        image::ImageError::Limits(l) => match l.kind() {
-            LimitErrorKind::DimensionError => ImageError::TooLarge {
-                format,
-                width: 0,
-                height: 0,
-                reason: "refused by the decoder's dimension limit".into(),
-            },
-            _ => ImageError::AllocationLimit {
-                format,
-                needed: 0,
-                max: 0,
-            },
+        // Our own checks run first, so this is the decoder's second guard speaking (e.g. a
+        // PNG text chunk larger than the allocation budget).
+        image::ImageError::Limits(l) => ImageError::DecoderLimit {
+            format,
+            reason: l.to_string(),
         },
         // The decoders report truncation as a decoding error with their own wording.
         other => {

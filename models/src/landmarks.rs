@@ -335,6 +335,7 @@ pub struct ShapePredictor {
     from_sigma: f64,
     cascades: Vec<PreparedCascade>,
     max_features: usize,
+    max_trees: usize,
 }
 
 impl ShapePredictor {
@@ -419,7 +420,16 @@ impl ShapePredictor {
             initial_shape.chunks_exact(2).map(|p| [f64::from(p[0]) - mx, f64::from(p[1]) - my]).collect();
         let from_sigma = from_centered.iter().map(|d| d[0] * d[0] + d[1] * d[1]).sum::<f64>() / n;
 
-        Ok(ShapePredictor { num_parts, initial_shape, from_centered, from_sigma, cascades: prepared, max_features })
+        let max_trees = prepared.iter().map(|c| c.trees.len()).max().unwrap_or(0);
+        Ok(ShapePredictor {
+            num_parts,
+            initial_shape,
+            from_centered,
+            from_sigma,
+            cascades: prepared,
+            max_features,
+            max_trees,
+        })
     }
 
     pub fn num_parts(&self) -> usize {
@@ -475,6 +485,7 @@ impl ShapePredictor {
     fn run<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<f32> {
         let mut shape = self.initial_shape.clone();
         let mut features = vec![0.0f32; self.max_features];
+        let mut leaf_starts = vec![0usize; self.max_trees];
         let (width, height) = image.dimensions();
         for cascade in &self.cascades {
             let m = self.similarity_to(&shape);
@@ -493,16 +504,22 @@ impl ShapePredictor {
                     0.0
                 };
             }
+            // First find every tree's leaf, then add the leaves in tree order (the order
+            // dlib adds them in, which float addition needs for identical sums). Knowing all
+            // the leaf addresses up front lets their cache misses overlap: the leaves are
+            // most of the model's megabytes and each tree touches one at random.
             let part_len = shape.len();
-            for tree in &cascade.trees {
+            let leaf_starts = &mut leaf_starts[..cascade.trees.len()];
+            for (tree, start) in cascade.trees.iter().zip(leaf_starts.iter_mut()) {
                 let splits = &cascade.splits[tree.split_start as usize..][..tree.num_splits as usize];
                 let mut i = 0usize;
                 while i < splits.len() {
                     let s = &splits[i];
                     i = if feats[s.idx1 as usize] - feats[s.idx2 as usize] > s.thresh { 2 * i + 1 } else { 2 * i + 2 };
                 }
-                let leaf = i - splits.len();
-                let start = tree.leaf_start as usize + leaf * part_len;
+                *start = tree.leaf_start as usize + (i - splits.len()) * part_len;
+            }
+            for &start in leaf_starts.iter() {
                 for (v, d) in shape.iter_mut().zip(&cascade.leaves[start..start + part_len]) {
                     *v += d;
                 }
@@ -619,5 +636,159 @@ mod tests {
         let mut buf = Vec::new();
         m.write(&mut buf).unwrap();
         assert!(matches!(ShapePredictorModel::read(&mut buf.as_slice()), Err(ErtFormatError::Malformed(_))));
+    }
+
+    #[test]
+    fn dlib_rect_maps_to_the_float_box_covering_its_pixels() {
+        let d = DlibRect::new(10, 20, 109, 139);
+        assert_eq!((d.width(), d.height()), (100, 120));
+        let r = d.to_rect();
+        assert_eq!(r, Rect::new(9.5, 19.5, 109.5, 139.5));
+        assert_eq!((r.width(), r.height()), (100.0, 120.0));
+        assert_eq!(DlibRect::from_rect(&r), Some(d));
+        // Edges round to the nearest pixel boundary.
+        assert_eq!(DlibRect::from_rect(&Rect::new(9.7, 19.2, 109.4, 139.9)), Some(d));
+        assert_eq!(DlibRect::from_rect(&Rect::new(f32::NAN, 0.0, 1.0, 1.0)), None);
+        assert_eq!(DlibRect::from_rect(&Rect::new(0.0, 0.0, 1e9, 1.0)), None);
+        assert!(DlibRect::new(5, 5, 4, 9).is_empty());
+        assert_eq!(DlibRect::new(5, 5, 4, 9).width(), 0);
+    }
+
+    /// Two points on a horizontal line; one tree with one split comparing the pixels
+    /// under them: left leaf moves both right by 0.1 of the box, right leaf moves them left.
+    fn two_point_model(thresh: f32) -> ShapePredictor {
+        let model = ShapePredictorModel {
+            initial_shape: vec![0.25, 0.5, 0.75, 0.5],
+            cascades: vec![Cascade {
+                anchor_idx: vec![0, 1],
+                deltas: vec![[0.0, 0.0], [0.0, 0.0]],
+                trees: vec![RegressionTree {
+                    splits: vec![Split { idx1: 0, idx2: 1, thresh }],
+                    leaf_values: vec![0.1, 0.0, 0.1, 0.0, -0.1, 0.0, -0.1, 0.0],
+                }],
+            }],
+        };
+        ShapePredictor::from_model(model).unwrap()
+    }
+
+    fn xs(points: &[Point]) -> Vec<f32> {
+        points.iter().map(|p| p.x).collect()
+    }
+
+    #[test]
+    fn a_split_reads_the_pixels_under_the_rounded_points() {
+        let sp = two_point_model(10.0);
+        let rect = DlibRect::new(0, 0, 99, 99);
+        // The mean shape's points land at (24.75, 49.5) and (74.25, 49.5): pixels (25, 50)
+        // and (74, 50) after dlib's floor(v + 0.5).
+        assert_eq!(sp.mean_shape_in(rect), vec![Point::new(24.75, 49.5), Point::new(74.25, 49.5)]);
+        let mut img = GrayImage::new(100, 100);
+        img.put_pixel(25, 50, image::Luma([200]));
+        img.put_pixel(74, 50, image::Luma([100]));
+        // 200 - 100 > 10: left leaf, x + 0.1 * 99.
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![35.0, 84.0]);
+        assert_eq!(sp.predict(&img, rect)[0].y, 50.0);
+        let sub = sp.predict_subpixel(&img, rect);
+        assert!((sub[0][0] - 34.65).abs() < 1e-5 && (sub[1][0] - 84.15).abs() < 1e-5, "{sub:?}");
+        img.put_pixel(74, 50, image::Luma([195]));
+        // 200 - 195 = 5, not > 10: right leaf.
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![15.0, 64.0]);
+    }
+
+    #[test]
+    fn rgb_pixels_read_as_their_truncated_mean() {
+        let sp = two_point_model(10.0);
+        let rect = DlibRect::new(0, 0, 99, 99);
+        let mut img = RgbImage::new(100, 100);
+        // (250 + 250 + 252) / 3 = 250.67 -> 250; 250 - 240 = 10 is not > 10: right leaf.
+        // A rounded mean (251) or a luma would take the left one.
+        img.put_pixel(25, 50, image::Rgb([250, 250, 252]));
+        img.put_pixel(74, 50, image::Rgb([240, 240, 240]));
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![15.0, 64.0]);
+        img.put_pixel(25, 50, image::Rgb([250, 250, 255]));
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![35.0, 84.0]);
+    }
+
+    #[test]
+    fn pixels_outside_the_image_read_as_zero() {
+        let sp = two_point_model(-3.0);
+        // The first point lands at x = -60 + 24.75 (outside), the second at pixel 14.
+        let rect = DlibRect::new(-60, 0, 39, 99);
+        let mut img = GrayImage::from_pixel(100, 100, image::Luma([200]));
+        img.put_pixel(14, 50, image::Luma([5]));
+        // 0 - 5 = -5, not > -3: right leaf (x - 9.9). Reading the nearest edge pixel (200)
+        // instead of 0 would take the left one.
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![-45.0, 4.0]);
+        img.put_pixel(14, 50, image::Luma([1]));
+        assert_eq!(xs(&sp.predict(&img, rect)), vec![-25.0, 24.0]);
+    }
+
+    #[test]
+    fn similarity_fit_recovers_rotation_and_scale() {
+        let sp = ShapePredictor::from_model(ShapePredictorModel {
+            initial_shape: vec![0.2, 0.3, 0.8, 0.3, 0.5, 0.7],
+            cascades: vec![],
+        })
+        .unwrap();
+        let (s, a) = (1.7f64, 0.4f64);
+        let moved: Vec<f32> = sp
+            .initial_shape
+            .chunks_exact(2)
+            .flat_map(|p| {
+                let (x, y) = (f64::from(p[0]), f64::from(p[1]));
+                [(s * (a.cos() * x - a.sin() * y) + 0.3) as f32, (s * (a.sin() * x + a.cos() * y) - 0.2) as f32]
+            })
+            .collect();
+        let m = sp.similarity_to(&moved);
+        let want = [s * a.cos(), -s * a.sin(), s * a.sin(), s * a.cos()];
+        for (g, w) in m.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{m:?} vs {want:?}");
+        }
+        // The mean shape onto itself: exactly the identity once cast to f32.
+        assert_eq!(sp.similarity_to(&sp.initial_shape.clone()), [1.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn inconsistent_models_are_refused() {
+        let base = || ShapePredictorModel {
+            initial_shape: vec![0.2, 0.3, 0.8, 0.3],
+            cascades: vec![Cascade {
+                anchor_idx: vec![0, 1],
+                deltas: vec![[0.0, 0.0], [0.0, 0.0]],
+                trees: vec![RegressionTree {
+                    splits: vec![Split { idx1: 0, idx2: 1, thresh: 0.0 }],
+                    leaf_values: vec![0.0; 8],
+                }],
+            }],
+        };
+        assert!(ShapePredictor::from_model(base()).is_ok());
+        let mut m = base();
+        m.initial_shape.push(0.5);
+        assert!(ShapePredictor::from_model(m).is_err(), "odd mean shape");
+        let mut m = base();
+        m.cascades[0].anchor_idx[1] = 2;
+        assert!(ShapePredictor::from_model(m).is_err(), "anchor out of range");
+        let mut m = base();
+        m.cascades[0].deltas.pop();
+        assert!(ShapePredictor::from_model(m).is_err(), "missing delta");
+        let mut m = base();
+        m.cascades[0].trees[0].splits[0].idx2 = 2;
+        assert!(ShapePredictor::from_model(m).is_err(), "feature out of range");
+        let mut m = base();
+        m.cascades[0].trees[0].leaf_values.pop();
+        assert!(ShapePredictor::from_model(m).is_err(), "short leaves");
+        let mut m = base();
+        m.initial_shape[0] = f32::NAN;
+        assert!(ShapePredictor::from_model(m).is_err(), "NaN in the mean shape");
+    }
+
+    #[test]
+    fn load_reports_a_missing_or_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("landmarks5.ert");
+        let err = ShapePredictor::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("setup-models.sh"), "{err}");
+        std::fs::write(&missing, b"CPERT\0\0\x01\x05").unwrap();
+        assert!(ShapePredictor::load(&missing).is_err());
     }
 }

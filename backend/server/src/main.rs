@@ -1,1 +1,210 @@
-fn main() {}
+//! The `backend` command: `serve`, `migrate`, `check`, `create-manager`, `seed-demo`.
+//! Configuration comes from defaults, an optional TOML file (`--config`), `CLEANPLATE_*`
+//! environment variables and these flags, in that order of precedence (flags win).
+
+use anyhow::{bail, Context, Result};
+use backend::config::Config;
+use clap::{Parser, Subcommand};
+use ledger::{Fen, MealKind};
+use std::path::PathBuf;
+use std::time::Duration;
+use store::{Actor, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, SubsidyRule};
+
+#[derive(Parser)]
+#[command(name = "backend", version, about = "CleanPlate backend: the canteen's book of record")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "CLEANPLATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default: a file in the data directory) or postgres://...
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the HTTP server (migrates first).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations.
+    Migrate,
+    /// Verify the ledger's invariants and the audit chain; exits 1 with a report on failure.
+    Check {
+        /// Seal pending audit entries first (as a running server would).
+        #[arg(long)]
+        seal: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a manager (or auditor) login. The password comes from CLEANPLATE_NEW_PASSWORD or stdin.
+    CreateManager {
+        #[arg(long)]
+        username: String,
+        /// manager or auditor.
+        #[arg(long, default_value = "manager")]
+        role: String,
+    },
+    /// Fill an empty database with a demo canteen, prices, subsidies and staff.
+    SeedDemo,
+}
+
+fn now_ms() -> i64 {
+    backend::state::now_ms()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(u) = cli.database_url {
+        cfg.database_url = u;
+    }
+    match cli.cmd {
+        Cmd::Serve { listen } => {
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            serve(cfg).await
+        }
+        Cmd::Migrate => {
+            let store = backend::open_store(&cfg).await?;
+            store.migrate().await?;
+            println!("migrations applied ({})", store.backend_name());
+            Ok(())
+        }
+        Cmd::Check { seal, json } => check(cfg, seal, json).await,
+        Cmd::CreateManager { username, role } => create_manager(cfg, username, role).await,
+        Cmd::SeedDemo => seed_demo(cfg).await,
+    }
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    cfg.validate_for_serving()?;
+    let store = backend::open_store(&cfg).await?;
+    store.migrate().await.context("migrating the database")?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
+    tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
+    let state = backend::build_state(store.clone(), cfg)?;
+    tracing::info!(%addr, db = store.backend_name(), "serving");
+    // Printed on stdout so scripts and tests can wait for readiness and learn the port.
+    println!("listening on {addr}");
+    axum::serve(listener, backend::api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn check(cfg: Config, seal: bool, json: bool) -> Result<()> {
+    let store = backend::open_store(&cfg).await?;
+    if seal {
+        while store.seal_audit(10_000).await? == 10_000 {}
+    }
+    let r = store.check(now_ms(), cfg.unsealed_grace_seconds * 1000).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "backend check ({}): {} entries, {} postings, {} charges, audit {} sealed / {} unsealed",
+            store.backend_name(),
+            r.entries,
+            r.postings,
+            r.charges,
+            r.audit_sealed,
+            r.audit_unsealed
+        );
+        for p in &r.problems {
+            println!("PROBLEM: {p}");
+        }
+        println!("{}", if r.ok() { "OK" } else { "FAILED" });
+    }
+    if !r.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn create_manager(cfg: Config, username: String, role: String) -> Result<()> {
+    let role = match Role::parse(&role) {
+        Some(r @ (Role::Manager | Role::Auditor)) => r,
+        _ => bail!("--role must be manager or auditor (staff logins are made through the API)"),
+    };
+    let password = match std::env::var("CLEANPLATE_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("password for {username}:");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.chars().count() < 10 {
+        bail!("passwords need at least 10 characters");
+    }
+    let store = backend::open_store(&cfg).await?;
+    store.migrate().await?;
+    let hash = backend::crypto::hash_password(&password)?;
+    let u = store
+        .create_user(NewUser { username, password_hash: hash, role, staff_id: None }, &Actor::System("create-manager"))
+        .await?;
+    while store.seal_audit(10_000).await? == 10_000 {}
+    println!("created {} {} (id {})", u.role.as_str(), u.username, u.id);
+    Ok(())
+}
+
+async fn seed_demo(cfg: Config) -> Result<()> {
+    let store = backend::open_store(&cfg).await?;
+    store.migrate().await?;
+    if !store.list_canteens().await?.is_empty() {
+        bail!("the database already has canteens; seed-demo only fills an empty database");
+    }
+    let actor = Actor::System("seed-demo");
+    let c = store
+        .create_canteen(
+            NewCanteen { name: "Demo canteen".into(), utc_offset_minutes: 480, per_transaction_cap: Some(Fen(5000)), daily_cap: Some(Fen(10000)) },
+            &actor,
+        )
+        .await?;
+    for (meal, s, e) in [(MealKind::Breakfast, 390, 570), (MealKind::Lunch, 660, 810), (MealKind::Dinner, 1020, 1170)] {
+        store.set_meal_window(MealWindow { canteen_id: c.id, meal, start_minute: s, end_minute: e }, &actor).await?;
+    }
+    for (cat, prices) in [("regular", [500, 1500, 1200]), ("contractor", [800, 2000, 1600]), ("intern", [300, 1000, 800])] {
+        for (meal, p) in MealKind::ALL.into_iter().zip(prices) {
+            store.set_price(Price { canteen_id: c.id, category: cat.into(), meal, price: Fen(p) }, &actor).await?;
+        }
+    }
+    store.set_subsidy_rule(SubsidyRule { category: "regular".into(), amount: Fen(30000), expires: true }, &actor).await?;
+    store.set_subsidy_rule(SubsidyRule { category: "intern".into(), amount: Fen(20000), expires: true }, &actor).await?;
+    let names = ["Wang Fang", "Li Na", "Zhang Wei", "Liu Yang", "Chen Jing", "Yang Li", "Zhao Lei", "Huang Min", "Zhou Jie", "Wu Xia"];
+    for (i, n) in names.iter().enumerate() {
+        let cat = ["regular", "regular", "contractor", "intern"][i % 4];
+        store
+            .create_staff(NewStaff { employee_no: format!("E{:04}", i + 1), name: (*n).into(), department: "Demo".into(), category: cat.into() }, &actor)
+            .await?;
+    }
+    let period = ledger::subsidy::period_of(
+        time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_whole_seconds(8 * 3600).unwrap_or(time::UtcOffset::UTC)).date(),
+    );
+    let g = store.grant_subsidies(&period, now_ms(), &actor).await?;
+    let code = backend::crypto::random_token()[..12].to_uppercase();
+    store.create_enrolment_code(c.id, &backend::crypto::token_hash(&code), now_ms() + 24 * 3600 * 1000, &actor).await?;
+    while store.seal_audit(10_000).await? == 10_000 {}
+    println!("seeded canteen {} with {} staff; subsidies for {}: {} people", c.id, names.len(), g.period, g.people);
+    println!("kiosk enrolment code (valid 24 h): {code}");
+    Ok(())
+}

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::crypto::FaceCipher;
-use crate::payments::PaymentProvider;
+use crate::payments::{PaymentProvider, SandboxProvider};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub cipher: FaceCipher,
     pub payments: Arc<dyn PaymentProvider>,
+    /// Set when the configured provider is the built-in sandbox (serves its pay page).
+    pub sandbox: Option<Arc<SandboxProvider>>,
     pub kiosk_cache: Arc<KioskCache>,
 }
 

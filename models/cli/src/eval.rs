@@ -134,14 +134,41 @@ fn tar_at_far(scored: &[(Option<f32>, bool)], far: f64) -> f64 {
     accepted as f64 / genuine.max(1) as f64
 }
 
-pub fn verify_pairs(config: PipelineConfig, pairs_file: &Path, root: &Path, threshold: Option<f32>, jobs: usize) -> Result<()> {
+/// What `verify-pairs` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    pub pairs: usize,
+    /// Per fold: (threshold chosen on the other folds, accuracy on this fold).
+    pub folds: Vec<(f32, f64)>,
+    pub accuracy_cv: f64,
+    pub accuracy_fixed: f64,
+    pub threshold: f32,
+    pub tar_at_far_0_001: f64,
+    /// Images in which no face was found (or that could not be read).
+    pub failures: usize,
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, (t, acc)) in self.folds.iter().enumerate() {
+            writeln!(f, "fold {}: accuracy {acc:.4} at threshold {t:.3} (chosen on the other folds)", k + 1)?;
+        }
+        write!(
+            f,
+            "pairs={} accuracy_cv={:.4} accuracy_fixed={:.4} threshold={:.3} tar_at_far_0.001={:.4} failures={}",
+            self.pairs, self.accuracy_cv, self.accuracy_fixed, self.threshold, self.tar_at_far_0_001, self.failures
+        )
+    }
+}
+
+pub fn verify_pairs(config: &PipelineConfig, pairs_file: &Path, root: &Path, threshold: Option<f32>, jobs: usize) -> Result<VerifyReport> {
     let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
     let pairs = parse_pairs(&text, root)?;
     let mut unique: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
     unique.sort();
     unique.dedup();
     eprintln!("verify-pairs: {} pairs, {} images", pairs.len(), unique.len());
-    let embeddings = embed_all(&config, &unique, jobs)?;
+    let embeddings = embed_all(config, &unique, jobs)?;
     let by_path: HashMap<&PathBuf, Option<Embedding>> = unique.iter().zip(embeddings).collect();
     let failures = by_path.values().filter(|e| e.is_none()).count();
     let scored: Vec<(Option<f32>, bool)> = pairs
@@ -158,29 +185,62 @@ pub fn verify_pairs(config: PipelineConfig, pairs_file: &Path, root: &Path, thre
         let train: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold != k).map(|(s, _)| *s).collect();
         let test: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold == k).map(|(s, _)| *s).collect();
         let t = best_threshold(&train);
-        let acc = accuracy(&test, t);
-        println!("fold {}: accuracy {acc:.4} at threshold {t:.3} (chosen on the other folds)", k + 1);
-        fold_acc.push(acc);
+        fold_acc.push((t, accuracy(&test, t)));
     }
-    let accuracy_cv = fold_acc.iter().sum::<f64>() / fold_acc.len().max(1) as f64;
+    let accuracy_cv = fold_acc.iter().map(|f| f.1).sum::<f64>() / fold_acc.len().max(1) as f64;
     let fixed = threshold.unwrap_or(MatchPolicy::default().threshold);
-    println!(
-        "pairs={} accuracy_cv={accuracy_cv:.4} accuracy_fixed={:.4} threshold={fixed:.3} tar_at_far_0.001={:.4} failures={failures}",
-        pairs.len(),
-        accuracy(&scored, fixed),
-        tar_at_far(&scored, 0.001),
-    );
-    Ok(())
+    Ok(VerifyReport {
+        pairs: pairs.len(),
+        folds: fold_acc,
+        accuracy_cv,
+        accuracy_fixed: accuracy(&scored, fixed),
+        threshold: fixed,
+        tar_at_far_0_001: tar_at_far(&scored, 0.001),
+        failures,
+    })
+}
+
+/// What `identify` measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentifyReport {
+    pub probes: usize,
+    /// Probes of enrolled people whose nearest person is right, over those probes.
+    pub rank1: f64,
+    pub false_accepts: usize,
+    pub false_rejects: usize,
+    pub threshold: f32,
+    pub margin: f32,
+    pub enrolled_people: usize,
+    pub gallery_failures: usize,
+    pub probe_failures: usize,
+    /// How many probes ended how ("accepted", "unknown", "ambiguous", ...).
+    pub outcomes: BTreeMap<&'static str, usize>,
+}
+
+impl std::fmt::Display for IdentifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "gallery: {} people enrolled ({} photos without a face); {} probes without a face; margin {:.3}",
+            self.enrolled_people, self.gallery_failures, self.probe_failures, self.margin
+        )?;
+        writeln!(f, "outcomes: {:?}", self.outcomes)?;
+        write!(
+            f,
+            "probes={} rank1={:.4} false_accepts={} false_rejects={} threshold={:.3}",
+            self.probes, self.rank1, self.false_accepts, self.false_rejects, self.threshold
+        )
+    }
 }
 
 pub fn identify(
-    config: PipelineConfig,
+    config: &PipelineConfig,
     list: &Path,
     root: &Path,
     threshold: Option<f32>,
     margin: Option<f32>,
     jobs: usize,
-) -> Result<()> {
+) -> Result<IdentifyReport> {
     let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
     let mut gallery_rows = Vec::new();
     let mut probe_rows = Vec::new();
@@ -198,7 +258,7 @@ pub fn identify(
     eprintln!("identify: {} gallery photos, {} probes", gallery_rows.len(), probe_rows.len());
 
     let paths: Vec<PathBuf> = gallery_rows.iter().chain(&probe_rows).map(|(_, p)| p.clone()).collect();
-    let embeddings = embed_all(&config, &paths, jobs)?;
+    let embeddings = embed_all(config, &paths, jobs)?;
     let (g_emb, p_emb) = embeddings.split_at(gallery_rows.len());
 
     let mut gallery: Gallery<String> = Gallery::new();
@@ -212,7 +272,7 @@ pub fn identify(
     let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
 
     let (mut enrolled_probes, mut rank1, mut false_accepts, mut false_rejects, mut probe_failures) = (0, 0, 0, 0, 0);
-    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
     for ((id, _), e) in probe_rows.iter().zip(p_emb) {
         let is_enrolled = enrolled.contains(id);
         enrolled_probes += usize::from(is_enrolled);
@@ -242,20 +302,18 @@ pub fn identify(
             }
         }
     }
-    println!(
-        "gallery: {} people enrolled ({gallery_failures} photos without a face); probes: {} of enrolled people, {probe_failures} without a face; margin {:.3}",
-        gallery.person_count(),
-        enrolled_probes,
-        policy.margin
-    );
-    println!("outcomes: {outcomes:?}");
-    println!(
-        "probes={} rank1={:.4} false_accepts={false_accepts} false_rejects={false_rejects} threshold={:.3}",
-        probe_rows.len(),
-        rank1 as f64 / enrolled_probes.max(1) as f64,
-        policy.threshold
-    );
-    Ok(())
+    Ok(IdentifyReport {
+        probes: probe_rows.len(),
+        rank1: rank1 as f64 / enrolled_probes.max(1) as f64,
+        false_accepts,
+        false_rejects,
+        threshold: policy.threshold,
+        margin: policy.margin,
+        enrolled_people: gallery.person_count(),
+        gallery_failures,
+        probe_failures,
+        outcomes,
+    })
 }
 
 #[cfg(test)]

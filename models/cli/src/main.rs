@@ -2,12 +2,11 @@
 //! in photos; `verify-pairs` and `identify` measure accuracy on the LFW-style protocols in
 //! `../shared/faces/protocols` (and on any data laid out the same way).
 
-mod eval;
-
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use faces_cli::eval;
 use models::image_io::{decode_file, DecodeLimits};
 use models::pipeline::{Faces, Pipeline, PipelineConfig};
 use models::runtime::RuntimeOptions;
@@ -92,9 +91,13 @@ fn run(cli: Cli) -> Result<()> {
             config.detector.min_face_px = min_face;
             detect(config, &images, json, if main { Faces::Main } else { Faces::All })
         }
-        Command::VerifyPairs { pairs, root, threshold, jobs } => eval::verify_pairs(config, &pairs, &root, threshold, jobs),
+        Command::VerifyPairs { pairs, root, threshold, jobs } => {
+            println!("{}", eval::verify_pairs(&config, &pairs, &root, threshold, jobs)?);
+            Ok(())
+        }
         Command::Identify { list, root, threshold, margin, jobs } => {
-            eval::identify(config, &list, &root, threshold, margin, jobs)
+            println!("{}", eval::identify(&config, &list, &root, threshold, margin, jobs)?);
+            Ok(())
         }
     }
 }

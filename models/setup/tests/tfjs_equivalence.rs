@@ -65,12 +65,19 @@ struct Case {
 }
 
 struct Reference {
-    size: usize,
+    /// Height, width (channels are 3).
+    hw: [usize; 2],
     output: String,
     width: usize,
-    json_sha256: String,
-    bin_sha256: String,
     cases: Vec<Case>,
+    /// The model's whole fixture entry, for the fields only some models have.
+    entry: serde_json::Value,
+}
+
+impl Reference {
+    fn text(&self, key: &str) -> &str {
+        self.entry[key].as_str().unwrap_or_else(|| panic!("fixture: {key} missing"))
+    }
 }
 
 fn reference(model: &str) -> Reference {
@@ -78,10 +85,17 @@ fn reference(model: &str) -> Reference {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!("{}: {e} (regenerate it with scripts/dev/tfjs_reference/reference.js)", path.display())
     });
-    let root: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
-    let m = &root["models"][model];
-    let s = |k: &str| m[k].as_str().unwrap_or_else(|| panic!("fixture: {model}.{k} missing")).to_string();
-    let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("fixture: {model}.{k} missing")) as usize;
+    let mut root: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    let m = root["models"][model].take();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("fixture: {model}: bad number {v}")) as usize;
+    let shape: Vec<usize> = m["input_shape"]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture: {model}.input_shape missing"))
+        .iter()
+        .map(n)
+        .collect();
+    assert_eq!(shape.len(), 3, "fixture: {model}.input_shape");
+    assert_eq!(shape[2], 3, "fixture: {model}: RGB input expected");
     let cases = m["cases"]
         .as_array()
         .expect("fixture: cases")
@@ -98,12 +112,11 @@ fn reference(model: &str) -> Reference {
         })
         .collect();
     Reference {
-        size: n("input_size"),
-        output: s("output_name"),
-        width: n("output_width"),
-        json_sha256: s("json_sha256"),
-        bin_sha256: s("bin_sha256"),
+        hw: [shape[0], shape[1]],
+        output: m["output_name"].as_str().expect("fixture: output_name").to_string(),
+        width: n(&m["output_width"]),
         cases,
+        entry: m,
     }
 }
 
@@ -138,30 +151,38 @@ fn sha256_hex(b: &[u8]) -> String {
 fn run(
     session: &mut Session,
     output: &str,
-    size: usize,
+    [h, w]: [usize; 2],
     batch: &[&[u8]],
 ) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
     let data: Vec<f32> = batch.iter().flat_map(|p| p.iter().map(|&b| f32::from(b) / 255.0)).collect();
-    let input = TensorRef::from_array_view(([batch.len(), size, size, 3], &data[..]))?;
+    let input = TensorRef::from_array_view(([batch.len(), h, w, 3], &data[..]))?;
     let outputs = session.run(ort::inputs!["image" => input])?;
     let (_, values) = outputs[output].try_extract_tensor::<f32>()?;
     Ok(values.to_vec())
 }
 
+/// Converts the real model and checks it against TF.js.
 fn equivalence(model: &str) -> TestResult {
     let r = reference(model);
     let (json, bin) = model_files(model);
-    assert_eq!(sha256_hex(&json), r.json_sha256, "{model}.json differs from the file the fixture was made with");
-    assert_eq!(sha256_hex(&bin), r.bin_sha256, "{model}.bin differs from the file the fixture was made with");
+    assert_eq!(
+        sha256_hex(&json),
+        r.text("json_sha256"),
+        "{model}.json differs from the file the fixture was made with"
+    );
+    assert_eq!(sha256_hex(&bin), r.text("bin_sha256"), "{model}.bin differs from the file the fixture was made with");
     assert!(r.cases.len() >= 4, "fixture has too few cases");
-    let onnx = model_setup::tfjs::convert(&json, &bin, model)?;
-    let mut s = session(&onnx)?;
+    compare(model, &model_setup::tfjs::convert(&json, &bin, model)?, &r)
+}
 
+/// Runs every case alone and all cases as one batch; each output within [`TOLERANCE`].
+fn compare(model: &str, onnx: &[u8], r: &Reference) -> TestResult {
+    let mut s = session(onnx)?;
     let mut worst = 0f32;
     for c in &r.cases {
-        assert_eq!(c.pixels.len(), r.size * r.size * 3, "{model}/{}: pixel count", c.name);
+        assert_eq!(c.pixels.len(), r.hw[0] * r.hw[1] * 3, "{model}/{}: pixel count", c.name);
         assert_eq!(c.expected.len(), r.width, "{model}/{}: output width", c.name);
-        let got = run(&mut s, &r.output, r.size, &[&c.pixels])?;
+        let got = run(&mut s, &r.output, r.hw, &[&c.pixels])?;
         assert_eq!(got.len(), r.width, "{model}/{}: ONNX output width", c.name);
         let diff = got.iter().zip(&c.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("{model} {:<16} onnx {:?} tfjs {:?} max|diff| {diff:.2e}", c.name, got, c.expected);
@@ -171,7 +192,7 @@ fn equivalence(model: &str) -> TestResult {
 
     // The same cases as one batch: the dynamic batch dimension must not mix images.
     let all: Vec<&[u8]> = r.cases.iter().map(|c| c.pixels.as_slice()).collect();
-    let got = run(&mut s, &r.output, r.size, &all)?;
+    let got = run(&mut s, &r.output, r.hw, &all)?;
     let expected: Vec<f32> = r.cases.iter().flat_map(|c| c.expected.iter().copied()).collect();
     assert_eq!(got.len(), expected.len());
     let diff = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -188,6 +209,19 @@ fn antispoof_matches_tfjs() -> TestResult {
 #[test]
 fn liveness_matches_tfjs() -> TestResult {
     equivalence("liveness")
+}
+
+/// A hand-written graph (it travels in the fixture) with what the real models lack: SAME
+/// padding at stride 2 on even and odd sizes, MaxPool SAME, Relu6 that clips, a dilated
+/// convolution with EXPLICIT padding, a rank-4 constant, uint8 and float16 quantised
+/// weights, a non-square input and `transpose_b`.
+#[test]
+fn synthetic_graph_matches_tfjs() -> TestResult {
+    let r = reference("synthetic");
+    let json = r.text("model_json").as_bytes().to_vec();
+    let bin = b64(r.text("weights_b64"));
+    let onnx = model_setup::tfjs::convert_with_names(&json, &bin, "synthetic", "image", &r.output)?;
+    compare("synthetic", &onnx, &r)
 }
 
 #[test]

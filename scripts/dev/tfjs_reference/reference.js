@@ -39,8 +39,8 @@ const FACES = [
 // Which faces go into the fixture per model: 128x128 inputs are 48 KB each, so antispoof
 // keeps three; liveness inputs are 3 KB, so it keeps all.
 const MODELS = [
-  { name: 'antispoof', size: 128, output: 'real', faces: ['obama_1', 'obama_4', 'eileen_collins'], synthetic: ['gradient', 'constant'] },
-  { name: 'liveness', size: 32, output: 'scores', faces: FACES.map((f) => f.name), synthetic: ['gradient', 'constant', 'noise'] },
+  { name: 'antispoof', shape: [128, 128], output: 'real', faces: ['obama_1', 'obama_4', 'eileen_collins'], synthetic: ['gradient', 'constant'] },
+  { name: 'liveness', shape: [32, 32], output: 'scores', faces: FACES.map((f) => f.name), synthetic: ['gradient', 'constant', 'noise'] },
 ];
 
 function firstExisting(candidates, what) {
@@ -82,18 +82,20 @@ function faceCrop(img, box, size) {
   });
 }
 
-function synthetic(kind, size) {
-  const px = new Uint8Array(size * size * 3);
+function synthetic(kind, h, w) {
+  const px = new Uint8Array(h * w * 3);
   let seed = 12345;
-  for (let yy = 0; yy < size; yy++) {
-    for (let xx = 0; xx < size; xx++) {
-      const i = (yy * size + xx) * 3;
+  for (let yy = 0; yy < h; yy++) {
+    for (let xx = 0; xx < w; xx++) {
+      const i = (yy * w + xx) * 3;
       if (kind === 'gradient') {
-        px[i] = Math.round((xx * 255) / (size - 1));
-        px[i + 1] = Math.round((yy * 255) / (size - 1));
+        px[i] = Math.round((xx * 255) / (w - 1));
+        px[i + 1] = Math.round((yy * 255) / (h - 1));
         px[i + 2] = 128;
       } else if (kind === 'constant') {
         px[i] = px[i + 1] = px[i + 2] = 128;
+      } else if (kind === 'white') {
+        px[i] = px[i + 1] = px[i + 2] = 255;
       } else if (kind === 'noise') {
         for (let c = 0; c < 3; c++) {
           // 32-bit LCG (Numerical Recipes): deterministic and trivial to re-create anywhere.
@@ -106,6 +108,104 @@ function synthetic(kind, size) {
     }
   }
   return px;
+}
+
+// A small hand-written graph model exercising what the two real models do not: SAME
+// padding with stride 2 on even and odd sizes (TF puts the odd pixel at the end), MaxPool
+// SAME, Relu6, a dilated convolution with EXPLICIT padding, a rank-4 constant broadcast,
+// uint8-affine and float16 quantised weights, a non-square input and transpose_b.
+function syntheticModel() {
+  const b64 = (s) => Buffer.from(s).toString('base64');
+  const ints = (a) => ({ list: { i: a.map(String) } });
+  let seed = 987654321;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 4294967296;
+  };
+  const floats = (n, scale) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+  const specs = [];
+  const parts = [];
+  const addF32 = (name, shape, values) => {
+    specs.push({ name, shape, dtype: 'float32' });
+    parts.push(Buffer.from(values.buffer));
+  };
+  addF32('w1', [3, 3, 3, 4], floats(108, 3.0));
+  // float16 bias: 0.25, -0.2, 0.1, -1.0 (bit patterns written directly).
+  specs.push({ name: 'b1', shape: [4], dtype: 'float32', quantization: { dtype: 'float16', original_dtype: 'float32' } });
+  parts.push(Buffer.from(Uint16Array.from([0x3400, 0xb266, 0x2e66, 0xbc00]).buffer));
+  specs.push({ name: 'mul_c', shape: [4], dtype: 'float32', quantization: { dtype: 'uint8', scale: 0.01, min: -0.5, original_dtype: 'float32' } });
+  parts.push(Buffer.from([10, 200, 77, 255]));
+  addF32('add_c', [1, 1, 1, 4], floats(4, 0.5));
+  addF32('w2', [2, 2, 4, 3], floats(48, 1.0));
+  addF32('b2', [3], floats(3, 0.2));
+  specs.push({ name: 'flat_shape', shape: [2], dtype: 'int32' });
+  parts.push(Buffer.from(Int32Array.from([-1, 12]).buffer));
+  addF32('w3', [5, 12], floats(60, 0.15));
+  addF32('b3', [5], floats(5, 0.1));
+
+  const konst = (name, dtype) => ({ name, op: 'Const', attr: { dtype: { type: dtype } } });
+  const nodes = [
+    ...['w1', 'b1', 'mul_c', 'add_c', 'w2', 'b2', 'w3', 'b3'].map((n) => konst(n, 'DT_FLOAT')),
+    konst('flat_shape', 'DT_INT32'),
+    {
+      name: 'x',
+      op: 'Placeholder',
+      attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: { dim: [{ size: '-1' }, { size: '10' }, { size: '9' }, { size: '3' }] } } },
+    },
+    {
+      name: 'conv1',
+      op: '_FusedConv2D',
+      input: ['x', 'w1', 'b1'],
+      attr: {
+        T: { type: 'DT_FLOAT' }, padding: { s: b64('SAME') }, strides: ints([1, 2, 2, 1]), dilations: ints([1, 1, 1, 1]),
+        data_format: { s: b64('NHWC') }, num_args: { i: '1' }, fused_ops: { list: { s: [b64('BiasAdd'), b64('Relu6')] } },
+        explicit_paddings: { list: {} }, epsilon: { f: 0 },
+      },
+    },
+    {
+      name: 'pool',
+      op: 'MaxPool',
+      input: ['conv1'],
+      attr: { T: { type: 'DT_FLOAT' }, ksize: ints([1, 2, 2, 1]), strides: ints([1, 2, 2, 1]), padding: { s: b64('SAME') }, data_format: { s: b64('NHWC') } },
+    },
+    { name: 'mul', op: 'Mul', input: ['pool', 'mul_c'], attr: { T: { type: 'DT_FLOAT' } } },
+    { name: 'add', op: 'AddV2', input: ['add_c', 'mul'], attr: { T: { type: 'DT_FLOAT' } } },
+    { name: 'relu', op: 'Relu', input: ['add'], attr: { T: { type: 'DT_FLOAT' } } },
+    {
+      name: 'conv2',
+      op: '_FusedConv2D',
+      input: ['relu', 'w2', 'b2'],
+      attr: {
+        T: { type: 'DT_FLOAT' }, padding: { s: b64('EXPLICIT') }, explicit_paddings: ints([0, 0, 1, 0, 0, 1, 0, 0]),
+        strides: ints([1, 1, 1, 1]), dilations: ints([1, 2, 2, 1]), data_format: { s: b64('NHWC') },
+        num_args: { i: '1' }, fused_ops: { list: { s: [b64('BiasAdd')] } }, epsilon: { f: 0 },
+      },
+    },
+    { name: 'flat', op: 'Reshape', input: ['conv2', 'flat_shape'], attr: { T: { type: 'DT_FLOAT' }, Tshape: { type: 'DT_INT32' } } },
+    {
+      name: 'dense',
+      op: '_FusedMatMul',
+      input: ['flat', 'w3', 'b3'],
+      attr: {
+        T: { type: 'DT_FLOAT' }, transpose_a: { b: false }, transpose_b: { b: true }, num_args: { i: '1' },
+        fused_ops: { list: { s: [b64('BiasAdd'), b64('Relu')] } }, epsilon: { f: 0 },
+      },
+    },
+    { name: 'softmax', op: 'Softmax', input: ['dense'], attr: { T: { type: 'DT_FLOAT' } } },
+    { name: 'Identity', op: 'Identity', input: ['softmax'], attr: { T: { type: 'DT_FLOAT' } } },
+  ];
+  const json = {
+    format: 'graph-model',
+    generatedBy: 'scripts/dev/tfjs_reference/reference.js',
+    convertedBy: 'hand-written',
+    signature: {
+      inputs: { x: { name: 'x:0', dtype: 'DT_FLOAT', tensorShape: { dim: [{ size: '-1' }, { size: '10' }, { size: '9' }, { size: '3' }] } } },
+      outputs: { out: { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: { dim: [{ size: '-1' }, { size: '5' }] } } },
+    },
+    modelTopology: { node: nodes, library: {}, versions: {} },
+    weightsManifest: [{ paths: ['synthetic.bin'], weights: specs }],
+  };
+  return { jsonBytes: Buffer.from(JSON.stringify(json)), binBytes: Buffer.concat(parts) };
 }
 
 function writePreview(dir, name, px, size) {
@@ -121,8 +221,10 @@ function writePreview(dir, name, px, size) {
 }
 
 async function loadModel(dir, name) {
-  const jsonBytes = fs.readFileSync(path.join(dir, `${name}.json`));
-  const binBytes = fs.readFileSync(path.join(dir, `${name}.bin`));
+  return loadModelBytes(fs.readFileSync(path.join(dir, `${name}.json`)), fs.readFileSync(path.join(dir, `${name}.bin`)));
+}
+
+async function loadModelBytes(jsonBytes, binBytes) {
   const json = JSON.parse(jsonBytes.toString('utf8'));
   const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
   const weightData = binBytes.buffer.slice(binBytes.byteOffset, binBytes.byteOffset + binBytes.byteLength);
@@ -163,40 +265,29 @@ async function main() {
     backend: tf.getBackend(),
     source_package: '@vladmandic/human@3.3.6',
     input_encoding:
-      'pixels_b64: base64 of size*size*3 bytes, RGB, row-major (NHWC with batch 1); the model input is byte / 255 as float32',
+      'pixels_b64: base64 of the input_shape (height x width x 3) bytes, RGB, row-major (NHWC with batch 1); the model input is byte / 255 as float32',
     models: {},
   };
 
-  for (const m of MODELS) {
-    const { model, jsonSha, binSha } = await loadModel(modelsDir, m.name);
-    const cases = [];
-    for (const fname of m.faces) {
-      const f = FACES.find((x) => x.name === fname);
-      cases.push({ name: f.name, source: f.file, box_xys: f.box, pixels: faceCrop(images.get(f.name), f.box, m.size) });
-    }
-    for (const s of m.synthetic) cases.push({ name: s, source: `synthetic:${s}`, pixels: synthetic(s, m.size) });
-
-    // One batched run: the Rust test checks batch 1 and batch N against these numbers.
+  // One batched run per model: the Rust test checks batch 1 and batch N against these numbers.
+  const run = (model, cases, [h, w], outputName, meta) => {
     const n = cases.length;
-    const flat = new Float32Array(n * m.size * m.size * 3);
+    const flat = new Float32Array(n * h * w * 3);
     cases.forEach((c, k) => {
       for (let i = 0; i < c.pixels.length; i++) flat[k * c.pixels.length + i] = c.pixels[i] / 255;
     });
-    const x = tf.tensor4d(flat, [n, m.size, m.size, 3]);
+    const x = tf.tensor4d(flat, [n, h, w, 3]);
     const y = model.execute(x);
     const data = Array.from(y.dataSync());
     const per = y.shape[1];
     x.dispose();
     y.dispose();
-
-    out.models[m.name] = {
-      json_sha256: jsonSha,
-      bin_sha256: binSha,
-      input_size: m.size,
-      output_name: m.output,
+    return {
+      ...meta,
+      input_shape: [h, w, 3],
+      output_name: outputName,
       output_width: per,
       cases: cases.map((c, k) => {
-        if (preview) writePreview(path.join(preview, m.name), c.name, c.pixels, m.size);
         const o = { name: c.name, source: c.source };
         if (c.box_xys) o.box_xys = c.box_xys;
         o.output = data.slice(k * per, (k + 1) * per);
@@ -204,7 +295,32 @@ async function main() {
         return o;
       }),
     };
-    for (const c of out.models[m.name].cases) console.log(`${m.name} ${c.name}: ${c.output.map((v) => v.toFixed(6)).join(' ')}`);
+  };
+
+  for (const m of MODELS) {
+    const { model, jsonSha, binSha } = await loadModel(modelsDir, m.name);
+    const [h, w] = m.shape;
+    const cases = [];
+    for (const fname of m.faces) {
+      const f = FACES.find((x) => x.name === fname);
+      cases.push({ name: f.name, source: f.file, box_xys: f.box, pixels: faceCrop(images.get(f.name), f.box, h) });
+    }
+    for (const s of m.synthetic) cases.push({ name: s, source: `synthetic:${s}`, pixels: synthetic(s, h, w) });
+    if (preview) for (const c of cases) writePreview(path.join(preview, m.name), c.name, c.pixels, h);
+    out.models[m.name] = run(model, cases, m.shape, m.output, { json_sha256: jsonSha, bin_sha256: binSha });
+  }
+
+  // The hand-written graph travels inside the fixture (it exists nowhere else).
+  const syn = syntheticModel();
+  const { model: synModel } = await loadModelBytes(syn.jsonBytes, syn.binBytes);
+  const synCases = ['gradient', 'constant', 'white', 'noise'].map((s) => ({ name: s, source: `synthetic:${s}`, pixels: synthetic(s, 10, 9) }));
+  out.models.synthetic = run(synModel, synCases, [10, 9], 'out', {
+    model_json: syn.jsonBytes.toString('utf8'),
+    weights_b64: syn.binBytes.toString('base64'),
+  });
+
+  for (const [name, m] of Object.entries(out.models)) {
+    for (const c of m.cases) console.log(`${name} ${c.name}: ${c.output.map((v) => v.toFixed(6)).join(' ')}`);
   }
 
   fs.mkdirSync(path.dirname(outPath), { recursive: true });

@@ -193,9 +193,14 @@ pub fn parse(dat: &[u8]) -> Result<Network> {
     Ok(Network { loss, input, items })
 }
 
+/// Whether the next value is a string naming an input layer (`input_...`), which is how
+/// the add_layer sitting on the input is told apart from the wrappers above it.
 fn next_is_input_layer(r: &Reader<'_>) -> bool {
     let mut probe = r.clone();
-    matches!(probe.string("probe"), Ok(s) if s.starts_with("input"))
+    match probe.len(1, "probe") {
+        Ok(n) => n >= 5 && matches!(probe.bytes(5, "probe"), Ok(b"input")),
+        Err(_) => false,
+    }
 }
 
 fn read_input_layer(r: &mut Reader<'_>) -> Result<InputLayer> {
@@ -232,7 +237,8 @@ fn read_tensor(r: &mut Reader<'_>, keep: bool, what: &str) -> Result<([usize; 4]
     let mut dims = [0usize; 4];
     for d in &mut dims {
         let v = r.i64(what)?;
-        *d = usize::try_from(v).map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {v}") })?;
+        *d = usize::try_from(v)
+            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {v}") })?;
     }
     let n = dims
         .iter()
@@ -276,7 +282,8 @@ fn read_alias(r: &mut Reader<'_>, what: &str) -> Result<[usize; 4]> {
     let mut dims = [0usize; 4];
     for d in &mut dims {
         let x = r.i64(what)?;
-        *d = usize::try_from(x).map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {x}") })?;
+        *d = usize::try_from(x)
+            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {x}") })?;
     }
     Ok(dims)
 }
@@ -317,7 +324,10 @@ fn read_window(r: &mut Reader<'_>, what: &str, allow_zero: bool) -> Result<Windo
     };
     // dlib requires padding < window (checked when its layer runs).
     if (w.rows > 0 && w.pad_y >= w.rows) || (w.cols > 0 && w.pad_x >= w.cols) {
-        return Err(r.malformed(format!("{what}: padding {}x{} not smaller than window {}x{}", w.pad_y, w.pad_x, w.rows, w.cols)));
+        return Err(r.malformed(format!(
+            "{what}: padding {}x{} not smaller than window {}x{}",
+            w.pad_y, w.pad_x, w.rows, w.cols
+        )));
     }
     Ok(w)
 }
@@ -339,7 +349,10 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
             let use_bias = if name != "con_4" { r.bool("use_bias")? } else { true };
             let relu = if name == "con_6" { r.bool("use_relu")? } else { false };
             if fdims[0] != filters || fdims[2] != window.rows || fdims[3] != window.cols || fdims[1] == 0 {
-                return Err(r.malformed(format!("con filters shaped {fdims:?} for {filters} {}x{} filters", window.rows, window.cols)));
+                return Err(r.malformed(format!(
+                    "con filters shaped {fdims:?} for {filters} {}x{} filters",
+                    window.rows, window.cols
+                )));
             }
             let channels = fdims[1];
             let nw = size_of(&fdims).ok_or_else(|| r.malformed("con filter size overflows"))?;
@@ -426,17 +439,29 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
 /// skip ids the file does not record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    Con { filters: usize, size: usize, stride: usize },
+    Con {
+        filters: usize,
+        size: usize,
+        stride: usize,
+    },
     Affine,
     Relu,
-    MaxPool { size: usize, stride: usize },
-    AvgPool { size: usize, stride: usize },
+    MaxPool {
+        size: usize,
+        stride: usize,
+    },
+    AvgPool {
+        size: usize,
+        stride: usize,
+    },
     /// `avg_pool_everything`: a window as large as its input.
     AvgPoolEverything,
     Tag(u32),
     Skip(u32),
     AddPrev(u32),
-    FcNoBias { outputs: usize },
+    FcNoBias {
+        outputs: usize,
+    },
 }
 
 /// `anet_type` of dlib's `examples/dnn_face_recognition_ex.cpp`, the network of
@@ -463,13 +488,7 @@ pub fn anet_type() -> Vec<Step> {
     fn ares_down(s: &mut Vec<Step>, n: usize) {
         s.push(Step::Tag(1));
         block(s, n, 2);
-        s.extend([
-            Step::Tag(2),
-            Step::Skip(1),
-            Step::AvgPool { size: 2, stride: 2 },
-            Step::AddPrev(2),
-            Step::Relu,
-        ]);
+        s.extend([Step::Tag(2), Step::Skip(1), Step::AvgPool { size: 2, stride: 2 }, Step::AddPrev(2), Step::Relu]);
     }
     let mut s = vec![
         Step::Con { filters: 32, size: 7, stride: 2 },
@@ -505,19 +524,17 @@ pub fn anet_type() -> Vec<Step> {
 /// Pairs every parsed item with its step of the network type, failing at the first
 /// disagreement (a different network, or a misread file).
 fn match_architecture<'n>(net: &'n Network, steps: &[Step]) -> Result<Vec<(Step, Option<&'n Layer>)>> {
-    let mismatch = |i: usize, expected: String, found: String| DlibError::Unsupported {
-        offset: 0,
-        reason: format!("layer {i} (from the input): expected {expected}, found {found}; not dlib's face-recognition ResNet"),
+    let mismatch = |i: usize, expected: String, found: String| {
+        DlibError::Structure(format!(
+            "layer {i} (from the input): expected {expected}, found {found}; not dlib's face-recognition ResNet"
+        ))
     };
     if net.items.len() != steps.len() {
-        return Err(DlibError::Unsupported {
-            offset: 0,
-            reason: format!(
-                "{} layers where dlib's face-recognition ResNet has {}",
-                net.items.len(),
-                steps.len()
-            ),
-        });
+        return Err(DlibError::Structure(format!(
+            "{} layers where dlib's face-recognition ResNet has {}",
+            net.items.len(),
+            steps.len()
+        )));
     }
     let mut out = Vec::with_capacity(steps.len());
     for (i, (item, step)) in net.items.iter().zip(steps).enumerate() {
@@ -572,10 +589,7 @@ fn dim(v: usize) -> i64 {
 fn out_size(input: usize, window: usize, stride: usize, pad: usize, what: &str) -> Result<usize> {
     let padded = input + 2 * pad;
     if window > padded {
-        return Err(DlibError::Malformed {
-            offset: 0,
-            reason: format!("{what}: window {window} larger than its padded input {padded}"),
-        });
+        return Err(DlibError::Structure(format!("{what}: window {window} larger than its padded input {padded}")));
     }
     Ok((padded - window) / stride + 1)
 }
@@ -604,19 +618,20 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 tags.insert(id, cur.clone());
             }
             (Step::Skip(id), _) => {
-                cur = tags.get(&id).cloned().ok_or_else(|| unsupported(format!("skip{id} before any tag{id}")))?;
+                cur = tags.get(&id).cloned().ok_or_else(|| structure(format!("skip{id} before any tag{id}")))?;
             }
             (_, Some(Layer::Con { filters, channels, window, weights, bias, relu })) => {
                 if *channels != cur.shape[0] {
-                    return Err(unsupported(format!("con expects {channels} channels, gets {}", cur.shape[0])));
+                    return Err(structure(format!("con expects {channels} channels, gets {}", cur.shape[0])));
                 }
                 let mut w = weights.clone();
                 let mut b = bias.clone().unwrap_or_else(|| vec![0.0; *filters]);
                 // Fold a following conv-mode affine (dlib's frozen batch norm):
                 // gamma * (W x + b) + beta = (gamma W) x + (gamma b + beta).
-                if let Some((_, Some(Layer::Affine { mode: AffineMode::Conv, gamma, beta, dims }))) = program.get(i + 1) {
+                if let Some((_, Some(Layer::Affine { mode: AffineMode::Conv, gamma, beta, dims }))) = program.get(i + 1)
+                {
                     if dims[0] != *filters {
-                        return Err(unsupported(format!("affine of {} channels after con of {filters}", dims[0])));
+                        return Err(structure(format!("affine of {} channels after con of {filters}", dims[0])));
                     }
                     let per_filter = w.len() / filters;
                     for (o, chunk) in w.chunks_mut(per_filter).enumerate() {
@@ -643,7 +658,15 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                     vec![
                         ("kernel_shape", Attr::Ints(vec![dim(window.rows), dim(window.cols)])),
                         ("strides", Attr::Ints(vec![dim(window.stride_y), dim(window.stride_x)])),
-                        ("pads", Attr::Ints(vec![dim(window.pad_y), dim(window.pad_x), dim(window.pad_y), dim(window.pad_x)])),
+                        (
+                            "pads",
+                            Attr::Ints(vec![
+                                dim(window.pad_y),
+                                dim(window.pad_x),
+                                dim(window.pad_y),
+                                dim(window.pad_x),
+                            ]),
+                        ),
                     ],
                 );
                 let h = out_size(cur.shape[1], window.rows, window.stride_y, window.pad_y, "con")?;
@@ -664,7 +687,7 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                     AffineMode::Fc => shape == cur.shape,
                 };
                 if !fits {
-                    return Err(unsupported(format!("affine shaped {dims:?} on a {:?} tensor", cur.shape)));
+                    return Err(structure(format!("affine shaped {dims:?} on a {:?} tensor", cur.shape)));
                 }
                 let d = [1, dim(shape[0]), dim(shape[1]), dim(shape[2])];
                 let name = g.fresh("affine");
@@ -700,7 +723,8 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 cur = Value { name, shape: [cur.shape[0], h, wd] };
             }
             (Step::AddPrev(id), Some(Layer::AddPrev)) => {
-                let other = tags.get(&id).cloned().ok_or_else(|| unsupported(format!("add_prev{id} before any tag{id}")))?;
+                let other =
+                    tags.get(&id).cloned().ok_or_else(|| structure(format!("add_prev{id} before any tag{id}")))?;
                 // dlib's add_prev: the output takes the larger size in every dimension and
                 // each input contributes zeros where it has no element (top-left aligned).
                 let shape = [0, 1, 2].map(|d| cur.shape[d].max(other.shape[d]));
@@ -713,7 +737,7 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
             (_, Some(Layer::Fc { inputs, outputs, weights, bias })) => {
                 let flat = cur.shape.iter().product::<usize>();
                 if flat != *inputs {
-                    return Err(unsupported(format!("fc expects {inputs} inputs, gets {:?}", cur.shape)));
+                    return Err(structure(format!("fc expects {inputs} inputs, gets {:?}", cur.shape)));
                 }
                 let name = g.fresh("flatten");
                 g.node("Flatten", &name, &[&cur.name], &[], vec![("axis", Attr::Int(1))]);
@@ -729,14 +753,14 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 }
             }
             (step, layer) => {
-                return Err(unsupported(format!("cannot emit {step:?} for {:?}", layer.map(Layer::describe))));
+                return Err(structure(format!("cannot emit {step:?} for {:?}", layer.map(Layer::describe))));
             }
         }
         i += 1;
     }
 
     if cur.shape[1] != 1 || cur.shape[2] != 1 {
-        return Err(unsupported(format!("the network ends in a {:?} tensor, not a vector", cur.shape)));
+        return Err(structure(format!("the network ends in a {:?} tensor, not a vector", cur.shape)));
     }
     g.node("Identity", "descriptor_identity", &[&cur.name], &["descriptor"], vec![]);
     g.output("descriptor", data_type::FLOAT, &[Dim::Named("N"), Dim::Fixed(dim(cur.shape[0]))]);
@@ -749,8 +773,8 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
     Ok(g.finish(&doc))
 }
 
-fn unsupported(reason: String) -> DlibError {
-    DlibError::Unsupported { offset: 0, reason }
+fn structure(reason: String) -> DlibError {
+    DlibError::Structure(reason)
 }
 
 fn relu_node(g: &mut GraphBuilder, v: Value) -> Value {
@@ -895,7 +919,7 @@ mod tests {
         assert!(matches!(&net.items[3], Item::Layer(Layer::Fc { inputs: 8, outputs: 2, bias: None, .. })));
         // It is not dlib's ResNet, and says so.
         let e = convert(&tiny_net()).unwrap_err();
-        assert!(matches!(e, DlibError::Unsupported { .. }), "{e}");
+        assert!(matches!(e, DlibError::Structure(_)), "{e}");
     }
 
     #[test]
@@ -903,12 +927,8 @@ mod tests {
         use crate::onnx::ModelProto;
         use prost::Message;
         let net = parse(&tiny_net()).unwrap();
-        let steps = [
-            Step::Con { filters: 2, size: 1, stride: 1 },
-            Step::Tag(1),
-            Step::Relu,
-            Step::FcNoBias { outputs: 2 },
-        ];
+        let steps =
+            [Step::Con { filters: 2, size: 1, stride: 1 }, Step::Tag(1), Step::Relu, Step::FcNoBias { outputs: 2 }];
         let program = match_architecture(&net, &steps).unwrap();
         let bytes = build_onnx(&net, &program).unwrap();
         let m = ModelProto::decode(bytes.as_slice()).unwrap();
@@ -935,22 +955,5 @@ mod tests {
         }
         let e = read_tensor(&mut Reader::new(&b), true, "t").unwrap_err();
         assert!(matches!(e, DlibError::Malformed { .. }), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod scratch {
-    #[test]
-    fn scratch_resnet() {
-        let d = std::fs::read("/tmp/dl/extract/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat").unwrap();
-        let t = std::time::Instant::now();
-        let net = super::parse(&d).unwrap();
-        eprintln!("parsed {} items in {:?}; input {:?}", net.items.len(), t.elapsed(), net.input);
-        for (i, it) in net.items.iter().enumerate().take(12) {
-            match it { super::Item::Layer(l) => eprintln!("{i}: {}", l.describe()), other => eprintln!("{i}: {other:?}") }
-        }
-        let onnx = super::convert(&d).unwrap();
-        eprintln!("onnx {} bytes in {:?}", onnx.len(), t.elapsed());
-        std::fs::write("/tmp/dlib_resnet_scratch.onnx", onnx).unwrap();
     }
 }

@@ -21,6 +21,9 @@ pub enum DlibError {
     /// Well-formed, but a kind of content this converter does not handle.
     #[error("unsupported dlib content at byte {offset}: {reason}")]
     Unsupported { offset: usize, reason: String },
+    /// Read correctly, but not the network (or model) the converter was written for.
+    #[error("unexpected network structure: {0}")]
+    Structure(String),
 }
 
 pub type Result<T, E = DlibError> = std::result::Result<T, E>;
@@ -76,7 +79,11 @@ impl<'a> Reader<'a> {
 
     pub fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(DlibError::Truncated { offset: self.pos, needed: n - self.remaining(), what: what.to_string() });
+            return Err(DlibError::Truncated {
+                offset: self.pos,
+                needed: n - self.remaining(),
+                what: what.to_string(),
+            });
         }
         let out = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -143,14 +150,16 @@ impl<'a> Reader<'a> {
     pub fn i32(&mut self, what: &str) -> Result<i32> {
         let start = self.pos;
         let v = self.i64(what)?;
-        i32::try_from(v).map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} exceeds int") })
+        i32::try_from(v)
+            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} exceeds int") })
     }
 
     /// An unsigned value used as a count or index, checked to fit `usize`.
     pub fn usize(&mut self, what: &str) -> Result<usize> {
         let start = self.pos;
         let v = self.u64(what)?;
-        usize::try_from(v).map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} too large") })
+        usize::try_from(v)
+            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} too large") })
     }
 
     /// A container length, refused when `len` elements of at least `min_elem_bytes` each
@@ -187,7 +196,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let exponent = self.i64(what)?;
         if i16::try_from(exponent).is_err() {
-            return Err(DlibError::Malformed { offset: start, reason: format!("float exponent {exponent} for {what}") });
+            return Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("float exponent {exponent} for {what}"),
+            });
         }
         Ok((mantissa, exponent))
     }
@@ -461,7 +473,8 @@ pub(crate) mod tests {
     #[test]
     fn pow2_is_exact() {
         for e in -1074..=1023i64 {
-            let expected = if e >= -1022 { f64::from_bits(((e + 1023) as u64) << 52) } else { f64::from_bits(1u64 << (e + 1074)) };
+            let expected =
+                if e >= -1022 { f64::from_bits(((e + 1023) as u64) << 52) } else { f64::from_bits(1u64 << (e + 1074)) };
             assert_eq!(pow2(e), expected, "2^{e}");
         }
         assert_eq!(pow2(-3), 0.125);

@@ -83,15 +83,13 @@ pub fn parse(dat: &[u8]) -> Result<ShapePredictorModel> {
     let mut cascades = Vec::with_capacity(forests.len());
     for (c, ((trees, anchor_idx), deltas)) in forests.into_iter().zip(anchors).zip(deltas).enumerate() {
         if anchor_idx.len() != deltas.len() {
-            return Err(r.malformed(format!(
-                "cascade {c}: {} anchors but {} offsets",
-                anchor_idx.len(),
-                deltas.len()
-            )));
+            return Err(r.malformed(format!("cascade {c}: {} anchors but {} offsets", anchor_idx.len(), deltas.len())));
         }
         let num_features = anchor_idx.len();
         for (t, tree) in trees.iter().enumerate() {
-            if let Some(s) = tree.splits.iter().find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features) {
+            if let Some(s) =
+                tree.splits.iter().find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features)
+            {
                 return Err(r.malformed(format!(
                     "cascade {c} tree {t}: split reads feature {}/{} of {num_features}",
                     s.idx1, s.idx2
@@ -230,17 +228,5 @@ mod tests {
         let mut dat = tiny_dat();
         dat[1] = 2;
         assert!(matches!(parse(&dat), Err(DlibError::Unsupported { .. })));
-    }
-}
-
-#[cfg(test)]
-mod scratch {
-    #[test]
-    fn scratch_real() {
-        let d = std::fs::read("/tmp/dl/extract/face_recognition_models/models/shape_predictor_5_face_landmarks.dat").unwrap();
-        let m = super::parse(&d).unwrap();
-        eprintln!("{} {} {} {:?}", m.num_parts(), m.cascades.len(), m.cascades[0].anchor_idx.len(), m.initial_shape);
-        eprintln!("first split {:?} deltas {:?}", m.cascades[0].trees[0].splits[0], &m.cascades[0].deltas[..2]);
-        eprintln!("trees {} splits {} leaves {}", m.cascades[0].trees.len(), m.cascades[0].trees[0].splits.len(), m.cascades[0].trees[0].leaf_values.len());
     }
 }

@@ -1,0 +1,188 @@
+//! The kiosk-facing routes: enrolment, charges, plate waste and gallery sync. Request and
+//! response bodies are the `wire` crate's types, shared with the kiosk.
+
+use super::types::meal_to_wire;
+use crate::auth::{Need, KIOSK};
+use crate::crypto::{random_token, token_hash};
+use crate::error::{ApiError, JsonBody};
+use crate::state::{now_ms, AppState};
+use axum::extract::{Query, State};
+use axum::Json;
+use ledger::Fen;
+use serde::Deserialize;
+use store::{ChargeCommand, ChargeOutcome, SealedTemplate, WasteCommand};
+use utoipa::IntoParams;
+use wire::{
+    ChargeRequest, ChargeResponse, ChargeStatus, EnrolRequest, EnrolResponse, GalleryChange, GalleryResponse, KioskInfo,
+    WasteRequest, WasteResponse,
+};
+
+fn ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Exchange a one-time enrolment code for a device token. Public (the code is the credential).
+#[utoipa::path(post, path = "/api/v1/kiosk/enrol", tag = "kiosk", request_body = EnrolRequest,
+    responses((status = 200, body = EnrolResponse), (status = 422, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
+pub async fn enrol(State(st): State<AppState>, JsonBody(req): JsonBody<EnrolRequest>) -> Result<Json<EnrolResponse>, ApiError> {
+    let now = now_ms();
+    // Codes are short enough to type, so guessing is throttled globally.
+    if !st.store.rate_limit_hit("kiosk-enrol", now, 60_000, 30).await? {
+        return Err(ApiError::TooManyRequests);
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::unprocessable("bad_name", "kiosk name must be 1-100 characters"));
+    }
+    let token = random_token();
+    let k = st
+        .store
+        .redeem_enrolment_code(&token_hash(req.code.trim()), name, &token_hash(&token), now)
+        .await?;
+    Ok(Json(EnrolResponse { kiosk_id: k.id, canteen_id: k.canteen_id, device_token: token }))
+}
+
+/// This device's identity. Roles: kiosk.
+#[utoipa::path(get, path = "/api/v1/kiosk/me", tag = "kiosk", responses((status = 200, body = KioskInfo)))]
+pub async fn kiosk_me(Need(p): Need<KIOSK>) -> Result<Json<KioskInfo>, ApiError> {
+    let k = p.kiosk()?;
+    Ok(Json(KioskInfo { kiosk_id: k.id, name: k.name.clone(), canteen_id: k.canteen_id }))
+}
+
+/// The hash that makes "same key, different body" detectable: every field that changes the
+/// meaning of the charge, in a fixed textual form (independent of JSON formatting).
+fn charge_hash(req: &ChargeRequest, amount: Option<Fen>) -> String {
+    store::sha256_hex(
+        format!("v1|{}|{}|{}|{}", req.staff_id, ms(req.kiosk_time), req.offline, amount.map(|a| a.0).unwrap_or(-1)).as_bytes(),
+    )
+}
+
+/// Charge one meal; idempotent per (kiosk, idempotency key). Roles: kiosk.
+#[utoipa::path(post, path = "/api/v1/kiosk/charges", tag = "kiosk", request_body = ChargeRequest,
+    responses((status = 200, description = "accepted, declined or recorded as an exception", body = ChargeResponse),
+              (status = 409, description = "idempotency key reused with a different body", body = wire::ErrorBody),
+              (status = 404, body = wire::ErrorBody)))]
+pub async fn charge(
+    State(st): State<AppState>,
+    Need(p): Need<KIOSK>,
+    JsonBody(req): JsonBody<ChargeRequest>,
+) -> Result<Json<ChargeResponse>, ApiError> {
+    let k = p.kiosk()?;
+    let amount = req.amount.map(|a| super::types::positive_fen(a, "amount")).transpose()?;
+    let cmd = ChargeCommand {
+        kiosk_id: k.id,
+        canteen_id: k.canteen_id,
+        idempotency_key: req.idempotency_key.clone(),
+        request_hash: charge_hash(&req, amount),
+        staff_id: req.staff_id,
+        kiosk_time_ms: ms(req.kiosk_time),
+        received_ms: now_ms(),
+        offline: req.offline,
+        amount,
+    };
+    let r = st.store.charge(cmd).await?;
+    Ok(Json(ChargeResponse {
+        status: match r.outcome {
+            ChargeOutcome::Accepted => ChargeStatus::Accepted,
+            ChargeOutcome::Declined => ChargeStatus::Declined,
+            ChargeOutcome::Exception => ChargeStatus::Exception,
+        },
+        charge_id: r.charge_id,
+        reason: r.reason,
+        meal: r.meal.map(meal_to_wire),
+        local_date: r.local_date,
+        amount: r.amount.to_yuan(),
+        subsidy_used: r.subsidy.to_yuan(),
+        cash_used: r.cash.to_yuan(),
+        cash_balance: r.cash_balance.to_yuan(),
+        subsidy_balance: r.subsidy_balance.to_yuan(),
+        replayed: r.replayed,
+    }))
+}
+
+/// Record plate waste; idempotent per (kiosk, idempotency key). Roles: kiosk.
+#[utoipa::path(post, path = "/api/v1/kiosk/waste", tag = "kiosk", request_body = WasteRequest,
+    responses((status = 200, body = WasteResponse), (status = 422, body = wire::ErrorBody)))]
+pub async fn waste(
+    State(st): State<AppState>,
+    Need(p): Need<KIOSK>,
+    JsonBody(req): JsonBody<WasteRequest>,
+) -> Result<Json<WasteResponse>, ApiError> {
+    let k = p.kiosk()?;
+    let hash = store::sha256_hex(
+        format!(
+            "v1|{:?}|{:?}|{}|{}|{:?}|{:?}|{}",
+            req.staff_id,
+            req.charge_id,
+            req.gross_grams,
+            req.tare_grams,
+            req.dish,
+            req.category,
+            ms(req.measured_at)
+        )
+        .as_bytes(),
+    );
+    let r = st
+        .store
+        .record_waste(WasteCommand {
+            kiosk_id: k.id,
+            idempotency_key: req.idempotency_key,
+            request_hash: hash,
+            staff_id: req.staff_id,
+            charge_id: req.charge_id,
+            gross_grams: req.gross_grams,
+            tare_grams: req.tare_grams,
+            dish: req.dish,
+            category: req.category,
+            measured_at_ms: ms(req.measured_at),
+            received_ms: now_ms(),
+        })
+        .await?;
+    Ok(Json(WasteResponse { id: r.id, net_grams: r.net_grams, replayed: r.replayed }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct GalleryQuery {
+    /// Last version the kiosk has (0 for a full sync).
+    #[serde(default)]
+    pub since: i64,
+    /// Page size, 1-5000 (default 500).
+    pub limit: Option<i64>,
+}
+
+/// Face-template changes since a version, tombstones included. Roles: kiosk.
+#[utoipa::path(get, path = "/api/v1/kiosk/gallery", tag = "kiosk", params(GalleryQuery),
+    responses((status = 200, body = GalleryResponse)))]
+pub async fn gallery(
+    State(st): State<AppState>,
+    _k: Need<KIOSK>,
+    Query(q): Query<GalleryQuery>,
+) -> Result<Json<GalleryResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let page = st.store.gallery_changes(q.since.max(0), limit).await?;
+    let mut changes = Vec::with_capacity(page.changes.len());
+    for c in &page.changes {
+        let embedding = match &c.sealed {
+            Some(SealedTemplate { nonce, ciphertext }) => {
+                let sealed = SealedTemplate { nonce: nonce.clone(), ciphertext: ciphertext.clone() };
+                let v = st
+                    .cipher
+                    .open(c.staff_id, &sealed)
+                    .map_err(|_| ApiError::Internal(format!("template {} does not decrypt with the configured key", c.template_id)))?;
+                Some(wire::encode_embedding(&v))
+            }
+            None => None,
+        };
+        changes.push(GalleryChange {
+            template_id: c.template_id,
+            staff_id: c.staff_id,
+            version: c.version,
+            deleted: c.sealed.is_none(),
+            embedding,
+        });
+    }
+    let next_since = page.changes.last().map(|c| c.version).unwrap_or(q.since.max(0).max(0));
+    let more = page.changes.len() as i64 == limit && next_since < page.current_version;
+    let next_since = if page.changes.is_empty() { page.current_version.max(q.since) } else { next_since };
+    Ok(Json(GalleryResponse { next_since, more, changes }))
+}

@@ -1,0 +1,105 @@
+//! The HTTP surface: every route under `/api/v1`, the OpenAPI document generated from the
+//! handlers' annotations (served at `/api/openapi.json`), `/health`, and the sandbox gateway's
+//! pay page. Who may call a route is declared by the `Need<...>` extractor in its handler and
+//! written in its doc line ("Roles: ..."); `tests/roles.rs` walks every documented route with
+//! every role.
+
+pub mod admin;
+pub mod audit;
+pub mod faces;
+pub mod kiosk;
+pub mod me;
+pub mod money;
+pub mod session;
+pub mod types;
+
+use crate::state::AppState;
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "CleanPlate backend", description = "The canteen's book of record: prepaid accounts, idempotent double-entry charges, meal rules, top-ups, refunds, plate waste and kiosks. Money is a decimal string in yuan; errors are {\"error\": {\"code\", \"message\"}}."),
+    tags(
+        (name = "session", description = "Login with a session cookie + CSRF token"),
+        (name = "kiosk", description = "Kiosk devices (Authorization: Bearer <device token>)"),
+        (name = "setup", description = "Canteens, meal windows, prices, subsidies"),
+        (name = "staff", description = "People, their accounts and logins"),
+        (name = "kiosks", description = "Kiosk registration and revocation"),
+        (name = "money", description = "Charges, exceptions, refunds, top-ups, plate waste"),
+        (name = "faces", description = "Consent and encrypted face templates"),
+        (name = "me", description = "Staff self-service"),
+        (name = "audit", description = "Audit log and invariant checks"),
+        (name = "sandbox", description = "The built-in sandbox payment gateway's pages"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes with their OpenAPI description, before state is attached.
+pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(session::login))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::me))
+        .routes(routes!(kiosk::enrol))
+        .routes(routes!(kiosk::kiosk_me))
+        .routes(routes!(kiosk::charge))
+        .routes(routes!(kiosk::waste))
+        .routes(routes!(kiosk::gallery))
+        .routes(routes!(admin::list_canteens, admin::create_canteen))
+        .routes(routes!(admin::get_canteen, admin::patch_canteen))
+        .routes(routes!(admin::put_meal_window))
+        .routes(routes!(admin::put_price))
+        .routes(routes!(admin::list_subsidy_rules))
+        .routes(routes!(admin::put_subsidy_rule))
+        .routes(routes!(admin::grant_subsidies))
+        .routes(routes!(admin::list_staff, admin::create_staff))
+        .routes(routes!(admin::get_staff, admin::patch_staff))
+        .routes(routes!(admin::staff_balance))
+        .routes(routes!(admin::staff_statement))
+        .routes(routes!(admin::offboard))
+        .routes(routes!(admin::create_user))
+        .routes(routes!(admin::create_enrolment_code))
+        .routes(routes!(admin::list_kiosks))
+        .routes(routes!(admin::revoke_kiosk))
+        .routes(routes!(money::list_charges))
+        .routes(routes!(money::get_charge))
+        .routes(routes!(money::reverse_charge))
+        .routes(routes!(money::resolve_exception))
+        .routes(routes!(money::list_refunds))
+        .routes(routes!(money::decide_refund))
+        .routes(routes!(money::list_topups))
+        .routes(routes!(money::reconcile))
+        .routes(routes!(money::notify))
+        .routes(routes!(money::pay_page, money::pay_submit))
+        .routes(routes!(money::list_waste))
+        .routes(routes!(faces::get_consent, faces::put_consent))
+        .routes(routes!(faces::list_templates, faces::add_template))
+        .routes(routes!(faces::delete_template))
+        .routes(routes!(me::balance))
+        .routes(routes!(me::statement))
+        .routes(routes!(me::charges))
+        .routes(routes!(me::refunds, me::request_refund))
+        .routes(routes!(me::create_topup, me::topups))
+        .routes(routes!(me::consent, me::set_consent))
+        .routes(routes!(me::templates))
+        .routes(routes!(me::delete_template))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::check))
+        .split_for_parts()
+}
+
+/// The complete application.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_router();
+    let doc = Arc::new(doc);
+    api.route("/api/openapi.json", get(move || { let d = doc.clone(); async move { Json((*d).clone()) } }))
+        .route("/health", get(|| async { "ok" }))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,94 @@
+//! CleanPlate's backend as a library: configuration, storage selection, the axum application,
+//! and the background audit sealer. The `backend` binary (src/main.rs) is a thin command line
+//! around it; integration tests build the same application in-process.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod payments;
+pub mod state;
+
+use config::Config;
+use state::{AppState, KioskCache};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+}
+
+/// Opens the database named by the URL: `postgres://`/`postgresql://` for PostgreSQL, anything
+/// else (`sqlite://...`, `sqlite::memory:`) for SQLite.
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
+    let url = cfg.database_url();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let s = store_postgres::PostgresStore::connect(
+            &url,
+            &store_postgres::PostgresSettings { max_connections: cfg.max_connections, ..Default::default() },
+        )
+        .await?;
+        Ok(Arc::new(s))
+    } else {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| SetupError::DataDir(parent.display().to_string(), e))?;
+                }
+            }
+        }
+        let s = store_sqlite::SqliteStore::connect(
+            &url,
+            &store_sqlite::SqliteSettings {
+                max_connections: cfg.max_connections.clamp(1, 64),
+                synchronous_full: cfg.sqlite_synchronous_full,
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(Arc::new(s))
+    }
+}
+
+/// Builds the shared state (the store must already be migrated).
+pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, SetupError> {
+    let key = cfg.face_key()?;
+    let base = if cfg.public_base_url.is_empty() { format!("http://{}", cfg.listen) } else { cfg.public_base_url.clone() };
+    let sandbox = Arc::new(payments::SandboxProvider::new(store.clone(), &cfg.gateway_secret, &base));
+    Ok(AppState {
+        store,
+        cipher: crypto::FaceCipher::new(&key),
+        payments: sandbox.clone(),
+        sandbox: Some(sandbox),
+        kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(cfg.kiosk_token_cache_seconds))),
+        cfg: Arc::new(cfg),
+    })
+}
+
+/// Chains new audit entries every `interval`, forever. Several instances may run this at once:
+/// the store lets one of them seal at a time.
+pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration) {
+    const BATCH: i64 = 5000;
+    loop {
+        loop {
+            match store.seal_audit(BATCH).await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit sealer failed; will retry");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
