@@ -11,6 +11,7 @@
 use image::RgbImage;
 
 use crate::geometry::Point;
+use crate::landmarks::floor;
 use crate::{Error, Result};
 
 /// The chip the embedder expects.
@@ -24,9 +25,9 @@ const MAX_CHIP_SIZE: u32 = 4096;
 const MAX_COORD: f64 = 1.0e7;
 
 /// dlib's template for the 5-point model (`get_face_chip_details` in
-/// `dlib/image_transforms/interpolation.h`), in the order the model outputs its points:
-/// outer and inner corner of the right eye as seen in the image (left in x order last),
-/// inner and outer corner of the other eye, bottom of the nose.
+/// `dlib/image_transforms/interpolation.h`), as fractions of the face square, in the order
+/// the model outputs its points: outer then inner corner of the eye on the image's right,
+/// outer then inner corner of the eye on the image's left, the base of the nose.
 const TEMPLATE_5: [[f64; 2]; 5] = [
     [0.8595674595992, 0.2134981538014],
     [0.6460604764104, 0.2289674387677],
@@ -301,9 +302,8 @@ pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result
             rotate_about(center, (rect.l, rect.b), sc),
         ],
     );
-    let to_chip = to_image
-        .inverse()
-        .ok_or_else(|| Error::InvalidArgument(format!("degenerate landmarks: {landmarks:?}")))?;
+    let to_chip =
+        to_image.inverse().ok_or_else(|| Error::InvalidArgument(format!("degenerate landmarks: {landmarks:?}")))?;
     Ok(ChipTransform { rect, angle, rows, cols, to_image, to_chip })
 }
 
@@ -340,7 +340,7 @@ fn to_u8(v: f64) -> u8 {
 /// dlib's `interpolate_bilinear` for RGB; `None` when the 2x2 neighbourhood leaves the view.
 #[inline]
 fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
-    let (fl, ft) = (x.floor(), y.floor());
+    let (fl, ft) = (floor(x), floor(y));
     if !(fl >= 0.0 && ft >= 0.0 && fl + 1.0 < img.nc as f64 && ft + 1.0 < img.nr as f64) {
         return None;
     }
@@ -444,14 +444,8 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
     let bbox = IRect::EMPTY.union(grown.intersect(&img_drect).round());
     // sub_image clips to the image.
     let sub = bbox.intersect(&img_rect);
-    let base = View {
-        data,
-        stride,
-        x0: sub.l.max(0) as usize,
-        y0: sub.t.max(0) as usize,
-        nc: sub.width(),
-        nr: sub.height(),
-    };
+    let base =
+        View { data, stride, x0: sub.l.max(0) as usize, y0: sub.t.max(0) as usize, nc: sub.width(), nr: sub.height() };
 
     // Which level to sample, and the chip -> level map.
     let mut level: isize = -1;

@@ -191,7 +191,13 @@ fn synthetic_landmarks_match_dlib() {
     for s in &fx.synthetic {
         let img = pattern(s.image_size[0], s.image_size[1]);
         let got = sp.predict(&img, rect(s.rect));
-        assert_eq!(max_error(&got, &s.predicted_landmarks), 0.0, "{}: {got:?} vs dlib {:?}", s.name, s.predicted_landmarks);
+        assert_eq!(
+            max_error(&got, &s.predicted_landmarks),
+            0.0,
+            "{}: {got:?} vs dlib {:?}",
+            s.name,
+            s.predicted_landmarks
+        );
     }
 }
 
@@ -212,7 +218,8 @@ fn landmarks_match_dlib_on_identical_pixels() {
              regenerate it (see scripts/dev/dlib_reference_decoded.py)",
             f.image
         );
-        let cases = std::iter::once((f.rect, &f.landmarks)).chain(f.shifted_boxes.iter().map(|b| (b.rect, &b.landmarks)));
+        let cases =
+            std::iter::once((f.rect, &f.landmarks)).chain(f.shifted_boxes.iter().map(|b| (b.rect, &b.landmarks)));
         for (r, want) in cases {
             let got = sp.predict(&img, rect(r));
             let err = max_error(&got, want);
@@ -288,9 +295,14 @@ fn close_to_dlib_on_the_original_files() {
             let want = image::open(manifest_dir().join("tests/fixtures").join(png))
                 .unwrap_or_else(|e| panic!("{png}: {e}"))
                 .to_rgb8();
-            let diffs: Vec<u32> = c.as_raw().iter().zip(want.as_raw()).map(|(a, b)| u32::from(a.abs_diff(*b))).collect();
+            let diffs: Vec<u32> =
+                c.as_raw().iter().zip(want.as_raw()).map(|(a, b)| u32::from(a.abs_diff(*b))).collect();
             let mean = diffs.iter().sum::<u32>() as f32 / diffs.len() as f32;
-            println!("{}: chip vs dlib's {png}: mean |diff| {mean:.3}, max {}", f.image, diffs.iter().max().unwrap_or(&0));
+            println!(
+                "{}: chip vs dlib's {png}: mean |diff| {mean:.3}, max {}",
+                f.image,
+                diffs.iter().max().unwrap_or(&0)
+            );
             assert!(mean < 2.0, "{}: chip differs from dlib's by {mean} on average", f.image);
         }
         exact += usize::from(err == 0.0);
@@ -298,7 +310,10 @@ fn close_to_dlib_on_the_original_files() {
         sum += err;
     }
     let n = fx.faces.len();
-    println!("landmarks identical on {exact} of {n} photos; worst point {worst} px; mean worst-point error {:.2} px", sum / n as f32);
+    println!(
+        "landmarks identical on {exact} of {n} photos; worst point {worst} px; mean worst-point error {:.2} px",
+        sum / n as f32
+    );
     assert!(pngs >= 1, "the fixture has no lossless photo");
     assert!(worst <= 3.0, "a landmark is {worst} px from dlib's");
     assert!(sum / (n as f32) <= 1.5, "landmarks are {} px from dlib's on average", sum / n as f32);

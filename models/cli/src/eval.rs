@@ -233,14 +233,17 @@ impl std::fmt::Display for IdentifyReport {
     }
 }
 
-pub fn identify(
-    config: &PipelineConfig,
-    list: &Path,
-    root: &Path,
-    threshold: Option<f32>,
-    margin: Option<f32>,
-    jobs: usize,
-) -> Result<IdentifyReport> {
+/// The embedded photos of an identification list, ready to be scored under any policy.
+pub struct IdentificationSet {
+    gallery: Gallery<String>,
+    gallery_failures: usize,
+    /// Each probe's identity and embedding (`None`: no face found).
+    probes: Vec<(String, Option<Embedding>)>,
+}
+
+/// Reads a list of `role<TAB>identity<TAB>path` rows (paths relative to `root`), embeds
+/// every photo and enrols the gallery rows.
+pub fn load_identification(config: &PipelineConfig, list: &Path, root: &Path, jobs: usize) -> Result<IdentificationSet> {
     let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
     let mut gallery_rows = Vec::new();
     let mut probe_rows = Vec::new();
@@ -253,10 +256,7 @@ pub fn identify(
             _ => bail!("{}:{}: expected `gallery|probe<TAB>identity<TAB>path`, got {line:?}", list.display(), n + 1),
         }
     }
-    let defaults = MatchPolicy::default();
-    let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
     eprintln!("identify: {} gallery photos, {} probes", gallery_rows.len(), probe_rows.len());
-
     let paths: Vec<PathBuf> = gallery_rows.iter().chain(&probe_rows).map(|(_, p)| p.clone()).collect();
     let embeddings = embed_all(config, &paths, jobs)?;
     let (g_emb, p_emb) = embeddings.split_at(gallery_rows.len());
@@ -269,51 +269,72 @@ pub fn identify(
             None => gallery_failures += 1,
         }
     }
-    let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
+    let probes = probe_rows.into_iter().map(|(id, _)| id).zip(p_emb.iter().copied()).collect();
+    Ok(IdentificationSet { gallery, gallery_failures, probes })
+}
 
-    let (mut enrolled_probes, mut rank1, mut false_accepts, mut false_rejects, mut probe_failures) = (0, 0, 0, 0, 0);
-    let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for ((id, _), e) in probe_rows.iter().zip(p_emb) {
-        let is_enrolled = enrolled.contains(id);
-        enrolled_probes += usize::from(is_enrolled);
-        let Some(e) = e else {
-            probe_failures += 1;
-            false_rejects += usize::from(is_enrolled);
-            *outcomes.entry("no face").or_default() += 1;
-            continue;
-        };
-        if is_enrolled && gallery.search(e, 1)?.first().is_some_and(|m| &m.key == id) {
-            rank1 += 1;
-        }
-        match gallery.identify(e, &policy)? {
-            Decision::Accepted { key, .. } if &key == id => *outcomes.entry("accepted").or_default() += 1,
-            Decision::Accepted { .. } => {
-                false_accepts += 1;
-                *outcomes.entry("accepted as someone else").or_default() += 1;
-            }
-            other => {
+impl IdentificationSet {
+    /// Rank-1, false accepts and false rejects under `policy`.
+    pub fn score(&self, policy: &MatchPolicy) -> Result<IdentifyReport> {
+        let gallery = &self.gallery;
+        let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
+        let (mut enrolled_probes, mut rank1, mut false_accepts, mut false_rejects, mut probe_failures) = (0, 0, 0, 0, 0);
+        let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for (id, e) in &self.probes {
+            let is_enrolled = enrolled.contains(id);
+            enrolled_probes += usize::from(is_enrolled);
+            let Some(e) = e else {
+                probe_failures += 1;
                 false_rejects += usize::from(is_enrolled);
-                let kind = match other {
-                    Decision::Unknown { .. } => "unknown",
-                    Decision::Ambiguous { .. } => "ambiguous",
-                    _ => "empty gallery",
-                };
-                *outcomes.entry(kind).or_default() += 1;
+                *outcomes.entry("no face").or_default() += 1;
+                continue;
+            };
+            if is_enrolled && gallery.search(e, 1)?.first().is_some_and(|m| &m.key == id) {
+                rank1 += 1;
+            }
+            match gallery.identify(e, policy)? {
+                Decision::Accepted { key, .. } if &key == id => *outcomes.entry("accepted").or_default() += 1,
+                Decision::Accepted { .. } => {
+                    false_accepts += 1;
+                    *outcomes.entry("accepted as someone else").or_default() += 1;
+                }
+                other => {
+                    false_rejects += usize::from(is_enrolled);
+                    let kind = match other {
+                        Decision::Unknown { .. } => "unknown",
+                        Decision::Ambiguous { .. } => "ambiguous",
+                        _ => "empty gallery",
+                    };
+                    *outcomes.entry(kind).or_default() += 1;
+                }
             }
         }
+        Ok(IdentifyReport {
+            probes: self.probes.len(),
+            rank1: rank1 as f64 / enrolled_probes.max(1) as f64,
+            false_accepts,
+            false_rejects,
+            threshold: policy.threshold,
+            margin: policy.margin,
+            enrolled_people: gallery.person_count(),
+            gallery_failures: self.gallery_failures,
+            probe_failures,
+            outcomes,
+        })
     }
-    Ok(IdentifyReport {
-        probes: probe_rows.len(),
-        rank1: rank1 as f64 / enrolled_probes.max(1) as f64,
-        false_accepts,
-        false_rejects,
-        threshold: policy.threshold,
-        margin: policy.margin,
-        enrolled_people: gallery.person_count(),
-        gallery_failures,
-        probe_failures,
-        outcomes,
-    })
+}
+
+pub fn identify(
+    config: &PipelineConfig,
+    list: &Path,
+    root: &Path,
+    threshold: Option<f32>,
+    margin: Option<f32>,
+    jobs: usize,
+) -> Result<IdentifyReport> {
+    let defaults = MatchPolicy::default();
+    let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
+    load_identification(config, list, root, jobs)?.score(&policy)
 }
 
 #[cfg(test)]

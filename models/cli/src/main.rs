@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use faces_cli::eval;
+use models::gallery::MatchPolicy;
 use models::image_io::{decode_file, DecodeLimits};
 use models::pipeline::{Faces, Pipeline, PipelineConfig};
 use models::runtime::RuntimeOptions;
@@ -65,6 +66,9 @@ enum Command {
         margin: Option<f32>,
         #[arg(long, default_value_t = 2)]
         jobs: usize,
+        /// Also print false accepts/rejects over a grid of thresholds and margins.
+        #[arg(long)]
+        sweep: bool,
     },
 }
 
@@ -95,8 +99,20 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", eval::verify_pairs(&config, &pairs, &root, threshold, jobs)?);
             Ok(())
         }
-        Command::Identify { list, root, threshold, margin, jobs } => {
-            println!("{}", eval::identify(&config, &list, &root, threshold, margin, jobs)?);
+        Command::Identify { list, root, threshold, margin, jobs, sweep } => {
+            let set = eval::load_identification(&config, &list, &root, jobs)?;
+            if sweep {
+                println!("threshold margin false_accepts false_rejects");
+                for t in [0.40f32, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56, 0.58, 0.60] {
+                    for m in [0.0f32, 0.02, 0.04, 0.06] {
+                        let r = set.score(&MatchPolicy::new(t, m)?)?;
+                        println!("{t:.2} {m:.2} {} {}", r.false_accepts, r.false_rejects);
+                    }
+                }
+            }
+            let defaults = MatchPolicy::default();
+            let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
+            println!("{}", set.score(&policy)?);
             Ok(())
         }
     }

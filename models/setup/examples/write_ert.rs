@@ -31,12 +31,6 @@ fn main() -> anyhow::Result<()> {
     let mut buf = Vec::new();
     model.write(&mut buf)?;
     std::fs::write(&out, &buf).with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "{}: {} parts, {} cascades, {} bytes",
-        out.display(),
-        model.num_parts(),
-        model.cascades.len(),
-        buf.len()
-    );
+    println!("{}: {} parts, {} cascades, {} bytes", out.display(), model.num_parts(), model.cascades.len(), buf.len());
     Ok(())
 }

@@ -1,0 +1,499 @@
+//! The kiosk's local state in SQLite: the outbox of charges and waste records waiting to
+//! reach the backend, the meals already charged here (so a person is not charged twice
+//! in one meal period even offline), and the cached balances offline decisions use.
+//!
+//! The outbox is the kiosk's promise-keeping device. A charge is committed here, with
+//! `synchronous=FULL` in WAL mode so the commit survives a power cut, BEFORE the diner
+//! is told "paid"; it is then sent in order (lowest sequence number first), and an item
+//! is marked delivered only after the backend answered. A crash between "sent" and
+//! "marked" resends the same idempotency key, which the backend answers with the stored
+//! result, so each item takes effect exactly once. A transient failure stops the drain
+//! (order is kept); a permanent refusal (a 4xx other than 408/429) sets the item aside as
+//! `rejected` for a person to look at, so one bad item cannot block the queue forever.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("local database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("local database: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    Charge,
+    Waste,
+}
+
+impl ItemKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Charge => "charge",
+            ItemKind::Waste => "waste",
+        }
+    }
+
+    fn parse(s: &str) -> ItemKind {
+        if s == "waste" {
+            ItemKind::Waste
+        } else {
+            ItemKind::Charge
+        }
+    }
+}
+
+/// One queued request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxItem {
+    pub seq: i64,
+    pub kind: ItemKind,
+    pub idempotency_key: String,
+    /// The request body (JSON of the `wire` type), exactly as it will be sent every time.
+    pub body: String,
+    pub created_ms: i64,
+    pub attempts: i64,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// The backend answered (first time or replay); its response body.
+    Delivered(String),
+    /// Try again later (unreachable, timeout, 5xx, 429); stop draining to keep the order.
+    Transient(String),
+    /// The backend will never accept this body (4xx); set it aside.
+    Permanent(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub rejected: i64,
+}
+
+/// A person's balance as last heard from the backend, plus what this kiosk charged
+/// offline since.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CachedBalance {
+    pub staff_id: i64,
+    /// Cash + subsidy, in fen, as the backend last reported it.
+    pub available_fen: i64,
+    pub as_of_ms: i64,
+}
+
+pub struct LocalStore {
+    conn: Connection,
+}
+
+impl LocalStore {
+    /// Opens (or creates) the database file with WAL and `synchronous=FULL`.
+    pub fn open(path: &Path) -> Result<LocalStore> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<LocalStore> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<LocalStore> {
+        // WAL: readers never block the writer; FULL: a commit is fsynced before it returns,
+        // which is the guarantee "written before the diner is told paid" needs.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                body TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                response TEXT,
+                done_ms INTEGER
+            );
+            CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, seq);
+            CREATE TABLE IF NOT EXISTS meals_charged (
+                staff_id INTEGER NOT NULL,
+                local_date TEXT NOT NULL,
+                meal TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                at_ms INTEGER NOT NULL,
+                PRIMARY KEY (staff_id, local_date, meal)
+            );
+            CREATE TABLE IF NOT EXISTS balances (
+                staff_id INTEGER PRIMARY KEY,
+                available_fen INTEGER NOT NULL,
+                as_of_ms INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS offline_spent (
+                idempotency_key TEXT PRIMARY KEY,
+                staff_id INTEGER NOT NULL,
+                amount_fen INTEGER NOT NULL,
+                settled INTEGER NOT NULL DEFAULT 0
+            );",
+        )?;
+        Ok(LocalStore { conn })
+    }
+
+    /// Queues a request durably (committed and fsynced when this returns). Enqueuing the
+    /// same key again is a no-op returning the existing item's sequence number.
+    pub fn enqueue(&mut self, kind: ItemKind, key: &str, body: &str, now_ms: i64) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let existing: Option<i64> =
+            tx.query_row("SELECT seq FROM outbox WHERE idempotency_key = ?1", [key], |r| r.get(0)).optional()?;
+        let seq = match existing {
+            Some(s) => s,
+            None => {
+                tx.execute(
+                    "INSERT INTO outbox (kind, idempotency_key, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![kind.as_str(), key, body, now_ms],
+                )?;
+                tx.last_insert_rowid()
+            }
+        };
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// The oldest item not yet delivered or rejected.
+    pub fn next_pending(&self) -> Result<Option<OutboxItem>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, kind, idempotency_key, body, created_ms, attempts FROM outbox
+                 WHERE state = 'pending' ORDER BY seq LIMIT 1",
+                [],
+                |r| {
+                    Ok(OutboxItem {
+                        seq: r.get(0)?,
+                        kind: ItemKind::parse(&r.get::<_, String>(1)?),
+                        idempotency_key: r.get(2)?,
+                        body: r.get(3)?,
+                        created_ms: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn item(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT state, response FROM outbox WHERE idempotency_key = ?1", [key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Records the outcome of one attempt at item `seq`.
+    pub fn record(&mut self, seq: i64, outcome: &Delivery, now_ms: i64) -> Result<()> {
+        match outcome {
+            Delivery::Delivered(resp) => self.conn.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, response = ?2, done_ms = ?3,
+                 last_error = NULL WHERE seq = ?1",
+                params![seq, resp, now_ms],
+            )?,
+            Delivery::Transient(e) => self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
+                params![seq, e],
+            )?,
+            Delivery::Permanent(e) => self.conn.execute(
+                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?2, done_ms = ?3
+                 WHERE seq = ?1",
+                params![seq, e, now_ms],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Sends pending items in order through `send` until the queue is empty or an attempt
+    /// fails transiently. Returns the items delivered or rejected in this call.
+    pub fn drain(
+        &mut self,
+        now_ms: impl Fn() -> i64,
+        mut send: impl FnMut(&OutboxItem) -> Delivery,
+    ) -> Result<Vec<(OutboxItem, Delivery)>> {
+        let mut done = Vec::new();
+        while let Some(item) = self.next_pending()? {
+            let outcome = send(&item);
+            self.record(item.seq, &outcome, now_ms())?;
+            match outcome {
+                Delivery::Transient(_) => break,
+                other => done.push((item, other)),
+            }
+        }
+        Ok(done)
+    }
+
+    pub fn counts(&self) -> Result<OutboxCounts> {
+        let mut c = OutboxCounts::default();
+        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "delivered" => c.delivered = n,
+                _ => c.rejected += n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Remembers that `staff_id` was charged for (`local_date`, `meal`). Returns false when
+    /// a charge for that meal was already recorded here.
+    pub fn mark_meal(&mut self, staff_id: i64, local_date: &str, meal: &str, key: &str, now_ms: i64) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO meals_charged (staff_id, local_date, meal, idempotency_key, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![staff_id, local_date, meal, key, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Forgets a meal mark (the charge was declined after all).
+    pub fn unmark_meal(&mut self, key: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM meals_charged WHERE idempotency_key = ?1", [key])?;
+        Ok(())
+    }
+
+    pub fn meal_taken(&self, staff_id: i64, local_date: &str, meal: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM meals_charged WHERE staff_id = ?1 AND local_date = ?2 AND meal = ?3",
+                params![staff_id, local_date, meal],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn set_balance(&mut self, staff_id: i64, available_fen: i64, as_of_ms: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO balances (staff_id, available_fen, as_of_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(staff_id) DO UPDATE SET available_fen = excluded.available_fen, as_of_ms = excluded.as_of_ms
+             WHERE excluded.as_of_ms >= balances.as_of_ms",
+            params![staff_id, available_fen, as_of_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn balance(&self, staff_id: i64) -> Result<Option<CachedBalance>> {
+        Ok(self
+            .conn
+            .query_row("SELECT available_fen, as_of_ms FROM balances WHERE staff_id = ?1", [staff_id], |r| {
+                Ok(CachedBalance { staff_id, available_fen: r.get(0)?, as_of_ms: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// Records an offline charge against the person's offline allowance.
+    pub fn add_offline_spend(&mut self, key: &str, staff_id: i64, amount_fen: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO offline_spent (idempotency_key, staff_id, amount_fen) VALUES (?1, ?2, ?3)",
+            params![key, staff_id, amount_fen],
+        )?;
+        Ok(())
+    }
+
+    /// The backend has seen the charge: it no longer counts against the offline limit.
+    pub fn settle_offline_spend(&mut self, key: &str) -> Result<()> {
+        self.conn.execute("UPDATE offline_spent SET settled = 1 WHERE idempotency_key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// What this kiosk charged `staff_id` offline that the backend has not confirmed yet.
+    pub fn unsettled_offline_fen(&self, staff_id: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM offline_spent WHERE staff_id = ?1 AND settled = 0",
+            [staff_id],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// A backend that applies each idempotency key once and answers replays with the
+    /// stored result, like the real one.
+    #[derive(Default)]
+    struct FakeBackend {
+        applied: Vec<String>,
+        seen: HashMap<String, String>,
+    }
+
+    impl FakeBackend {
+        fn handle(&mut self, item: &OutboxItem) -> String {
+            self.seen
+                .entry(item.idempotency_key.clone())
+                .or_insert_with(|| {
+                    self.applied.push(item.idempotency_key.clone());
+                    format!("ok:{}", item.body)
+                })
+                .clone()
+        }
+    }
+
+    #[test]
+    fn items_are_sent_in_order_and_marked() {
+        let mut s = LocalStore::in_memory().unwrap();
+        for k in ["a", "b", "c"] {
+            s.enqueue(ItemKind::Charge, k, &format!("body-{k}"), 1).unwrap();
+        }
+        assert_eq!(s.enqueue(ItemKind::Charge, "a", "other", 2).unwrap(), 1, "same key, same item");
+        let mut sent = Vec::new();
+        let done = s
+            .drain(|| 5, |i| {
+                sent.push(i.idempotency_key.clone());
+                if i.idempotency_key == "b" && sent.len() == 2 {
+                    Delivery::Transient("down".into())
+                } else {
+                    Delivery::Delivered("{}".into())
+                }
+            })
+            .unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(sent, ["a", "b"], "a transient failure stops the drain");
+        s.drain(|| 6, |i| {
+            sent.push(i.idempotency_key.clone());
+            Delivery::Delivered("{}".into())
+        })
+        .unwrap();
+        assert_eq!(sent, ["a", "b", "b", "c"]);
+        assert_eq!(s.counts().unwrap(), OutboxCounts { pending: 0, delivered: 3, rejected: 0 });
+    }
+
+    #[test]
+    fn a_permanent_refusal_does_not_block_the_queue() {
+        let mut s = LocalStore::in_memory().unwrap();
+        s.enqueue(ItemKind::Waste, "bad", "x", 1).unwrap();
+        s.enqueue(ItemKind::Waste, "good", "y", 1).unwrap();
+        s.drain(|| 2, |i| if i.idempotency_key == "bad" { Delivery::Permanent("422".into()) } else { Delivery::Delivered("{}".into()) })
+            .unwrap();
+        assert_eq!(s.counts().unwrap(), OutboxCounts { pending: 0, delivered: 1, rejected: 1 });
+    }
+
+    #[test]
+    fn the_outbox_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kiosk.db");
+        {
+            let mut s = LocalStore::open(&path).unwrap();
+            s.enqueue(ItemKind::Charge, "k1", "b1", 1).unwrap();
+        }
+        let s = LocalStore::open(&path).unwrap();
+        assert_eq!(s.next_pending().unwrap().map(|i| i.idempotency_key), Some("k1".into()));
+    }
+
+    #[test]
+    fn meals_balances_and_offline_allowance() {
+        let mut s = LocalStore::in_memory().unwrap();
+        assert!(s.mark_meal(1, "2026-11-26", "lunch", "k", 1).unwrap());
+        assert!(!s.mark_meal(1, "2026-11-26", "lunch", "k2", 2).unwrap());
+        assert!(s.meal_taken(1, "2026-11-26", "lunch").unwrap());
+        assert!(!s.meal_taken(1, "2026-11-26", "dinner").unwrap());
+        s.unmark_meal("k").unwrap();
+        assert!(!s.meal_taken(1, "2026-11-26", "lunch").unwrap());
+
+        s.set_balance(1, 1000, 10).unwrap();
+        s.set_balance(1, 5, 5).unwrap();
+        assert_eq!(s.balance(1).unwrap().map(|b| b.available_fen), Some(1000), "older news does not overwrite");
+        s.add_offline_spend("o1", 1, 300).unwrap();
+        s.add_offline_spend("o2", 1, 200).unwrap();
+        s.add_offline_spend("o2", 1, 200).unwrap();
+        assert_eq!(s.unsettled_offline_fen(1).unwrap(), 500);
+        s.settle_offline_spend("o1").unwrap();
+        assert_eq!(s.unsettled_offline_fen(1).unwrap(), 200);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Enqueue,
+        /// Drain with this failure pattern per attempt: 0 ok, 1 refused before the
+        /// backend saw it, 2 applied by the backend but the answer lost, 3 crash (the
+        /// process dies after the backend applied it, before marking).
+        Drain(Vec<u8>),
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Enqueue),
+            3 => proptest::collection::vec(0u8..4, 1..6).prop_map(Step::Drain),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever fails when, every queued item takes effect exactly once at the backend,
+        /// in the order it was queued.
+        #[test]
+        fn each_item_takes_effect_exactly_once_in_order(steps in proptest::collection::vec(step(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("kiosk.db");
+            let mut store = LocalStore::open(&path).unwrap();
+            let mut backend = FakeBackend::default();
+            let mut queued = Vec::new();
+            for s in steps {
+                match s {
+                    Step::Enqueue => {
+                        let key = format!("k{}", queued.len());
+                        store.enqueue(ItemKind::Charge, &key, "{}", 0).unwrap();
+                        queued.push(key);
+                    }
+                    Step::Reopen => {
+                        drop(store);
+                        store = LocalStore::open(&path).unwrap();
+                    }
+                    Step::Drain(pattern) => {
+                        let mut attempt = 0;
+                        let mut crashed = false;
+                        let _ = store.drain(|| 0, |item| {
+                            let p = pattern[attempt % pattern.len()];
+                            attempt += 1;
+                            match p {
+                                0 => Delivery::Delivered(backend.handle(item)),
+                                1 => Delivery::Transient("connection refused".into()),
+                                2 => { backend.handle(item); Delivery::Transient("timeout".into()) }
+                                _ => { backend.handle(item); crashed = true; Delivery::Transient("crash".into()) }
+                            }
+                        });
+                        if crashed {
+                            // The crash happened before the outcome was written: the
+                            // "transient" row update stands in for nothing being marked.
+                            drop(store);
+                            store = LocalStore::open(&path).unwrap();
+                        }
+                    }
+                }
+            }
+            // The network comes back for good.
+            store.drain(|| 0, |item| Delivery::Delivered(backend.handle(item))).unwrap();
+            prop_assert_eq!(&backend.applied, &queued);
+            let c = store.counts().unwrap();
+            prop_assert_eq!(c.pending, 0);
+            prop_assert_eq!(c.delivered as usize, queued.len());
+        }
+    }
+}
