@@ -12,3 +12,8 @@
 pub mod decide;
 pub mod outbox;
 pub mod scale;
+pub mod api;
+pub mod config;
+pub mod frames;
+pub mod gallery_cache;
+pub mod paycode;

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{Actor, Store};
+use store::Actor;
 
 const TOKEN: &str = "kill9-kiosk-token";
 

@@ -1,1 +1,291 @@
-fn main() {}
+//! `backend-bench`: the load benchmark. Starts a real `backend serve` process (the `backend`
+//! binary next to this one, so build both in release), seeds a scratch database with many
+//! prepaid accounts and one kiosk per client, and has N concurrent HTTP clients post charges on
+//! loopback for a fixed time; reports charges/s and latency percentiles. On PostgreSQL it then
+//! runs `pgbench -b tpcb-like` with the same client count and duration on the same server, and
+//! prints the ratio. Not a test: it asserts nothing about speed, only that every charge it
+//! counted was accepted.
+//!
+//! Example: `cargo build --release -p backend && target/release/backend-bench --db both --clients 16 --seconds 20`
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{Actor, Store};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load benchmark: concurrent HTTP charges vs pgbench tpcb-like")]
+struct Args {
+    /// sqlite, postgres or both.
+    #[arg(long, default_value = "both")]
+    db: String,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Measured seconds (after a 2 s warm-up).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Prepaid accounts the charges are spread over.
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// PostgreSQL server (a scratch database is created on it); defaults to CLEANPLATE_TEST_POSTGRES_URL.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// pgbench scale factor.
+    #[arg(long, default_value_t = 10)]
+    pgbench_scale: u32,
+    /// SQLite synchronous=FULL (default) or NORMAL.
+    #[arg(long)]
+    sqlite_normal_sync: bool,
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(url: &str, data_dir: &std::path::Path, pool: usize, normal_sync: bool) -> Result<(Server, String)> {
+    let exe = std::env::current_exe()?.with_file_name("backend");
+    if !exe.exists() {
+        bail!("{} not found: build the `backend` binary in the same profile", exe.display());
+    }
+    let mut child = Command::new(&exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .env("CLEANPLATE_DEV_MODE", "true")
+        .env("CLEANPLATE_DATA_DIR", data_dir)
+        .env("CLEANPLATE_MAX_CONNECTIONS", pool.to_string())
+        .env("CLEANPLATE_SQLITE_SYNCHRONOUS_FULL", if normal_sync { "false" } else { "true" })
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("listening on ") => break l.trim_start_matches("listening on ").to_string(),
+            Some(Ok(_)) => continue,
+            other => bail!("backend did not start: {other:?}"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((Server(child), addr))
+}
+
+/// A canteen whose lunch window covers the whole day, `accounts` people with plenty of money
+/// and no meal limit, and one kiosk (token "bench-kiosk-<i>") per client.
+async fn seed(store: &dyn Store, accounts: usize, clients: usize) -> Result<Vec<i64>> {
+    store.migrate().await?;
+    let sys = Actor::System("bench");
+    let c = store
+        .create_canteen(store::NewCanteen { name: "Bench".into(), utc_offset_minutes: 480, per_transaction_cap: None, daily_cap: None }, &sys)
+        .await?;
+    store.set_meal_window(store::MealWindow { canteen_id: c.id, meal: ledger::MealKind::Lunch, start_minute: 0, end_minute: 1440 }, &sys).await?;
+    store.set_price(store::Price { canteen_id: c.id, category: "regular".into(), meal: ledger::MealKind::Lunch, price: ledger::Fen(1200) }, &sys).await?;
+    let mut people = Vec::with_capacity(accounts);
+    for i in 0..accounts {
+        let s = store
+            .create_staff(store::NewStaff { employee_no: format!("B{i}"), name: format!("Bench {i}"), department: "B".into(), category: "regular".into() }, &sys)
+            .await?;
+        store.update_staff(s.id, store::StaffUpdate { meals_per_period: Some(u32::MAX / 2), ..Default::default() }, &sys).await?;
+        let no = format!("BENCH-{i}");
+        store
+            .create_payment_order(store::NewPaymentOrder { order_no: no.clone(), staff_id: s.id, amount: ledger::Fen(1_000_000_000), provider: "sandbox".into(), now_ms: 0 }, &sys)
+            .await?;
+        store.credit_payment(&no, "seed", ledger::Fen(1_000_000_000), "{}", 0).await?;
+        people.push(s.id);
+    }
+    for k in 0..clients {
+        let code = format!("bench-code-{k}");
+        store.create_enrolment_code(c.id, &code, i64::MAX / 2, &sys).await?;
+        store.redeem_enrolment_code(&code, &format!("bench {k}"), &backend::crypto::token_hash(&format!("bench-kiosk-{k}")), 0).await?;
+    }
+    while store.seal_audit(10_000).await? == 10_000 {}
+    Ok(people)
+}
+
+struct LoadResult {
+    charges: u64,
+    errors: u64,
+    seconds: f64,
+    hist: Histogram<u64>,
+}
+
+async fn load(addr: &str, people: Arc<Vec<i64>>, clients: usize, seconds: u64) -> Result<LoadResult> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let count = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let kiosk_time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let mut tasks = Vec::new();
+    for k in 0..clients {
+        let (http, hist, count, errors, measuring, stop, people) =
+            (http.clone(), hist.clone(), count.clone(), errors.clone(), measuring.clone(), stop.clone(), people.clone());
+        let url = format!("http://{addr}/api/v1/kiosk/charges");
+        let token = format!("bench-kiosk-{k}");
+        let kiosk_time = kiosk_time.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid");
+            let mut i: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let staff = people[((k as u64 * 7919 + i * 104_729) % people.len() as u64) as usize];
+                let body = serde_json::json!({"idempotency_key": format!("b{k}-{i}"), "staff_id": staff, "kiosk_time": kiosk_time});
+                let t0 = Instant::now();
+                let r = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                let ok = match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                        v["status"] == "accepted"
+                    }
+                    _ => false,
+                };
+                let us = t0.elapsed().as_micros() as u64;
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        let _ = local.record(us.max(1));
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Ok(mut h) = hist.lock() {
+                let _ = h.add(&local);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let hist = hist.lock().map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?.clone();
+    Ok(LoadResult { charges: count.load(Ordering::Relaxed), errors: errors.load(Ordering::Relaxed), seconds: elapsed, hist })
+}
+
+fn report(name: &str, r: &LoadResult) -> f64 {
+    let tps = r.charges as f64 / r.seconds;
+    println!(
+        "| {name} | {tps:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        r.hist.value_at_quantile(0.5) as f64 / 1000.0,
+        r.hist.value_at_quantile(0.99) as f64 / 1000.0,
+        r.hist.value_at_quantile(0.999) as f64 / 1000.0,
+        r.errors
+    );
+    tps
+}
+
+/// Runs pgbench tpcb-like on its own scratch database of the same server.
+fn pgbench(admin_url: &str, db: &str, clients: usize, seconds: u64, scale: u32) -> Result<(f64, f64)> {
+    let conn = pg_conninfo(admin_url, db);
+    let init = Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &conn]).output().context("running pgbench -i (is pgbench installed?)")?;
+    if !init.status.success() {
+        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    let out = Command::new("pgbench")
+        .args(["-b", "tpcb-like", "-n", "-c", &clients.to_string(), "-j", &clients.min(4).to_string(), "-T", &seconds.to_string(), &conn])
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let grab = |prefix: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().nth(if prefix.starts_with("tps") { 2 } else { 3 })).and_then(|v| v.parse().ok())
+    };
+    let tps = grab("tps = ").context("no tps line in pgbench output")?;
+    let lat = grab("latency average = ").unwrap_or(f64::NAN);
+    Ok((tps, lat))
+}
+
+/// `postgres:///db?host=/sock&user=u` -> libpq keyword form for pgbench, with the database swapped.
+fn pg_conninfo(url: &str, db: &str) -> String {
+    let mut parts = vec![format!("dbname={db}")];
+    if let Some((_, q)) = url.split_once('?') {
+        for kv in q.split('&') {
+            if let Some((k, v)) = kv.split_once('=') {
+                if k == "host" || k == "user" || k == "port" {
+                    parts.push(format!("{k}={v}"));
+                }
+            }
+        }
+    }
+    parts.join(" ")
+}
+
+fn scratch_url(admin: &str, name: &str) -> String {
+    let (base, q) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    match q {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("backend-bench: {} clients, {} s measured, {} accounts, {cores} cores", a.clients, a.seconds, a.accounts);
+    println!();
+    println!("| run | charges/s (tps) | p50 ms | p99 ms | p99.9 ms | errors |");
+    println!("|---|---|---|---|---|---|");
+    let dir = tempfile::tempdir()?;
+    if a.db == "sqlite" || a.db == "both" {
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let mut cfg = backend::config::Config { database_url: url.clone(), ..Default::default() };
+        cfg.sqlite_synchronous_full = !a.sqlite_normal_sync;
+        let store = backend::open_store(&cfg).await?;
+        let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
+        drop(store);
+        let (_server, addr) = start_server(&url, dir.path(), 8, a.sqlite_normal_sync)?;
+        let r = load(&addr, people, a.clients, a.seconds).await?;
+        let sync = if a.sqlite_normal_sync { "NORMAL" } else { "FULL" };
+        report(&format!("HTTP charges, SQLite (WAL, synchronous={sync})"), &r);
+    }
+    if a.db == "postgres" || a.db == "both" {
+        let admin = a
+            .pg_url
+            .clone()
+            .or_else(|| std::env::var("CLEANPLATE_TEST_POSTGRES_URL").ok())
+            .context("no PostgreSQL URL: pass --pg-url or set CLEANPLATE_TEST_POSTGRES_URL (see scripts/postgres.sh)")?;
+        let name = store_postgres::create_scratch_database(&admin, "cpbench").await?;
+        let url = scratch_url(&admin, &name);
+        let cfg = backend::config::Config { database_url: url.clone(), ..Default::default() };
+        let store = backend::open_store(&cfg).await?;
+        let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
+        drop(store);
+        let result = {
+            let (_server, addr) = start_server(&url, dir.path(), a.clients, false)?;
+            load(&addr, people, a.clients, a.seconds).await?
+        };
+        let ours = report("HTTP charges, PostgreSQL", &result);
+        let pgb = store_postgres::create_scratch_database(&admin, "cppgbench").await?;
+        let (tps, lat) = pgbench(&admin, &pgb, a.clients, a.seconds, a.pgbench_scale)?;
+        println!("| pgbench -b tpcb-like -s {} (same clients, same server) | {tps:.0} | avg {lat:.2} | | | |", a.pgbench_scale);
+        println!();
+        println!("ratio (HTTP charges on PostgreSQL / pgbench tps): {:.2}", ours / tps);
+        store_postgres::drop_database(&admin, &pgb).await?;
+        store_postgres::drop_database(&admin, &name).await?;
+    }
+    Ok(())
+}
