@@ -182,8 +182,9 @@ impl Refusal {
     }
 }
 
+/// Serialised inside `KioskEvent::Face` as `{"event": "face", "face": "identified", ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "face", rename_all = "snake_case")]
 pub enum FaceEvent {
     /// A new face appeared.
     Approached { track: u64 },
@@ -201,8 +202,8 @@ struct Track {
     last_rect: Rect,
     missing: usize,
     window: Vec<FaceObs>,
-    /// A person was identified on this track: no more decisions until it ends.
-    spent: bool,
+    /// The person identified on this track: no more decisions for them until it ends.
+    spent: Option<i64>,
     last_refusal: Option<Refusal>,
     last_hint: Option<String>,
 }
@@ -256,7 +257,7 @@ impl Decider {
                 last_rect: face.rect,
                 missing: 0,
                 window: Vec::new(),
-                spent: false,
+                spent: None,
                 last_refusal: None,
                 last_hint: None,
             });
@@ -266,7 +267,29 @@ impl Decider {
         let Some(t) = self.track.as_mut() else { return events };
         t.last_rect = face.rect;
         t.missing = 0;
-        if t.spent {
+        if let Some(spent_on) = t.spent {
+            // The next diner may step into the same spot without the face ever leaving
+            // the frame: frames agreeing on someone else start a new approach.
+            t.window.push(face);
+            if t.window.len() > n {
+                t.window.remove(0);
+            }
+            if t.window.len() < n {
+                return events;
+            }
+            if let Verdict::Identified { staff_id, distance, margin, real, live } = judge(&t.window, &cfg) {
+                if staff_id != spent_on {
+                    events.push(FaceEvent::Left { track: t.id });
+                    let id = self.next_track;
+                    self.next_track += 1;
+                    t.id = id;
+                    t.spent = Some(staff_id);
+                    t.window.clear();
+                    t.last_refusal = None;
+                    events.push(FaceEvent::Approached { track: id });
+                    events.push(FaceEvent::Identified { track: id, staff_id, distance, margin, real, live });
+                }
+            }
             return events;
         }
         if let Some(hint) = face.quality_problem.clone() {
@@ -288,7 +311,7 @@ impl Decider {
         match judge(&t.window, &cfg) {
             Verdict::Wait => {}
             Verdict::Identified { staff_id, distance, margin, real, live } => {
-                t.spent = true;
+                t.spent = Some(staff_id);
                 t.window.clear();
                 events.push(FaceEvent::Identified { track: t.id, staff_id, distance, margin, real, live });
             }
@@ -476,6 +499,15 @@ mod tests {
         let ev = run(&mut d, frames);
         assert!(ev.iter().any(|e| matches!(e, FaceEvent::Left { .. })));
         assert_eq!(identified(&ev), vec![7]);
+    }
+
+    #[test]
+    fn the_next_diner_stepping_into_the_same_spot_is_a_new_decision() {
+        let mut d = Decider::new(DecisionConfig::default());
+        let mut frames: Vec<Option<FaceObs>> = (0..6).map(|i| Some(face(100.0, m(7), i as f32))).collect();
+        frames.extend((0..6).map(|i| Some(face(100.0, m(8), i as f32))));
+        let ev = run(&mut d, frames);
+        assert_eq!(identified(&ev), vec![7, 8], "{ev:?}");
     }
 
     #[test]

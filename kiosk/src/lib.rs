@@ -9,11 +9,15 @@
 //! disk), [`scale_io`] (serial port, TCP and a simulator), [`paycode`] (QR codes on the
 //! frames), and [`station`], which wires them into the pay and return stations.
 
-pub mod decide;
-pub mod outbox;
-pub mod scale;
 pub mod api;
 pub mod config;
+pub mod decide;
+pub mod desk;
 pub mod frames;
 pub mod gallery_cache;
+pub mod outbox;
 pub mod paycode;
+pub mod run;
+pub mod scale;
+pub mod scale_io;
+pub mod station;

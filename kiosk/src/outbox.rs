@@ -67,10 +67,23 @@ pub struct OutboxItem {
 pub enum Delivery {
     /// The backend answered (first time or replay); its response body.
     Delivered(String),
-    /// Try again later (unreachable, timeout, 5xx, 429); stop draining to keep the order.
+    /// Try again later (timeout, 5xx, 429): the request may have arrived. Stops the
+    /// drain to keep the order.
     Transient(String),
+    /// The backend could not be reached at all: the request surely did not arrive.
+    /// Stops the drain like `Transient`.
+    Unreachable(String),
     /// The backend will never accept this body (4xx); set it aside.
     Permanent(String),
+}
+
+/// What one drain did.
+#[derive(Debug, Default)]
+pub struct DrainReport {
+    /// Items delivered or rejected, in order.
+    pub done: Vec<(OutboxItem, Delivery)>,
+    /// The item whose transient failure stopped the drain.
+    pub stopped: Option<(OutboxItem, Delivery)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -121,6 +134,8 @@ impl LocalStore {
                 created_ms INTEGER NOT NULL,
                 state TEXT NOT NULL DEFAULT 'pending',
                 attempts INTEGER NOT NULL DEFAULT 0,
+                -- 1 once an attempt may have reached the backend: the body is then frozen.
+                maybe_sent INTEGER NOT NULL DEFAULT 0,
                 last_error TEXT,
                 response TEXT,
                 done_ms INTEGER
@@ -132,7 +147,13 @@ impl LocalStore {
                 meal TEXT NOT NULL,
                 idempotency_key TEXT NOT NULL,
                 at_ms INTEGER NOT NULL,
+                charge_id INTEGER,
                 PRIMARY KEY (staff_id, local_date, meal)
+            );
+            CREATE TABLE IF NOT EXISTS waste_log (
+                staff_id INTEGER,
+                net_g INTEGER NOT NULL,
+                at_ms INTEGER NOT NULL
             );
             CREATE TABLE IF NOT EXISTS balances (
                 staff_id INTEGER PRIMARY KEY,
@@ -209,6 +230,10 @@ impl LocalStore {
                 params![seq, resp, now_ms],
             )?,
             Delivery::Transient(e) => self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, maybe_sent = 1, last_error = ?2 WHERE seq = ?1",
+                params![seq, e],
+            )?,
+            Delivery::Unreachable(e) => self.conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1",
                 params![seq, e],
             )?,
@@ -226,18 +251,87 @@ impl LocalStore {
     pub fn drain(
         &mut self,
         now_ms: impl Fn() -> i64,
-        mut send: impl FnMut(&OutboxItem) -> Delivery,
+        send: impl FnMut(&OutboxItem) -> Delivery,
     ) -> Result<Vec<(OutboxItem, Delivery)>> {
-        let mut done = Vec::new();
+        Ok(self.drain_report(now_ms, send)?.done)
+    }
+
+    /// [`drain`](Self::drain), also telling which item stopped it and how.
+    pub fn drain_report(
+        &mut self,
+        now_ms: impl Fn() -> i64,
+        mut send: impl FnMut(&OutboxItem) -> Delivery,
+    ) -> Result<DrainReport> {
+        let mut report = DrainReport::default();
         while let Some(item) = self.next_pending()? {
             let outcome = send(&item);
             self.record(item.seq, &outcome, now_ms())?;
             match outcome {
-                Delivery::Transient(_) => break,
-                other => done.push((item, other)),
+                Delivery::Transient(_) | Delivery::Unreachable(_) => {
+                    report.stopped = Some((item, outcome));
+                    break;
+                }
+                other => report.done.push((item, other)),
             }
         }
-        Ok(done)
+        Ok(report)
+    }
+
+    /// Replaces the body of an item that surely never reached the backend (every attempt
+    /// so far was `Unreachable`). Returns false, changing nothing, if it may have.
+    pub fn rewrite_unsent(&mut self, key: &str, body: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET body = ?2 WHERE idempotency_key = ?1 AND state = 'pending' AND maybe_sent = 0",
+            params![key, body],
+        )? == 1)
+    }
+
+    /// Withdraws an item that surely never reached the backend; false if it may have.
+    pub fn withdraw_unsent(&mut self, key: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM outbox WHERE idempotency_key = ?1 AND state = 'pending' AND maybe_sent = 0", [key])?
+            == 1)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unmark_meal_for_test(&mut self, staff_id: i64) {
+        self.conn.execute("DELETE FROM meals_charged WHERE staff_id = ?1", [staff_id]).unwrap();
+    }
+
+    /// Records a weighing shown at this station (for the averages shown to diners when
+    /// the backend offers none).
+    pub fn log_waste(&mut self, staff_id: Option<i64>, net_g: i64, at_ms: i64) -> Result<()> {
+        self.conn.execute("INSERT INTO waste_log (staff_id, net_g, at_ms) VALUES (?1, ?2, ?3)", params![staff_id, net_g, at_ms])?;
+        Ok(())
+    }
+
+    /// This station's average net waste: of one person, and of everyone.
+    pub fn local_waste_averages(&self, staff_id: Option<i64>) -> Result<(Option<f64>, Option<f64>)> {
+        let person = match staff_id {
+            Some(id) => self.conn.query_row("SELECT AVG(net_g) FROM waste_log WHERE staff_id = ?1", [id], |r| r.get(0))?,
+            None => None,
+        };
+        let all = self.conn.query_row("SELECT AVG(net_g) FROM waste_log", [], |r| r.get(0))?;
+        Ok((person, all))
+    }
+
+    /// Remembers the backend's charge id of a meal charged here (links waste records).
+    pub fn set_meal_charge(&mut self, key: &str, charge_id: i64) -> Result<()> {
+        self.conn.execute("UPDATE meals_charged SET charge_id = ?2 WHERE idempotency_key = ?1", params![key, charge_id])?;
+        Ok(())
+    }
+
+    pub fn meal_charge(&self, staff_id: i64, local_date: &str, meal: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT charge_id FROM meals_charged WHERE staff_id = ?1 AND local_date = ?2 AND meal = ?3",
+                params![staff_id, local_date, meal],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     pub fn counts(&self) -> Result<OutboxCounts> {
@@ -384,6 +478,19 @@ mod tests {
     }
 
     #[test]
+    fn only_surely_unsent_items_may_change() {
+        let mut s = LocalStore::in_memory().unwrap();
+        s.enqueue(ItemKind::Charge, "a", "v1", 1).unwrap();
+        s.drain(|| 2, |_| Delivery::Unreachable("refused".into())).unwrap();
+        assert!(s.rewrite_unsent("a", "v2").unwrap());
+        assert_eq!(s.next_pending().unwrap().unwrap().body, "v2");
+        s.drain(|| 3, |_| Delivery::Transient("timeout".into())).unwrap();
+        assert!(!s.rewrite_unsent("a", "v3").unwrap(), "it may have arrived: frozen");
+        assert!(!s.withdraw_unsent("a").unwrap());
+        assert_eq!(s.next_pending().unwrap().unwrap().body, "v2");
+    }
+
+    #[test]
     fn a_permanent_refusal_does_not_block_the_queue() {
         let mut s = LocalStore::in_memory().unwrap();
         s.enqueue(ItemKind::Waste, "bad", "x", 1).unwrap();
@@ -474,7 +581,7 @@ mod tests {
                             attempt += 1;
                             match p {
                                 0 => Delivery::Delivered(backend.handle(item)),
-                                1 => Delivery::Transient("connection refused".into()),
+                                1 => Delivery::Unreachable("connection refused".into()),
                                 2 => { backend.handle(item); Delivery::Transient("timeout".into()) }
                                 _ => { backend.handle(item); crashed = true; Delivery::Transient("crash".into()) }
                             }

@@ -317,82 +317,146 @@ struct View<'a> {
     nr: i64,
 }
 
-impl View<'_> {
-    #[inline]
-    fn px(&self, x: i64, y: i64) -> &[u8] {
-        let i = (self.y0 + y as usize) * self.stride + 3 * (self.x0 + x as usize);
-        &self.data[i..i + 3]
-    }
-}
-
 /// dlib's `assign_pixel(unsigned char&, double)`: clamp, then truncate.
 #[inline]
 fn to_u8(v: f64) -> u8 {
-    if v > 255.0 || v.is_nan() {
+    // Rust's float-to-int cast saturates and truncates: the clamp and truncation in one.
+    if v.is_nan() {
         255
-    } else if v >= 0.0 {
-        v as u8
     } else {
-        0
+        v as u8
     }
 }
 
 /// dlib's `interpolate_bilinear` for RGB; `None` when the 2x2 neighbourhood leaves the view.
-#[inline]
+#[inline(always)]
 fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
     let (fl, ft) = (floor(x), floor(y));
     if !(fl >= 0.0 && ft >= 0.0 && fl + 1.0 < img.nc as f64 && ft + 1.0 < img.nr as f64) {
         return None;
     }
-    let (left, top) = (fl as i64, ft as i64);
+    let (left, top) = (fl as usize, ft as usize);
     let lr = x - fl;
     let tb = y - ft;
-    let (tl, tr, bl, br) = (img.px(left, top), img.px(left + 1, top), img.px(left, top + 1), img.px(left + 1, top + 1));
-    let mut out = [0u8; 3];
-    for k in 0..3 {
-        let v = (1.0 - tb) * ((1.0 - lr) * f64::from(tl[k]) + lr * f64::from(tr[k]))
-            + tb * ((1.0 - lr) * f64::from(bl[k]) + lr * f64::from(br[k]));
-        out[k] = to_u8(v);
+    // The two pixels of each row are adjacent: one slice per row.
+    let i = (img.y0 + top) * img.stride + 3 * (img.x0 + left);
+    let (upper, lower) = (&img.data[i..i + 6], &img.data[i + img.stride..i + img.stride + 6]);
+    // Four lanes, the fourth a dummy, so the three channels compute as one vector; each lane
+    // is dlib's expression, operation for operation.
+    let lanes = |p: &[u8]| [f64::from(p[0]), f64::from(p[1]), f64::from(p[2]), 0.0];
+    let (tl, tr, bl, br) = (lanes(&upper[..3]), lanes(&upper[3..]), lanes(&lower[..3]), lanes(&lower[3..]));
+    let mut v = [0f64; 4];
+    for k in 0..4 {
+        v[k] = (1.0 - tb) * ((1.0 - lr) * tl[k] + lr * tr[k]) + tb * ((1.0 - lr) * bl[k] + lr * br[k]);
     }
-    Some(out)
+    Some([to_u8(v[0]), to_u8(v[1]), to_u8(v[2])])
+}
+
+/// Samples every chip pixel `(c, r)` at `map(c, r)` in `src` (row-major RGB into `out`,
+/// `cols` pixels a row), leaving the pixels dlib leaves black untouched. With AVX2 where
+/// the CPU has it: no FMA is enabled and Rust never fuses operations, so the bytes are the
+/// same either way.
+fn sample_chip(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { sample_chip_avx2(src, map, cols, out) };
+        return;
+    }
+    sample_chip_portable(src, map, cols, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+// An `unsafe fn` (not a safe target-feature function) to stay within rust-version 1.85.
+unsafe fn sample_chip_avx2(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8]) {
+    sample_chip_portable(src, map, cols, out)
+}
+
+#[inline(always)]
+fn sample_chip_portable(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8]) {
+    // `map.apply(c, r)` is `(m0*c + m1*r) + b0` (and likewise for y): the products are
+    // computed once per column and per row, and summed in that same order, so every
+    // sample position is bit-identical to applying the map pixel by pixel.
+    let col: Vec<(f64, f64)> = (0..cols).map(|c| (map.m[0] * c as f64, map.m[2] * c as f64)).collect();
+    for (r, out_row) in out.chunks_exact_mut(3 * cols).enumerate() {
+        let (rx, ry) = (map.m[1] * r as f64, map.m[3] * r as f64);
+        for (&(cx, cy), px) in col.iter().zip(out_row.chunks_exact_mut(3)) {
+            if let Some(v) = bilinear(src, cx + rx + map.b[0], cy + ry + map.b[1]) {
+                px.copy_from_slice(&v);
+            }
+        }
+    }
 }
 
 /// One level of dlib's `pyramid_down<2>` on an RGB image: a separable 5-tap
 /// `[1 4 6 4 1]` filter in 16-bit integers, keeping every other row and column; output
 /// `((w-3)/2) x ((h-3)/2)`, empty for images of 8 pixels or fewer on a side.
+///
+/// dlib filters the rows first, then the columns; this filters the columns first, one
+/// output row at a time. Every partial sum is an exact integer (at most 16 * 16 * 255), so
+/// the order cannot change a single value, and this way the inner loop runs along
+/// contiguous bytes (it vectorises) and no full-size intermediate image is needed.
 fn pyramid_down_rgb(src: &View<'_>) -> (Vec<u8>, usize, usize) {
     let (w, h) = (src.nc.max(0) as usize, src.nr.max(0) as usize);
     if w <= 8 || h <= 8 {
         return (Vec::new(), 0, 0);
     }
-    let tw = (w - 3) / 2;
-    let mut temp = vec![0u16; h * tw * 3];
-    for r in 0..h {
-        let row = &src.data[(src.y0 + r) * src.stride + 3 * src.x0..][..3 * w];
-        let trow = &mut temp[r * tw * 3..][..tw * 3];
+    let (tw, oh) = ((w - 3) / 2, (h - 3) / 2);
+    let mut out = Vec::with_capacity(oh * tw * 3);
+    let mut vert = vec![0u16; 3 * w];
+    let row = |r: usize| &src.data[(src.y0 + r) * src.stride + 3 * src.x0..][..3 * w];
+    for dr in 0..oh {
+        // Output row dr is centred on source row 2*dr + 2.
+        let r = 2 * dr;
+        filter_rows(&mut vert, [row(r), row(r + 1), row(r + 2), row(r + 3), row(r + 4)]);
+        // Output column c is centred on source column 2*c + 2.
         for c in 0..tw {
-            let oc = 2 * c;
+            let v = &vert[6 * c..6 * c + 15];
             for k in 0..3 {
-                let p = |i: usize| u16::from(row[3 * (oc + i) + k]);
-                trow[3 * c + k] = p(0) + 4 * p(1) + 6 * p(2) + 4 * p(3) + p(4);
+                let sum = u32::from(v[k])
+                    + 4 * u32::from(v[3 + k])
+                    + 6 * u32::from(v[6 + k])
+                    + 4 * u32::from(v[9 + k])
+                    + u32::from(v[12 + k]);
+                out.push((sum / 256) as u8);
             }
         }
     }
-    let oh = (h - 3) / 2;
-    let mut out = vec![0u8; oh * tw * 3];
-    let mut dr = 0;
-    let mut r = 2;
-    while r + 2 < h {
-        for i in 0..tw * 3 {
-            let t = |rr: usize| u32::from(temp[rr * tw * 3 + i]);
-            // dlib sums into a uint16, which cannot overflow here (at most 16 * 16 * 255).
-            let sum = t(r - 2) + 4 * t(r - 1) + 6 * t(r) + 4 * t(r + 1) + t(r + 2);
-            out[dr * tw * 3 + i] = (sum / 256) as u8;
-        }
-        dr += 1;
-        r += 2;
-    }
     (out, tw, oh)
+}
+
+/// `out = r0 + 4*r1 + 6*r2 + 4*r3 + r4`, element-wise, in 16 bits (at most 16 * 255).
+/// With AVX2 where the CPU has it: integers, so the result is the same either way.
+#[inline]
+fn filter_rows(out: &mut [u16], rows: [&[u8]; 5]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { filter_rows_avx2(out, rows) };
+        return;
+    }
+    filter_rows_portable(out, rows)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+// An `unsafe fn` (not a safe target-feature function) to stay within rust-version 1.85.
+unsafe fn filter_rows_avx2(out: &mut [u16], rows: [&[u8]; 5]) {
+    filter_rows_portable(out, rows)
+}
+
+#[inline(always)]
+fn filter_rows_portable(out: &mut [u16], [r0, r1, r2, r3, r4]: [&[u8]; 5]) {
+    let n = out.len();
+    let (r0, r1, r2, r3, r4) = (&r0[..n], &r1[..n], &r2[..n], &r3[..n], &r4[..n]);
+    for i in 0..n {
+        out[i] = u16::from(r0[i])
+            + 4 * u16::from(r1[i])
+            + 6 * u16::from(r2[i])
+            + 4 * u16::from(r3[i])
+            + u16::from(r4[i]);
+    }
 }
 
 /// dlib's `extract_image_chip(img, details, chip)` with bilinear interpolation: the chip
@@ -482,16 +546,7 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
         None => base,
     };
 
-    let out = chip.as_mut();
-    for r in 0..rows {
-        for c in 0..cols {
-            let (x, y) = map.apply(f64::from(c), f64::from(r));
-            if let Some(px) = bilinear(&src, x, y) {
-                let i = 3 * (r as usize * cols as usize + c as usize);
-                out[i..i + 3].copy_from_slice(&px);
-            }
-        }
-    }
+    sample_chip(&src, &map, cols as usize, chip.as_mut());
     chip
 }
 

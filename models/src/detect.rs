@@ -14,7 +14,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::geometry::{Point, Rect};
-use crate::resample::sample_square;
+use crate::resample::Resampler;
 use crate::runtime::Runtime;
 use crate::Result;
 
@@ -95,6 +95,7 @@ pub struct Detector {
     anchors: Vec<Point>,
     config: DetectorConfig,
     input: Vec<f32>,
+    resampler: Resampler,
 }
 
 /// A raw candidate from one tile, before merging.
@@ -106,7 +107,13 @@ struct Candidate {
 impl Detector {
     pub fn new(runtime: &Runtime, model: &Path, config: DetectorConfig) -> Result<Detector> {
         let session = runtime.session(model)?;
-        Ok(Detector { session, anchors: anchors(), config, input: vec![0.0; INPUT_SIZE * INPUT_SIZE * 3] })
+        Ok(Detector {
+            session,
+            anchors: anchors(),
+            config,
+            input: vec![0.0; INPUT_SIZE * INPUT_SIZE * 3],
+            resampler: Resampler::new(),
+        })
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -144,7 +151,7 @@ impl Detector {
         threshold: f32,
         out: &mut Vec<Candidate>,
     ) -> Result<()> {
-        sample_square(image, left, top, size, INPUT_SIZE, &mut self.input);
+        self.resampler.sample_square(image, left, top, size, INPUT_SIZE, &mut self.input);
         for v in &mut self.input {
             *v = *v / 127.5 - 1.0;
         }

@@ -47,7 +47,8 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
-        self.input.clear();
+        // Every value is overwritten below: resizing (not clearing and refilling with
+        // zeros) keeps the buffer from being written twice.
         self.input.resize(chips.len() * 3 * plane, 0.0);
         for (chip, dst) in chips.iter().zip(self.input.chunks_exact_mut(3 * plane)) {
             if chip.width() != CHIP_SIZE || chip.height() != CHIP_SIZE {
@@ -59,10 +60,10 @@ impl Embedder {
             }
             let (r, rest) = dst.split_at_mut(plane);
             let (g, b) = rest.split_at_mut(plane);
-            for (i, p) in chip.as_raw().chunks_exact(3).enumerate() {
-                r[i] = p[0] as f32;
-                g[i] = p[1] as f32;
-                b[i] = p[2] as f32;
+            for (((p, r), g), b) in chip.as_raw().chunks_exact(3).zip(r).zip(g).zip(b) {
+                *r = f32::from(p[0]);
+                *g = f32::from(p[1]);
+                *b = f32::from(p[2]);
             }
         }
         self.run(chips.len())
@@ -75,28 +76,32 @@ impl Embedder {
         if input.is_empty() || input.len() % (3 * plane) != 0 {
             return Err(Error::InvalidArgument(format!("input of {} floats is not a whole number of chips", input.len())));
         }
-        self.input.clear();
-        self.input.extend_from_slice(input);
-        self.run(input.len() / (3 * plane))
+        // Straight from the caller's buffer: a copy here would be work the pipeline does not do.
+        run(&mut self.session, input, input.len() / (3 * plane))
     }
 
     fn run(&mut self, n: usize) -> Result<Vec<Embedding>> {
-        let side = CHIP_SIZE as usize;
-        let tensor = TensorRef::from_array_view(([n, 3, side, side], &self.input[..]))?;
-        let outputs = self.session.run(ort::inputs![tensor])?;
-        let (shape, data) = outputs[0].try_extract_tensor::<f32>()?;
-        if data.len() != n * EMBEDDING_DIM {
-            return Err(Error::Runtime(format!("embedder returned shape {shape:?}, expected [{n}, {EMBEDDING_DIM}]")));
-        }
-        let mut out = Vec::with_capacity(n);
-        for row in data.chunks_exact(EMBEDDING_DIM) {
-            let mut e = [0f32; EMBEDDING_DIM];
-            e.copy_from_slice(row);
-            if e.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Runtime("embedder produced a non-finite value".into()));
-            }
-            out.push(e);
-        }
-        Ok(out)
+        run(&mut self.session, &self.input, n)
     }
+}
+
+/// One run of the embedder on `n` planar chips.
+fn run(session: &mut Session, input: &[f32], n: usize) -> Result<Vec<Embedding>> {
+    let side = CHIP_SIZE as usize;
+    let tensor = TensorRef::from_array_view(([n, 3, side, side], input))?;
+    let outputs = session.run(ort::inputs![tensor])?;
+    let (shape, data) = outputs[0].try_extract_tensor::<f32>()?;
+    if data.len() != n * EMBEDDING_DIM {
+        return Err(Error::Runtime(format!("embedder returned shape {shape:?}, expected [{n}, {EMBEDDING_DIM}]")));
+    }
+    let mut out = Vec::with_capacity(n);
+    for row in data.chunks_exact(EMBEDDING_DIM) {
+        let mut e = [0f32; EMBEDDING_DIM];
+        e.copy_from_slice(row);
+        if e.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Runtime("embedder produced a non-finite value".into()));
+        }
+        out.push(e);
+    }
+    Ok(out)
 }

@@ -151,21 +151,29 @@ fn chip_statistics(chip: &RgbImage) -> (f32, f32, f32) {
     if w < 8 || h < 8 {
         return (0.0, 0.0, 0.0);
     }
-    let grey: Vec<f32> = chip
-        .as_raw()
-        .chunks_exact(3)
-        .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
-        .collect();
     let (x0, x1, y0, y1) = (w / 5, w - w / 5, h / 5, h - h / 5);
+    // Grey levels of the centre and the one-pixel ring around it that the Laplacian
+    // reads (x0, y0 >= 1 and x1 < w, y1 < h since w, h >= 8), not of the whole chip.
+    let (gx0, gy0) = (x0 - 1, y0 - 1);
+    let gw = x1 + 1 - gx0;
+    let raw = chip.as_raw();
+    let mut grey = Vec::with_capacity(gw * (y1 + 1 - gy0));
+    for y in gy0..=y1 {
+        grey.extend(
+            raw[3 * (y * w + gx0)..3 * (y * w + x1 + 1)]
+                .chunks_exact(3)
+                .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32),
+        );
+    }
     let (mut n, mut sum, mut sum2) = (0f64, 0f64, 0f64);
     let (mut lsum, mut lsum2) = (0f64, 0f64);
     for y in y0..y1 {
-        for x in x0..x1 {
-            let v = grey[y * w + x] as f64;
+        let (up, row, down) = (&grey[(y - 1 - gy0) * gw..][..gw], &grey[(y - gy0) * gw..][..gw], &grey[(y + 1 - gy0) * gw..][..gw]);
+        for x in x0 - gx0..x1 - gx0 {
+            let v = row[x] as f64;
             sum += v;
             sum2 += v * v;
-            let lap = grey[(y - 1) * w + x] + grey[(y + 1) * w + x] + grey[y * w + x - 1] + grey[y * w + x + 1]
-                - 4.0 * grey[y * w + x];
+            let lap = up[x] + down[x] + row[x - 1] + row[x + 1] - 4.0 * row[x];
             lsum += lap as f64;
             lsum2 += (lap as f64) * (lap as f64);
             n += 1.0;

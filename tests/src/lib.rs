@@ -1,1 +1,373 @@
-//! Helpers for the end-to-end tests: spawning the real `backend` and `kiosk` binaries.
+//! Helpers for the end-to-end tests: the real `backend` and `kiosk` binaries as child
+//! processes, talking HTTP on loopback, each test in its own temporary directory with its
+//! own database and port. The binaries are built on first use (`cargo build -p backend
+//! -p kiosk`), since a workspace test run builds other packages' binaries only in test
+//! form.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use kiosk::desk::Desk;
+
+pub const MANAGER: &str = "manager";
+pub const PASSWORD: &str = "e2e-manager-password";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The public-domain demo portraits (from `scripts/setup-models.sh`).
+pub fn demo_photo(name: &str) -> PathBuf {
+    let p = root().join("models/dist/demo").join(name);
+    assert!(p.is_file(), "{} is missing: run scripts/setup-models.sh first", p.display());
+    p
+}
+
+/// `../shared/faces` next to the repository, if present.
+pub fn shared_faces() -> Option<PathBuf> {
+    let p = root().parent()?.join("shared/faces");
+    p.is_dir().then_some(p)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// The path of a workspace binary, building both binaries once per test process.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "backend", "--bin", "backend", "-p", "kiosk", "--bin", "kiosk"])
+            .current_dir(root())
+            .status()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build -p backend -p kiosk failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    let p = target_dir().join("debug").join(name);
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// Lines a child printed on stdout, collected by a thread.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(child: &mut Child) -> Lines {
+        let lines = Lines::default();
+        if let Some(out) = child.stdout.take() {
+            let l = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    l.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        lines
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until a line satisfies `f`; returns it.
+    pub fn wait_for(&self, timeout: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(l) = self.all().into_iter().find(|l| f(l)) {
+                return Some(l);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The JSON events (kiosk `--json` output).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.all().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
+/// A backend on embedded SQLite in `dir`, seeded with the demo canteen and a manager.
+pub struct Backend {
+    pub dir: PathBuf,
+    pub addr: String,
+    /// The one-time kiosk enrolment code printed by `seed-demo`.
+    pub code: String,
+    child: Option<Child>,
+}
+
+impl Backend {
+    fn command(dir: &Path) -> Command {
+        let mut c = Command::new(bin("backend"));
+        c.env("CLEANPLATE_DATA_DIR", dir.join("backend"))
+            .env("CLEANPLATE_DEV_MODE", "true")
+            // The tests' tools log in often (each `kiosk desk` call is a login).
+            .env("CLEANPLATE_LOGIN_ATTEMPTS_PER_MINUTE", "10000")
+            .env("RUST_LOG", "warn")
+            .env_remove("CLEANPLATE_DATABASE_URL")
+            .env_remove("CLEANPLATE_CONFIG");
+        c
+    }
+
+    pub fn start(dir: &Path) -> Backend {
+        std::fs::create_dir_all(dir.join("backend")).expect("making the backend's directory");
+        let out = Self::command(dir).arg("seed-demo").output().expect("running backend seed-demo");
+        assert!(out.status.success(), "seed-demo failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let code = text
+            .lines()
+            .find_map(|l| l.split_once("enrolment code").and_then(|(_, rest)| rest.rsplit(':').next()))
+            .map(|c| c.trim().to_string())
+            .expect("seed-demo printed no enrolment code");
+        let out = Self::command(dir)
+            .args(["create-manager", "--username", MANAGER])
+            .env("CLEANPLATE_NEW_PASSWORD", PASSWORD)
+            .output()
+            .expect("running backend create-manager");
+        assert!(out.status.success(), "create-manager failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut b = Backend { dir: dir.to_path_buf(), addr: "127.0.0.1:0".into(), code, child: None };
+        b.serve();
+        b
+    }
+
+    /// Starts serving (again) on the same address.
+    pub fn serve(&mut self) {
+        assert!(self.child.is_none(), "the backend is already running");
+        let mut last = String::new();
+        // The port of a stopped backend may linger in TIME_WAIT for a moment.
+        for _ in 0..50 {
+            let mut child = Self::command(&self.dir)
+                .args(["serve", "--listen", &self.addr])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting backend serve");
+            let lines = Lines::collect(&mut child);
+            if let Some(l) = lines.wait_for(Duration::from_secs(10), |l| l.starts_with("listening on ")) {
+                self.addr = l.trim_start_matches("listening on ").trim().to_string();
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last = lines.all().join("\n");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the backend did not start on {}: {last}", self.addr);
+    }
+
+    /// Stops the backend abruptly (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn desk(&self) -> Desk {
+        Desk::login(&self.url(), MANAGER, PASSWORD).expect("manager login")
+    }
+
+    /// `backend check --seal`: the ledger's invariants and the audit chain.
+    pub fn check(&self) -> (bool, String) {
+        let out = Self::command(&self.dir).args(["check", "--seal"]).output().expect("running backend check");
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// Every charge in the ledger.
+    pub fn charges(&self) -> Vec<serde_json::Value> {
+        let v = self.desk().get_json("/api/v1/charges?limit=1000").expect("listing charges");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn waste(&self) -> Vec<serde_json::Value> {
+        let v = self.desk().get_json("/api/v1/waste?limit=1000").expect("listing waste");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Staff id of an employee number of the demo canteen.
+    pub fn staff_id(&self, employee_no: &str) -> i64 {
+        self.desk().staff_by_employee_no(employee_no).expect("staff lookup").id
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `kiosk` with the test's data directory, manager password and config.
+pub struct KioskCmd {
+    pub dir: PathBuf,
+    pub backend_url: String,
+}
+
+impl KioskCmd {
+    /// A kiosk whose config puts every minute of the day in a meal period (matching
+    /// [`Desk::all_day_meals`]), so tests pass at any hour.
+    pub fn new(dir: &Path, backend_url: &str, mode: &str, extra_toml: &str) -> KioskCmd {
+        std::fs::create_dir_all(dir).expect("making the kiosk's directory");
+        let cfg = format!(
+            "name = \"e2e\"\nmode = \"{mode}\"\n{extra_toml}\n\
+             [[meal_windows]]\nmeal = \"breakfast\"\nstart = \"00:00\"\nend = \"08:00\"\n\
+             [[meal_windows]]\nmeal = \"lunch\"\nstart = \"08:00\"\nend = \"16:00\"\n\
+             [[meal_windows]]\nmeal = \"dinner\"\nstart = \"16:00\"\nend = \"24:00\"\n"
+        );
+        std::fs::write(dir.join("kiosk.toml"), cfg).expect("writing kiosk.toml");
+        KioskCmd { dir: dir.to_path_buf(), backend_url: backend_url.to_string() }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin("kiosk"));
+        c.arg("--config")
+            .arg(self.dir.join("kiosk.toml"))
+            .arg("--backend-url")
+            .arg(&self.backend_url)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env("CLEANPLATE_DESK_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .current_dir(root());
+        c
+    }
+
+    /// Runs a kiosk subcommand to completion; panics with its output on failure.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("running kiosk");
+        assert!(
+            out.status.success(),
+            "kiosk {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn register(&self, code: &str) {
+        self.ok(&["register", "--code", code]);
+    }
+
+    pub fn enrol(&self, employee_no: &str, photos: &[&Path]) {
+        let mut args = vec!["desk", "--username", MANAGER, "enrol-faces", "--employee-no", employee_no];
+        let p: Vec<String> = photos.iter().map(|p| p.display().to_string()).collect();
+        args.extend(p.iter().map(String::as_str));
+        self.ok(&args);
+    }
+
+    /// Writes a replay folder: for each (photo, still) a diner's frames and a gap.
+    pub fn make_replay(&self, name: &str, diners: &[(&Path, bool)], frames: usize, gap: usize, width: u32) -> PathBuf {
+        let out = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.parts"));
+        let mut n = 0;
+        std::fs::create_dir_all(&out).expect("making the replay folder");
+        for (i, (photo, still)) in diners.iter().enumerate() {
+            let part = tmp.join(i.to_string());
+            let mut args = vec![
+                "make-replay".to_string(),
+                "--out".into(),
+                part.display().to_string(),
+                "--frames".into(),
+                frames.to_string(),
+                "--gap".into(),
+                gap.to_string(),
+                "--width".into(),
+                width.to_string(),
+            ];
+            if *still {
+                args.push("--still".into());
+            }
+            args.push(photo.display().to_string());
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.ok(&a);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&part).expect("reading a replay part").filter_map(|e| e.ok().map(|e| e.path())).collect();
+            files.sort();
+            for f in files {
+                n += 1;
+                std::fs::rename(&f, out.join(format!("{n:05}.jpg"))).expect("moving a frame");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        out
+    }
+
+    /// Starts `kiosk run --json ...` in the background.
+    pub fn spawn_run(&self, args: &[&str], env: &[(&str, &str)]) -> RunningKiosk {
+        let mut c = self.command();
+        c.arg("run").arg("--json").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().expect("starting kiosk run");
+        let stderr = child.stderr.take();
+        let log = Lines::default();
+        if let Some(err) = stderr {
+            let l = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    l.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        let events = Lines::collect(&mut child);
+        RunningKiosk { child, events, log }
+    }
+}
+
+pub struct RunningKiosk {
+    pub child: Child,
+    pub events: Lines,
+    pub log: Lines,
+}
+
+impl RunningKiosk {
+    /// Waits for the kiosk to exit on its own.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                // Let the output threads catch up.
+                std::thread::sleep(Duration::from_millis(200));
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("the kiosk did not finish in {timeout:?}; stderr:\n{}", self.log.all().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Events of one kind (`paid`, `declined`, ...; face events by their inner kind).
+    pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events.events().into_iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    pub fn describe(&self) -> String {
+        format!("events:\n{}\nstderr:\n{}", self.events.all().join("\n"), self.log.all().join("\n"))
+    }
+}
+
+impl Drop for RunningKiosk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -48,6 +48,10 @@ both_dbs!(charge_replayed_100_times_over_http_charges_once, |app| {
     // Malformed JSON is a 400 with the error shape, not a crash.
     let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(json!({"staff_id": "x"}))).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_json")));
+    // A kiosk clock running ahead is refused.
+    let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).format(&time::format_description::well_known::Rfc3339).expect("fmt");
+    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(json!({"idempotency_key": "f-1", "staff_id": app.staff_id, "kiosk_time": future}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("kiosk_clock_ahead")));
     // Sub-fen amounts are refused, not rounded.
     let mut tiny = charge_body("k-2", app.staff_id);
     tiny["amount"] = json!("0.001");

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 type Db = sqlx::Postgres;
 type DbPool = sqlx::PgPool;
+const SERIALIZE_WRITERS: bool = false;
+const IS_POSTGRES: bool = true;
 const BACKEND_NAME: &str = "postgres";
 
 macro_rules! for_update {
@@ -32,7 +34,7 @@ async fn begin_write(pool: &DbPool) -> Result<sqlx::Transaction<'static, Db>, St
 /// An arbitrary constant naming the sealer's advisory lock ("CPAU").
 const SEALER_LOCK_KEY: i64 = 0x4350_4155;
 
-async fn try_sealer_lock(tx: &mut sqlx::Transaction<'static, Db>) -> Result<bool, StoreError> {
+async fn try_sealer_lock(tx: &mut WriteTx) -> Result<bool, StoreError> {
     let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
         .bind(SEALER_LOCK_KEY)
         .fetch_one(&mut **tx)

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 type Db = sqlx::Sqlite;
 type DbPool = sqlx::SqlitePool;
+const SERIALIZE_WRITERS: bool = true;
+const IS_POSTGRES: bool = false;
 const BACKEND_NAME: &str = "sqlite";
 
 // SQLite serialises writers with its database lock, taken by `BEGIN IMMEDIATE`; row locks do not
@@ -29,7 +31,7 @@ async fn begin_write(pool: &DbPool) -> Result<sqlx::Transaction<'static, Db>, St
 }
 
 /// Only one writer exists at a time, so the sealer needs no lock of its own.
-async fn try_sealer_lock(_tx: &mut sqlx::Transaction<'static, Db>) -> Result<bool, StoreError> {
+async fn try_sealer_lock(_tx: &mut WriteTx) -> Result<bool, StoreError> {
     Ok(true)
 }
 

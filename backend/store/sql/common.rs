@@ -30,7 +30,33 @@ use store::{
     SubsidyRule, TemplateMeta, User, WasteCommand, WasteRecord, GENESIS_HASH,
 };
 
-type Tx = sqlx::Transaction<'static, Db>;
+/// A write transaction. On SQLite it also holds the process-wide writer gate (see `SqlStore::begin`);
+/// it derefs to the connection so queries run on it as on a plain transaction.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, Db>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = <Db as sqlx::Database>::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+type Tx = WriteTx;
 
 macro_rules! refund_cols {
     () => {
@@ -125,11 +151,69 @@ struct Wallets {
 pub struct SqlStore {
     pool: DbPool,
     system: std::sync::OnceLock<SystemIds>,
+    /// SQLite has one writer at a time anyway; queueing writers here (a fair FIFO) instead of in
+    /// SQLite's busy handler (sleep-and-retry) keeps tail latency low. `None` on PostgreSQL.
+    write_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Canteen rules (windows, caps, prices) for at most `RULES_TTL`: they change rarely and are
+    /// read by every charge. Changes made through this instance clear it at once; other
+    /// instances see them within the TTL. Money facts are never cached.
+    rules: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, std::sync::Arc<CanteenRules>)>>,
+}
+
+const RULES_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A canteen's charging rules as the charge path needs them.
+struct CanteenRules {
+    schedule: Schedule,
+    txn_cap: Option<Fen>,
+    daily_cap: Option<Fen>,
+    prices: Vec<(String, MealKind, Fen)>,
 }
 
 impl SqlStore {
     pub fn from_pool(pool: DbPool) -> Self {
-        SqlStore { pool, system: std::sync::OnceLock::new() }
+        let write_gate = if SERIALIZE_WRITERS { Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))) } else { None };
+        SqlStore { pool, system: std::sync::OnceLock::new(), write_gate, rules: Default::default() }
+    }
+
+    fn forget_rules(&self) {
+        if let Ok(mut m) = self.rules.lock() {
+            m.clear();
+        }
+    }
+
+    async fn canteen_rules(&self, canteen_id: i64) -> SResult<std::sync::Arc<CanteenRules>> {
+        if let Ok(m) = self.rules.lock() {
+            if let Some((at, r)) = m.get(&canteen_id) {
+                if at.elapsed() < RULES_TTL {
+                    return Ok(r.clone());
+                }
+            }
+        }
+        let cfg = store::Store::canteen_config(self, canteen_id).await?;
+        let periods = cfg
+            .windows
+            .iter()
+            .map(|w| MealPeriod::new(w.meal, w.start_minute, w.end_minute).map_err(corrupt))
+            .collect::<SResult<Vec<_>>>()?;
+        let r = std::sync::Arc::new(CanteenRules {
+            schedule: Schedule::new(cfg.canteen.utc_offset_minutes, periods).map_err(corrupt)?,
+            txn_cap: cfg.canteen.per_transaction_cap,
+            daily_cap: cfg.canteen.daily_cap,
+            prices: cfg.prices.into_iter().map(|p| (p.category, p.meal, p.price)).collect(),
+        });
+        if let Ok(mut m) = self.rules.lock() {
+            m.insert(canteen_id, (std::time::Instant::now(), r.clone()));
+        }
+        Ok(r)
+    }
+
+    async fn begin(&self) -> SResult<Tx> {
+        let gate = match &self.write_gate {
+            Some(g) => Some(g.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTx { tx: begin_write(&self.pool).await?, _gate: gate })
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -165,7 +249,7 @@ impl SqlStore {
     /// operations on one person never interleave.
     async fn lock_wallets(tx: &mut Tx, staff_id: i64) -> SResult<Option<(Wallets, StaffFacts)>> {
         let row = sqlx::query(concat!(
-            "SELECT s.active, s.category, s.meals_per_period, c.id, c.balance_fen, sb.id, sb.balance_fen \
+            "SELECT s.active, s.meals_per_period, c.id, c.balance_fen, sb.id, sb.balance_fen \
              FROM staff s \
              JOIN book_accounts c ON c.staff_id = s.id AND c.kind = 'cash' \
              JOIN book_accounts sb ON sb.staff_id = s.id AND sb.kind = 'subsidy' \
@@ -179,16 +263,12 @@ impl SqlStore {
         let Some(r) = row else { return Ok(None) };
         let w = Wallets {
             staff_id,
-            cash_id: r.try_get(3).map_err(db)?,
-            cash: Fen(r.try_get(4).map_err(db)?),
-            subsidy_id: r.try_get(5).map_err(db)?,
-            subsidy: Fen(r.try_get(6).map_err(db)?),
+            cash_id: r.try_get(2).map_err(db)?,
+            cash: Fen(r.try_get(3).map_err(db)?),
+            subsidy_id: r.try_get(4).map_err(db)?,
+            subsidy: Fen(r.try_get(5).map_err(db)?),
         };
-        let f = StaffFacts {
-            active: r.try_get(0).map_err(db)?,
-            category: r.try_get(1).map_err(db)?,
-            meals_per_period: to_u32(r.try_get(2).map_err(db)?)?,
-        };
+        let f = StaffFacts { active: r.try_get(0).map_err(db)?, meals_per_period: to_u32(r.try_get(1).map_err(db)?)? };
         Ok(Some((w, f)))
     }
 
@@ -246,7 +326,7 @@ impl SqlStore {
             // last line of defence under the rules in `ledger`.
             sqlx::query(
                 "UPDATE book_accounts SET balance_fen = balance_fen + \
-                 CASE WHEN id = $1 THEN $2 ELSE $4 END WHERE id IN ($1, $3)",
+                 CASE WHEN id = $1 THEN $2 ELSE $4 END, version = version + 1 WHERE id IN ($1, $3)",
             )
             .bind(w.cash_id)
             .bind(dc.0)
@@ -384,76 +464,96 @@ impl SqlStore {
     }
 
     /// One attempt at a charge. `Ok(None)` means "lost a race on the idempotency key; read the
-    /// winner's result" (PostgreSQL only: SQLite's single writer cannot race).
+    /// winner's result": two requests with one key can both pass the replay check (it is read on
+    /// a snapshot taken before the lock), and the unique constraints on `charges` and
+    /// `idempotency` let exactly one of them commit.
     async fn charge_once(&self, cmd: &ChargeCommand) -> SResult<Option<ChargeResult>> {
         let sys = self.system_ids().await?;
-        let mut tx = begin_write(&self.pool).await?;
-        if let Some((h, resp)) = Self::lookup_idempotency(&mut tx, cmd.kiosk_id, "charge", &cmd.idempotency_key).await? {
-            let mut r: ChargeResult = Self::replay(&h, &resp, &cmd.request_hash)?;
-            r.replayed = true;
-            return Ok(Some(r));
-        }
-        let (mut w, staff) = Self::must_lock_wallets(&mut tx, cmd.staff_id).await?;
-
-        // Canteen caps, meal windows and this person's prices in one round trip.
-        let rows = sqlx::query(
-            "SELECT c.utc_offset_minutes, c.per_txn_cap_fen, c.daily_cap_fen, w.meal, w.start_minute, w.end_minute, p.price_fen \
-             FROM canteens c \
-             LEFT JOIN meal_windows w ON w.canteen_id = c.id \
-             LEFT JOIN prices p ON p.canteen_id = c.id AND p.meal = w.meal AND p.category = $2 \
-             WHERE c.id = $1",
-        )
-        .bind(cmd.canteen_id)
-        .bind(&staff.category)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let first = rows.first().ok_or(StoreError::NotFound("canteen"))?;
-        let offset: i64 = first.try_get(0).map_err(db)?;
-        let txn_cap: Option<i64> = first.try_get(1).map_err(db)?;
-        let daily_cap: Option<i64> = first.try_get(2).map_err(db)?;
-        let mut periods = Vec::new();
-        let mut prices = Vec::new();
-        for r in &rows {
-            let meal: Option<String> = r.try_get(3).map_err(db)?;
-            if let Some(m) = meal {
-                let m = parse_meal(&m)?;
-                let s: i64 = r.try_get(4).map_err(db)?;
-                let e: i64 = r.try_get(5).map_err(db)?;
-                periods.push(MealPeriod::new(m, to_u16(s)?, to_u16(e)?).map_err(corrupt)?);
-                if let Some(p) = r.try_get::<Option<i64>, _>(6).map_err(db)? {
-                    prices.push((m, Fen(p)));
-                }
-            }
-        }
-        let schedule = Schedule::new(to_i32(offset)?, periods).map_err(corrupt)?;
-        let slot = schedule
+        let rules = self.canteen_rules(cmd.canteen_id).await?;
+        let slot = rules
+            .schedule
             .locate(cmd.kiosk_time_ms)
             .map_err(|e| StoreError::invalid("bad_timestamp", e.to_string()))?;
         let local_date = match slot {
             Some(s) => s.local_date,
-            None => schedule
+            None => rules
+                .schedule
                 .local_date(cmd.kiosk_time_ms)
                 .map_err(|e| StoreError::invalid("bad_timestamp", e.to_string()))?,
         }
         .to_string();
         let meal = slot.map(|s| s.meal);
-        let price = match cmd.amount {
-            Some(a) => Some(a),
-            None => meal.and_then(|m| prices.iter().find(|(pm, _)| *pm == m).map(|(_, p)| *p)),
-        };
+        let meal_str = meal.map(|m| m.as_str()).unwrap_or("");
 
-        let (spent, taken): (i64, i64) = sqlx::query_as(
-            "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT), \
-                    CAST(COALESCE(SUM(CASE WHEN meal = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-             FROM charges WHERE staff_id = $1 AND local_date = $2 AND status = 'accepted'",
-        )
+        let mut tx = self.begin().await?;
+        // One round trip: lock the wallets and read everything the decision needs. The scalar
+        // subqueries run on the statement's snapshot, which PostgreSQL takes *before* waiting for
+        // the lock; if another transaction changed this person's wallet meanwhile, the locked
+        // row's version differs from the snapshot's and the day's totals are read again below.
+        let row = sqlx::query(concat!(
+            "SELECT s.active, s.meals_per_period, s.category, c.id, c.balance_fen, sb.id, sb.balance_fen, c.version, \
+                    (SELECT v.version FROM book_accounts v WHERE v.id = c.id), \
+                    (SELECT CAST(COALESCE(SUM(x.amount_fen), 0) AS BIGINT) FROM charges x \
+                       WHERE x.staff_id = s.id AND x.local_date = $2 AND x.status = 'accepted'), \
+                    (SELECT COUNT(*) FROM charges x \
+                       WHERE x.staff_id = s.id AND x.local_date = $2 AND x.status = 'accepted' AND x.meal = $3), \
+                    (SELECT request_hash FROM idempotency WHERE kiosk_id = $4 AND scope = 'charge' AND key = $5), \
+                    (SELECT response FROM idempotency WHERE kiosk_id = $4 AND scope = 'charge' AND key = $5) \
+             FROM staff s \
+             JOIN book_accounts c ON c.staff_id = s.id AND c.kind = 'cash' \
+             JOIN book_accounts sb ON sb.staff_id = s.id AND sb.kind = 'subsidy' \
+             WHERE s.id = $1",
+            lock_wallets!()
+        ))
         .bind(cmd.staff_id)
         .bind(&local_date)
-        .bind(meal.map(|m| m.as_str()).unwrap_or(""))
-        .fetch_one(&mut *tx)
+        .bind(meal_str)
+        .bind(cmd.kiosk_id)
+        .bind(&cmd.idempotency_key)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
+        let Some(row) = row else { return Err(StoreError::NotFound("staff")) };
+        let seen_hash: Option<String> = row.try_get(11).map_err(db)?;
+        let seen_resp: Option<String> = row.try_get(12).map_err(db)?;
+        if let (Some(h), Some(resp)) = (seen_hash, seen_resp) {
+            let mut r: ChargeResult = Self::replay(&h, &resp, &cmd.request_hash)?;
+            r.replayed = true;
+            return Ok(Some(r));
+        }
+        let staff = StaffFacts { active: row.try_get(0).map_err(db)?, meals_per_period: to_u32(row.try_get(1).map_err(db)?)? };
+        let category: String = row.try_get(2).map_err(db)?;
+        let mut w = Wallets {
+            staff_id: cmd.staff_id,
+            cash_id: row.try_get(3).map_err(db)?,
+            cash: Fen(row.try_get(4).map_err(db)?),
+            subsidy_id: row.try_get(5).map_err(db)?,
+            subsidy: Fen(row.try_get(6).map_err(db)?),
+        };
+        let locked_version: i64 = row.try_get(7).map_err(db)?;
+        let snapshot_version: Option<i64> = row.try_get(8).map_err(db)?;
+        let (mut spent, mut taken): (i64, i64) = (row.try_get(9).map_err(db)?, row.try_get(10).map_err(db)?);
+        if snapshot_version != Some(locked_version) {
+            // We waited for the lock behind a change to this wallet: read again, now that the
+            // change is committed and visible to a new statement.
+            (spent, taken) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT), \
+                        CAST(COALESCE(SUM(CASE WHEN meal = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                 FROM charges WHERE staff_id = $1 AND local_date = $2 AND status = 'accepted'",
+            )
+            .bind(cmd.staff_id)
+            .bind(&local_date)
+            .bind(meal_str)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        let price = match cmd.amount {
+            Some(a) => Some(a),
+            None => meal.and_then(|m| rules.prices.iter().find(|(c, pm, _)| *pm == m && *c == category).map(|(_, _, p)| *p)),
+        };
+        let txn_cap = rules.txn_cap.map(|f| f.0);
+        let daily_cap = rules.daily_cap.map(|f| f.0);
 
         let facts = ChargeFacts {
             staff_active: staff.active,
@@ -484,8 +584,100 @@ impl SqlStore {
         let insert_charge = "INSERT INTO charges (kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, \
              kiosk_time, received_at, amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
-        let mut audit_action = None;
+        let kiosk_actor = Actor::Kiosk { id: cmd.kiosk_id }.label();
         match decision {
+            Ok(split) if IS_POSTGRES => {
+                // The hot path on PostgreSQL: every write of an accepted charge in ONE statement
+                // (data-modifying CTEs), so the wallet lock is held for as few round trips as
+                // possible. The charge id is filled into the stored response and audit detail
+                // by the statement itself.
+                let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
+                let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
+                result.outcome = ChargeOutcome::Accepted;
+                result.amount = split.total;
+                result.subsidy = split.subsidy;
+                result.cash = split.cash;
+                result.cash_balance = Fen(w.cash.0 - split.cash.0);
+                result.subsidy_balance = Fen(w.subsidy.0 - split.subsidy.0);
+                let response = serde_json::to_string(&result).map_err(corrupt)?;
+                let detail = serde_json::json!({
+                    "charge_id": null, "staff_id": cmd.staff_id, "amount_fen": split.total.0,
+                    "subsidy_fen": split.subsidy.0, "cash_fen": split.cash.0, "reason": null,
+                    "key": cmd.idempotency_key, "offline": cmd.offline, "kiosk_time": cmd.kiosk_time_ms,
+                })
+                .to_string();
+                // Legs from the ledger's entry, in three slots (unused ones are zero and skipped).
+                let mut legs = [(sys.revenue, 0i64); 3];
+                for (slot, p) in legs.iter_mut().zip(entry.postings()) {
+                    *slot = (Self::account_id(&sys, &w, p.account)?, p.amount.0);
+                }
+                let r: std::result::Result<(i64,), StoreError> = sqlx::query_as(
+                    "WITH e AS ( \
+                       INSERT INTO journal_entries (kind, created_at, memo) VALUES ('charge', $1, $2) RETURNING id \
+                     ), p AS ( \
+                       INSERT INTO postings (entry_id, account_id, amount_fen) \
+                       SELECT e.id, v.acct, v.amt FROM e, \
+                         (VALUES ($3::BIGINT, $4::BIGINT), ($5::BIGINT, $6::BIGINT), ($7::BIGINT, $8::BIGINT)) AS v(acct, amt) \
+                       WHERE v.amt <> 0 \
+                     ), b AS ( \
+                       UPDATE book_accounts SET balance_fen = balance_fen + CASE WHEN id = $24 THEN $25 ELSE $27 END, \
+                         version = version + 1 \
+                       WHERE id IN ($24, $26) \
+                     ), c AS ( \
+                       INSERT INTO charges (kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, kiosk_time, \
+                         received_at, amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline) \
+                       SELECT $9, $10, $11, $12, $13, $14, $15, $1, $16, $17, $18, 'accepted', NULL, e.id, $19 FROM e \
+                       RETURNING id \
+                     ), i AS ( \
+                       INSERT INTO idempotency (kiosk_id, scope, key, request_hash, response, created_at) \
+                       SELECT $9, 'charge', $10, $20, jsonb_set($21::jsonb, '{charge_id}', to_jsonb(c.id))::text, $1 FROM c \
+                     ), a AS ( \
+                       INSERT INTO audit_log (at, actor, action, detail) \
+                       SELECT $1, $22, 'charge.accepted', jsonb_set($23::jsonb, '{charge_id}', to_jsonb(c.id))::text FROM c \
+                     ) \
+                     SELECT id FROM c",
+                )
+                .bind(cmd.received_ms)
+                .bind(&memo)
+                .bind(legs[0].0)
+                .bind(legs[0].1)
+                .bind(legs[1].0)
+                .bind(legs[1].1)
+                .bind(legs[2].0)
+                .bind(legs[2].1)
+                .bind(cmd.kiosk_id)
+                .bind(&cmd.idempotency_key)
+                .bind(cmd.staff_id)
+                .bind(cmd.canteen_id)
+                .bind(split.meal.as_str())
+                .bind(&local_date)
+                .bind(cmd.kiosk_time_ms)
+                .bind(split.total.0)
+                .bind(split.subsidy.0)
+                .bind(split.cash.0)
+                .bind(cmd.offline)
+                .bind(&cmd.request_hash)
+                .bind(&response)
+                .bind(&kiosk_actor)
+                .bind(&detail)
+                .bind(w.cash_id)
+                .bind(entry.delta(BookAccount::StaffCash(cmd.staff_id)).0)
+                .bind(w.subsidy_id)
+                .bind(entry.delta(BookAccount::StaffSubsidy(cmd.staff_id)).0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db);
+                let (id,) = match r {
+                    Err(e) if is_unique_violation(&e) => return Ok(None),
+                    other => other?,
+                };
+                match tx.commit().await.map_err(db) {
+                    Err(e) if is_unique_violation(&e) => return Ok(None),
+                    other => other?,
+                }
+                result.charge_id = Some(id);
+                return Ok(Some(result));
+            }
             Ok(split) => {
                 let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
                 let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
@@ -520,7 +712,6 @@ impl SqlStore {
                 result.cash = split.cash;
                 result.cash_balance = w.cash;
                 result.subsidy_balance = w.subsidy;
-                audit_action = Some("charge.accepted");
             }
             Err(rejection) => {
                 result.reason = Some(rejection.code().to_string());
@@ -552,7 +743,6 @@ impl SqlStore {
                     };
                     result.outcome = ChargeOutcome::Exception;
                     result.charge_id = Some(id);
-                    audit_action = Some("charge.exception");
                 }
             }
         }
@@ -561,6 +751,11 @@ impl SqlStore {
             Err(e) if is_unique_violation(&e) => return Ok(None),
             other => other?,
         }
+        let audit_action = match result.outcome {
+            ChargeOutcome::Accepted => Some("charge.accepted"),
+            ChargeOutcome::Exception => Some("charge.exception"),
+            ChargeOutcome::Declined => None,
+        };
         if let Some(action) = audit_action {
             let detail = serde_json::json!({
                 "charge_id": result.charge_id, "staff_id": cmd.staff_id, "amount_fen": result.amount.0,
@@ -657,7 +852,7 @@ impl SqlStore {
         now_ms: i64,
         actor: &Actor,
     ) -> SResult<Option<(Fen, Fen)>> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO subsidy_grants (staff_id, period, granted_fen, expired_fen, created_at) \
              VALUES ($1, $2, 0, 0, $3) ON CONFLICT (staff_id, period) DO NOTHING",
@@ -709,7 +904,6 @@ impl SqlStore {
 
 struct StaffFacts {
     active: bool,
-    category: String,
     meals_per_period: u32,
 }
 
@@ -850,7 +1044,7 @@ impl store::Store for SqlStore {
     async fn create_canteen(&self, new: NewCanteen, actor: &Actor) -> SResult<Canteen> {
         Schedule::new(new.utc_offset_minutes, vec![]).map_err(|e| StoreError::invalid("bad_offset", e.to_string()))?;
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: CanteenRow = sqlx::query_as(
             "INSERT INTO canteens (name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -867,12 +1061,13 @@ impl store::Store for SqlStore {
         let c = canteen_from(r)?;
         Self::audit(&mut tx, actor, "canteen.create", serde_json::json!({"canteen": &c}), now).await?;
         tx.commit().await.map_err(db)?;
+        self.forget_rules();
         Ok(c)
     }
 
     async fn update_canteen(&self, id: i64, upd: CanteenUpdate, actor: &Actor) -> SResult<Canteen> {
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let cur: CanteenRow = sqlx::query_as(concat!(
             "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at FROM canteens WHERE id = $1",
             for_update!()
@@ -907,6 +1102,7 @@ impl store::Store for SqlStore {
             .map_err(db)?;
         Self::audit(&mut tx, actor, "canteen.update", serde_json::json!({"canteen": &c}), now).await?;
         tx.commit().await.map_err(db)?;
+        self.forget_rules();
         Ok(c)
     }
 
@@ -960,7 +1156,7 @@ impl store::Store for SqlStore {
 
     async fn set_meal_window(&self, w: MealWindow, actor: &Actor) -> SResult<()> {
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let (offset,): (i64,) = sqlx::query_as(concat!("SELECT utc_offset_minutes FROM canteens WHERE id = $1", for_update!()))
             .bind(w.canteen_id)
             .fetch_optional(&mut *tx)
@@ -996,6 +1192,7 @@ impl store::Store for SqlStore {
         .map_err(db)?;
         Self::audit(&mut tx, actor, "canteen.meal_window", serde_json::json!(w), now).await?;
         tx.commit().await.map_err(db)?;
+        self.forget_rules();
         Ok(())
     }
 
@@ -1007,7 +1204,7 @@ impl store::Store for SqlStore {
             return Err(StoreError::invalid("bad_category", "category must not be empty"));
         }
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO prices (canteen_id, category, meal, price_fen) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (canteen_id, category, meal) DO UPDATE SET price_fen = excluded.price_fen",
@@ -1021,6 +1218,7 @@ impl store::Store for SqlStore {
         .map_err(db)?;
         Self::audit(&mut tx, actor, "canteen.price", serde_json::json!(p), now).await?;
         tx.commit().await.map_err(db)?;
+        self.forget_rules();
         Ok(())
     }
 
@@ -1029,7 +1227,7 @@ impl store::Store for SqlStore {
             return Err(StoreError::invalid("bad_amount", "a subsidy must not be negative"));
         }
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO subsidy_rules (category, amount_fen, expires) VALUES ($1, $2, $3) \
              ON CONFLICT (category) DO UPDATE SET amount_fen = excluded.amount_fen, expires = excluded.expires",
@@ -1088,7 +1286,7 @@ impl store::Store for SqlStore {
             return Err(StoreError::invalid("bad_staff", "employee number, name and category are required"));
         }
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: StaffRow = sqlx::query_as(
             "INSERT INTO staff (employee_no, name, department, category, active, meals_per_period, created_at) \
              VALUES ($1, $2, $3, $4, TRUE, 1, $5) \
@@ -1118,7 +1316,7 @@ impl store::Store for SqlStore {
 
     async fn update_staff(&self, id: i64, upd: StaffUpdate, actor: &Actor) -> SResult<Staff> {
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: StaffRow = sqlx::query_as(concat!(
             "SELECT id, employee_no, name, department, category, active, meals_per_period, created_at FROM staff WHERE id = $1",
             for_update!()
@@ -1231,7 +1429,7 @@ impl store::Store for SqlStore {
             return Err(StoreError::invalid("bad_user", "staff users (and only they) are linked to a staff member"));
         }
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: UserRow = sqlx::query_as(
             "INSERT INTO users (username, password_hash, role, staff_id, active, created_at) \
              VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING id, username, role, staff_id, active, password_hash",
@@ -1328,7 +1526,7 @@ impl store::Store for SqlStore {
 
     async fn create_enrolment_code(&self, canteen_id: i64, code_hash: &str, expires_ms: i64, actor: &Actor) -> SResult<()> {
         let now = now_ms();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO enrolment_codes (code_hash, canteen_id, expires_at, created_at) VALUES ($1, $2, $3, $4)")
             .bind(code_hash)
             .bind(canteen_id)
@@ -1343,7 +1541,7 @@ impl store::Store for SqlStore {
     }
 
     async fn redeem_enrolment_code(&self, code_hash: &str, name: &str, token_hash: &str, now_ms: i64) -> SResult<Kiosk> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let code: Option<(i64,)> = sqlx::query_as(concat!(
             "SELECT canteen_id FROM enrolment_codes WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
             for_update!()
@@ -1392,7 +1590,7 @@ impl store::Store for SqlStore {
     }
 
     async fn revoke_kiosk(&self, id: i64, now_ms: i64, actor: &Actor) -> SResult<Kiosk> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: KioskRow = sqlx::query_as(
             "UPDATE kiosks SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
              RETURNING id, name, canteen_id, revoked_at, created_at",
@@ -1471,7 +1669,7 @@ impl store::Store for SqlStore {
 
     async fn resolve_exception(&self, charge_id: i64, collect: bool, now_ms: i64, actor: &Actor) -> SResult<ChargeRecord> {
         let sys = self.system_ids().await?;
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let mut c = Self::load_charge(&mut tx, charge_id).await?;
         if c.status != ChargeStatus::Exception {
             return Err(StoreError::invalid("not_an_exception", "only exceptions can be resolved"));
@@ -1518,7 +1716,7 @@ impl store::Store for SqlStore {
     }
 
     async fn reverse_charge(&self, charge_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> SResult<Refund> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let c = Self::load_charge(&mut tx, charge_id).await?;
         refund::manager_may_reverse(c.status).map_err(|e| StoreError::invalid("not_refundable", e.to_string()))?;
         // A pending staff request for the same charge is superseded by the manager's reversal.
@@ -1550,7 +1748,7 @@ impl store::Store for SqlStore {
     }
 
     async fn request_refund(&self, charge_id: i64, staff_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> SResult<Refund> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let c = Self::load_charge(&mut tx, charge_id).await?;
         refund::staff_may_request(c.status, c.staff_id, staff_id, c.received_ms, now_ms).map_err(|e| match e {
             refund::RefundDenied::NotOwner => StoreError::NotFound("charge"),
@@ -1579,7 +1777,7 @@ impl store::Store for SqlStore {
     }
 
     async fn decide_refund(&self, refund_id: i64, approve: bool, now_ms: i64, actor: &Actor) -> SResult<Refund> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let mut r = Self::load_refund(&mut tx, refund_id, true).await?;
         if r.status != RefundStatus::Requested {
             return Err(StoreError::invalid("already_decided", "this refund was already decided"));
@@ -1629,7 +1827,7 @@ impl store::Store for SqlStore {
 
     async fn offboard_staff(&self, staff_id: i64, now_ms: i64, actor: &Actor) -> SResult<Offboarding> {
         let sys = self.system_ids().await?;
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let (mut w, _) = Self::must_lock_wallets(&mut tx, staff_id).await?;
         let cash = w.cash;
         let subsidy = w.subsidy;
@@ -1675,7 +1873,7 @@ impl store::Store for SqlStore {
         if new.amount.0 <= 0 {
             return Err(StoreError::invalid("bad_amount", "a top-up must be positive"));
         }
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let active: Option<(bool,)> = sqlx::query_as("SELECT active FROM staff WHERE id = $1")
             .bind(new.staff_id)
             .fetch_optional(&mut *tx)
@@ -1732,7 +1930,7 @@ impl store::Store for SqlStore {
 
     async fn credit_payment(&self, order_no: &str, provider_txn: &str, paid: Fen, raw: &str, now_ms: i64) -> SResult<CreditOutcome> {
         let sys = self.system_ids().await?;
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         // The order row lock makes concurrent duplicate notifications queue up here; the first
         // credits, the rest find the order credited.
         let Some(order) = Self::load_order(&mut tx, order_no).await? else {
@@ -1775,7 +1973,7 @@ impl store::Store for SqlStore {
     }
 
     async fn log_payment_notification(&self, order_no: Option<&str>, raw: &str, verdict: &str, now_ms: i64) -> SResult<()> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         Self::log_notification(&mut tx, order_no, raw, verdict, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
@@ -1813,7 +2011,7 @@ impl store::Store for SqlStore {
         let net = ledger::waste::net_grams(cmd.gross_grams, cmd.tare_grams)
             .map_err(|e| StoreError::invalid("bad_weight", e.to_string()))?;
         for _ in 0..5 {
-            let mut tx = begin_write(&self.pool).await?;
+            let mut tx = self.begin().await?;
             if let Some((h, resp)) = Self::lookup_idempotency(&mut tx, cmd.kiosk_id, "waste", &cmd.idempotency_key).await? {
                 let mut r: WasteRecord = Self::replay(&h, &resp, &cmd.request_hash)?;
                 r.replayed = true;
@@ -1883,7 +2081,7 @@ impl store::Store for SqlStore {
     // ---- face templates -----------------------------------------------------------------------
 
     async fn set_consent(&self, staff_id: i64, granted: bool, now_ms: i64, actor: &Actor) -> SResult<Consent> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let exists: Option<(i64,)> = sqlx::query_as(concat!("SELECT id FROM staff WHERE id = $1", for_update!()))
             .bind(staff_id)
             .fetch_optional(&mut *tx)
@@ -1923,7 +2121,7 @@ impl store::Store for SqlStore {
     }
 
     async fn add_template(&self, staff_id: i64, sealed: SealedTemplate, now_ms: i64, actor: &Actor) -> SResult<TemplateMeta> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         // Lock the consent row so a concurrent withdrawal cannot slip between check and insert.
         let consent: Option<(bool,)> = sqlx::query_as(concat!("SELECT granted FROM consents WHERE staff_id = $1", for_update!()))
             .bind(staff_id)
@@ -1952,7 +2150,7 @@ impl store::Store for SqlStore {
     }
 
     async fn delete_template(&self, template_id: i64, now_ms: i64, actor: &Actor) -> SResult<TemplateMeta> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         let r: Option<(i64, bool, i64)> = sqlx::query_as(concat!(
             "SELECT staff_id, deleted, created_at FROM face_templates WHERE id = $1",
             for_update!()
@@ -2022,14 +2220,14 @@ impl store::Store for SqlStore {
     // ---- audit and checks ---------------------------------------------------------------------
 
     async fn append_audit(&self, actor: &Actor, action: &str, detail: serde_json::Value, now_ms: i64) -> SResult<()> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         Self::audit(&mut tx, actor, action, detail, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
 
     async fn seal_audit(&self, max: i64) -> SResult<usize> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = self.begin().await?;
         if !try_sealer_lock(&mut tx).await? {
             return Ok(0);
         }
@@ -2047,18 +2245,29 @@ impl store::Store for SqlStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        // Hash in order, then write in batches of one statement each (a round trip per entry
+        // would make the sealer the busiest client of the database under load).
+        let mut sealed: Vec<(i64, i64, String, String)> = Vec::with_capacity(rows.len());
         for (id, at, actor, action, detail) in &rows {
             seq += 1;
             let h = audit_hash(&prev, seq, *id, *at, actor, action, detail);
-            sqlx::query("UPDATE audit_log SET seq = $1, prev_hash = $2, hash = $3 WHERE id = $4")
-                .bind(seq)
-                .bind(&prev)
-                .bind(&h)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            prev = h;
+            sealed.push((*id, seq, std::mem::replace(&mut prev, h.clone()), h));
+        }
+        for chunk in sealed.chunks(500) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+                .collect();
+            // Only numbered placeholders are formatted into the text; all data is bound.
+            let sql = format!(
+                "UPDATE audit_log SET seq = v.column2, prev_hash = v.column3, hash = v.column4 \
+                 FROM (VALUES {}) AS v WHERE audit_log.id = v.column1",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, seq, prev_hash, hash) in chunk {
+                q = q.bind(*id).bind(*seq).bind(prev_hash.clone()).bind(hash.clone());
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         Ok(rows.len())

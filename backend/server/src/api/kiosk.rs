@@ -17,6 +17,9 @@ use wire::{
     WasteRequest, WasteResponse,
 };
 
+/// How far ahead of the server's clock a kiosk's timestamp may be.
+const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
+
 fn ms(t: time::OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -69,6 +72,12 @@ pub async fn charge(
 ) -> Result<Json<ChargeResponse>, ApiError> {
     let k = p.kiosk()?;
     let amount = req.amount.map(|a| super::types::positive_fen(a, "amount")).transpose()?;
+    let now = now_ms();
+    // Offline charges may arrive hours or days late, but none can come from the future: a kiosk
+    // clock running ahead would put meals into the wrong period or day.
+    if ms(req.kiosk_time) > now + MAX_CLOCK_AHEAD_MS {
+        return Err(ApiError::unprocessable("kiosk_clock_ahead", "kiosk_time is in the future; check the kiosk's clock"));
+    }
     let cmd = ChargeCommand {
         kiosk_id: k.id,
         canteen_id: k.canteen_id,
@@ -76,7 +85,7 @@ pub async fn charge(
         request_hash: charge_hash(&req, amount),
         staff_id: req.staff_id,
         kiosk_time_ms: ms(req.kiosk_time),
-        received_ms: now_ms(),
+        received_ms: now,
         offline: req.offline,
         amount,
     };

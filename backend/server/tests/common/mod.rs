@@ -263,9 +263,13 @@ impl TestApp {
     }
 }
 
-/// A lunch-time kiosk timestamp (12:10 in UTC+8) on the current day, RFC 3339.
+/// The most recent lunch time (12:10 in UTC+8) that is not in the future, RFC 3339. Charges
+/// from the future are refused, so "today's lunch" is yesterday's before 12:10 local.
 pub fn lunch_today() -> String {
     let now = time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
-    let t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
+    let mut t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
+    if t > now {
+        t -= time::Duration::days(1);
+    }
     t.format(&time::format_description::well_known::Rfc3339).expect("format")
 }
