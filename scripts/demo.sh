@@ -13,10 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WAIT=1
+SECONDS=0
+say() { printf "== [%3d s] %s\n" "$SECONDS" "$1"; }
 [ "${1:-}" = "--no-wait" ] && WAIT=0
 
 [ -f models/dist/manifest.json ] || scripts/setup-models.sh
-echo "== building the backend and the kiosk"
+say "building the backend and the kiosk"
 cargo build --quiet --locked -p backend --bin backend -p kiosk --bin kiosk
 BIN="$PWD/target/debug"
 
@@ -33,7 +35,7 @@ trap cleanup EXIT INT TERM
 # The backend: development secrets are fine for a demo on localhost.
 export CLEANPLATE_DATA_DIR="$DATA/backend" CLEANPLATE_DEV_MODE=true RUST_LOG="${RUST_LOG:-warn}"
 mkdir -p "$CLEANPLATE_DATA_DIR"
-echo "== seeding a demo canteen in $DATA/backend"
+say "seeding a demo canteen in $DATA/backend"
 "$BIN/backend" seed-demo | tee "$DATA/seed.txt"
 CODE1="$(sed -n 's/.*enrolment code[^:]*: *//p' "$DATA/seed.txt" | tr -d '[:space:]')"
 PASSWORD="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -50,7 +52,7 @@ start_backend() {
   done
   return 1
 }
-echo "== starting the backend"
+say "starting the backend"
 if ! start_backend "$PORT"; then
   echo "port $PORT is taken; letting the system choose one"
   start_backend 0 || { head -5 "$DATA/backend.log"; echo "the backend did not start" >&2; exit 1; }
@@ -61,7 +63,7 @@ echo "   backend at $URL"
 
 export CLEANPLATE_DESK_PASSWORD="$PASSWORD"
 DESK=("$BIN/kiosk" --backend-url "$URL" desk --username manager)
-echo "== enrolling faces at the desk (public-domain portraits)"
+say "enrolling faces at the desk (public-domain portraits)"
 "${DESK[@]}" all-day-meals
 "${DESK[@]}" enrol-faces --employee-no E0001 models/dist/demo/obama.jpg models/dist/demo/obama2.jpg
 "${DESK[@]}" enrol-faces --employee-no E0002 models/dist/demo/biden.jpg
@@ -94,26 +96,26 @@ EOF
 write_config "$DATA/pay.toml" "Entrance" pay
 write_config "$DATA/return.toml" "Tray return" return
 
-echo "== registering two kiosks"
+say "registering two kiosks"
 PAY=("$BIN/kiosk" --config "$DATA/pay.toml" --backend-url "$URL" --data-dir "$DATA/kiosk-pay")
 RET=("$BIN/kiosk" --config "$DATA/return.toml" --backend-url "$URL" --data-dir "$DATA/kiosk-return")
 "${PAY[@]}" register --code "$CODE1"
 "${RET[@]}" register --code "$CODE2"
 
-echo "== making replays: a printed photo held still, then two diners"
+say "making replays: a printed photo held still, then two diners"
 "$BIN/kiosk" make-replay --out "$DATA/replay-pay" --frames 12 --gap 6 --still models/dist/demo/obama2.jpg >/dev/null
 "$BIN/kiosk" make-replay --out "$DATA/replay-pay-2" --frames 12 --gap 6 models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
 n=$(ls "$DATA/replay-pay" | wc -l)
 for f in "$DATA"/replay-pay-2/*.jpg; do n=$((n + 1)); mv "$f" "$DATA/replay-pay/$(printf %05d $n).jpg"; done
 "$BIN/kiosk" make-replay --out "$DATA/replay-return" --frames 16 --gap 30 models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
 
-echo "== starting the simulated plate scale"
+say "starting the simulated plate scale"
 "$BIN/kiosk" scale-sim --trays 812,655 --off-s 2 --on-s 3 --noise --once >"$DATA/scale.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 50); do grep -q "listening on" "$DATA/scale.log" 2>/dev/null && break; sleep 0.1; done
 SCALE="$(sed -n 's/.*listening on //p' "$DATA/scale.log" | head -1)"
 
-echo "== running the pay kiosk and the return station (headless; events below)"
+say "running the pay kiosk and the return station (headless; events below)"
 "${PAY[@]}" run --replay "$DATA/replay-pay" --exit-after-replay --max-runtime-s 120 --json >"$DATA/pay-events.jsonl" 2>"$DATA/pay.log" &
 KP=$!
 "${RET[@]}" run --replay "$DATA/replay-return" --scale "$SCALE" --exit-after-replay --max-runtime-s 120 --json \
@@ -121,7 +123,9 @@ KP=$!
 KR=$!
 PIDS+=("$KP" "$KR")
 wait "$KP" || echo "pay kiosk exited with an error (see $DATA/pay.log)"
+say "pay kiosk done"
 wait "$KR" || echo "return station exited with an error (see $DATA/return.log)"
+say "return station done"
 
 show() {
   # What a screen would show: decisions, payments and waste, one line each.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The README's run command: the face pipeline on the demo portraits (public-domain
-# photographs fetched by the model set-up), printing faces, scores and timings.
+# The README's run command: the backend on embedded SQLite with a demo canteen, and two
+# headless kiosks (entrance and tray return with a simulated scale) on replays of the
+# public-domain demo portraits, so charges and plate waste appear in the ledger.
+# Arguments go to scripts/demo.sh (e.g. --no-wait to exit when the kiosks are done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/system-packages.sh
 scripts/setup-models.sh
-cargo run --quiet --locked -p faces-cli --bin faces -- detect models/dist/demo/*.jpg "$@"
+exec scripts/demo.sh "$@"

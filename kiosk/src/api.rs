@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wire::{ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse, KioskInfo, WasteRequest, WasteResponse};
+use wire::{
+    ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse, KioskInfo,
+    WasteRequest, WasteResponse,
+};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -22,7 +25,11 @@ pub enum ApiError {
     #[error("no answer from the backend (the request may have arrived): {0}")]
     NoAnswer(String),
     #[error("backend answered {status} {code}: {message}")]
-    Status { status: u16, code: String, message: String },
+    Status {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("unexpected answer from the backend: {0}")]
     Decode(String),
     #[error("the backend does not offer {0} yet")]
@@ -35,7 +42,9 @@ impl ApiError {
         match self {
             ApiError::NotSent(_) | ApiError::NoAnswer(_) => true,
             // 401/403: the token may be re-issued; 408/429/5xx: the backend is busy.
-            ApiError::Status { status, .. } => matches!(status, 401 | 403 | 408 | 429) || *status >= 500,
+            ApiError::Status { status, .. } => {
+                matches!(status, 401 | 403 | 408 | 429) || *status >= 500
+            }
             ApiError::Decode(_) | ApiError::NotSupported(_) => false,
         }
     }
@@ -78,14 +87,23 @@ pub struct HttpBackend {
 }
 
 impl HttpBackend {
-    pub fn new(base_url: &str, token: Option<String>, connect_timeout: Duration, request_timeout: Duration) -> HttpBackend {
+    pub fn new(
+        base_url: &str,
+        token: Option<String>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> HttpBackend {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(request_timeout))
             .build()
             .into();
-        HttpBackend { base: base_url.trim_end_matches('/').to_string(), token, agent }
+        HttpBackend {
+            base: base_url.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -117,18 +135,28 @@ impl HttpBackend {
     }
 }
 
-fn finish<T: DeserializeOwned>(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<T, ApiError> {
+fn finish<T: DeserializeOwned>(
+    r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<T, ApiError> {
     let mut resp = r.map_err(classify)?;
     let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().map_err(|e| ApiError::NoAnswer(e.to_string()))?;
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| ApiError::NoAnswer(e.to_string()))?;
     if (200..300).contains(&status) {
-        return serde_json::from_str(&text).map_err(|e| ApiError::Decode(format!("{e}: {}", snippet(&text))));
+        return serde_json::from_str(&text)
+            .map_err(|e| ApiError::Decode(format!("{e}: {}", snippet(&text))));
     }
     let (code, message) = match serde_json::from_str::<wire::ErrorBody>(&text) {
         Ok(b) => (b.error.code, b.error.message),
         Err(_) => ("http_error".to_string(), snippet(&text)),
     };
-    Err(ApiError::Status { status, code, message })
+    Err(ApiError::Status {
+        status,
+        code,
+        message,
+    })
 }
 
 fn snippet(s: &str) -> String {
@@ -141,12 +169,17 @@ fn classify(e: ureq::Error) -> ApiError {
     use ureq::Timeout;
     let text = e.to_string();
     match &e {
-        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => ApiError::NotSent(text),
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => {
+            ApiError::NotSent(text)
+        }
         ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => ApiError::NotSent(text),
         ureq::Error::Io(io)
             if matches!(
                 io.kind(),
-                ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NetworkUnreachable | ErrorKind::HostUnreachable
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::HostUnreachable
             ) =>
         {
             ApiError::NotSent(text)
@@ -173,7 +206,9 @@ impl BackendApi for HttpBackend {
     }
 
     fn gallery(&self, since: i64, limit: i64) -> Result<GalleryResponse, ApiError> {
-        self.get(&format!("/api/v1/kiosk/gallery?since={since}&limit={limit}"))
+        self.get(&format!(
+            "/api/v1/kiosk/gallery?since={since}&limit={limit}"
+        ))
     }
 
     fn redeem_pay_code(&self, code: &str) -> Result<PayCodeGrant, ApiError> {
@@ -182,7 +217,11 @@ impl BackendApi for HttpBackend {
             code: &'a str,
         }
         match self.post("/api/v1/kiosk/pay-codes/redeem", &Body { code }) {
-            Err(ApiError::Status { status: 404 | 405, code, .. }) if code == "http_error" || code == "not_found" => {
+            Err(ApiError::Status {
+                status: 404 | 405,
+                code,
+                ..
+            }) if code == "http_error" || code == "not_found" => {
                 Err(ApiError::NotSupported("pay codes"))
             }
             other => other,
@@ -191,7 +230,11 @@ impl BackendApi for HttpBackend {
 
     fn waste_stats(&self, staff_id: i64) -> Result<WasteStats, ApiError> {
         match self.get(&format!("/api/v1/kiosk/waste-stats?staff_id={staff_id}")) {
-            Err(ApiError::Status { status: 404 | 405, code, .. }) if code == "http_error" || code == "not_found" => {
+            Err(ApiError::Status {
+                status: 404 | 405,
+                code,
+                ..
+            }) if code == "http_error" || code == "not_found" => {
                 Err(ApiError::NotSupported("waste statistics"))
             }
             other => other,
@@ -206,8 +249,17 @@ mod tests {
     #[test]
     fn a_closed_port_is_not_sent() {
         // Bind then drop a listener to find a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let b = HttpBackend::new(&format!("http://127.0.0.1:{port}"), None, Duration::from_millis(500), Duration::from_secs(2));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let b = HttpBackend::new(
+            &format!("http://127.0.0.1:{port}"),
+            None,
+            Duration::from_millis(500),
+            Duration::from_secs(2),
+        );
         let e = b.me().unwrap_err();
         assert!(matches!(e, ApiError::NotSent(_)), "{e:?}");
         assert!(e.is_transient());
@@ -230,9 +282,21 @@ mod tests {
             let _ = s.read(&mut buf);
             drop(s);
         });
-        let b = HttpBackend::new(&format!("http://{addr}"), Some("t".into()), Duration::from_millis(500), Duration::from_secs(2));
+        let b = HttpBackend::new(
+            &format!("http://{addr}"),
+            Some("t".into()),
+            Duration::from_millis(500),
+            Duration::from_secs(2),
+        );
         let e = b.me().unwrap_err();
-        assert_eq!(e, ApiError::Status { status: 409, code: "idempotency_key_reused".into(), message: "different body".into() });
+        assert_eq!(
+            e,
+            ApiError::Status {
+                status: 409,
+                code: "idempotency_key_reused".into(),
+                message: "different body".into()
+            }
+        );
         assert!(!e.is_transient());
         let e = b.me().unwrap_err();
         assert!(matches!(e, ApiError::NoAnswer(_)), "{e:?}");

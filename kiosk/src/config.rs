@@ -93,7 +93,13 @@ pub struct ScaleConfig {
 
 impl Default for ScaleConfig {
     fn default() -> Self {
-        ScaleConfig { port: None, baud: 9600, tare_g: 350, stability: StabilityConfig::default(), pair_window_ms: 15_000 }
+        ScaleConfig {
+            port: None,
+            baud: 9600,
+            tare_g: 350,
+            stability: StabilityConfig::default(),
+            pair_window_ms: 15_000,
+        }
     }
 }
 
@@ -153,7 +159,11 @@ pub struct KioskConfig {
 
 impl Default for KioskConfig {
     fn default() -> Self {
-        let w = |meal, start: &str, end: &str| MealWindow { meal, start: start.into(), end: end.into() };
+        let w = |meal, start: &str, end: &str| MealWindow {
+            meal,
+            start: start.into(),
+            end: end.into(),
+        };
         KioskConfig {
             backend_url: "http://127.0.0.1:8080".into(),
             data_dir: PathBuf::from(".data/kiosk"),
@@ -199,7 +209,10 @@ impl KioskConfig {
         let mut fig = Figment::from(Serialized::defaults(KioskConfig::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", f.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
             }
             fig = fig.merge(Toml::file(f));
         }
@@ -212,7 +225,10 @@ impl KioskConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if !(self.source.fps.is_finite() && self.source.fps >= 0.0) {
-            return bad(format!("source.fps must be a non-negative number, got {}", self.source.fps));
+            return bad(format!(
+                "source.fps must be a non-negative number, got {}",
+                self.source.fps
+            ));
         }
         models::gallery::MatchPolicy::new(self.match_threshold, self.match_margin)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -234,11 +250,16 @@ impl KioskConfig {
     }
 
     pub fn token_path(&self) -> PathBuf {
-        self.token_path.clone().unwrap_or_else(|| self.data_dir.join("device_token"))
+        self.token_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("device_token"))
     }
 
     pub fn match_policy(&self) -> models::gallery::MatchPolicy {
-        models::gallery::MatchPolicy { threshold: self.match_threshold, margin: self.match_margin }
+        models::gallery::MatchPolicy {
+            threshold: self.match_threshold,
+            margin: self.match_margin,
+        }
     }
 
     /// The configured gallery key, if any.
@@ -248,19 +269,26 @@ impl KioskConfig {
         }
         let bytes = hex::decode(self.gallery_key_hex.trim())
             .map_err(|_| ConfigError::Invalid("gallery_key_hex must be 64 hex digits".into()))?;
-        let key: [u8; 32] =
-            bytes.try_into().map_err(|_| ConfigError::Invalid("gallery_key_hex must be 64 hex digits (32 bytes)".into()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            ConfigError::Invalid("gallery_key_hex must be 64 hex digits (32 bytes)".into())
+        })?;
         Ok(Some(key))
     }
 
     pub fn utc_offset(&self) -> time::UtcOffset {
-        time::UtcOffset::from_whole_seconds(self.utc_offset_minutes * 60).unwrap_or(time::UtcOffset::UTC)
+        time::UtcOffset::from_whole_seconds(self.utc_offset_minutes * 60)
+            .unwrap_or(time::UtcOffset::UTC)
     }
 
     /// The canteen-local date and meal period of `at`, if it falls in a window.
     pub fn meal_at(&self, at: time::OffsetDateTime) -> (String, Option<wire::Meal>) {
         let local = at.to_offset(self.utc_offset());
-        let date = format!("{:04}-{:02}-{:02}", local.year(), u8::from(local.month()), local.day());
+        let date = format!(
+            "{:04}-{:02}-{:02}",
+            local.year(),
+            u8::from(local.month()),
+            local.day()
+        );
         let minute = local.hour() as u32 * 60 + local.minute() as u32;
         let meal = self.meal_windows.iter().find_map(|w| {
             let (s, e) = (parse_hhmm(&w.start)?, parse_hhmm(&w.end)?);
@@ -279,7 +307,10 @@ fn parse_hhmm(s: &str) -> Option<u32> {
 /// Yuan to fen, rounding to the fen.
 pub fn to_fen(d: Decimal) -> i64 {
     use rust_decimal::prelude::ToPrimitive;
-    (d * Decimal::new(100, 0)).round().to_i64().unwrap_or(i64::MAX)
+    (d * Decimal::new(100, 0))
+        .round()
+        .to_i64()
+        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -301,9 +332,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_a_message() {
-        let c = KioskConfig { match_threshold: f32::NAN, ..Default::default() };
+        let c = KioskConfig {
+            match_threshold: f32::NAN,
+            ..Default::default()
+        };
         assert!(c.validate().is_err());
-        let c = KioskConfig { gallery_key_hex: "abc".into(), ..Default::default() };
+        let c = KioskConfig {
+            gallery_key_hex: "abc".into(),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("64 hex"));
         let mut c = KioskConfig::default();
         c.meal_windows[0].start = "7h".into();
@@ -315,7 +352,10 @@ mod tests {
         let c = KioskConfig::default();
         // 04:30 UTC is 12:30 in UTC+8: lunch.
         let t = time::macros::datetime!(2026-11-26 04:30 UTC);
-        assert_eq!(c.meal_at(t), ("2026-11-26".to_string(), Some(wire::Meal::Lunch)));
+        assert_eq!(
+            c.meal_at(t),
+            ("2026-11-26".to_string(), Some(wire::Meal::Lunch))
+        );
         // 17:00 UTC is 01:00 the next day: no meal.
         let t = time::macros::datetime!(2026-11-26 17:00 UTC);
         assert_eq!(c.meal_at(t), ("2026-11-27".to_string(), None));

@@ -63,7 +63,12 @@ impl FacePatch {
         if self.0.len() != other.0.len() || self.0.is_empty() {
             return f32::INFINITY;
         }
-        self.0.iter().zip(&other.0).map(|(a, b)| (a - b).abs()).sum::<f32>() / self.0.len() as f32
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / self.0.len() as f32
     }
 }
 
@@ -71,9 +76,20 @@ impl FacePatch {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Identity {
-    Match { staff_id: i64, distance: f32, margin: f32 },
-    Unknown { nearest_distance: f32 },
-    Ambiguous { best: i64, best_distance: f32, second: i64, second_distance: f32 },
+    Match {
+        staff_id: i64,
+        distance: f32,
+        margin: f32,
+    },
+    Unknown {
+        nearest_distance: f32,
+    },
+    Ambiguous {
+        best: i64,
+        best_distance: f32,
+        second: i64,
+        second_distance: f32,
+    },
     /// Nobody is enrolled (or the gallery has not synced yet).
     NoGallery,
 }
@@ -82,7 +98,16 @@ impl Identity {
     pub fn from_decision(d: models::gallery::Decision<i64>) -> Identity {
         use models::gallery::Decision;
         match d {
-            Decision::Accepted { key, distance, margin, .. } => Identity::Match { staff_id: key, distance, margin },
+            Decision::Accepted {
+                key,
+                distance,
+                margin,
+                ..
+            } => Identity::Match {
+                staff_id: key,
+                distance,
+                margin,
+            },
             Decision::Unknown { nearest_distance } => Identity::Unknown { nearest_distance },
             Decision::Ambiguous { best, second } => Identity::Ambiguous {
                 best: best.key,
@@ -157,22 +182,40 @@ impl Default for DecisionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
-    Unknown { nearest_distance: f32 },
-    Ambiguous { best: i64, second: i64, best_distance: f32, second_distance: f32 },
+    Unknown {
+        nearest_distance: f32,
+    },
+    Ambiguous {
+        best: i64,
+        second: i64,
+        best_distance: f32,
+        second_distance: f32,
+    },
     /// The same still image frame after frame: a photo, not a person.
     NoMotion,
     /// The passive liveness models judged the face not real or not live.
-    NotLive { real: f32, live: f32 },
+    NotLive {
+        real: f32,
+        live: f32,
+    },
     NoGallery,
 }
 
 impl Refusal {
     pub fn message(&self) -> String {
         match self {
-            Refusal::Unknown { .. } => "face not recognised: please pay with a code or at the desk".into(),
-            Refusal::Ambiguous { .. } => "not sure who you are: please pay with a code or at the desk".into(),
-            Refusal::NoMotion => "this looks like a photo: please step in front of the camera yourself".into(),
-            Refusal::NotLive { .. } => "liveness check failed: please pay with a code or at the desk".into(),
+            Refusal::Unknown { .. } => {
+                "face not recognised: please pay with a code or at the desk".into()
+            }
+            Refusal::Ambiguous { .. } => {
+                "not sure who you are: please pay with a code or at the desk".into()
+            }
+            Refusal::NoMotion => {
+                "this looks like a photo: please step in front of the camera yourself".into()
+            }
+            Refusal::NotLive { .. } => {
+                "liveness check failed: please pay with a code or at the desk".into()
+            }
             Refusal::NoGallery => "no faces enrolled yet: please pay with a code".into(),
         }
     }
@@ -187,14 +230,31 @@ impl Refusal {
 #[serde(tag = "face", rename_all = "snake_case")]
 pub enum FaceEvent {
     /// A new face appeared.
-    Approached { track: u64 },
+    Approached {
+        track: u64,
+    },
     /// The face is not good enough to judge yet.
-    Hint { track: u64, message: String },
+    Hint {
+        track: u64,
+        message: String,
+    },
     /// Decided: this person, with the evidence of the agreeing frames.
-    Identified { track: u64, staff_id: i64, distance: f32, margin: f32, real: f32, live: f32 },
-    Refused { track: u64, refusal: Refusal },
+    Identified {
+        track: u64,
+        staff_id: i64,
+        distance: f32,
+        margin: f32,
+        real: f32,
+        live: f32,
+    },
+    Refused {
+        track: u64,
+        refusal: Refusal,
+    },
     /// The face left.
-    Left { track: u64 },
+    Left {
+        track: u64,
+    },
 }
 
 struct Track {
@@ -217,7 +277,11 @@ pub struct Decider {
 
 impl Decider {
     pub fn new(config: DecisionConfig) -> Self {
-        Decider { config, track: None, next_track: 1 }
+        Decider {
+            config,
+            track: None,
+            next_track: 1,
+        }
     }
 
     pub fn config(&self) -> &DecisionConfig {
@@ -244,7 +308,10 @@ impl Decider {
             return events;
         };
 
-        let continues = self.track.as_ref().is_some_and(|t| self.same_face(&t.last_rect, &face.rect));
+        let continues = self
+            .track
+            .as_ref()
+            .is_some_and(|t| self.same_face(&t.last_rect, &face.rect));
         if !continues {
             if let Some(t) = self.track.take() {
                 events.push(FaceEvent::Left { track: t.id });
@@ -264,7 +331,9 @@ impl Decider {
         }
         let n = self.config.frames_to_agree.max(1);
         let cfg = self.config.clone();
-        let Some(t) = self.track.as_mut() else { return events };
+        let Some(t) = self.track.as_mut() else {
+            return events;
+        };
         t.last_rect = face.rect;
         t.missing = 0;
         if let Some(spent_on) = t.spent {
@@ -277,7 +346,14 @@ impl Decider {
             if t.window.len() < n {
                 return events;
             }
-            if let Verdict::Identified { staff_id, distance, margin, real, live } = judge(&t.window, &cfg) {
+            if let Verdict::Identified {
+                staff_id,
+                distance,
+                margin,
+                real,
+                live,
+            } = judge(&t.window, &cfg)
+            {
                 if staff_id != spent_on {
                     events.push(FaceEvent::Left { track: t.id });
                     let id = self.next_track;
@@ -287,7 +363,14 @@ impl Decider {
                     t.window.clear();
                     t.last_refusal = None;
                     events.push(FaceEvent::Approached { track: id });
-                    events.push(FaceEvent::Identified { track: id, staff_id, distance, margin, real, live });
+                    events.push(FaceEvent::Identified {
+                        track: id,
+                        staff_id,
+                        distance,
+                        margin,
+                        real,
+                        live,
+                    });
                 }
             }
             return events;
@@ -296,7 +379,10 @@ impl Decider {
             t.window.clear();
             if t.last_hint.as_ref() != Some(&hint) {
                 t.last_hint = Some(hint.clone());
-                events.push(FaceEvent::Hint { track: t.id, message: hint });
+                events.push(FaceEvent::Hint {
+                    track: t.id,
+                    message: hint,
+                });
             }
             return events;
         }
@@ -310,17 +396,33 @@ impl Decider {
         }
         match judge(&t.window, &cfg) {
             Verdict::Wait => {}
-            Verdict::Identified { staff_id, distance, margin, real, live } => {
+            Verdict::Identified {
+                staff_id,
+                distance,
+                margin,
+                real,
+                live,
+            } => {
                 t.spent = Some(staff_id);
                 t.window.clear();
-                events.push(FaceEvent::Identified { track: t.id, staff_id, distance, margin, real, live });
+                events.push(FaceEvent::Identified {
+                    track: t.id,
+                    staff_id,
+                    distance,
+                    margin,
+                    real,
+                    live,
+                });
             }
             Verdict::Refused(r) => {
                 // Refusals do not spend the track (the person may turn to the camera, or
                 // move), but each kind is reported once per track.
                 if !t.last_refusal.as_ref().is_some_and(|l| l.same_kind(&r)) {
                     t.last_refusal = Some(r.clone());
-                    events.push(FaceEvent::Refused { track: t.id, refusal: r });
+                    events.push(FaceEvent::Refused {
+                        track: t.id,
+                        refusal: r,
+                    });
                 }
             }
         }
@@ -338,7 +440,13 @@ impl Decider {
 
 enum Verdict {
     Wait,
-    Identified { staff_id: i64, distance: f32, margin: f32, real: f32, live: f32 },
+    Identified {
+        staff_id: i64,
+        distance: f32,
+        margin: f32,
+        real: f32,
+        live: f32,
+    },
     Refused(Refusal),
 }
 
@@ -347,18 +455,32 @@ fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
     let first = &window[0].identity;
     // Agreement first: mixed identities mean "keep looking".
     let agreed = match first {
-        Identity::Match { staff_id, .. } => {
-            window.iter().all(|f| matches!(f.identity, Identity::Match { staff_id: s, .. } if s == *staff_id))
-        }
-        Identity::Unknown { .. } => window.iter().all(|f| matches!(f.identity, Identity::Unknown { .. })),
-        Identity::Ambiguous { .. } => window.iter().all(|f| matches!(f.identity, Identity::Ambiguous { .. } | Identity::Match { .. })),
+        Identity::Match { staff_id, .. } => window
+            .iter()
+            .all(|f| matches!(f.identity, Identity::Match { staff_id: s, .. } if s == *staff_id)),
+        Identity::Unknown { .. } => window
+            .iter()
+            .all(|f| matches!(f.identity, Identity::Unknown { .. })),
+        Identity::Ambiguous { .. } => window.iter().all(|f| {
+            matches!(
+                f.identity,
+                Identity::Ambiguous { .. } | Identity::Match { .. }
+            )
+        }),
         Identity::NoGallery => window.iter().all(|f| f.identity == Identity::NoGallery),
     };
     if !agreed {
         // A mixture of matches for different people or matches and ambiguities is
         // itself ambiguous once it fills the window.
-        if window.iter().any(|f| matches!(f.identity, Identity::Ambiguous { .. }))
-            && window.iter().all(|f| matches!(f.identity, Identity::Ambiguous { .. } | Identity::Match { .. }))
+        if window
+            .iter()
+            .any(|f| matches!(f.identity, Identity::Ambiguous { .. }))
+            && window.iter().all(|f| {
+                matches!(
+                    f.identity,
+                    Identity::Ambiguous { .. } | Identity::Match { .. }
+                )
+            })
         {
             return ambiguous(window);
         }
@@ -373,14 +495,21 @@ fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
                     _ => None,
                 })
                 .fold(f32::INFINITY, f32::min);
-            return Verdict::Refused(Refusal::Unknown { nearest_distance: nearest });
+            return Verdict::Refused(Refusal::Unknown {
+                nearest_distance: nearest,
+            });
         }
         Identity::NoGallery => return Verdict::Refused(Refusal::NoGallery),
         Identity::Ambiguous { .. } => return ambiguous(window),
         Identity::Match { .. } => {}
     }
 
-    if moving_pairs(window, cfg) < cfg.min_moving_pairs.min(window.len().saturating_sub(1)).max(1) {
+    if moving_pairs(window, cfg)
+        < cfg
+            .min_moving_pairs
+            .min(window.len().saturating_sub(1))
+            .max(1)
+    {
         return Verdict::Refused(Refusal::NoMotion);
     }
     // Passive liveness, averaged: single frames are noisy.
@@ -389,41 +518,77 @@ fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
         (f32::NAN, f32::NAN)
     } else {
         let n = scored.len() as f32;
-        (scored.iter().map(|s| s.real).sum::<f32>() / n, scored.iter().map(|s| s.live).sum::<f32>() / n)
+        (
+            scored.iter().map(|s| s.real).sum::<f32>() / n,
+            scored.iter().map(|s| s.live).sum::<f32>() / n,
+        )
     };
     if !scored.is_empty() && (real < cfg.min_real || live < cfg.min_live) {
         return Verdict::Refused(Refusal::NotLive { real, live });
     }
     let (mut staff, mut worst_d, mut worst_m) = (0, 0f32, f32::INFINITY);
     for f in window {
-        if let Identity::Match { staff_id, distance, margin } = f.identity {
+        if let Identity::Match {
+            staff_id,
+            distance,
+            margin,
+        } = f.identity
+        {
             staff = staff_id;
             worst_d = worst_d.max(distance);
             worst_m = worst_m.min(margin);
         }
     }
-    Verdict::Identified { staff_id: staff, distance: worst_d, margin: worst_m, real, live }
+    Verdict::Identified {
+        staff_id: staff,
+        distance: worst_d,
+        margin: worst_m,
+        real,
+        live,
+    }
 }
 
 fn ambiguous(window: &[FaceObs]) -> Verdict {
     for f in window.iter().rev() {
-        if let Identity::Ambiguous { best, best_distance, second, second_distance } = f.identity {
-            return Verdict::Refused(Refusal::Ambiguous { best, second, best_distance, second_distance });
+        if let Identity::Ambiguous {
+            best,
+            best_distance,
+            second,
+            second_distance,
+        } = f.identity
+        {
+            return Verdict::Refused(Refusal::Ambiguous {
+                best,
+                second,
+                best_distance,
+                second_distance,
+            });
         }
     }
     // Matches for different people in consecutive frames.
     let ids: Vec<(i64, f32)> = window
         .iter()
         .filter_map(|f| match f.identity {
-            Identity::Match { staff_id, distance, .. } => Some((staff_id, distance)),
+            Identity::Match {
+                staff_id, distance, ..
+            } => Some((staff_id, distance)),
             _ => None,
         })
         .collect();
-    let (a, b) = match (ids.first(), ids.iter().find(|(s, _)| Some(*s) != ids.first().map(|f| f.0))) {
+    let (a, b) = match (
+        ids.first(),
+        ids.iter()
+            .find(|(s, _)| Some(*s) != ids.first().map(|f| f.0)),
+    ) {
         (Some(a), Some(b)) => (*a, *b),
         _ => ((0, f32::NAN), (0, f32::NAN)),
     };
-    Verdict::Refused(Refusal::Ambiguous { best: a.0, second: b.0, best_distance: a.1, second_distance: b.1 })
+    Verdict::Refused(Refusal::Ambiguous {
+        best: a.0,
+        second: b.0,
+        best_distance: a.1,
+        second_distance: b.1,
+    })
 }
 
 /// How many consecutive pairs of the window show the face moving.
@@ -434,7 +599,13 @@ fn moving_pairs(window: &[FaceObs], cfg: &DecisionConfig) -> usize {
             let (a, b) = (&p[0], &p[1]);
             let patch = a.patch.difference(&b.patch);
             let eye = eye_distance(&a.landmarks).max(1.0);
-            let shift = a.landmarks.iter().zip(&b.landmarks).map(|(p, q)| p.distance(*q)).fold(0f32, f32::max) / eye;
+            let shift = a
+                .landmarks
+                .iter()
+                .zip(&b.landmarks)
+                .map(|(p, q)| p.distance(*q))
+                .fold(0f32, f32::max)
+                / eye;
             patch >= cfg.min_patch_diff || shift >= cfg.min_landmark_shift
         })
         .count()
@@ -463,7 +634,10 @@ mod tests {
         FaceObs {
             rect,
             landmarks: lm,
-            liveness: Some(LivenessScores { real: 0.7, live: 0.9 }),
+            liveness: Some(LivenessScores {
+                real: 0.7,
+                live: 0.9,
+            }),
             quality_problem: None,
             identity,
             patch: FacePatch(vec![100.0 + jitter * 10.0; PATCH_SIDE * PATCH_SIDE]),
@@ -471,11 +645,18 @@ mod tests {
     }
 
     fn m(staff_id: i64) -> Identity {
-        Identity::Match { staff_id, distance: 0.3, margin: 0.2 }
+        Identity::Match {
+            staff_id,
+            distance: 0.3,
+            margin: 0.2,
+        }
     }
 
     fn run(d: &mut Decider, faces: Vec<Option<FaceObs>>) -> Vec<FaceEvent> {
-        faces.into_iter().flat_map(|f| d.feed(FrameObs { face: f })).collect()
+        faces
+            .into_iter()
+            .flat_map(|f| d.feed(FrameObs { face: f }))
+            .collect()
     }
 
     fn identified(ev: &[FaceEvent]) -> Vec<i64> {
@@ -490,7 +671,9 @@ mod tests {
     #[test]
     fn three_agreeing_moving_frames_identify_once_per_approach() {
         let mut d = Decider::new(DecisionConfig::default());
-        let frames = (0..10).map(|i| Some(face(100.0 + i as f32, m(7), i as f32 * 0.5))).collect();
+        let frames = (0..10)
+            .map(|i| Some(face(100.0 + i as f32, m(7), i as f32 * 0.5)))
+            .collect();
         let ev = run(&mut d, frames);
         assert_eq!(identified(&ev), vec![7], "{ev:?}");
         // Leaving and coming back is a new approach and a new decision.
@@ -504,7 +687,8 @@ mod tests {
     #[test]
     fn the_next_diner_stepping_into_the_same_spot_is_a_new_decision() {
         let mut d = Decider::new(DecisionConfig::default());
-        let mut frames: Vec<Option<FaceObs>> = (0..6).map(|i| Some(face(100.0, m(7), i as f32))).collect();
+        let mut frames: Vec<Option<FaceObs>> =
+            (0..6).map(|i| Some(face(100.0, m(7), i as f32))).collect();
         frames.extend((0..6).map(|i| Some(face(100.0, m(8), i as f32))));
         let ev = run(&mut d, frames);
         assert_eq!(identified(&ev), vec![7, 8], "{ev:?}");
@@ -513,12 +697,19 @@ mod tests {
     #[test]
     fn two_frames_are_not_enough_and_disagreement_waits() {
         let mut d = Decider::new(DecisionConfig::default());
-        let ev = run(&mut d, vec![Some(face(100.0, m(7), 0.0)), Some(face(101.0, m(7), 1.0))]);
+        let ev = run(
+            &mut d,
+            vec![Some(face(100.0, m(7), 0.0)), Some(face(101.0, m(7), 1.0))],
+        );
         assert!(identified(&ev).is_empty());
         let mut d = Decider::new(DecisionConfig::default());
         let ev = run(
             &mut d,
-            vec![Some(face(100.0, m(7), 0.0)), Some(face(101.0, m(8), 1.0)), Some(face(102.0, m(7), 2.0))],
+            vec![
+                Some(face(100.0, m(7), 0.0)),
+                Some(face(101.0, m(8), 1.0)),
+                Some(face(102.0, m(7), 2.0)),
+            ],
         );
         assert!(identified(&ev).is_empty(), "{ev:?}");
     }
@@ -529,22 +720,66 @@ mod tests {
         let f = face(100.0, m(7), 0.0);
         let ev = run(&mut d, vec![Some(f.clone()); 20]);
         assert!(identified(&ev).is_empty());
-        let refusals: Vec<_> = ev.iter().filter(|e| matches!(e, FaceEvent::Refused { .. })).collect();
+        let refusals: Vec<_> = ev
+            .iter()
+            .filter(|e| matches!(e, FaceEvent::Refused { .. }))
+            .collect();
         assert_eq!(refusals.len(), 1, "reported once: {ev:?}");
-        assert!(matches!(refusals[0], FaceEvent::Refused { refusal: Refusal::NoMotion, .. }));
+        assert!(matches!(
+            refusals[0],
+            FaceEvent::Refused {
+                refusal: Refusal::NoMotion,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn unknown_and_ambiguous_faces_are_refused_with_a_reason() {
         let mut d = Decider::new(DecisionConfig::default());
-        let ev = run(&mut d, (0..5).map(|i| Some(face(100.0, Identity::Unknown { nearest_distance: 0.7 }, i as f32))).collect());
-        assert!(ev.iter().any(|e| matches!(e, FaceEvent::Refused { refusal: Refusal::Unknown { .. }, .. })));
+        let ev = run(
+            &mut d,
+            (0..5)
+                .map(|i| {
+                    Some(face(
+                        100.0,
+                        Identity::Unknown {
+                            nearest_distance: 0.7,
+                        },
+                        i as f32,
+                    ))
+                })
+                .collect(),
+        );
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Refused {
+                refusal: Refusal::Unknown { .. },
+                ..
+            }
+        )));
         assert!(identified(&ev).is_empty());
 
-        let amb = Identity::Ambiguous { best: 1, best_distance: 0.4, second: 2, second_distance: 0.42 };
+        let amb = Identity::Ambiguous {
+            best: 1,
+            best_distance: 0.4,
+            second: 2,
+            second_distance: 0.42,
+        };
         let mut d = Decider::new(DecisionConfig::default());
-        let ev = run(&mut d, (0..5).map(|i| Some(face(100.0, amb.clone(), i as f32))).collect());
-        assert!(ev.iter().any(|e| matches!(e, FaceEvent::Refused { refusal: Refusal::Ambiguous { .. }, .. })));
+        let ev = run(
+            &mut d,
+            (0..5)
+                .map(|i| Some(face(100.0, amb.clone(), i as f32)))
+                .collect(),
+        );
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Refused {
+                refusal: Refusal::Ambiguous { .. },
+                ..
+            }
+        )));
         assert!(identified(&ev).is_empty());
     }
 
@@ -554,13 +789,22 @@ mod tests {
         let frames = (0..5)
             .map(|i| {
                 let mut f = face(100.0, m(3), i as f32);
-                f.liveness = Some(LivenessScores { real: 0.1, live: 0.9 });
+                f.liveness = Some(LivenessScores {
+                    real: 0.1,
+                    live: 0.9,
+                });
                 Some(f)
             })
             .collect();
         let ev = run(&mut d, frames);
         assert!(identified(&ev).is_empty());
-        assert!(ev.iter().any(|e| matches!(e, FaceEvent::Refused { refusal: Refusal::NotLive { .. }, .. })));
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Refused {
+                refusal: Refusal::NotLive { .. },
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -568,10 +812,22 @@ mod tests {
         let mut d = Decider::new(DecisionConfig::default());
         let ev = run(
             &mut d,
-            vec![Some(face(0.0, m(7), 0.0)), Some(face(1.0, m(7), 1.0)), Some(face(600.0, m(7), 2.0))],
+            vec![
+                Some(face(0.0, m(7), 0.0)),
+                Some(face(1.0, m(7), 1.0)),
+                Some(face(600.0, m(7), 2.0)),
+            ],
         );
-        assert!(identified(&ev).is_empty(), "frames of two tracks must not add up: {ev:?}");
-        assert_eq!(ev.iter().filter(|e| matches!(e, FaceEvent::Approached { .. })).count(), 2);
+        assert!(
+            identified(&ev).is_empty(),
+            "frames of two tracks must not add up: {ev:?}"
+        );
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, FaceEvent::Approached { .. }))
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -579,14 +835,23 @@ mod tests {
         let mut d = Decider::new(DecisionConfig::default());
         let mut small = face(100.0, m(7), 1.0);
         small.quality_problem = Some("come closer to the camera".into());
-        let ev = run(&mut d, vec![Some(face(100.0, m(7), 0.0)), Some(small), Some(face(100.0, m(7), 2.0)), Some(face(100.0, m(7), 3.0))]);
+        let ev = run(
+            &mut d,
+            vec![
+                Some(face(100.0, m(7), 0.0)),
+                Some(small),
+                Some(face(100.0, m(7), 2.0)),
+                Some(face(100.0, m(7), 3.0)),
+            ],
+        );
         assert!(identified(&ev).is_empty());
         assert!(ev.iter().any(|e| matches!(e, FaceEvent::Hint { .. })));
     }
 
     #[test]
     fn patch_difference_of_identical_images_is_zero() {
-        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
+        let img =
+            image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
         let r = Rect::new(8.0, 8.0, 56.0, 56.0);
         let a = FacePatch::from_image(&img, &r);
         assert_eq!(a.difference(&FacePatch::from_image(&img, &r)), 0.0);

@@ -46,8 +46,16 @@ pub struct CodeRow {
 
 fn status_error(status: u16, text: &str) -> ApiError {
     match serde_json::from_str::<wire::ErrorBody>(text) {
-        Ok(b) => ApiError::Status { status, code: b.error.code, message: b.error.message },
-        Err(_) => ApiError::Status { status, code: "http_error".into(), message: text.chars().take(200).collect() },
+        Ok(b) => ApiError::Status {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => ApiError::Status {
+            status,
+            code: "http_error".into(),
+            message: text.chars().take(200).collect(),
+        },
     }
 }
 
@@ -81,16 +89,31 @@ impl Desk {
             .find(|v| v.starts_with("cp_session="))
             .and_then(|v| v.split(';').next())
             .map(str::to_string);
-        let text = resp.body_mut().read_to_string().map_err(|e| ApiError::NoAnswer(e.to_string()))?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ApiError::NoAnswer(e.to_string()))?;
         if status != 200 {
             return Err(status_error(status, &text));
         }
-        let out: LoginOut = serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))?;
-        let cookie = cookie.ok_or_else(|| ApiError::Decode("login answer without a session cookie".into()))?;
-        Ok(Desk { base, agent, cookie, csrf: out.csrf_token })
+        let out: LoginOut =
+            serde_json::from_str(&text).map_err(|e| ApiError::Decode(e.to_string()))?;
+        let cookie = cookie
+            .ok_or_else(|| ApiError::Decode("login answer without a session cookie".into()))?;
+        Ok(Desk {
+            base,
+            agent,
+            cookie,
+            csrf: out.csrf_token,
+        })
     }
 
-    fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<T, ApiError> {
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ApiError> {
         let url = format!("{}{}", self.base, path);
         let result = match method {
             "GET" => self.agent.get(&url).header("Cookie", &self.cookie).call(),
@@ -100,23 +123,37 @@ impl Desk {
                     "PUT" => self.agent.put(&url),
                     _ => self.agent.post(&url),
                 };
-                req.header("Cookie", &self.cookie).header("X-CSRF-Token", &self.csrf).send_json(b)
+                req.header("Cookie", &self.cookie)
+                    .header("X-CSRF-Token", &self.csrf)
+                    .send_json(b)
             }
         };
         let mut resp = result.map_err(|e| ApiError::NoAnswer(e.to_string()))?;
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().map_err(|e| ApiError::NoAnswer(e.to_string()))?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ApiError::NoAnswer(e.to_string()))?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, &text));
         }
-        serde_json::from_str(&text).map_err(|e| ApiError::Decode(format!("{e}: {}", text.chars().take(200).collect::<String>())))
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::Decode(format!(
+                "{e}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })
     }
 
     pub fn staff(&self) -> Result<Vec<StaffRow>, ApiError> {
         let mut all: Vec<StaffRow> = Vec::new();
         loop {
             let after = all.last().map(|s| s.id).unwrap_or(0);
-            let page: Vec<StaffRow> = self.call("GET", &format!("/api/v1/staff?after_id={after}&limit=500"), None)?;
+            let page: Vec<StaffRow> = self.call(
+                "GET",
+                &format!("/api/v1/staff?after_id={after}&limit=500"),
+                None,
+            )?;
             let done = page.len() < 500;
             all.extend(page);
             if done {
@@ -126,28 +163,44 @@ impl Desk {
     }
 
     pub fn staff_by_employee_no(&self, employee_no: &str) -> Result<StaffRow, ApiError> {
-        self.staff()?.into_iter().find(|s| s.employee_no == employee_no).ok_or_else(|| ApiError::Status {
-            status: 404,
-            code: "not_found".into(),
-            message: format!("no staff member with employee number {employee_no}"),
-        })
+        self.staff()?
+            .into_iter()
+            .find(|s| s.employee_no == employee_no)
+            .ok_or_else(|| ApiError::Status {
+                status: 404,
+                code: "not_found".into(),
+                message: format!("no staff member with employee number {employee_no}"),
+            })
     }
 
     pub fn grant_consent(&self, staff_id: i64) -> Result<(), ApiError> {
-        let _: serde_json::Value =
-            self.call("PUT", &format!("/api/v1/staff/{staff_id}/consent"), Some(serde_json::json!({ "granted": true })))?;
+        let _: serde_json::Value = self.call(
+            "PUT",
+            &format!("/api/v1/staff/{staff_id}/consent"),
+            Some(serde_json::json!({ "granted": true })),
+        )?;
         Ok(())
     }
 
     pub fn add_template(&self, staff_id: i64, embedding: &[f32]) -> Result<TemplateRow, ApiError> {
-        self.call("POST", &format!("/api/v1/staff/{staff_id}/templates"), Some(serde_json::json!({ "embedding": embedding })))
+        self.call(
+            "POST",
+            &format!("/api/v1/staff/{staff_id}/templates"),
+            Some(serde_json::json!({ "embedding": embedding })),
+        )
     }
 
     pub fn canteens(&self) -> Result<Vec<CanteenRow>, ApiError> {
         self.call("GET", "/api/v1/canteens", None)
     }
 
-    pub fn set_meal_window(&self, canteen_id: i64, meal: &str, start: &str, end: &str) -> Result<(), ApiError> {
+    pub fn set_meal_window(
+        &self,
+        canteen_id: i64,
+        meal: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<(), ApiError> {
         let _: serde_json::Value = self.call(
             "PUT",
             &format!("/api/v1/canteens/{canteen_id}/meal-windows/{meal}"),
@@ -166,8 +219,11 @@ impl Desk {
     }
 
     pub fn enrolment_code(&self, canteen_id: i64) -> Result<String, ApiError> {
-        let c: CodeRow =
-            self.call("POST", "/api/v1/kiosks/enrolment-codes", Some(serde_json::json!({ "canteen_id": canteen_id, "valid_minutes": 60 })))?;
+        let c: CodeRow = self.call(
+            "POST",
+            "/api/v1/kiosks/enrolment-codes",
+            Some(serde_json::json!({ "canteen_id": canteen_id, "valid_minutes": 60 })),
+        )?;
         Ok(c.code)
     }
 

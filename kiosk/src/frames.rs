@@ -22,7 +22,10 @@ pub enum FrameError {
     #[error("replay source {path}: {reason}")]
     Replay { path: PathBuf, reason: String },
     #[error("frame {path}: {source}")]
-    Decode { path: PathBuf, source: models::image_io::ImageError },
+    Decode {
+        path: PathBuf,
+        source: models::image_io::ImageError,
+    },
     #[error("camera: {0}")]
     Camera(String),
 }
@@ -51,8 +54,15 @@ pub fn fit(image: RgbImage, max_side: u32) -> RgbImage {
         return image;
     }
     let s = max_side as f32 / long as f32;
-    let (w, h) = (((image.width() as f32 * s).round() as u32).max(1), ((image.height() as f32 * s).round() as u32).max(1));
-    image::imageops::resize(&image, w, h, image::imageops::FilterType::Triangle)
+    let (w, h) = (
+        ((image.width() as f32 * s).round() as u32).max(1),
+        ((image.height() as f32 * s).round() as u32).max(1),
+    );
+    // Through `DynamicImage`: its methods are compiled (optimised) in the image crate,
+    // whereas the generic `imageops` functions would be instantiated unoptimised here.
+    image::DynamicImage::ImageRgb8(image)
+        .resize_exact(w, h, image::imageops::FilterType::Triangle)
+        .into_rgb8()
 }
 
 /// Frames from image files.
@@ -74,11 +84,32 @@ impl ReplaySource {
     /// `path`: a folder (its .jpg/.jpeg/.png/.webp files, sorted by name), a numbered
     /// pattern with one printf-style `%d`/`%0Nd` (files from 0 or 1 until one is
     /// missing), or one image file. `fps` 0 delivers frames as fast as asked.
-    pub fn open(path: &Path, fps: f32, looped: bool, max_side: u32) -> Result<ReplaySource, FrameError> {
+    pub fn open(
+        path: &Path,
+        fps: f32,
+        looped: bool,
+        max_side: u32,
+    ) -> Result<ReplaySource, FrameError> {
         let files = list_frames(path)?;
         let period = (fps > 0.0).then(|| Duration::from_secs_f32(1.0 / fps));
-        let desc = format!("replay of {} ({} frames, {} fps, {})", path.display(), files.len(), fps, if looped { "looped" } else { "once" });
-        Ok(ReplaySource { cache: vec![None; files.len()], files, index: 0, looped, period, next_due: None, max_side, seq: 0, desc })
+        let desc = format!(
+            "replay of {} ({} frames, {} fps, {})",
+            path.display(),
+            files.len(),
+            fps,
+            if looped { "looped" } else { "once" }
+        );
+        Ok(ReplaySource {
+            cache: vec![None; files.len()],
+            files,
+            index: 0,
+            looped,
+            period,
+            next_due: None,
+            max_side,
+            seq: 0,
+            desc,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -92,20 +123,34 @@ impl ReplaySource {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("jpg" | "jpeg" | "png" | "webp")
     )
 }
 
 /// The frame files a replay path names (see [`ReplaySource::open`]).
 pub fn list_frames(path: &Path) -> Result<Vec<PathBuf>, FrameError> {
-    let err = |reason: String| FrameError::Replay { path: path.to_path_buf(), reason };
+    let err = |reason: String| FrameError::Replay {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = path.to_string_lossy();
     if let Some(pos) = text.find('%') {
         let rest = &text[pos + 1..];
-        let d = rest.find('d').ok_or_else(|| err("a numbered pattern needs %d or %0Nd".into()))?;
+        let d = rest
+            .find('d')
+            .ok_or_else(|| err("a numbered pattern needs %d or %0Nd".into()))?;
         // `%04d` pads to 4 digits, `%d` not at all.
-        let width: usize = if d == 0 { 0 } else { rest[..d].parse().map_err(|_| err("a numbered pattern needs %d or %0Nd".into()))? };
+        let width: usize = if d == 0 {
+            0
+        } else {
+            rest[..d]
+                .parse()
+                .map_err(|_| err("a numbered pattern needs %d or %0Nd".into()))?
+        };
         let (pre, post) = (&text[..pos], &rest[d + 1..]);
         let name = |i: usize| PathBuf::from(format!("{pre}{i:0width$}{post}"));
         let start = if name(0).exists() { 0 } else { 1 };
@@ -154,16 +199,28 @@ impl FrameSource for ReplaySource {
             Some(img) => img.clone(),
             None => {
                 let path = &self.files[i];
-                let img = models::image_io::decode_file(path, &models::image_io::DecodeLimits::default())
-                    .map_err(|source| FrameError::Decode { path: path.clone(), source })?;
+                let img =
+                    models::image_io::decode_file(path, &models::image_io::DecodeLimits::default())
+                        .map_err(|source| FrameError::Decode {
+                            path: path.clone(),
+                            source,
+                        })?;
                 let img = fit(img, self.max_side);
                 self.cache[i] = Some(img.clone());
                 img
             }
         };
         self.seq += 1;
-        let label = self.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Some(Frame { image, seq: self.seq, captured: Instant::now(), label }))
+        let label = self.files[i]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Some(Frame {
+            image,
+            seq: self.seq,
+            captured: Instant::now(),
+            label,
+        }))
     }
 
     fn describe(&self) -> String {
@@ -171,53 +228,119 @@ impl FrameSource for ReplaySource {
     }
 }
 
-/// The real camera (V4L2 through nokhwa).
+/// The real camera (V4L2 through nokhwa). nokhwa's camera is not `Send`, so it lives on a
+/// thread of its own that hands frames over a one-slot channel.
 #[cfg(feature = "camera")]
 pub struct CameraSource {
-    camera: nokhwa::Camera,
-    seq: u64,
-    max_side: u32,
+    rx: std::sync::mpsc::Receiver<Result<Frame, String>>,
+    stop: Arc<AtomicBool>,
     desc: String,
 }
 
 #[cfg(feature = "camera")]
-impl CameraSource {
-    pub fn open(index: u32, width: u32, height: u32, fps: f32, max_side: u32) -> Result<CameraSource, FrameError> {
-        use nokhwa::pixel_format::RgbFormat;
-        use nokhwa::utils::{CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution};
-        let devices = nokhwa::query(nokhwa::utils::ApiBackend::Video4Linux).unwrap_or_default();
-        if devices.is_empty() {
-            return Err(FrameError::Camera(
-                "no camera found (no V4L2 video device); use the replay source (source.kind = \"replay\")".into(),
-            ));
-        }
-        let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(CameraFormat::new(
+fn open_camera(index: u32, width: u32, height: u32, fps: f32) -> Result<nokhwa::Camera, String> {
+    use nokhwa::pixel_format::RgbFormat;
+    use nokhwa::utils::{
+        CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
+    };
+    let devices = nokhwa::query(nokhwa::utils::ApiBackend::Video4Linux).unwrap_or_default();
+    if devices.is_empty() {
+        return Err("no camera found (no V4L2 video device); use the replay source (source.kind = \"replay\")".into());
+    }
+    let format =
+        RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(CameraFormat::new(
             Resolution::new(width, height),
             FrameFormat::MJPEG,
             fps.round().max(1.0) as u32,
         )));
-        let mut camera = nokhwa::Camera::new(CameraIndex::Index(index), format)
-            .map_err(|e| FrameError::Camera(format!("could not open camera {index}: {e}")))?;
-        camera.open_stream().map_err(|e| FrameError::Camera(format!("could not start camera {index}: {e}")))?;
-        let desc = format!("camera {index} ({})", camera.camera_format());
-        Ok(CameraSource { camera, seq: 0, max_side, desc })
+    let mut camera = nokhwa::Camera::new(CameraIndex::Index(index), format)
+        .map_err(|e| format!("could not open camera {index}: {e}"))?;
+    camera
+        .open_stream()
+        .map_err(|e| format!("could not start camera {index}: {e}"))?;
+    Ok(camera)
+}
+
+#[cfg(feature = "camera")]
+fn camera_frame(camera: &mut nokhwa::Camera, seq: u64, max_side: u32) -> Result<Frame, String> {
+    use nokhwa::pixel_format::RgbFormat;
+    let buf = camera.frame().map_err(|e| e.to_string())?;
+    let img = buf.decode_image::<RgbFormat>().map_err(|e| e.to_string())?;
+    let img = RgbImage::from_raw(img.width(), img.height(), img.into_raw())
+        .ok_or("frame buffer of the wrong size")?;
+    Ok(Frame {
+        image: fit(img, max_side),
+        seq,
+        captured: Instant::now(),
+        label: String::new(),
+    })
+}
+
+#[cfg(feature = "camera")]
+impl CameraSource {
+    pub fn open(
+        index: u32,
+        width: u32,
+        height: u32,
+        fps: f32,
+        max_side: u32,
+    ) -> Result<CameraSource, FrameError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::Builder::new()
+            .name("camera".into())
+            .spawn(move || {
+                let mut camera = match open_camera(index, width, height, fps) {
+                    Ok(c) => {
+                        let _ =
+                            ready_tx.send(Ok(format!("camera {index} ({})", c.camera_format())));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut seq = 0;
+                while !st.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let f = camera_frame(&mut camera, seq, max_side);
+                    let failed = f.is_err();
+                    if tx.send(f).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| FrameError::Camera(e.to_string()))?;
+        let desc = ready_rx
+            .recv()
+            .map_err(|_| FrameError::Camera("the camera thread ended".into()))?
+            .map_err(FrameError::Camera)?;
+        Ok(CameraSource { rx, stop, desc })
     }
 }
 
 #[cfg(feature = "camera")]
 impl FrameSource for CameraSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        use nokhwa::pixel_format::RgbFormat;
-        let buf = self.camera.frame().map_err(|e| FrameError::Camera(e.to_string()))?;
-        let img = buf.decode_image::<RgbFormat>().map_err(|e| FrameError::Camera(e.to_string()))?;
-        let img = RgbImage::from_raw(img.width(), img.height(), img.into_raw())
-            .ok_or_else(|| FrameError::Camera("frame buffer of the wrong size".into()))?;
-        self.seq += 1;
-        Ok(Some(Frame { image: fit(img, self.max_side), seq: self.seq, captured: Instant::now(), label: String::new() }))
+        match self.rx.recv() {
+            Ok(Ok(f)) => Ok(Some(f)),
+            Ok(Err(e)) => Err(FrameError::Camera(e)),
+            Err(_) => Ok(None),
+        }
     }
 
     fn describe(&self) -> String {
         self.desc.clone()
+    }
+}
+
+#[cfg(feature = "camera")]
+impl Drop for CameraSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -308,7 +431,12 @@ impl Grabber {
                 }
             })
             .ok();
-        Grabber { shared, dropped, stop, handle }
+        Grabber {
+            shared,
+            dropped,
+            stop,
+            handle,
+        }
     }
 
     /// Waits up to `timeout` for a frame newer than the last one taken.
@@ -354,7 +482,13 @@ impl Drop for Grabber {
 /// Writes `frames` JPEG frames of `photo` with a slow camera drift into `out_dir`
 /// (`0001.jpg`...), cropped to a 4:3 frame of `width` pixels around the photo's centre
 /// region `focus` (or the whole photo). With `still`, every frame is the same image.
-pub fn synthesize_motion(photo: &RgbImage, frames: usize, width: u32, still: bool, out_dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn synthesize_motion(
+    photo: &RgbImage,
+    frames: usize,
+    width: u32,
+    still: bool,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let (pw, ph) = (photo.width() as f32, photo.height() as f32);
     // A 4:3 window covering most of the photo's width, from its upper part (portraits
@@ -364,6 +498,7 @@ pub fn synthesize_motion(photo: &RgbImage, frames: usize, width: u32, still: boo
     let cx = pw / 2.0;
     let cy = (win_h / 2.0 + ph * 0.05).min(ph - win_h / 2.0);
     let height = (width as f32 * 3.0 / 4.0).round() as u32;
+    let dynamic = image::DynamicImage::ImageRgb8(photo.clone());
     let mut out = Vec::with_capacity(frames);
     for i in 0..frames {
         let t = if still { 0.0 } else { i as f32 };
@@ -374,10 +509,13 @@ pub fn synthesize_motion(photo: &RgbImage, frames: usize, width: u32, still: boo
         let (w, h) = (win_w / zoom, win_h / zoom);
         let left = (cx + dx - w / 2.0).clamp(0.0, (pw - w).max(0.0));
         let top = (cy + dy - h / 2.0).clamp(0.0, (ph - h).max(0.0));
-        let crop = image::imageops::crop_imm(photo, left as u32, top as u32, w as u32, h as u32).to_image();
-        let frame = image::imageops::resize(&crop, width, height, image::imageops::FilterType::Triangle);
+        let frame = dynamic
+            .crop_imm(left as u32, top as u32, w as u32, h as u32)
+            .resize_exact(width, height, image::imageops::FilterType::Triangle);
         let path = out_dir.join(format!("{:04}.jpg", i + 1));
-        frame.save(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        frame
+            .save(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         out.push(path);
     }
     Ok(out)
@@ -415,10 +553,19 @@ mod tests {
         assert!(once.next_frame().unwrap().is_some());
         assert!(once.next_frame().unwrap().is_none());
         let mut looped = ReplaySource::open(dir.path(), 0.0, true, 16).unwrap();
-        let labels: Vec<String> = (0..5).map(|_| looped.next_frame().unwrap().unwrap().label).collect();
-        assert_eq!(labels, ["001.png", "002.png", "001.png", "002.png", "001.png"]);
+        let labels: Vec<String> = (0..5)
+            .map(|_| looped.next_frame().unwrap().unwrap().label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["001.png", "002.png", "001.png", "002.png", "001.png"]
+        );
         let f = looped.next_frame().unwrap().unwrap();
-        assert_eq!((f.image.width(), f.image.height()), (16, 12), "scaled to max_side");
+        assert_eq!(
+            (f.image.width(), f.image.height()),
+            (16, 12),
+            "scaled to max_side"
+        );
     }
 
     #[test]
@@ -445,7 +592,7 @@ mod tests {
                 other => panic!("unexpected {:?}", other.is_some()),
             }
         }
-        assert!(got < 5 && got >= 1, "got {got}");
+        assert!((1..5).contains(&got), "got {got}");
         assert_eq!(got as u64 + g.dropped(), 5);
 
         let src = ReplaySource::open(dir.path(), 0.0, false, 0).unwrap();
@@ -461,7 +608,9 @@ mod tests {
     #[test]
     fn synthesized_motion_moves_and_still_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let photo = RgbImage::from_fn(400, 500, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
+        let photo = RgbImage::from_fn(400, 500, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
         let moving = synthesize_motion(&photo, 3, 160, false, &dir.path().join("m")).unwrap();
         let still = synthesize_motion(&photo, 3, 160, true, &dir.path().join("s")).unwrap();
         let read = |p: &PathBuf| std::fs::read(p).unwrap();

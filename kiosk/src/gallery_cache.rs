@@ -23,7 +23,10 @@ const MAGIC: &[u8] = b"CPGC1";
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: not a gallery cache file (bad magic or too short)")]
     Format(PathBuf),
     #[error("{0}: does not decrypt with the configured key (wrong key or tampered file)")]
@@ -33,7 +36,10 @@ pub enum CacheError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io { path: path.to_path_buf(), source }
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,7 +61,11 @@ impl GalleryState {
     pub fn apply(&mut self, template_id: i64, staff_id: i64, embedding: Option<Vec<f32>>) {
         self.templates.retain(|t| t.template_id != template_id);
         if let Some(embedding) = embedding {
-            self.templates.push(CachedTemplate { template_id, staff_id, embedding });
+            self.templates.push(CachedTemplate {
+                template_id,
+                staff_id,
+                embedding,
+            });
         }
     }
 
@@ -122,19 +132,28 @@ pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
             Ok(Some(b))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CacheError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(CacheError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
 /// The gallery key: the configured one, or one made on first use and kept in `key_file`.
-pub fn load_or_create_key(configured: Option<[u8; 32]>, key_file: &Path) -> Result<[u8; 32], CacheError> {
+pub fn load_or_create_key(
+    configured: Option<[u8; 32]>,
+    key_file: &Path,
+) -> Result<[u8; 32], CacheError> {
     if let Some(k) = configured {
         return Ok(k);
     }
     if let Some(bytes) = read_private(key_file)? {
         let text = String::from_utf8_lossy(&bytes);
-        let decoded = hex::decode(text.trim()).map_err(|_| CacheError::Format(key_file.to_path_buf()))?;
-        return decoded.try_into().map_err(|_| CacheError::Format(key_file.to_path_buf()));
+        let decoded =
+            hex::decode(text.trim()).map_err(|_| CacheError::Format(key_file.to_path_buf()))?;
+        return decoded
+            .try_into()
+            .map_err(|_| CacheError::Format(key_file.to_path_buf()));
     }
     let mut k = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut k);
@@ -150,7 +169,10 @@ pub struct GalleryCache {
 
 impl GalleryCache {
     pub fn new(path: PathBuf, key: &[u8; 32]) -> GalleryCache {
-        GalleryCache { path, cipher: Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key)) }
+        GalleryCache {
+            path,
+            cipher: Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(key)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -168,19 +190,40 @@ impl GalleryCache {
         let (nonce, ct) = bytes[MAGIC.len()..].split_at(12);
         let plain = self
             .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: MAGIC })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: MAGIC,
+                },
+            )
             .map_err(|_| CacheError::Decrypt(self.path.clone()))?;
-        serde_json::from_slice(&plain).map_err(|e| CacheError::Content { path: self.path.clone(), reason: e.to_string() })
+        serde_json::from_slice(&plain).map_err(|e| CacheError::Content {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })
     }
 
     pub fn save(&self, state: &GalleryState) -> Result<(), CacheError> {
-        let plain = serde_json::to_vec(state).map_err(|e| CacheError::Content { path: self.path.clone(), reason: e.to_string() })?;
+        let plain = serde_json::to_vec(state).map_err(|e| CacheError::Content {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: MAGIC })
-            .map_err(|_| CacheError::Content { path: self.path.clone(), reason: "encryption failed".into() })?;
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: MAGIC,
+                },
+            )
+            .map_err(|_| CacheError::Content {
+                path: self.path.clone(),
+                reason: "encryption failed".into(),
+            })?;
         let mut out = Vec::with_capacity(MAGIC.len() + 12 + ct.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&nonce);
@@ -210,12 +253,18 @@ mod tests {
         c.save(&state()).unwrap();
         assert_eq!(c.load().unwrap(), state());
         let raw = std::fs::read(&path).unwrap();
-        assert!(!raw.windows(4).any(|w| w == 0.25f32.to_le_bytes()), "no plaintext floats");
+        assert!(
+            !raw.windows(4).any(|w| w == 0.25f32.to_le_bytes()),
+            "no plaintext floats"
+        );
         assert!(!String::from_utf8_lossy(&raw).contains("staff_id"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
@@ -223,15 +272,26 @@ mod tests {
     fn wrong_key_and_tampering_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gallery.bin");
-        GalleryCache::new(path.clone(), &[7u8; 32]).save(&state()).unwrap();
-        assert!(matches!(GalleryCache::new(path.clone(), &[8u8; 32]).load(), Err(CacheError::Decrypt(_))));
+        GalleryCache::new(path.clone(), &[7u8; 32])
+            .save(&state())
+            .unwrap();
+        assert!(matches!(
+            GalleryCache::new(path.clone(), &[8u8; 32]).load(),
+            Err(CacheError::Decrypt(_))
+        ));
         let mut raw = std::fs::read(&path).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
         std::fs::write(&path, &raw).unwrap();
-        assert!(matches!(GalleryCache::new(path.clone(), &[7u8; 32]).load(), Err(CacheError::Decrypt(_))));
+        assert!(matches!(
+            GalleryCache::new(path.clone(), &[7u8; 32]).load(),
+            Err(CacheError::Decrypt(_))
+        ));
         std::fs::write(&path, b"hello").unwrap();
-        assert!(matches!(GalleryCache::new(path, &[7u8; 32]).load(), Err(CacheError::Format(_))));
+        assert!(matches!(
+            GalleryCache::new(path, &[7u8; 32]).load(),
+            Err(CacheError::Format(_))
+        ));
     }
 
     #[test]

@@ -160,7 +160,9 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = real_main() {
@@ -179,7 +181,18 @@ fn real_main() -> Result<()> {
         cfg.data_dir = d;
     }
     match cli.cmd {
-        Cmd::Run { mode, replay, camera, fps, looped, scale, tare_g, exit_after_replay, max_runtime_s, json } => {
+        Cmd::Run {
+            mode,
+            replay,
+            camera,
+            fps,
+            looped,
+            scale,
+            tare_g,
+            exit_after_replay,
+            max_runtime_s,
+            json,
+        } => {
             if let Some(m) = mode {
                 cfg.mode = m;
             }
@@ -209,9 +222,28 @@ fn real_main() -> Result<()> {
             println!("{}", serde_json::to_string(&store.counts()?)?);
             Ok(())
         }
-        Cmd::Desk { username, password_env, cmd } => desk(&cfg, &username, &password_env, cmd),
-        Cmd::ScaleSim { listen, trays, hz, off_s, on_s, noise, once } => {
-            let sim = kiosk::scale_io::simulator::SimConfig { trays, off_s, on_s, hz, noise, once };
+        Cmd::Desk {
+            username,
+            password_env,
+            cmd,
+        } => desk(&cfg, &username, &password_env, cmd),
+        Cmd::ScaleSim {
+            listen,
+            trays,
+            hz,
+            off_s,
+            on_s,
+            noise,
+            once,
+        } => {
+            let sim = kiosk::scale_io::simulator::SimConfig {
+                trays,
+                off_s,
+                on_s,
+                hz,
+                noise,
+                once,
+            };
             let stop = Arc::new(AtomicBool::new(false));
             kiosk::scale_io::simulator::serve(&listen, sim, stop, |addr| {
                 // On stdout so scripts can read the port.
@@ -220,7 +252,14 @@ fn real_main() -> Result<()> {
             })?;
             Ok(())
         }
-        Cmd::MakeReplay { out, width, frames, gap, still, photos } => make_replay(&out, width, frames, gap, still, &photos),
+        Cmd::MakeReplay {
+            out,
+            width,
+            frames,
+            gap,
+            still,
+            photos,
+        } => make_replay(&out, width, frames, gap, still, &photos),
     }
 }
 
@@ -228,7 +267,10 @@ fn load_token(cfg: &KioskConfig) -> Result<String> {
     let path = cfg.token_path();
     match read_private(&path)? {
         Some(b) => Ok(String::from_utf8_lossy(&b).trim().to_string()),
-        None => bail!("no device token at {}: register first (kiosk register --code CODE)", path.display()),
+        None => bail!(
+            "no device token at {}: register first (kiosk register --code CODE)",
+            path.display()
+        ),
     }
 }
 
@@ -244,15 +286,28 @@ fn backend(cfg: &KioskConfig, token: Option<String>) -> HttpBackend {
 fn register(cfg: &KioskConfig, code: &str, name: Option<String>) -> Result<()> {
     let api = backend(cfg, None);
     let resp = api
-        .enrol(&wire::EnrolRequest { code: code.trim().to_string(), name: name.unwrap_or_else(|| cfg.name.clone()) })
+        .enrol(&wire::EnrolRequest {
+            code: code.trim().to_string(),
+            name: name.unwrap_or_else(|| cfg.name.clone()),
+        })
         .context("registering with the backend")?;
     let path = cfg.token_path();
     write_private(&path, resp.device_token.as_bytes())?;
-    println!("registered as kiosk {} of canteen {}; device token saved to {} (mode 0600)", resp.kiosk_id, resp.canteen_id, path.display());
+    println!(
+        "registered as kiosk {} of canteen {}; device token saved to {} (mode 0600)",
+        resp.kiosk_id,
+        resp.canteen_id,
+        path.display()
+    );
     Ok(())
 }
 
-fn run(cfg: KioskConfig, exit_after_replay: bool, max_runtime_s: Option<f64>, json: bool) -> Result<()> {
+fn run(
+    cfg: KioskConfig,
+    exit_after_replay: bool,
+    max_runtime_s: Option<f64>,
+    json: bool,
+) -> Result<()> {
     let token = load_token(&cfg)?;
     let api: Arc<dyn BackendApi> = Arc::new(backend(&cfg, Some(token)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -269,7 +324,9 @@ fn run(cfg: KioskConfig, exit_after_replay: bool, max_runtime_s: Option<f64>, js
     });
     let opts = kiosk::run::RunOptions {
         exit_after_replay,
-        max_runtime: max_runtime_s.filter(|s| s.is_finite() && *s > 0.0).map(Duration::from_secs_f64),
+        max_runtime: max_runtime_s
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64),
         lockstep: false,
     };
     kiosk::run::run(cfg, api, sink, stop, opts)?;
@@ -277,16 +334,25 @@ fn run(cfg: KioskConfig, exit_after_replay: bool, max_runtime_s: Option<f64>, js
 }
 
 fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> Result<()> {
-    let password = std::env::var(password_env).with_context(|| format!("set the manager's password in {password_env}"))?;
-    let d = kiosk::desk::Desk::login(&cfg.backend_url, username, &password).context("logging in")?;
+    let password = std::env::var(password_env)
+        .with_context(|| format!("set the manager's password in {password_env}"))?;
+    let d =
+        kiosk::desk::Desk::login(&cfg.backend_url, username, &password).context("logging in")?;
     let canteen = |id: Option<i64>| -> Result<i64> {
         match id {
             Some(i) => Ok(i),
-            None => d.canteens()?.first().map(|c| c.id).context("the backend has no canteen"),
+            None => d
+                .canteens()?
+                .first()
+                .map(|c| c.id)
+                .context("the backend has no canteen"),
         }
     };
     match cmd {
-        DeskCmd::EnrolFaces { employee_no, photos } => {
+        DeskCmd::EnrolFaces {
+            employee_no,
+            photos,
+        } => {
             if photos.is_empty() {
                 bail!("give at least one photo");
             }
@@ -294,8 +360,9 @@ fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> 
             let mut analyzer = kiosk::run::FaceAnalyzer::load(cfg)?;
             d.grant_consent(staff.id)?;
             for p in &photos {
-                let img = models::image_io::decode_file(p, &models::image_io::DecodeLimits::default())
-                    .with_context(|| format!("reading {}", p.display()))?;
+                let img =
+                    models::image_io::decode_file(p, &models::image_io::DecodeLimits::default())
+                        .with_context(|| format!("reading {}", p.display()))?;
                 let Some((emb, quality)) = analyzer.embed_photo(&img)? else {
                     bail!("{}: no face found", p.display());
                 };
@@ -327,16 +394,29 @@ fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> 
             Ok(())
         }
         DeskCmd::Ledger { limit } => {
-            let names: std::collections::HashMap<i64, String> = d.staff()?.into_iter().map(|s| (s.id, s.name)).collect();
-            let name = |v: &serde_json::Value| v.as_i64().and_then(|id| names.get(&id).cloned()).unwrap_or_else(|| "-".into());
+            let names: std::collections::HashMap<i64, String> =
+                d.staff()?.into_iter().map(|s| (s.id, s.name)).collect();
+            let name = |v: &serde_json::Value| {
+                v.as_i64()
+                    .and_then(|id| names.get(&id).cloned())
+                    .unwrap_or_else(|| "-".into())
+            };
             let charges = d.get_json(&format!("/api/v1/charges?limit={limit}"))?;
             println!("charges (newest first):");
             for c in charges.as_array().into_iter().flatten() {
                 println!(
                     "  #{:<4} kiosk {:<3} {:<12} {:<10} {:>7} yuan  {:<9} {}{}",
-                    c["id"], c["kiosk_id"], name(&c["staff_id"]), c["meal"].as_str().unwrap_or("-"),
-                    c["amount"].as_str().unwrap_or("?"), c["status"].as_str().unwrap_or("?"),
-                    if c["offline"].as_bool() == Some(true) { "offline " } else { "" },
+                    c["id"],
+                    c["kiosk_id"],
+                    name(&c["staff_id"]),
+                    c["meal"].as_str().unwrap_or("-"),
+                    c["amount"].as_str().unwrap_or("?"),
+                    c["status"].as_str().unwrap_or("?"),
+                    if c["offline"].as_bool() == Some(true) {
+                        "offline "
+                    } else {
+                        ""
+                    },
                     c["reason"].as_str().unwrap_or("")
                 );
             }
@@ -354,7 +434,14 @@ fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> 
     }
 }
 
-fn make_replay(out: &std::path::Path, width: u32, frames: usize, gap: usize, still: bool, photos: &[PathBuf]) -> Result<()> {
+fn make_replay(
+    out: &std::path::Path,
+    width: u32,
+    frames: usize,
+    gap: usize,
+    still: bool,
+    photos: &[PathBuf],
+) -> Result<()> {
     if photos.is_empty() {
         bail!("give at least one photo");
     }
@@ -365,7 +452,8 @@ fn make_replay(out: &std::path::Path, width: u32, frames: usize, gap: usize, sti
     for p in photos {
         let img = models::image_io::decode_file(p, &models::image_io::DecodeLimits::default())
             .with_context(|| format!("reading {}", p.display()))?;
-        let made = kiosk::frames::synthesize_motion(&img, frames, width, still, &tmp).map_err(anyhow::Error::msg)?;
+        let made = kiosk::frames::synthesize_motion(&img, frames, width, still, &tmp)
+            .map_err(anyhow::Error::msg)?;
         for f in made {
             n += 1;
             std::fs::rename(&f, out.join(format!("{n:05}.jpg")))?;

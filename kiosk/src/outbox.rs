@@ -174,8 +174,13 @@ impl LocalStore {
     /// same key again is a no-op returning the existing item's sequence number.
     pub fn enqueue(&mut self, kind: ItemKind, key: &str, body: &str, now_ms: i64) -> Result<i64> {
         let tx = self.conn.transaction()?;
-        let existing: Option<i64> =
-            tx.query_row("SELECT seq FROM outbox WHERE idempotency_key = ?1", [key], |r| r.get(0)).optional()?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT seq FROM outbox WHERE idempotency_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?;
         let seq = match existing {
             Some(s) => s,
             None => {
@@ -215,9 +220,11 @@ impl LocalStore {
     pub fn item(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
         Ok(self
             .conn
-            .query_row("SELECT state, response FROM outbox WHERE idempotency_key = ?1", [key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT state, response FROM outbox WHERE idempotency_key = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?)
     }
 
@@ -296,29 +303,46 @@ impl LocalStore {
 
     #[cfg(test)]
     pub(crate) fn unmark_meal_for_test(&mut self, staff_id: i64) {
-        self.conn.execute("DELETE FROM meals_charged WHERE staff_id = ?1", [staff_id]).unwrap();
+        self.conn
+            .execute("DELETE FROM meals_charged WHERE staff_id = ?1", [staff_id])
+            .unwrap();
     }
 
     /// Records a weighing shown at this station (for the averages shown to diners when
     /// the backend offers none).
     pub fn log_waste(&mut self, staff_id: Option<i64>, net_g: i64, at_ms: i64) -> Result<()> {
-        self.conn.execute("INSERT INTO waste_log (staff_id, net_g, at_ms) VALUES (?1, ?2, ?3)", params![staff_id, net_g, at_ms])?;
+        self.conn.execute(
+            "INSERT INTO waste_log (staff_id, net_g, at_ms) VALUES (?1, ?2, ?3)",
+            params![staff_id, net_g, at_ms],
+        )?;
         Ok(())
     }
 
     /// This station's average net waste: of one person, and of everyone.
-    pub fn local_waste_averages(&self, staff_id: Option<i64>) -> Result<(Option<f64>, Option<f64>)> {
+    pub fn local_waste_averages(
+        &self,
+        staff_id: Option<i64>,
+    ) -> Result<(Option<f64>, Option<f64>)> {
         let person = match staff_id {
-            Some(id) => self.conn.query_row("SELECT AVG(net_g) FROM waste_log WHERE staff_id = ?1", [id], |r| r.get(0))?,
+            Some(id) => self.conn.query_row(
+                "SELECT AVG(net_g) FROM waste_log WHERE staff_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?,
             None => None,
         };
-        let all = self.conn.query_row("SELECT AVG(net_g) FROM waste_log", [], |r| r.get(0))?;
+        let all = self
+            .conn
+            .query_row("SELECT AVG(net_g) FROM waste_log", [], |r| r.get(0))?;
         Ok((person, all))
     }
 
     /// Remembers the backend's charge id of a meal charged here (links waste records).
     pub fn set_meal_charge(&mut self, key: &str, charge_id: i64) -> Result<()> {
-        self.conn.execute("UPDATE meals_charged SET charge_id = ?2 WHERE idempotency_key = ?1", params![key, charge_id])?;
+        self.conn.execute(
+            "UPDATE meals_charged SET charge_id = ?2 WHERE idempotency_key = ?1",
+            params![key, charge_id],
+        )?;
         Ok(())
     }
 
@@ -336,7 +360,9 @@ impl LocalStore {
 
     pub fn counts(&self) -> Result<OutboxCounts> {
         let mut c = OutboxCounts::default();
-        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             let (state, n) = row?;
@@ -351,7 +377,14 @@ impl LocalStore {
 
     /// Remembers that `staff_id` was charged for (`local_date`, `meal`). Returns false when
     /// a charge for that meal was already recorded here.
-    pub fn mark_meal(&mut self, staff_id: i64, local_date: &str, meal: &str, key: &str, now_ms: i64) -> Result<bool> {
+    pub fn mark_meal(
+        &mut self,
+        staff_id: i64,
+        local_date: &str,
+        meal: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO meals_charged (staff_id, local_date, meal, idempotency_key, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -362,7 +395,10 @@ impl LocalStore {
 
     /// Forgets a meal mark (the charge was declined after all).
     pub fn unmark_meal(&mut self, key: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM meals_charged WHERE idempotency_key = ?1", [key])?;
+        self.conn.execute(
+            "DELETE FROM meals_charged WHERE idempotency_key = ?1",
+            [key],
+        )?;
         Ok(())
     }
 
@@ -391,9 +427,17 @@ impl LocalStore {
     pub fn balance(&self, staff_id: i64) -> Result<Option<CachedBalance>> {
         Ok(self
             .conn
-            .query_row("SELECT available_fen, as_of_ms FROM balances WHERE staff_id = ?1", [staff_id], |r| {
-                Ok(CachedBalance { staff_id, available_fen: r.get(0)?, as_of_ms: r.get(1)? })
-            })
+            .query_row(
+                "SELECT available_fen, as_of_ms FROM balances WHERE staff_id = ?1",
+                [staff_id],
+                |r| {
+                    Ok(CachedBalance {
+                        staff_id,
+                        available_fen: r.get(0)?,
+                        as_of_ms: r.get(1)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
@@ -408,7 +452,10 @@ impl LocalStore {
 
     /// The backend has seen the charge: it no longer counts against the offline limit.
     pub fn settle_offline_spend(&mut self, key: &str) -> Result<()> {
-        self.conn.execute("UPDATE offline_spent SET settled = 1 WHERE idempotency_key = ?1", [key])?;
+        self.conn.execute(
+            "UPDATE offline_spent SET settled = 1 WHERE idempotency_key = ?1",
+            [key],
+        )?;
         Ok(())
     }
 
@@ -452,40 +499,63 @@ mod tests {
     fn items_are_sent_in_order_and_marked() {
         let mut s = LocalStore::in_memory().unwrap();
         for k in ["a", "b", "c"] {
-            s.enqueue(ItemKind::Charge, k, &format!("body-{k}"), 1).unwrap();
+            s.enqueue(ItemKind::Charge, k, &format!("body-{k}"), 1)
+                .unwrap();
         }
-        assert_eq!(s.enqueue(ItemKind::Charge, "a", "other", 2).unwrap(), 1, "same key, same item");
+        assert_eq!(
+            s.enqueue(ItemKind::Charge, "a", "other", 2).unwrap(),
+            1,
+            "same key, same item"
+        );
         let mut sent = Vec::new();
         let done = s
-            .drain(|| 5, |i| {
-                sent.push(i.idempotency_key.clone());
-                if i.idempotency_key == "b" && sent.len() == 2 {
-                    Delivery::Transient("down".into())
-                } else {
-                    Delivery::Delivered("{}".into())
-                }
-            })
+            .drain(
+                || 5,
+                |i| {
+                    sent.push(i.idempotency_key.clone());
+                    if i.idempotency_key == "b" && sent.len() == 2 {
+                        Delivery::Transient("down".into())
+                    } else {
+                        Delivery::Delivered("{}".into())
+                    }
+                },
+            )
             .unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(sent, ["a", "b"], "a transient failure stops the drain");
-        s.drain(|| 6, |i| {
-            sent.push(i.idempotency_key.clone());
-            Delivery::Delivered("{}".into())
-        })
+        s.drain(
+            || 6,
+            |i| {
+                sent.push(i.idempotency_key.clone());
+                Delivery::Delivered("{}".into())
+            },
+        )
         .unwrap();
         assert_eq!(sent, ["a", "b", "b", "c"]);
-        assert_eq!(s.counts().unwrap(), OutboxCounts { pending: 0, delivered: 3, rejected: 0 });
+        assert_eq!(
+            s.counts().unwrap(),
+            OutboxCounts {
+                pending: 0,
+                delivered: 3,
+                rejected: 0
+            }
+        );
     }
 
     #[test]
     fn only_surely_unsent_items_may_change() {
         let mut s = LocalStore::in_memory().unwrap();
         s.enqueue(ItemKind::Charge, "a", "v1", 1).unwrap();
-        s.drain(|| 2, |_| Delivery::Unreachable("refused".into())).unwrap();
+        s.drain(|| 2, |_| Delivery::Unreachable("refused".into()))
+            .unwrap();
         assert!(s.rewrite_unsent("a", "v2").unwrap());
         assert_eq!(s.next_pending().unwrap().unwrap().body, "v2");
-        s.drain(|| 3, |_| Delivery::Transient("timeout".into())).unwrap();
-        assert!(!s.rewrite_unsent("a", "v3").unwrap(), "it may have arrived: frozen");
+        s.drain(|| 3, |_| Delivery::Transient("timeout".into()))
+            .unwrap();
+        assert!(
+            !s.rewrite_unsent("a", "v3").unwrap(),
+            "it may have arrived: frozen"
+        );
         assert!(!s.withdraw_unsent("a").unwrap());
         assert_eq!(s.next_pending().unwrap().unwrap().body, "v2");
     }
@@ -495,9 +565,25 @@ mod tests {
         let mut s = LocalStore::in_memory().unwrap();
         s.enqueue(ItemKind::Waste, "bad", "x", 1).unwrap();
         s.enqueue(ItemKind::Waste, "good", "y", 1).unwrap();
-        s.drain(|| 2, |i| if i.idempotency_key == "bad" { Delivery::Permanent("422".into()) } else { Delivery::Delivered("{}".into()) })
-            .unwrap();
-        assert_eq!(s.counts().unwrap(), OutboxCounts { pending: 0, delivered: 1, rejected: 1 });
+        s.drain(
+            || 2,
+            |i| {
+                if i.idempotency_key == "bad" {
+                    Delivery::Permanent("422".into())
+                } else {
+                    Delivery::Delivered("{}".into())
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            s.counts().unwrap(),
+            OutboxCounts {
+                pending: 0,
+                delivered: 1,
+                rejected: 1
+            }
+        );
     }
 
     #[test]
@@ -509,7 +595,10 @@ mod tests {
             s.enqueue(ItemKind::Charge, "k1", "b1", 1).unwrap();
         }
         let s = LocalStore::open(&path).unwrap();
-        assert_eq!(s.next_pending().unwrap().map(|i| i.idempotency_key), Some("k1".into()));
+        assert_eq!(
+            s.next_pending().unwrap().map(|i| i.idempotency_key),
+            Some("k1".into())
+        );
     }
 
     #[test]
@@ -524,7 +613,11 @@ mod tests {
 
         s.set_balance(1, 1000, 10).unwrap();
         s.set_balance(1, 5, 5).unwrap();
-        assert_eq!(s.balance(1).unwrap().map(|b| b.available_fen), Some(1000), "older news does not overwrite");
+        assert_eq!(
+            s.balance(1).unwrap().map(|b| b.available_fen),
+            Some(1000),
+            "older news does not overwrite"
+        );
         s.add_offline_spend("o1", 1, 300).unwrap();
         s.add_offline_spend("o2", 1, 200).unwrap();
         s.add_offline_spend("o2", 1, 200).unwrap();

@@ -40,16 +40,22 @@ pub struct PayCodeReader {
 
 impl PayCodeReader {
     pub fn new(every: u64, forget_after: Duration) -> Self {
-        PayCodeReader { every: every.max(1), frame: 0, recent: Vec::new(), forget_after }
+        PayCodeReader {
+            every: every.max(1),
+            frame: 0,
+            recent: Vec::new(),
+            forget_after,
+        }
     }
 
     /// New codes on this frame.
     pub fn feed(&mut self, image: &RgbImage, now: Instant) -> Vec<String> {
         self.frame += 1;
-        if self.frame % self.every != 0 {
+        if !self.frame.is_multiple_of(self.every) {
             return Vec::new();
         }
-        self.recent.retain(|(_, t)| now.duration_since(*t) < self.forget_after);
+        self.recent
+            .retain(|(_, t)| now.duration_since(*t) < self.forget_after);
         let mut out = Vec::new();
         for code in scan(image) {
             if let Some(r) = self.recent.iter_mut().find(|(c, _)| *c == code) {
@@ -84,7 +90,11 @@ mod tests {
                 let (mx, my) = (i as u32 % n, i as u32 / n);
                 for dy in 0..4 {
                     for dx in 0..4 {
-                        img.put_pixel(ox + (mx + 4) * 4 + dx, oy + (my + 4) * 4 + dy, image::Rgb([0, 0, 0]));
+                        img.put_pixel(
+                            ox + (mx + 4) * 4 + dx,
+                            oy + (my + 4) * 4 + dy,
+                            image::Rgb([0, 0, 0]),
+                        );
                     }
                 }
             }
@@ -109,6 +119,9 @@ mod tests {
         assert!(r.feed(&img, t0 + Duration::from_secs(1)).is_empty());
         assert!(r.feed(&img, t0 + Duration::from_secs(4)).is_empty());
         // Gone for longer than `forget_after`: a new showing.
-        assert_eq!(r.feed(&img, t0 + Duration::from_secs(10)), vec!["code-1".to_string()]);
+        assert_eq!(
+            r.feed(&img, t0 + Duration::from_secs(10)),
+            vec!["code-1".to_string()]
+        );
     }
 }

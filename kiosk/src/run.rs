@@ -57,11 +57,19 @@ impl FaceAnalyzer {
             liveness: cfg.liveness,
             ..Default::default()
         };
-        Ok(FaceAnalyzer { pipeline: Pipeline::load(pc)?, policy: cfg.match_policy(), min_eye_distance_px: cfg.min_eye_distance_px })
+        Ok(FaceAnalyzer {
+            pipeline: Pipeline::load(pc)?,
+            policy: cfg.match_policy(),
+            min_eye_distance_px: cfg.min_eye_distance_px,
+        })
     }
 
     /// The main face of `image`, measured and looked up in `gallery`.
-    pub fn observe(&mut self, image: &RgbImage, gallery: &Gallery<i64>) -> Result<FrameObs, RunError> {
+    pub fn observe(
+        &mut self,
+        image: &RgbImage,
+        gallery: &Gallery<i64>,
+    ) -> Result<FrameObs, RunError> {
         let analysis = self.pipeline.analyze(image, Faces::Main)?;
         let Some(face) = analysis.faces.into_iter().next() else {
             return Ok(FrameObs { face: None });
@@ -86,9 +94,16 @@ impl FaceAnalyzer {
     }
 
     /// The embedding of the main face of a photo (enrolment desk).
-    pub fn embed_photo(&mut self, image: &RgbImage) -> Result<Option<(Vec<f32>, models::quality::QualityReport)>, RunError> {
+    pub fn embed_photo(
+        &mut self,
+        image: &RgbImage,
+    ) -> Result<Option<(Vec<f32>, models::quality::QualityReport)>, RunError> {
         let analysis = self.pipeline.analyze(image, Faces::Main)?;
-        Ok(analysis.faces.into_iter().next().map(|f| (f.embedding.to_vec(), f.quality)))
+        Ok(analysis
+            .faces
+            .into_iter()
+            .next()
+            .map(|f| (f.embedding.to_vec(), f.quality)))
     }
 }
 
@@ -110,7 +125,11 @@ pub struct RunOptions {
 }
 
 fn open_cache(cfg: &KioskConfig) -> Result<GalleryCache, RunError> {
-    let key = load_or_create_key(cfg.gallery_key().map_err(|e| RunError::Other(e.to_string()))?, &cfg.data_dir.join("gallery.key"))?;
+    let key = load_or_create_key(
+        cfg.gallery_key()
+            .map_err(|e| RunError::Other(e.to_string()))?,
+        &cfg.data_dir.join("gallery.key"),
+    )?;
     Ok(GalleryCache::new(cfg.data_dir.join("gallery.bin"), &key))
 }
 
@@ -127,7 +146,10 @@ pub fn load_cached_gallery(cache: &GalleryCache) -> GalleryState {
 }
 
 /// Pulls every gallery change since `state.since`. Returns whether anything changed.
-pub fn sync_gallery(api: &dyn BackendApi, state: &mut GalleryState) -> Result<bool, crate::api::ApiError> {
+pub fn sync_gallery(
+    api: &dyn BackendApi,
+    state: &mut GalleryState,
+) -> Result<bool, crate::api::ApiError> {
     let mut changed = false;
     loop {
         let page = api.gallery(state.since, 500)?;
@@ -153,88 +175,105 @@ pub fn sync_gallery(api: &dyn BackendApi, state: &mut GalleryState) -> Result<bo
     }
 }
 
-fn spawn_sync(
-    cfg: KioskConfig,
+/// What the sync thread owns.
+struct SyncParts {
+    interval: Duration,
     api: Arc<dyn BackendApi>,
     gate: Arc<Mutex<()>>,
     cache: GalleryCache,
-    mut state: GalleryState,
+    state: GalleryState,
+    db_path: PathBuf,
+}
+
+fn spawn_sync(
+    parts: SyncParts,
     tx: Sender<SyncMsg>,
     stop: Arc<AtomicBool>,
-    db_path: PathBuf,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("sync".into()).spawn(move || {
-        let mut store = match LocalStore::open(&db_path) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(SyncMsg::Event(KioskEvent::Error { message: format!("sync: {e}") }));
-                return;
-            }
-        };
-        let mut last_reported = None;
-        let mut online = None;
-        while !stop.load(Ordering::Relaxed) {
-            let mut delivered = 0;
-            let mut reachable = true;
-            {
-                let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
-                match store.drain_report(now_ms, |item| send_item(&*api, item)) {
-                    Ok(report) => {
-                        for (item, d) in &report.done {
-                            if let Err(e) = learn_from_delivery(&mut store, item, d, now_ms()) {
-                                tracing::warn!("sync: {e}");
+    let SyncParts {
+        interval,
+        api,
+        gate,
+        cache,
+        mut state,
+        db_path,
+    } = parts;
+    std::thread::Builder::new()
+        .name("sync".into())
+        .spawn(move || {
+            let mut store = match LocalStore::open(&db_path) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(SyncMsg::Event(KioskEvent::Error {
+                        message: format!("sync: {e}"),
+                    }));
+                    return;
+                }
+            };
+            let mut last_reported = None;
+            let mut online = None;
+            while !stop.load(Ordering::Relaxed) {
+                let mut delivered = 0;
+                let mut reachable = true;
+                {
+                    let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
+                    match store.drain_report(now_ms, |item| send_item(&*api, item)) {
+                        Ok(report) => {
+                            for (item, d) in &report.done {
+                                if let Err(e) = learn_from_delivery(&mut store, item, d, now_ms()) {
+                                    tracing::warn!("sync: {e}");
+                                }
+                            }
+                            delivered = report.done.len();
+                            if let Some((item, d)) = &report.stopped {
+                                tracing::debug!(seq = item.seq, "outbox waits: {d:?}");
+                                reachable = false;
                             }
                         }
-                        delivered = report.done.len();
-                        if let Some((item, d)) = &report.stopped {
-                            tracing::debug!(seq = item.seq, "outbox waits: {d:?}");
-                            reachable = false;
+                        Err(e) => tracing::warn!("sync: {e}"),
+                    }
+                }
+                match sync_gallery(&*api, &mut state) {
+                    Ok(true) => {
+                        if let Err(e) = cache.save(&state) {
+                            tracing::warn!("saving the gallery cache: {e}");
+                        }
+                        if tx.send(SyncMsg::Gallery(state.to_gallery())).is_err() {
+                            return;
                         }
                     }
-                    Err(e) => tracing::warn!("sync: {e}"),
-                }
-            }
-            match sync_gallery(&*api, &mut state) {
-                Ok(true) => {
-                    if let Err(e) = cache.save(&state) {
-                        tracing::warn!("saving the gallery cache: {e}");
-                    }
-                    if tx.send(SyncMsg::Gallery(state.to_gallery())).is_err() {
-                        return;
+                    Ok(false) => {}
+                    Err(e) => {
+                        reachable &= !e.is_transient();
+                        tracing::debug!("gallery sync: {e}");
                     }
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    reachable &= !e.is_transient();
-                    tracing::debug!("gallery sync: {e}");
+                if online != Some(reachable) {
+                    online = Some(reachable);
+                    let _ = tx.send(SyncMsg::Event(KioskEvent::Online { online: reachable }));
                 }
-            }
-            if online != Some(reachable) {
-                online = Some(reachable);
-                let _ = tx.send(SyncMsg::Event(KioskEvent::Online { online: reachable }));
-            }
-            if let Ok(c) = store.counts() {
-                let now = (c, state.since, state.templates.len());
-                if delivered > 0 || last_reported != Some(now) {
-                    last_reported = Some(now);
-                    let ev = KioskEvent::Synced {
-                        delivered,
-                        pending: c.pending,
-                        rejected: c.rejected,
-                        gallery_version: state.since,
-                        templates: state.templates.len(),
-                    };
-                    if tx.send(SyncMsg::Event(ev)).is_err() {
-                        return;
+                if let Ok(c) = store.counts() {
+                    let now = (c, state.since, state.templates.len());
+                    if delivered > 0 || last_reported != Some(now) {
+                        last_reported = Some(now);
+                        let ev = KioskEvent::Synced {
+                            delivered,
+                            pending: c.pending,
+                            rejected: c.rejected,
+                            gallery_version: state.since,
+                            templates: state.templates.len(),
+                        };
+                        if tx.send(SyncMsg::Event(ev)).is_err() {
+                            return;
+                        }
                     }
                 }
+                let until = Instant::now() + interval;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-            let until = Instant::now() + Duration::from_millis(cfg.sync_interval_ms.max(50));
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    })
+        })
 }
 
 /// Percentile of a sorted list.
@@ -247,8 +286,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Runs the kiosk until `stop` is set (or the options end it).
-pub fn run(cfg: KioskConfig, api: Arc<dyn BackendApi>, mut sink: EventSink, stop: Arc<AtomicBool>, opts: RunOptions) -> Result<(), RunError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| RunError::Other(format!("{}: {e}", cfg.data_dir.display())))?;
+pub fn run(
+    cfg: KioskConfig,
+    api: Arc<dyn BackendApi>,
+    mut sink: EventSink,
+    stop: Arc<AtomicBool>,
+    opts: RunOptions,
+) -> Result<(), RunError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| RunError::Other(format!("{}: {e}", cfg.data_dir.display())))?;
     let db_path = cfg.data_dir.join("kiosk.db");
     let store = LocalStore::open(&db_path)?;
     let cache = open_cache(&cfg)?;
@@ -267,13 +313,27 @@ pub fn run(cfg: KioskConfig, api: Arc<dyn BackendApi>, mut sink: EventSink, stop
     let gate = Arc::new(Mutex::new(()));
     let (sync_tx, sync_rx): (Sender<SyncMsg>, Receiver<SyncMsg>) = mpsc::channel();
     let threads_stop = Arc::new(AtomicBool::new(false));
-    let sync = spawn_sync(cfg.clone(), api.clone(), gate.clone(), cache, state, sync_tx, threads_stop.clone(), db_path)
+    let parts = SyncParts {
+        interval: Duration::from_millis(cfg.sync_interval_ms.max(50)),
+        api: api.clone(),
+        gate: gate.clone(),
+        cache,
+        state,
+        db_path,
+    };
+    let sync = spawn_sync(parts, sync_tx, threads_stop.clone())
         .map_err(|e| RunError::Other(format!("starting the sync thread: {e}")))?;
     let (scale_tx, scale_rx) = mpsc::channel();
     let scale = match (&cfg.scale.port, cfg.mode.weighs()) {
         (Some(port), true) => Some(
-            crate::scale_io::spawn_reader(port.clone(), cfg.scale.baud, cfg.scale.stability, scale_tx, threads_stop.clone())
-                .map_err(|e| RunError::Other(format!("starting the scale reader: {e}")))?,
+            crate::scale_io::spawn_reader(
+                port.clone(),
+                cfg.scale.baud,
+                cfg.scale.stability,
+                scale_tx,
+                threads_stop.clone(),
+            )
+            .map_err(|e| RunError::Other(format!("starting the scale reader: {e}")))?,
         ),
         _ => None,
     };
@@ -297,7 +357,11 @@ pub fn run(cfg: KioskConfig, api: Arc<dyn BackendApi>, mut sink: EventSink, stop
         while let Ok(msg) = sync_rx.try_recv() {
             match msg {
                 SyncMsg::Gallery(g) => {
-                    tracing::info!(templates = g.len(), persons = g.person_count(), "gallery updated");
+                    tracing::info!(
+                        templates = g.len(),
+                        persons = g.person_count(),
+                        "gallery updated"
+                    );
                     gallery = g;
                 }
                 SyncMsg::Event(e) => station.emit(e),
@@ -308,7 +372,14 @@ pub fn run(cfg: KioskConfig, api: Arc<dyn BackendApi>, mut sink: EventSink, stop
         }
         station.tick();
         if replay_ended {
-            if opts.exit_after_replay && station.store().counts().map(|c| c.pending == 0).unwrap_or(false) && station.is_idle() {
+            if opts.exit_after_replay
+                && station
+                    .store()
+                    .counts()
+                    .map(|c| c.pending == 0)
+                    .unwrap_or(false)
+                && station.is_idle()
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -364,7 +435,12 @@ pub fn run(cfg: KioskConfig, api: Arc<dyn BackendApi>, mut sink: EventSink, stop
 fn emit_stats(station: &mut Station, frames: u64, dropped: u64, samples: &mut Vec<f64>) {
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
-    station.emit(KioskEvent::Stats { frames, dropped, analyse_p50_ms: percentile(&sorted, 0.5), analyse_p95_ms: percentile(&sorted, 0.95) });
+    station.emit(KioskEvent::Stats {
+        frames,
+        dropped,
+        analyse_p50_ms: percentile(&sorted, 0.5),
+        analyse_p95_ms: percentile(&sorted, 0.95),
+    });
     if samples.len() > 10_000 {
         samples.drain(..5_000);
     }

@@ -19,7 +19,11 @@ pub const MAX_LINE: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Reading {
     /// A weight in milligrams (negative when the platform reads below its zero).
-    Weight { stable: bool, kind: WeightKind, milligrams: i64 },
+    Weight {
+        stable: bool,
+        kind: WeightKind,
+        milligrams: i64,
+    },
     /// The load exceeds the scale's capacity.
     Overload,
 }
@@ -60,7 +64,10 @@ pub fn parse_line(line: &[u8]) -> Result<Reading, ParseError> {
         return Err(ParseError::Empty);
     }
     let mut fields = text.split(',').map(str::trim);
-    let status = fields.next().ok_or(ParseError::Missing)?.to_ascii_uppercase();
+    let status = fields
+        .next()
+        .ok_or(ParseError::Missing)?
+        .to_ascii_uppercase();
     let stable = match status.as_str() {
         "ST" => true,
         "US" => false,
@@ -73,7 +80,9 @@ pub fn parse_line(line: &[u8]) -> Result<Reading, ParseError> {
         "NT" | "N" => (WeightKind::Net, fields.next().ok_or(ParseError::Missing)?),
         "TR" | "T" => (WeightKind::Tare, fields.next().ok_or(ParseError::Missing)?),
         // Some scales omit the kind: `ST,+0001.234kg`.
-        _ if kind_field.starts_with(['+', '-']) || kind_field.starts_with(|c: char| c.is_ascii_digit()) => {
+        _ if kind_field.starts_with(['+', '-'])
+            || kind_field.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
             (WeightKind::Gross, kind_field)
         }
         other => return Err(ParseError::UnknownKind(truncate(other))),
@@ -82,13 +91,19 @@ pub fn parse_line(line: &[u8]) -> Result<Reading, ParseError> {
         return Err(ParseError::BadNumber(truncate(text)));
     }
     let milligrams = parse_weight(value)?;
-    Ok(Reading::Weight { stable, kind, milligrams })
+    Ok(Reading::Weight {
+        stable,
+        kind,
+        milligrams,
+    })
 }
 
 /// `+0001.234kg`, `-  12.5 g`, `1.2lb` → milligrams.
 fn parse_weight(s: &str) -> Result<i64, ParseError> {
     let s: String = s.chars().filter(|c| *c != ' ').collect();
-    let unit_start = s.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| ParseError::UnknownUnit(String::new()))?;
+    let unit_start = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(|| ParseError::UnknownUnit(String::new()))?;
     let (num, unit) = s.split_at(unit_start);
     // Milligrams per unit, as a rational (numerator, denominator) to stay exact for g/kg.
     let (per_num, per_den): (i128, i128) = match unit.to_ascii_lowercase().as_str() {
@@ -105,10 +120,16 @@ fn parse_weight(s: &str) -> Result<i64, ParseError> {
     };
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !ok(int_part) || !ok(frac_part) || int_part.len() + frac_part.len() > 15 {
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !ok(int_part)
+        || !ok(frac_part)
+        || int_part.len() + frac_part.len() > 15
+    {
         return Err(ParseError::BadNumber(truncate(num)));
     }
-    let mantissa: i128 = format!("{int_part}{frac_part}").parse().map_err(|_| ParseError::BadNumber(truncate(num)))?;
+    let mantissa: i128 = format!("{int_part}{frac_part}")
+        .parse()
+        .map_err(|_| ParseError::BadNumber(truncate(num)))?;
     let scale = 10i128.pow(frac_part.len() as u32);
     let mg = (mantissa * per_num + (scale * per_den) / 2) / (scale * per_den);
     let mg = i64::try_from(mg).map_err(|_| ParseError::BadNumber(truncate(num)))?;
@@ -168,7 +189,12 @@ pub struct StabilityConfig {
 
 impl Default for StabilityConfig {
     fn default() -> Self {
-        StabilityConfig { stable_readings: 5, tolerance_g: 2.0, empty_below_g: 20.0, min_load_g: 50.0 }
+        StabilityConfig {
+            stable_readings: 5,
+            tolerance_g: 2.0,
+            empty_below_g: 20.0,
+            min_load_g: 50.0,
+        }
     }
 }
 
@@ -176,7 +202,9 @@ impl Default for StabilityConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum ScaleEvent {
     /// A tray's gross weight settled (grams, rounded). Emitted once per tray.
-    Settled { gross_g: i64 },
+    Settled {
+        gross_g: i64,
+    },
     /// The platform is empty again: the next load is a new tray.
     Emptied,
     Overload,
@@ -195,7 +223,12 @@ pub struct StabilityDetector {
 
 impl StabilityDetector {
     pub fn new(config: StabilityConfig) -> Self {
-        StabilityDetector { config, window: Vec::new(), spent: false, empty: true }
+        StabilityDetector {
+            config,
+            window: Vec::new(),
+            spent: false,
+            empty: true,
+        }
     }
 
     pub fn feed(&mut self, reading: Reading) -> Option<ScaleEvent> {
@@ -205,8 +238,13 @@ impl StabilityDetector {
                 return Some(ScaleEvent::Overload);
             }
             // Tare lines report the scale's stored tare, not the load.
-            Reading::Weight { kind: WeightKind::Tare, .. } => return None,
-            Reading::Weight { stable, milligrams, .. } => (stable, milligrams),
+            Reading::Weight {
+                kind: WeightKind::Tare,
+                ..
+            } => return None,
+            Reading::Weight {
+                stable, milligrams, ..
+            } => (stable, milligrams),
         };
         let grams = mg as f64 / 1000.0;
         if grams < self.config.empty_below_g {
@@ -233,7 +271,9 @@ impl StabilityDetector {
             self.window.clear();
             if mean >= self.config.min_load_g {
                 self.spent = true;
-                return Some(ScaleEvent::Settled { gross_g: mean.round() as i64 });
+                return Some(ScaleEvent::Settled {
+                    gross_g: mean.round() as i64,
+                });
             }
         }
         None
@@ -246,7 +286,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn w(stable: bool, mg: i64) -> Reading {
-        Reading::Weight { stable, kind: WeightKind::Gross, milligrams: mg }
+        Reading::Weight {
+            stable,
+            kind: WeightKind::Gross,
+            milligrams: mg,
+        }
     }
 
     #[test]
@@ -254,23 +298,55 @@ mod tests {
         assert_eq!(parse_line(b"ST,GS,+0001.234kg"), Ok(w(true, 1_234_000)));
         assert_eq!(parse_line(b"US,GS,+0001.240kg"), Ok(w(false, 1_240_000)));
         assert_eq!(parse_line(b"ST,GS,-0000.120kg"), Ok(w(true, -120_000)));
-        assert_eq!(parse_line(b"ST,NT,+  512.5 g"), Ok(Reading::Weight { stable: true, kind: WeightKind::Net, milligrams: 512_500 }));
+        assert_eq!(
+            parse_line(b"ST,NT,+  512.5 g"),
+            Ok(Reading::Weight {
+                stable: true,
+                kind: WeightKind::Net,
+                milligrams: 512_500
+            })
+        );
         assert_eq!(parse_line(b"ST,+0000.450kg"), Ok(w(true, 450_000)));
         assert_eq!(parse_line(b"OL"), Ok(Reading::Overload));
         assert_eq!(parse_line(b"OL,GS,+9999.999kg"), Ok(Reading::Overload));
         assert_eq!(parse_line(b"st,gs,+1lb"), Ok(w(true, 453_592)));
-        assert_eq!(parse_line(b"ST,TR,+0000.300kg"), Ok(Reading::Weight { stable: true, kind: WeightKind::Tare, milligrams: 300_000 }));
+        assert_eq!(
+            parse_line(b"ST,TR,+0000.300kg"),
+            Ok(Reading::Weight {
+                stable: true,
+                kind: WeightKind::Tare,
+                milligrams: 300_000
+            })
+        );
     }
 
     #[test]
     fn refuses_garbage_with_a_reason() {
         assert_eq!(parse_line(b""), Err(ParseError::Empty));
-        assert!(matches!(parse_line(b"XX,GS,+1kg"), Err(ParseError::UnknownStatus(_))));
-        assert!(matches!(parse_line(b"ST,GS,+1.2.3kg"), Err(ParseError::BadNumber(_))));
-        assert!(matches!(parse_line(b"ST,GS,+1.2"), Err(ParseError::UnknownUnit(_))));
-        assert!(matches!(parse_line(b"ST,GS,+1.2st"), Err(ParseError::UnknownUnit(_))));
-        assert!(matches!(parse_line(b"ST,GS,kg"), Err(ParseError::BadNumber(_))));
-        assert!(matches!(parse_line(b"ST,GS,+99999999999999999kg"), Err(ParseError::BadNumber(_))));
+        assert!(matches!(
+            parse_line(b"XX,GS,+1kg"),
+            Err(ParseError::UnknownStatus(_))
+        ));
+        assert!(matches!(
+            parse_line(b"ST,GS,+1.2.3kg"),
+            Err(ParseError::BadNumber(_))
+        ));
+        assert!(matches!(
+            parse_line(b"ST,GS,+1.2"),
+            Err(ParseError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_line(b"ST,GS,+1.2st"),
+            Err(ParseError::UnknownUnit(_))
+        ));
+        assert!(matches!(
+            parse_line(b"ST,GS,kg"),
+            Err(ParseError::BadNumber(_))
+        ));
+        assert!(matches!(
+            parse_line(b"ST,GS,+99999999999999999kg"),
+            Err(ParseError::BadNumber(_))
+        ));
         assert_eq!(parse_line(&[0xff, 0xfe]), Err(ParseError::NotAscii));
         assert_eq!(parse_line(b"ST"), Err(ParseError::Missing));
     }
@@ -282,30 +358,72 @@ mod tests {
         assert_eq!(f.push(b"S,+2kg\n"), vec![b"US,GS,+2kg".to_vec()]);
         let long = vec![b'9'; MAX_LINE * 3];
         assert!(f.push(&long).is_empty());
-        assert!(f.push(b"\n").is_empty(), "the over-long line is dropped whole");
+        assert!(
+            f.push(b"\n").is_empty(),
+            "the over-long line is dropped whole"
+        );
         assert_eq!(f.push(b"OL\r"), vec![b"OL".to_vec()]);
     }
 
     #[test]
     fn a_tray_settles_once_and_rearms_after_emptying() {
-        let mut d = StabilityDetector::new(StabilityConfig { stable_readings: 3, ..Default::default() });
+        let mut d = StabilityDetector::new(StabilityConfig {
+            stable_readings: 3,
+            ..Default::default()
+        });
         let mut events = Vec::new();
-        let seq = [w(true, 0), w(false, 300_000), w(false, 420_000), w(true, 451_000), w(true, 452_000), w(true, 450_500),
-            w(true, 451_000), w(true, 451_000), w(true, 451_000), w(true, 5_000), w(true, 600_000), w(true, 600_000), w(true, 600_000)];
+        let seq = [
+            w(true, 0),
+            w(false, 300_000),
+            w(false, 420_000),
+            w(true, 451_000),
+            w(true, 452_000),
+            w(true, 450_500),
+            w(true, 451_000),
+            w(true, 451_000),
+            w(true, 451_000),
+            w(true, 5_000),
+            w(true, 600_000),
+            w(true, 600_000),
+            w(true, 600_000),
+        ];
         for r in seq {
             events.extend(d.feed(r));
         }
-        assert_eq!(events, vec![ScaleEvent::Settled { gross_g: 451 }, ScaleEvent::Emptied, ScaleEvent::Settled { gross_g: 600 }]);
+        assert_eq!(
+            events,
+            vec![
+                ScaleEvent::Settled { gross_g: 451 },
+                ScaleEvent::Emptied,
+                ScaleEvent::Settled { gross_g: 600 }
+            ]
+        );
     }
 
     #[test]
     fn unstable_jumps_negative_and_overload_do_not_settle() {
-        let mut d = StabilityDetector::new(StabilityConfig { stable_readings: 3, ..Default::default() });
-        for r in [w(true, 400_000), w(true, 410_000), w(true, 420_000), w(false, 420_000), w(true, -50_000), Reading::Overload] {
-            assert!(!matches!(d.feed(r), Some(ScaleEvent::Settled { .. })), "{r:?}");
+        let mut d = StabilityDetector::new(StabilityConfig {
+            stable_readings: 3,
+            ..Default::default()
+        });
+        for r in [
+            w(true, 400_000),
+            w(true, 410_000),
+            w(true, 420_000),
+            w(false, 420_000),
+            w(true, -50_000),
+            Reading::Overload,
+        ] {
+            assert!(
+                !matches!(d.feed(r), Some(ScaleEvent::Settled { .. })),
+                "{r:?}"
+            );
         }
         // Light loads (a spoon) are not trays.
-        let mut d = StabilityDetector::new(StabilityConfig { stable_readings: 2, ..Default::default() });
+        let mut d = StabilityDetector::new(StabilityConfig {
+            stable_readings: 2,
+            ..Default::default()
+        });
         assert_eq!(d.feed(w(true, 30_000)), None);
         assert_eq!(d.feed(w(true, 30_000)), None);
     }

@@ -19,13 +19,20 @@ pub enum ScaleError {
 }
 
 fn open(port: &str, baud: u32) -> Result<Box<dyn Read + Send>, ScaleError> {
-    let err = |reason: String| ScaleError::Open { port: port.to_string(), reason };
+    let err = |reason: String| ScaleError::Open {
+        port: port.to_string(),
+        reason,
+    };
     if let Some(addr) = port.strip_prefix("tcp://") {
         let s = TcpStream::connect(addr).map_err(|e| err(e.to_string()))?;
-        s.set_read_timeout(Some(Duration::from_millis(500))).map_err(|e| err(e.to_string()))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(|e| err(e.to_string()))?;
         return Ok(Box::new(s));
     }
-    let p = serialport::new(port, baud).timeout(Duration::from_millis(500)).open().map_err(|e| err(e.to_string()))?;
+    let p = serialport::new(port, baud)
+        .timeout(Duration::from_millis(500))
+        .open()
+        .map_err(|e| err(e.to_string()))?;
     Ok(Box::new(p))
 }
 
@@ -37,57 +44,68 @@ pub fn spawn_reader(
     tx: Sender<ScaleEvent>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("scale".into()).spawn(move || {
-        let mut detector = StabilityDetector::new(stability);
-        let mut last_complaint = Instant::now() - Duration::from_secs(60);
-        while !stop.load(Ordering::Relaxed) {
-            let mut link = match open(&port, baud) {
-                Ok(l) => l,
-                Err(e) => {
-                    if last_complaint.elapsed() > Duration::from_secs(30) {
-                        tracing::warn!("{e}; retrying");
-                        last_complaint = Instant::now();
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-            };
-            tracing::info!(%port, "scale connected");
-            let mut framer = LineFramer::new();
-            let mut buf = [0u8; 256];
-            let mut bad_lines = 0u64;
+    std::thread::Builder::new()
+        .name("scale".into())
+        .spawn(move || {
+            let mut detector = StabilityDetector::new(stability);
+            let mut last_complaint = Instant::now() - Duration::from_secs(60);
             while !stop.load(Ordering::Relaxed) {
-                let n = match link.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => continue,
+                let mut link = match open(&port, baud) {
+                    Ok(l) => l,
                     Err(e) => {
-                        tracing::warn!(%port, "scale link: {e}");
-                        break;
+                        if last_complaint.elapsed() > Duration::from_secs(30) {
+                            tracing::warn!("{e}; retrying");
+                            last_complaint = Instant::now();
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                        continue;
                     }
                 };
-                for line in framer.push(&buf[..n]) {
-                    match parse_line(&line) {
-                        Ok(r) => {
-                            if let Some(ev) = detector.feed(r) {
-                                if tx.send(ev).is_err() {
-                                    return;
+                tracing::info!(%port, "scale connected");
+                let mut framer = LineFramer::new();
+                let mut buf = [0u8; 256];
+                let mut bad_lines = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = match link.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::TimedOut
+                                    | std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) => {
+                            tracing::warn!(%port, "scale link: {e}");
+                            break;
+                        }
+                    };
+                    for line in framer.push(&buf[..n]) {
+                        match parse_line(&line) {
+                            Ok(r) => {
+                                if let Some(ev) = detector.feed(r) {
+                                    if tx.send(ev).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                bad_lines += 1;
+                                // Noise is normal on a serial line; say so now and then.
+                                if bad_lines.is_power_of_two() {
+                                    tracing::debug!(%port, bad_lines, "unreadable scale line: {e}");
                                 }
                             }
                         }
-                        Err(e) => {
-                            bad_lines += 1;
-                            // Noise is normal on a serial line; say so now and then.
-                            if bad_lines.is_power_of_two() {
-                                tracing::debug!(%port, bad_lines, "unreadable scale line: {e}");
-                            }
-                        }
                     }
                 }
+                std::thread::sleep(Duration::from_millis(200));
             }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    })
+        })
 }
 
 /// A simulated canteen scale on TCP: each client gets a continuous stream of readings at
@@ -143,7 +161,12 @@ pub mod simulator {
     }
 
     /// Serves clients until `stop`; returns the bound address through `on_bound`.
-    pub fn serve(listen: &str, cfg: SimConfig, stop: Arc<AtomicBool>, on_bound: impl FnOnce(std::net::SocketAddr)) -> std::io::Result<()> {
+    pub fn serve(
+        listen: &str,
+        cfg: SimConfig,
+        stop: Arc<AtomicBool>,
+        on_bound: impl FnOnce(std::net::SocketAddr),
+    ) -> std::io::Result<()> {
         let listener = TcpListener::bind(listen)?;
         on_bound(listener.local_addr()?);
         listener.set_nonblocking(true)?;
@@ -159,7 +182,9 @@ pub mod simulator {
                         let lines = script(&cfg);
                         loop {
                             for l in &lines {
-                                if stop.load(Ordering::Relaxed) || s.write_all(format!("{l}\r\n").as_bytes()).is_err() {
+                                if stop.load(Ordering::Relaxed)
+                                    || s.write_all(format!("{l}\r\n").as_bytes()).is_err()
+                                {
                                     return;
                                 }
                                 std::thread::sleep(period);
@@ -176,7 +201,9 @@ pub mod simulator {
                         }
                     });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -191,7 +218,14 @@ mod tests {
 
     #[test]
     fn the_simulated_script_settles_each_tray_once_despite_noise() {
-        let cfg = SimConfig { trays: vec![812, 640], off_s: 1.0, on_s: 1.0, hz: 10.0, noise: true, once: true };
+        let cfg = SimConfig {
+            trays: vec![812, 640],
+            off_s: 1.0,
+            on_s: 1.0,
+            hz: 10.0,
+            noise: true,
+            once: true,
+        };
         let mut d = StabilityDetector::new(StabilityConfig::default());
         let mut f = LineFramer::new();
         let mut settled = Vec::new();
@@ -211,12 +245,27 @@ mod tests {
     fn reader_gets_weighings_from_the_tcp_simulator() {
         let stop = Arc::new(AtomicBool::new(false));
         let (atx, arx) = std::sync::mpsc::channel();
-        let cfg = SimConfig { trays: vec![730], off_s: 0.3, on_s: 1.0, hz: 50.0, noise: true, once: true };
+        let cfg = SimConfig {
+            trays: vec![730],
+            off_s: 0.3,
+            on_s: 1.0,
+            hz: 50.0,
+            noise: true,
+            once: true,
+        };
         let s2 = stop.clone();
-        let sim = std::thread::spawn(move || serve("127.0.0.1:0", cfg, s2, |a| atx.send(a).unwrap()));
+        let sim =
+            std::thread::spawn(move || serve("127.0.0.1:0", cfg, s2, |a| atx.send(a).unwrap()));
         let addr = arx.recv().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let reader = spawn_reader(format!("tcp://{addr}"), 9600, StabilityConfig::default(), tx, stop.clone()).unwrap();
+        let reader = spawn_reader(
+            format!("tcp://{addr}"),
+            9600,
+            StabilityConfig::default(),
+            tx,
+            stop.clone(),
+        )
+        .unwrap();
         // The noisy script includes an overload line first; the tray settles after it.
         let settled = loop {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {

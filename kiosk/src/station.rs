@@ -40,7 +40,12 @@ pub enum Via {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum KioskEvent {
-    Started { mode: String, source: String, templates: usize, persons: usize },
+    Started {
+        mode: String,
+        source: String,
+        templates: usize,
+        persons: usize,
+    },
     Face(FaceEvent),
     /// The diner may take the meal.
     Paid {
@@ -55,10 +60,23 @@ pub enum KioskEvent {
         latency_ms: f64,
     },
     /// Do not serve; pay another way.
-    Declined { staff_id: i64, via: Via, reason: String, latency_ms: f64 },
-    AlreadyCharged { staff_id: i64, meal: String },
-    PayCodeRefused { reason: String },
-    Weighed { gross_g: i64, net_g: i64 },
+    Declined {
+        staff_id: i64,
+        via: Via,
+        reason: String,
+        latency_ms: f64,
+    },
+    AlreadyCharged {
+        staff_id: i64,
+        meal: String,
+    },
+    PayCodeRefused {
+        reason: String,
+    },
+    Weighed {
+        gross_g: i64,
+        net_g: i64,
+    },
     WasteRecorded {
         staff_id: Option<i64>,
         gross_g: i64,
@@ -69,11 +87,28 @@ pub enum KioskEvent {
         canteen_average_g: Option<f64>,
         averages_from: String,
     },
-    ScaleProblem { message: String },
-    Synced { delivered: usize, pending: i64, rejected: i64, gallery_version: i64, templates: usize },
-    Online { online: bool },
-    Error { message: String },
-    Stats { frames: u64, dropped: u64, analyse_p50_ms: f64, analyse_p95_ms: f64 },
+    ScaleProblem {
+        message: String,
+    },
+    Synced {
+        delivered: usize,
+        pending: i64,
+        rejected: i64,
+        gallery_version: i64,
+        templates: usize,
+    },
+    Online {
+        online: bool,
+    },
+    Error {
+        message: String,
+    },
+    Stats {
+        frames: u64,
+        dropped: u64,
+        analyse_p50_ms: f64,
+        analyse_p95_ms: f64,
+    },
     Stopped,
 }
 
@@ -83,11 +118,15 @@ pub type EventSink = Box<dyn FnMut(KioskEvent) + Send>;
 pub fn send_item(api: &dyn BackendApi, item: &OutboxItem) -> Delivery {
     let result = match item.kind {
         ItemKind::Charge => match serde_json::from_str::<ChargeRequest>(&item.body) {
-            Ok(req) => api.charge(&req).and_then(|r| serde_json::to_string(&r).map_err(|e| ApiError::Decode(e.to_string()))),
+            Ok(req) => api.charge(&req).and_then(|r| {
+                serde_json::to_string(&r).map_err(|e| ApiError::Decode(e.to_string()))
+            }),
             Err(e) => return Delivery::Permanent(format!("unreadable queued charge: {e}")),
         },
         ItemKind::Waste => match serde_json::from_str::<WasteRequest>(&item.body) {
-            Ok(req) => api.waste(&req).and_then(|r| serde_json::to_string(&r).map_err(|e| ApiError::Decode(e.to_string()))),
+            Ok(req) => api.waste(&req).and_then(|r| {
+                serde_json::to_string(&r).map_err(|e| ApiError::Decode(e.to_string()))
+            }),
             Err(e) => return Delivery::Permanent(format!("unreadable queued waste record: {e}")),
         },
     };
@@ -100,11 +139,23 @@ pub fn send_item(api: &dyn BackendApi, item: &OutboxItem) -> Delivery {
 }
 
 /// What a delivered item teaches the local state: balances, settled offline spending.
-pub fn learn_from_delivery(store: &mut LocalStore, item: &OutboxItem, delivery: &Delivery, now_ms: i64) -> Result<(), StoreError> {
+pub fn learn_from_delivery(
+    store: &mut LocalStore,
+    item: &OutboxItem,
+    delivery: &Delivery,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     if let (ItemKind::Charge, Delivery::Delivered(body)) = (item.kind, delivery) {
-        if let (Ok(resp), Ok(req)) = (serde_json::from_str::<ChargeResponse>(body), serde_json::from_str::<ChargeRequest>(&item.body)) {
+        if let (Ok(resp), Ok(req)) = (
+            serde_json::from_str::<ChargeResponse>(body),
+            serde_json::from_str::<ChargeRequest>(&item.body),
+        ) {
             store.settle_offline_spend(&item.idempotency_key)?;
-            store.set_balance(req.staff_id, to_fen(resp.cash_balance + resp.subsidy_balance), now_ms)?;
+            store.set_balance(
+                req.staff_id,
+                to_fen(resp.cash_balance + resp.subsidy_balance),
+                now_ms,
+            )?;
             if let Some(id) = resp.charge_id {
                 store.set_meal_charge(&item.idempotency_key, id)?;
             }
@@ -140,8 +191,23 @@ pub struct Station {
 }
 
 impl Station {
-    pub fn new(cfg: KioskConfig, api: Arc<dyn BackendApi>, store: LocalStore, gate: Arc<Mutex<()>>, sink: EventSink) -> Station {
-        Station { cfg, api, store, gate, sink, pending_diner: None, pending_weighing: None, online: None }
+    pub fn new(
+        cfg: KioskConfig,
+        api: Arc<dyn BackendApi>,
+        store: LocalStore,
+        gate: Arc<Mutex<()>>,
+        sink: EventSink,
+    ) -> Station {
+        Station {
+            cfg,
+            api,
+            store,
+            gate,
+            sink,
+            pending_diner: None,
+            pending_weighing: None,
+            online: None,
+        }
     }
 
     pub fn emit(&mut self, e: KioskEvent) {
@@ -166,7 +232,9 @@ impl Station {
 
     fn error(&mut self, what: &str, e: impl std::fmt::Display) {
         tracing::error!("{what}: {e}");
-        self.emit(KioskEvent::Error { message: format!("{what}: {e}") });
+        self.emit(KioskEvent::Error {
+            message: format!("{what}: {e}"),
+        });
     }
 
     /// Face decisions from the decider; `captured` is when the deciding frame was taken.
@@ -189,7 +257,9 @@ impl Station {
             Ok(grant) => self.on_identified(grant.staff_id, Via::PayCode, captured),
             Err(e) => {
                 let reason = match e {
-                    ApiError::NotSent(_) | ApiError::NoAnswer(_) => "pay codes need the backend, which cannot be reached now".to_string(),
+                    ApiError::NotSent(_) | ApiError::NoAnswer(_) => {
+                        "pay codes need the backend, which cannot be reached now".to_string()
+                    }
                     other => other.to_string(),
                 };
                 self.emit(KioskEvent::PayCodeRefused { reason });
@@ -199,7 +269,9 @@ impl Station {
 
     pub fn on_identified(&mut self, staff_id: i64, via: Via, captured: Instant) {
         let now = Instant::now();
-        let fresh = |t: &Instant| now.duration_since(*t).as_millis() as u64 <= self.cfg.scale.pair_window_ms;
+        let fresh = |t: &Instant| {
+            now.duration_since(*t).as_millis() as u64 <= self.cfg.scale.pair_window_ms
+        };
         if self.cfg.mode.weighs() {
             if let Some((gross, t)) = self.pending_weighing {
                 if fresh(&t) {
@@ -227,7 +299,10 @@ impl Station {
         match ev {
             ScaleEvent::Settled { gross_g } => {
                 let tare = self.cfg.scale.tare_g;
-                self.emit(KioskEvent::Weighed { gross_g, net_g: gross_g - tare });
+                self.emit(KioskEvent::Weighed {
+                    gross_g,
+                    net_g: gross_g - tare,
+                });
                 if gross_g < tare {
                     self.emit(KioskEvent::ScaleProblem {
                         message: format!("tray weighs {gross_g} g, less than the configured tare {tare} g: check scale.tare_g"),
@@ -236,13 +311,18 @@ impl Station {
                 }
                 let now = Instant::now();
                 match self.pending_diner.take() {
-                    Some((staff, t)) if now.duration_since(t).as_millis() as u64 <= self.cfg.scale.pair_window_ms => {
+                    Some((staff, t))
+                        if now.duration_since(t).as_millis() as u64
+                            <= self.cfg.scale.pair_window_ms =>
+                    {
                         self.record_waste(Some(staff), gross_g)
                     }
                     _ => self.pending_weighing = Some((gross_g, now)),
                 }
             }
-            ScaleEvent::Overload => self.emit(KioskEvent::ScaleProblem { message: "scale overloaded".into() }),
+            ScaleEvent::Overload => self.emit(KioskEvent::ScaleProblem {
+                message: "scale overloaded".into(),
+            }),
             ScaleEvent::Emptied => {}
         }
     }
@@ -270,16 +350,30 @@ impl Station {
         let (date, meal) = self.cfg.meal_at(now);
         if let Some(m) = meal {
             if self.store.meal_taken(staff_id, &date, meal_name(m))? {
-                self.emit(KioskEvent::AlreadyCharged { staff_id, meal: format!("{} {date}", meal_name(m)) });
+                self.emit(KioskEvent::AlreadyCharged {
+                    staff_id,
+                    meal: format!("{} {date}", meal_name(m)),
+                });
+                // On a device that does both, a diner who already paid is back with the tray.
+                if self.cfg.mode.weighs() {
+                    self.pending_diner = Some((staff_id, Instant::now()));
+                }
                 return Ok(());
             }
         }
         let key = uuid::Uuid::new_v4().to_string();
-        let mut req = ChargeRequest { idempotency_key: key.clone(), staff_id, kiosk_time: now, offline: false, amount: None };
+        let mut req = ChargeRequest {
+            idempotency_key: key.clone(),
+            staff_id,
+            kiosk_time: now,
+            offline: false,
+            amount: None,
+        };
         let body = serde_json::to_string(&req)?;
         let t_ms = now_ms();
         if let Some(m) = meal {
-            self.store.mark_meal(staff_id, &date, meal_name(m), &key, t_ms)?;
+            self.store
+                .mark_meal(staff_id, &date, meal_name(m), &key, t_ms)?;
         }
         self.store.enqueue(ItemKind::Charge, &key, &body, t_ms)?;
         if std::env::var_os(TEST_KILL_AFTER_OUTBOX_WRITE).is_some() {
@@ -289,12 +383,18 @@ impl Station {
         let gate = self.gate.clone();
         let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
         let api = self.api.clone();
-        let report = self.store.drain_report(now_ms, |item| send_item(&*api, item))?;
+        let report = self
+            .store
+            .drain_report(now_ms, |item| send_item(&*api, item))?;
         for (item, d) in &report.done {
             learn_from_delivery(&mut self.store, item, d, now_ms())?;
         }
         let latency_ms = captured.elapsed().as_secs_f64() * 1000.0;
-        let mine = report.done.iter().find(|(i, _)| i.idempotency_key == key).map(|(_, d)| d.clone());
+        let mine = report
+            .done
+            .iter()
+            .find(|(i, _)| i.idempotency_key == key)
+            .map(|(_, d)| d.clone());
         match mine {
             Some(Delivery::Delivered(resp)) => {
                 self.set_online(true);
@@ -306,16 +406,18 @@ impl Station {
                     }
                 };
                 match resp.status {
-                    ChargeStatus::Accepted | ChargeStatus::Exception => self.emit(KioskEvent::Paid {
-                        staff_id,
-                        via,
-                        idempotency_key: key,
-                        offline: false,
-                        charge_id: resp.charge_id,
-                        amount: Some(resp.amount.to_string()),
-                        balance: Some((resp.cash_balance + resp.subsidy_balance).to_string()),
-                        latency_ms,
-                    }),
+                    ChargeStatus::Accepted | ChargeStatus::Exception => {
+                        self.emit(KioskEvent::Paid {
+                            staff_id,
+                            via,
+                            idempotency_key: key,
+                            offline: false,
+                            charge_id: resp.charge_id,
+                            amount: Some(resp.amount.to_string()),
+                            balance: Some((resp.cash_balance + resp.subsidy_balance).to_string()),
+                            latency_ms,
+                        })
+                    }
                     ChargeStatus::Declined => self.emit(KioskEvent::Declined {
                         staff_id,
                         via,
@@ -326,7 +428,12 @@ impl Station {
             }
             Some(Delivery::Permanent(e)) => {
                 self.store.unmark_meal(&key)?;
-                self.emit(KioskEvent::Declined { staff_id, via, reason: format!("refused by the backend: {e}"), latency_ms });
+                self.emit(KioskEvent::Declined {
+                    staff_id,
+                    via,
+                    reason: format!("refused by the backend: {e}"),
+                    latency_ms,
+                });
             }
             _ => {
                 // Not delivered: the backend is away.
@@ -339,7 +446,12 @@ impl Station {
 
     /// The backend cannot be asked: serve if the person's cached balance and the offline
     /// limit allow it.
-    fn decide_offline(&mut self, req: &mut ChargeRequest, via: Via, latency_ms: f64) -> Result<(), StoreError> {
+    fn decide_offline(
+        &mut self,
+        req: &mut ChargeRequest,
+        via: Via,
+        latency_ms: f64,
+    ) -> Result<(), StoreError> {
         let staff_id = req.staff_id;
         let key = req.idempotency_key.clone();
         let price = to_fen(self.cfg.offline_meal_price);
@@ -353,7 +465,8 @@ impl Station {
             // of refusing a meal already served; only possible if it never left the kiosk
             // (otherwise the identical request must be resent, and its answer stands).
             req.offline = true;
-            self.store.rewrite_unsent(&key, &serde_json::to_string(req)?)?;
+            self.store
+                .rewrite_unsent(&key, &serde_json::to_string(req)?)?;
             self.store.add_offline_spend(&key, staff_id, price)?;
             self.emit(KioskEvent::Paid {
                 staff_id,
@@ -362,7 +475,9 @@ impl Station {
                 offline: true,
                 charge_id: None,
                 amount: Some(self.cfg.offline_meal_price.to_string()),
-                balance: balance.map(|b| rust_decimal::Decimal::new(b.available_fen - spent - price, 2).to_string()),
+                balance: balance.map(|b| {
+                    rust_decimal::Decimal::new(b.available_fen - spent - price, 2).to_string()
+                }),
                 latency_ms,
             });
         } else {
@@ -370,8 +485,17 @@ impl Station {
             // arrived stays queued so its true outcome is learnt.
             self.store.withdraw_unsent(&key)?;
             self.store.unmark_meal(&key)?;
-            let reason = if !within_balance { "offline_insufficient_cached_balance" } else { "offline_limit_reached" };
-            self.emit(KioskEvent::Declined { staff_id, via, reason: reason.into(), latency_ms });
+            let reason = if !within_balance {
+                "offline_insufficient_cached_balance"
+            } else {
+                "offline_limit_reached"
+            };
+            self.emit(KioskEvent::Declined {
+                staff_id,
+                via,
+                reason: reason.into(),
+                latency_ms,
+            });
         }
         Ok(())
     }
@@ -402,22 +526,31 @@ impl Station {
             measured_at: now,
         };
         let t = now_ms();
-        self.store.enqueue(ItemKind::Waste, &key, &serde_json::to_string(&req)?, t)?;
+        self.store
+            .enqueue(ItemKind::Waste, &key, &serde_json::to_string(&req)?, t)?;
         let net_g = gross_g - tare_g;
         self.store.log_waste(staff_id, net_g, t)?;
         let delivered = {
             let gate = self.gate.clone();
             let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
             let api = self.api.clone();
-            let report = self.store.drain_report(now_ms, |item| send_item(&*api, item))?;
+            let report = self
+                .store
+                .drain_report(now_ms, |item| send_item(&*api, item))?;
             for (item, d) in &report.done {
                 learn_from_delivery(&mut self.store, item, d, now_ms())?;
             }
-            report.done.iter().find(|(i, _)| i.idempotency_key == key).map(|(_, d)| d.clone())
+            report
+                .done
+                .iter()
+                .find(|(i, _)| i.idempotency_key == key)
+                .map(|(_, d)| d.clone())
         };
         let queued = !matches!(delivered, Some(Delivery::Delivered(_)));
         let net_g = match &delivered {
-            Some(Delivery::Delivered(body)) => serde_json::from_str::<WasteResponse>(body).map(|r| r.net_grams).unwrap_or(net_g),
+            Some(Delivery::Delivered(body)) => serde_json::from_str::<WasteResponse>(body)
+                .map(|r| r.net_grams)
+                .unwrap_or(net_g),
             _ => net_g,
         };
         let (person, canteen, from) = match staff_id.map(|s| self.api.waste_stats(s)) {
@@ -443,8 +576,12 @@ impl Station {
 
 /// The crash test's hook: die like `kill -9` would kill us.
 fn kill_self() -> ! {
-    tracing::warn!("{TEST_KILL_AFTER_OUTBOX_WRITE} is set: killing the kiosk after the outbox write");
-    let _ = std::process::Command::new("kill").args(["-9", &std::process::id().to_string()]).status();
+    tracing::warn!(
+        "{TEST_KILL_AFTER_OUTBOX_WRITE} is set: killing the kiosk after the outbox write"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &std::process::id().to_string()])
+        .status();
     std::thread::sleep(std::time::Duration::from_secs(5));
     std::process::abort()
 }
@@ -494,7 +631,11 @@ mod tests {
                 }
             }
             Ok(ChargeResponse {
-                status: if ok || req.offline { ChargeStatus::Accepted } else { ChargeStatus::Declined },
+                status: if ok || req.offline {
+                    ChargeStatus::Accepted
+                } else {
+                    ChargeStatus::Declined
+                },
                 charge_id: Some(c.len() as i64),
                 reason: (!ok).then(|| "insufficient_funds".into()),
                 meal: Some(wire::Meal::Lunch),
@@ -513,34 +654,69 @@ mod tests {
             }
             let mut w = self.wastes.lock().unwrap();
             w.push(req.clone());
-            Ok(WasteResponse { id: w.len() as i64, net_grams: req.gross_grams - req.tare_grams, replayed: false })
+            Ok(WasteResponse {
+                id: w.len() as i64,
+                net_grams: req.gross_grams - req.tare_grams,
+                replayed: false,
+            })
         }
         fn gallery(&self, _: i64, _: i64) -> Result<GalleryResponse, ApiError> {
-            Ok(GalleryResponse { next_since: 0, more: false, changes: vec![] })
+            Ok(GalleryResponse {
+                next_since: 0,
+                more: false,
+                changes: vec![],
+            })
         }
         fn redeem_pay_code(&self, code: &str) -> Result<PayCodeGrant, ApiError> {
-            code.strip_prefix("PAY-").and_then(|s| s.parse().ok()).map(|staff_id| PayCodeGrant { staff_id }).ok_or(ApiError::Status {
-                status: 422,
-                code: "bad_code".into(),
-                message: "unknown code".into(),
-            })
+            code.strip_prefix("PAY-")
+                .and_then(|s| s.parse().ok())
+                .map(|staff_id| PayCodeGrant { staff_id })
+                .ok_or(ApiError::Status {
+                    status: 422,
+                    code: "bad_code".into(),
+                    message: "unknown code".into(),
+                })
         }
         fn waste_stats(&self, _: i64) -> Result<WasteStats, ApiError> {
             Err(ApiError::NotSupported("waste statistics"))
         }
     }
 
-    fn station(mode: crate::config::Mode, fake: Arc<Fake>) -> (Station, Arc<Mutex<Vec<KioskEvent>>>) {
-        let mut cfg = KioskConfig { mode, ..Default::default() };
+    fn station(
+        mode: crate::config::Mode,
+        fake: Arc<Fake>,
+    ) -> (Station, Arc<Mutex<Vec<KioskEvent>>>) {
+        let mut cfg = KioskConfig {
+            mode,
+            ..Default::default()
+        };
         // Every minute of the day is in a meal, so the test runs at any hour.
         cfg.meal_windows = vec![
-            crate::config::MealWindow { meal: wire::Meal::Breakfast, start: "00:00".into(), end: "08:00".into() },
-            crate::config::MealWindow { meal: wire::Meal::Lunch, start: "08:00".into(), end: "16:00".into() },
-            crate::config::MealWindow { meal: wire::Meal::Dinner, start: "16:00".into(), end: "24:00".into() },
+            crate::config::MealWindow {
+                meal: wire::Meal::Breakfast,
+                start: "00:00".into(),
+                end: "08:00".into(),
+            },
+            crate::config::MealWindow {
+                meal: wire::Meal::Lunch,
+                start: "08:00".into(),
+                end: "16:00".into(),
+            },
+            crate::config::MealWindow {
+                meal: wire::Meal::Dinner,
+                start: "16:00".into(),
+                end: "24:00".into(),
+            },
         ];
         let events = Arc::new(Mutex::new(Vec::new()));
         let ev = events.clone();
-        let s = Station::new(cfg, fake, LocalStore::in_memory().unwrap(), Arc::new(Mutex::new(())), Box::new(move |e| ev.lock().unwrap().push(e)));
+        let s = Station::new(
+            cfg,
+            fake,
+            LocalStore::in_memory().unwrap(),
+            Arc::new(Mutex::new(())),
+            Box::new(move |e| ev.lock().unwrap().push(e)),
+        );
         (s, events)
     }
 
@@ -549,7 +725,12 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string())
+            .map(|e| {
+                serde_json::to_value(e).unwrap()["event"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -575,11 +756,19 @@ mod tests {
         }
         assert!(fake.charges.lock().unwrap().is_empty());
         assert_eq!(s.store().counts().unwrap().pending, 3);
-        assert!(events.lock().unwrap().iter().all(|e| !matches!(e, KioskEvent::Paid { offline: false, .. })));
+        assert!(events
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(e, KioskEvent::Paid { offline: false, .. })));
         fake.down.store(false, Ordering::SeqCst);
         s.on_identified(4, Via::Face, Instant::now());
         let charges = fake.charges.lock().unwrap();
-        assert_eq!(charges.iter().map(|c| c.staff_id).collect::<Vec<_>>(), [1, 2, 3, 4], "in order, once each");
+        assert_eq!(
+            charges.iter().map(|c| c.staff_id).collect::<Vec<_>>(),
+            [1, 2, 3, 4],
+            "in order, once each"
+        );
         assert!(charges[..3].iter().all(|c| c.offline) && !charges[3].offline);
     }
 
@@ -611,8 +800,14 @@ mod tests {
         s.store.unmark_meal_for_test(5);
         s.on_identified(5, Via::Face, Instant::now());
         let ev = events.lock().unwrap();
-        assert!(matches!(ev.last(), Some(KioskEvent::Declined { reason, .. }) if reason == "offline_insufficient_cached_balance"));
-        assert_eq!(s.store.counts().unwrap().pending, 2, "refused offline charges are withdrawn");
+        assert!(
+            matches!(ev.last(), Some(KioskEvent::Declined { reason, .. }) if reason == "offline_insufficient_cached_balance")
+        );
+        assert_eq!(
+            s.store.counts().unwrap().pending,
+            2,
+            "refused offline charges are withdrawn"
+        );
     }
 
     #[test]
@@ -623,7 +818,35 @@ mod tests {
         s.on_pay_code("PAY-9", Instant::now());
         s.on_pay_code("garbage", Instant::now());
         assert_eq!(fake.charges.lock().unwrap()[0].staff_id, 9);
-        assert!(matches!(events.lock().unwrap().last(), Some(KioskEvent::PayCodeRefused { .. })));
+        assert!(matches!(
+            events.lock().unwrap().last(),
+            Some(KioskEvent::PayCodeRefused { .. })
+        ));
+    }
+
+    #[test]
+    fn both_mode_pays_first_and_weighs_the_tray_on_the_way_out() {
+        let fake = Arc::new(Fake::default());
+        *fake.balance_fen.lock().unwrap() = 10_000;
+        let (mut s, _) = station(crate::config::Mode::Both, fake.clone());
+        s.on_identified(3, Via::Face, Instant::now());
+        s.on_identified(3, Via::Face, Instant::now());
+        s.on_scale(ScaleEvent::Settled { gross_g: 700 });
+        assert_eq!(fake.charges.lock().unwrap().len(), 1);
+        assert_eq!(
+            fake.wastes
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|w| (w.staff_id, w.gross_grams))
+                .collect::<Vec<_>>(),
+            [(Some(3), 700)]
+        );
+        // Tray first, then the face: waste, no second charge.
+        s.on_scale(ScaleEvent::Settled { gross_g: 600 });
+        s.on_identified(4, Via::Face, Instant::now());
+        assert_eq!(fake.charges.lock().unwrap().len(), 1);
+        assert_eq!(fake.wastes.lock().unwrap().len(), 2);
     }
 
     #[test]
@@ -636,10 +859,29 @@ mod tests {
         s.on_identified(4, Via::Face, Instant::now());
         s.on_scale(ScaleEvent::Settled { gross_g: 100 });
         let w = fake.wastes.lock().unwrap();
-        assert_eq!(w.iter().map(|r| (r.staff_id, r.gross_grams, r.tare_grams)).collect::<Vec<_>>(), [(Some(3), 812, 350), (Some(4), 500, 350)]);
-        assert!(fake.charges.lock().unwrap().is_empty(), "the return station does not charge");
+        assert_eq!(
+            w.iter()
+                .map(|r| (r.staff_id, r.gross_grams, r.tare_grams))
+                .collect::<Vec<_>>(),
+            [(Some(3), 812, 350), (Some(4), 500, 350)]
+        );
+        assert!(
+            fake.charges.lock().unwrap().is_empty(),
+            "the return station does not charge"
+        );
         let ev = events.lock().unwrap();
-        assert!(ev.iter().any(|e| matches!(e, KioskEvent::WasteRecorded { net_g: 462, staff_id: Some(3), .. })));
-        assert!(ev.iter().any(|e| matches!(e, KioskEvent::ScaleProblem { .. })), "below tare is reported");
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            KioskEvent::WasteRecorded {
+                net_g: 462,
+                staff_id: Some(3),
+                ..
+            }
+        )));
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, KioskEvent::ScaleProblem { .. })),
+            "below tare is reported"
+        );
     }
 }

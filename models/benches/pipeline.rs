@@ -12,7 +12,8 @@
 //! machine that is steadier than comparing benchmarks measured minutes apart.
 //!
 //! Run with `cargo bench -p models --bench pipeline`; `PIPELINE_BENCH_THREADS=1` limits the
-//! thread counts and `PIPELINE_BENCH_ROUNDS` sets the interleaved rounds (default 400).
+//! thread counts, `PIPELINE_BENCH_ROUNDS` sets the interleaved rounds (default 400) and
+//! `PIPELINE_BENCH_ONLY=own` or `=interleaved` runs only that summary, without criterion.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -239,6 +240,8 @@ fn interleaved(threads: usize, rounds: usize) {
     let frame = kiosk_frame(&mut p);
     let pr = prepare(&mut p, frame);
     let mut t = [Vec::with_capacity(rounds), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    // The pipeline's own per-stage timings (`Analysis::timings`) of every round.
+    let mut stage_times: Vec<[u64; 6]> = Vec::with_capacity(rounds + 20);
     for round in 0..rounds + 20 {
         let mut times = [0f64; 6];
         // Rotate the order so no measurement always follows the same one.
@@ -246,8 +249,10 @@ fn interleaved(threads: usize, rounds: usize) {
             match (round + k) % 3 {
                 0 => {
                     let s = Instant::now();
-                    black_box(p.analyze(&pr.frame, Faces::Main).expect("analyze"));
+                    let a = black_box(p.analyze(&pr.frame, Faces::Main).expect("analyze"));
                     times[0] = s.elapsed().as_secs_f64();
+                    let tm = a.timings;
+                    stage_times.push([tm.detect_us, tm.landmarks_us, tm.align_us, tm.quality_us, tm.liveness_us, tm.embed_us]);
                 }
                 1 => {
                     let (det, _, emb, live) = p.stages();
@@ -281,6 +286,7 @@ fn interleaved(threads: usize, rounds: usize) {
             }
         }
     }
+    let mins: Vec<f64> = t.iter().map(|v| v.iter().copied().fold(f64::INFINITY, f64::min)).collect();
     let [whole, det, live, emb, chain, per_round] = t.map(|mut v| median(&mut v));
     let raw_sum = det + live + emb;
     println!(
@@ -297,6 +303,79 @@ fn interleaved(threads: usize, rounds: usize) {
         whole / raw_sum,
         whole / chain
     );
+    let stages: Vec<String> = ["detect", "landmarks", "align", "quality", "liveness", "embed"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut v: Vec<f64> = stage_times[20..].iter().map(|s| s[i] as f64 / 1e3).collect();
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            format!("{name} {:.3}/{min:.3}", median(&mut v))
+        })
+        .collect();
+    println!("  inside analyze (Analysis::timings, median/min ms): {}", stages.join(", "));
+    println!(
+        "  minima: whole {:.3} ms | raw {:.3} + {:.3} + {:.3} = {:.3} ms | ratio of minima {:.3}",
+        mins[0] * 1e3,
+        mins[1] * 1e3,
+        mins[2] * 1e3,
+        mins[3] * 1e3,
+        (mins[1] + mins[2] + mins[3]) * 1e3,
+        mins[0] / (mins[1] + mins[2] + mins[3])
+    );
+}
+
+/// The pipeline's own stages timed alternately, round after round: medians and minima
+/// (the minimum is the least disturbed by other processes on a shared machine).
+fn own_work(rounds: usize) {
+    let mut p = pipeline(1);
+    let frame = kiosk_frame(&mut p);
+    let pr = prepare(&mut p, frame);
+    let policy = p.config().quality.clone();
+    let long = FRAME_W.max(FRAME_H) as f32;
+    let mut det_input = vec![0f32; INPUT_SIZE * INPUT_SIZE * 3];
+    let (mut big, mut small) = (vec![0f32; 128 * 128 * 3], vec![0f32; 32 * 32 * 3]);
+    let mut resamplers = [Resampler::new(), Resampler::new(), Resampler::new()];
+    let r = pr.det.rect;
+    let side = r.width().max(r.height());
+    let c = r.center();
+    const NAMES: [&str; 5] = ["detector_input", "liveness_inputs", "landmarks", "align", "quality"];
+    let mut t: [Vec<f64>; 5] = Default::default();
+    for round in 0..rounds + 10 {
+        let mut times = [0f64; 5];
+        let s = Instant::now();
+        resamplers[0].sample_square(&pr.frame, 0.0, (FRAME_H as f32 - long) / 2.0, long, INPUT_SIZE, &mut det_input);
+        for v in &mut det_input {
+            *v = *v / 127.5 - 1.0;
+        }
+        black_box(&det_input);
+        times[0] = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        resamplers[1].sample_square(&pr.frame, c.x - side / 2.0, c.y - side / 2.0, side, 128, &mut big);
+        resamplers[2].sample_square(&pr.frame, c.x - side / 2.0, c.y - side / 2.0, side, 32, &mut small);
+        black_box((&big, &small));
+        times[1] = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        black_box(p.landmarks_for(black_box(&pr.frame), &pr.det));
+        times[2] = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        let tf = chip_transform(black_box(&pr.landmarks), CHIP_SIZE, CHIP_PADDING).expect("transform");
+        black_box(extract_chip(black_box(&pr.frame), &tf));
+        times[3] = s.elapsed().as_secs_f64();
+        let s = Instant::now();
+        black_box(assess(black_box(&pr.landmarks), black_box(&pr.chip), &policy));
+        times[4] = s.elapsed().as_secs_f64();
+        if round >= 10 {
+            for (v, x) in t.iter_mut().zip(times) {
+                v.push(x);
+            }
+        }
+    }
+    print!("own work, {rounds} rounds, median / min (us):");
+    for (name, mut v) in NAMES.iter().zip(t) {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        print!(" {name} {:.0} / {:.0};", median(&mut v) * 1e6, min * 1e6);
+    }
+    println!();
 }
 
 fn main() {
@@ -310,12 +389,23 @@ fn main() {
     };
     // `cargo test --benches` runs each benchmark once without `--bench`: keep it short.
     let benching = std::env::args().any(|a| a == "--bench");
+    match std::env::var("PIPELINE_BENCH_ONLY").as_deref() {
+        Ok("own") => return own_work(if benching { rounds } else { 3 }),
+        Ok("interleaved") => {
+            for &n in &threads {
+                interleaved(n, if benching { rounds } else { 3 });
+            }
+            return;
+        }
+        _ => {}
+    }
     let mut c = Criterion::default().configure_from_args();
     bench_own(&mut c);
     for &n in &threads {
         bench_threads(&mut c, n);
     }
     c.final_summary();
+    own_work(if benching { rounds } else { 3 });
     for &n in &threads {
         interleaved(n, if benching { rounds } else { 3 });
     }

@@ -11,7 +11,6 @@
 use image::RgbImage;
 
 use crate::geometry::Point;
-use crate::landmarks::floor;
 use crate::{Error, Result};
 
 /// The chip the embedder expects.
@@ -317,27 +316,20 @@ struct View<'a> {
     nr: i64,
 }
 
-/// dlib's `assign_pixel(unsigned char&, double)`: clamp, then truncate.
-#[inline]
-fn to_u8(v: f64) -> u8 {
-    // Rust's float-to-int cast saturates and truncates: the clamp and truncation in one.
-    if v.is_nan() {
-        255
-    } else {
-        v as u8
-    }
-}
-
 /// dlib's `interpolate_bilinear` for RGB; `None` when the 2x2 neighbourhood leaves the view.
-#[inline(always)]
+/// One pixel at a time: the reference that `sample_chip`, which does the same row by row,
+/// is tested against.
+#[cfg(test)]
 fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
-    let (fl, ft) = (floor(x), floor(y));
-    if !(fl >= 0.0 && ft >= 0.0 && fl + 1.0 < img.nc as f64 && ft + 1.0 < img.nr as f64) {
+    // dlib's test, `floor(x) >= 0 && floor(x) + 1 < nc`, is `0 <= x < nc - 1` since nc - 1
+    // is an integer (NaN fails both ways). Checked first, it makes the floor a plain
+    // truncation of a small positive number.
+    if !(x >= 0.0 && y >= 0.0 && x < (img.nc - 1) as f64 && y < (img.nr - 1) as f64) {
         return None;
     }
-    let (left, top) = (fl as usize, ft as usize);
-    let lr = x - fl;
-    let tb = y - ft;
+    let (left, top) = (x as u32 as usize, y as u32 as usize);
+    let lr = x - left as f64;
+    let tb = y - top as f64;
     // The two pixels of each row are adjacent: one slice per row.
     let i = (img.y0 + top) * img.stride + 3 * (img.x0 + left);
     let (upper, lower) = (&img.data[i..i + 6], &img.data[i + img.stride..i + img.stride + 6]);
@@ -349,7 +341,10 @@ fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
     for k in 0..4 {
         v[k] = (1.0 - tb) * ((1.0 - lr) * tl[k] + lr * tr[k]) + tb * ((1.0 - lr) * bl[k] + lr * br[k]);
     }
-    Some([to_u8(v[0]), to_u8(v[1]), to_u8(v[2])])
+    // dlib's `assign_pixel` clamps to 0..=255 and truncates. A convex combination of bytes
+    // is finite and within [0, 255] up to a few ulps, where Rust's saturating cast does
+    // exactly that.
+    Some([v[0] as u8, v[1] as u8, v[2] as u8])
 }
 
 /// Samples every chip pixel `(c, r)` at `map(c, r)` in `src` (row-major RGB into `out`,
@@ -378,14 +373,68 @@ fn sample_chip_portable(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8
     // `map.apply(c, r)` is `(m0*c + m1*r) + b0` (and likewise for y): the products are
     // computed once per column and per row, and summed in that same order, so every
     // sample position is bit-identical to applying the map pixel by pixel.
-    let col: Vec<(f64, f64)> = (0..cols).map(|c| (map.m[0] * c as f64, map.m[2] * c as f64)).collect();
+    let cx: Vec<f64> = (0..cols).map(|c| map.m[0] * c as f64).collect();
+    let cy: Vec<f64> = (0..cols).map(|c| map.m[2] * c as f64).collect();
+    // dlib's test, `floor(x) >= 0 && floor(x) + 1 < nc`, is `0 <= x < nc - 1` since nc - 1
+    // is an integer (NaN fails both ways); inside, the floor is a plain truncation.
+    let (x_end, y_end) = ((src.nc - 1) as f64, (src.nr - 1) as f64);
+    // One row at a time, in two passes over arrays (one entry per chip column): a scalar
+    // pass reads the four neighbours of every sample, then the arithmetic runs channel by
+    // channel across the row, where it vectorises. Each pixel's arithmetic is still exactly
+    // `bilinear`'s.
+    let (mut lr, mut tb) = (vec![0f64; cols], vec![0f64; cols]);
+    // Each neighbour's RGB bytes as a little-endian word (the fourth byte is ignored).
+    let mut words = [vec![0u32; cols], vec![0u32; cols], vec![0u32; cols], vec![0u32; cols]];
+    let mut inside = vec![false; cols];
+    let mut channels = [vec![0u8; cols], vec![0u8; cols], vec![0u8; cols]];
     for (r, out_row) in out.chunks_exact_mut(3 * cols).enumerate() {
         let (rx, ry) = (map.m[1] * r as f64, map.m[3] * r as f64);
-        for (&(cx, cy), px) in col.iter().zip(out_row.chunks_exact_mut(3)) {
-            if let Some(v) = bilinear(src, cx + rx + map.b[0], cy + ry + map.b[1]) {
-                px.copy_from_slice(&v);
+        for c in 0..cols {
+            let (x, y) = (cx[c] + rx + map.b[0], cy[c] + ry + map.b[1]);
+            inside[c] = x >= 0.0 && y >= 0.0 && x < x_end && y < y_end;
+            if !inside[c] {
+                (lr[c], tb[c]) = (0.0, 0.0);
+                continue;
+            }
+            let (left, top) = (x as u32 as usize, y as u32 as usize);
+            lr[c] = x - left as f64;
+            tb[c] = y - top as f64;
+            let i = (src.y0 + top) * src.stride + 3 * (src.x0 + left);
+            let j = i + src.stride;
+            words[0][c] = rgb_word(src.data, i);
+            words[1][c] = rgb_word(src.data, i + 3);
+            words[2][c] = rgb_word(src.data, j);
+            words[3][c] = rgb_word(src.data, j + 3);
+        }
+        let (tl, tr, bl, br) = (&words[0][..cols], &words[1][..cols], &words[2][..cols], &words[3][..cols]);
+        let (lr, tb) = (&lr[..cols], &tb[..cols]);
+        for (k, channel) in channels.iter_mut().enumerate() {
+            let shift = 8 * k as u32;
+            let byte = |w: u32| f64::from((w >> shift) & 0xff);
+            for (c, v) in channel[..cols].iter_mut().enumerate() {
+                let (lr, tb) = (lr[c], tb[c]);
+                let value = (1.0 - tb) * ((1.0 - lr) * byte(tl[c]) + lr * byte(tr[c]))
+                    + tb * ((1.0 - lr) * byte(bl[c]) + lr * byte(br[c]));
+                // dlib's `assign_pixel`: clamp to 0..=255 and truncate, which a saturating
+                // cast does (the value is a convex combination of bytes, never NaN).
+                *v = value as u8;
             }
         }
+        for (c, px) in out_row.chunks_exact_mut(3).enumerate() {
+            if inside[c] {
+                px.copy_from_slice(&[channels[0][c], channels[1][c], channels[2][c]]);
+            }
+        }
+    }
+}
+
+/// The RGB pixel at byte `i` of `data` as a little-endian word, with the byte after it (or
+/// zero at the very end of the buffer) on top.
+#[inline(always)]
+fn rgb_word(data: &[u8], i: usize) -> u32 {
+    match data.get(i..i + 4) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => u32::from_le_bytes([data[i], data[i + 1], data[i + 2], 0]),
     }
 }
 

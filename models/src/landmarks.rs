@@ -328,17 +328,64 @@ struct TreeSpan {
     leaf_start: u32,
 }
 
-/// A split as the predictor reads it: 8 bytes instead of 12, so the splits a prediction
-/// streams through (all of them, a few per tree) take a third less memory traffic.
-#[derive(Debug, Clone, Copy)]
-struct PackedSplit {
-    idx1: u16,
-    idx2: u16,
-    thresh: f32,
+/// A split as the predictor reads it.
+///
+/// The features are whole numbers (grey levels 0..=255, or 0 outside the image), so dlib's
+/// float test `f1 - f2 > thresh` is the integer test `f1 - f2 > floor(thresh)`, and any
+/// threshold outside [-256, 255] decides like the nearest end of that range. That makes a
+/// split small: one `u32` for feature pools of up to 1024 (dlib's models use 400-800), so
+/// a depth-4 tree's splits fit one cache line, or three 16-bit fields for larger pools.
+trait SplitCode: Copy {
+    /// `(idx1, idx2, integer threshold)`.
+    fn decode(self) -> (usize, usize, i32);
 }
 
-/// The largest feature pool a [`PackedSplit`] can index (dlib's models use 400-800).
+/// 10 bits per index, 12 bits of threshold (sign-extended).
+#[derive(Debug, Clone, Copy)]
+struct CompactSplit(u32);
+
+impl SplitCode for CompactSplit {
+    #[inline(always)]
+    fn decode(self) -> (usize, usize, i32) {
+        ((self.0 & 0x3ff) as usize, ((self.0 >> 10) & 0x3ff) as usize, (self.0 as i32) >> 20)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WideSplit {
+    idx1: u16,
+    idx2: u16,
+    thresh: i16,
+}
+
+impl SplitCode for WideSplit {
+    #[inline(always)]
+    fn decode(self) -> (usize, usize, i32) {
+        (usize::from(self.idx1), usize::from(self.idx2), i32::from(self.thresh))
+    }
+}
+
+/// The largest feature pool a [`CompactSplit`] can index.
+const COMPACT_FEATURES: usize = 1 << 10;
+/// The largest feature pool a [`WideSplit`] can index.
 const MAX_FEATURES: usize = 1 << 16;
+
+/// dlib's float threshold as the equivalent integer one (see [`SplitCode`]).
+fn integer_threshold(t: f32) -> i32 {
+    if t >= 255.0 {
+        255
+    } else if t < -256.0 {
+        -256
+    } else {
+        t.floor() as i32
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Splits {
+    Compact(Vec<CompactSplit>),
+    Wide(Vec<WideSplit>),
+}
 
 /// One cache line of leaf values. Each leaf starts on its own line, so reading one (the
 /// only random access of a prediction, once per tree) costs one line, not the one or two
@@ -351,10 +398,12 @@ const LEAF_LINE: usize = 16;
 
 #[derive(Debug, Clone)]
 struct PreparedCascade {
-    anchor_idx: Vec<u32>,
-    deltas: Vec<[f32; 2]>,
+    /// Per feature: the index in the shape of its anchor's x (y follows), and its offset.
+    anchor_x: Vec<u32>,
+    dx: Vec<f32>,
+    dy: Vec<f32>,
     trees: Vec<TreeSpan>,
-    splits: Vec<PackedSplit>,
+    splits: Splits,
     /// Every leaf's shape update (`2 * num_parts` values, zero-padded to whole lines),
     /// trees after each other.
     leaves: Vec<LeafLine>,
@@ -447,7 +496,7 @@ impl ShapePredictor {
             }
             max_features = max_features.max(num_features);
             let mut trees = Vec::with_capacity(c.trees.len());
-            let mut splits = Vec::new();
+            let mut splits = if num_features <= COMPACT_FEATURES { Splits::Compact(Vec::new()) } else { Splits::Wide(Vec::new()) };
             let mut leaves = Vec::new();
             for (ti, t) in c.trees.into_iter().enumerate() {
                 let num_leaves = t.splits.len() + 1;
@@ -467,13 +516,28 @@ impl ShapePredictor {
                     ));
                 }
                 let too_big = || ErtFormatError::Malformed(format!("cascade {ci}: too many trees"));
+                let split_start = match &splits {
+                    Splits::Compact(v) => v.len(),
+                    Splits::Wide(v) => v.len(),
+                };
                 trees.push(TreeSpan {
-                    split_start: u32::try_from(splits.len()).map_err(|_| too_big())?,
+                    split_start: u32::try_from(split_start).map_err(|_| too_big())?,
                     num_splits: u32::try_from(t.splits.len()).map_err(|_| too_big())?,
                     leaf_start: u32::try_from(leaves.len()).map_err(|_| too_big())?,
                 });
-                // Indices below num_features <= MAX_FEATURES fit in u16 (checked above).
-                splits.extend(t.splits.iter().map(|s| PackedSplit { idx1: s.idx1 as u16, idx2: s.idx2 as u16, thresh: s.thresh }));
+                // The indices are below num_features (checked above), which bounds them to
+                // the chosen encoding; the threshold is in -256..=255.
+                match &mut splits {
+                    Splits::Compact(v) => v.extend(t.splits.iter().map(|s| {
+                        let thresh = (integer_threshold(s.thresh) as u32 & 0xfff) << 20;
+                        CompactSplit(s.idx1 | (s.idx2 << 10) | thresh)
+                    })),
+                    Splits::Wide(v) => v.extend(t.splits.iter().map(|s| WideSplit {
+                        idx1: s.idx1 as u16,
+                        idx2: s.idx2 as u16,
+                        thresh: integer_threshold(s.thresh) as i16,
+                    })),
+                }
                 for leaf in t.leaf_values.chunks_exact(shape_len) {
                     for chunk in leaf.chunks(LEAF_LINE) {
                         let mut line = LeafLine([0.0; LEAF_LINE]);
@@ -482,7 +546,14 @@ impl ShapePredictor {
                     }
                 }
             }
-            prepared.push(PreparedCascade { anchor_idx: c.anchor_idx, deltas: c.deltas, trees, splits, leaves });
+            prepared.push(PreparedCascade {
+                anchor_x: c.anchor_idx.iter().map(|&a| 2 * a).collect(),
+                dx: c.deltas.iter().map(|d| d[0]).collect(),
+                dy: c.deltas.iter().map(|d| d[1]).collect(),
+                trees,
+                splits,
+                leaves,
+            });
         }
 
         // The "from" side of every cascade's similarity fit is the mean shape: its centroid
@@ -564,48 +635,28 @@ impl ShapePredictor {
     /// The cascade: returns the final shape in the normalised face frame.
     fn run<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<f32> {
         let mut shape = self.initial_shape.clone();
-        let mut features = vec![0.0f32; self.max_features];
+        let mut features = vec![0i32; self.max_features];
+        let mut scratch = FeatureScratch::new(self.max_features);
         let mut leaf_starts = vec![0usize; self.max_trees];
-        let (width, height) = image.dimensions();
         for cascade in &self.cascades {
             let m = self.similarity_to(&shape);
-            let feats = &mut features[..cascade.anchor_idx.len()];
-            for ((value, &anchor), delta) in feats.iter_mut().zip(&cascade.anchor_idx).zip(&cascade.deltas) {
-                let a = anchor as usize;
-                // dlib: `tform*delta + location(shape, anchor)`, all in float.
-                let px = (m[0] * delta[0] + m[1] * delta[1]) + shape[2 * a];
-                let py = (m[2] * delta[0] + m[3] * delta[1]) + shape[2 * a + 1];
-                // Then to pixels in double, rounded; pixels outside the image read as 0.
-                let (x, y) = rect.unnormalize(px, py);
-                let (x, y) = (dlib_round(x), dlib_round(y));
-                *value = if x >= 0.0 && y >= 0.0 && x < f64::from(width) && y < f64::from(height) {
-                    f32::from(image.intensity(x as u32, y as u32))
-                } else {
-                    0.0
-                };
+            let n = cascade.dx.len();
+            let feats = &mut features[..n];
+            feature_pixels(cascade, m, &shape, rect, image.dimensions(), &mut scratch);
+            for ((value, &x), &y) in feats.iter_mut().zip(&scratch.x[..n]).zip(&scratch.y[..n]) {
+                *value = if x == OUTSIDE { 0 } else { i32::from(image.intensity(x, y)) };
             }
             // First find every tree's leaf, then add the leaves in tree order (the order
             // dlib adds them in, which float addition needs for identical sums). Knowing all
             // the leaf addresses up front lets their cache misses overlap: the leaves are
             // most of the model's megabytes and each tree touches one at random.
-            let leaf_lines = self.leaf_lines;
             let leaf_starts = &mut leaf_starts[..cascade.trees.len()];
-            for (tree, start) in cascade.trees.iter().zip(leaf_starts.iter_mut()) {
-                let splits = &cascade.splits[tree.split_start as usize..][..tree.num_splits as usize];
-                let mut i = 0usize;
-                while i < splits.len() {
-                    let s = &splits[i];
-                    // dlib: left child (2i+1) when the difference exceeds the threshold. As
-                    // arithmetic rather than a branch: the direction is data-dependent, so
-                    // a branch would be mispredicted about half the time.
-                    let left = feats[s.idx1 as usize] - feats[s.idx2 as usize] > s.thresh;
-                    i = 2 * i + 2 - usize::from(left);
-                }
-                *start = tree.leaf_start as usize + (i - splits.len()) * leaf_lines;
-                prefetch(&cascade.leaves[*start]);
+            match &cascade.splits {
+                Splits::Compact(s) => find_leaves(s, cascade, feats, self.leaf_lines, leaf_starts),
+                Splits::Wide(s) => find_leaves(s, cascade, feats, self.leaf_lines, leaf_starts),
             }
             for &start in leaf_starts.iter() {
-                for (line, values) in cascade.leaves[start..start + leaf_lines].iter().zip(shape.chunks_mut(LEAF_LINE)) {
+                for (line, values) in cascade.leaves[start..start + self.leaf_lines].iter().zip(shape.chunks_mut(LEAF_LINE)) {
                     for (v, d) in values.iter_mut().zip(&line.0) {
                         *v += d;
                     }
@@ -647,6 +698,95 @@ impl ShapePredictor {
         let q = (c10 - c01) / n;
         let (a, b) = if self.from_sigma != 0.0 { (p / self.from_sigma, q / self.from_sigma) } else { (1.0, 0.0) };
         [a as f32, (-b) as f32, b as f32, a as f32]
+    }
+}
+
+/// Marks a feature pixel outside the image in [`feature_pixels`]' output.
+const OUTSIDE: u32 = u32::MAX;
+
+/// Per-feature working arrays of one prediction.
+struct FeatureScratch {
+    /// The anchor landmark of each feature, gathered from the shape.
+    anchor_x: Vec<f32>,
+    anchor_y: Vec<f32>,
+    /// Each feature's pixel; `x == OUTSIDE` outside the image.
+    x: Vec<u32>,
+    y: Vec<u32>,
+}
+
+impl FeatureScratch {
+    fn new(n: usize) -> Self {
+        FeatureScratch { anchor_x: vec![0.0; n], anchor_y: vec![0.0; n], x: vec![0; n], y: vec![0; n] }
+    }
+}
+
+/// Where each feature of `cascade` reads the image, as dlib computes it: the feature's
+/// offset through the similarity transform `m` (float), added to its anchor landmark
+/// (float), mapped to pixels through `rect` (double) and rounded with dlib's
+/// `floor(v + 0.5)`. Into `out.x` and `out.y`, `OUTSIDE` for pixels outside the image.
+///
+/// Passes over arrays with no image access, so they vectorise; with AVX2 where the CPU has
+/// it (no FMA, and Rust never fuses operations: the same results either way).
+fn feature_pixels(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { feature_pixels_avx2(cascade, m, shape, rect, dims, out) };
+        return;
+    }
+    feature_pixels_portable(cascade, m, shape, rect, dims, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+// An `unsafe fn` (not a safe target-feature function) to stay within rust-version 1.85.
+unsafe fn feature_pixels_avx2(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+    feature_pixels_portable(cascade, m, shape, rect, dims, out)
+}
+
+#[inline(always)]
+fn feature_pixels_portable(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+    let n = cascade.dx.len();
+    let (ax, ay) = (&mut out.anchor_x[..n], &mut out.anchor_y[..n]);
+    for ((x, y), &a) in ax.iter_mut().zip(ay.iter_mut()).zip(&cascade.anchor_x) {
+        (*x, *y) = (shape[a as usize], shape[a as usize + 1]);
+    }
+    let (sx, sy) = ((rect.right - rect.left) as f64, (rect.bottom - rect.top) as f64);
+    let (left, top) = (rect.left as f64, rect.top as f64);
+    let (width, height) = (f64::from(dims.0), f64::from(dims.1));
+    let (dx, dy, ax, ay) = (&cascade.dx[..n], &cascade.dy[..n], &ax[..n], &ay[..n]);
+    let (xs, ys) = (&mut out.x[..n], &mut out.y[..n]);
+    for j in 0..n {
+        // dlib: `tform*delta + location(shape, anchor)`, all in float.
+        let px = (m[0] * dx[j] + m[1] * dy[j]) + ax[j];
+        let py = (m[2] * dx[j] + m[3] * dy[j]) + ay[j];
+        // Then `unnormalizing_tform(rect)` in double and dlib's rounding, floor(v + 0.5).
+        // `floor(v) >= 0 && floor(v) < width` is `v >= 0 && v < width` for an integer
+        // width (NaN fails both), and inside, the floor of v is its truncation.
+        let x = (sx * f64::from(px) + left) + 0.5;
+        let y = (sy * f64::from(py) + top) + 0.5;
+        let inside = x >= 0.0 && y >= 0.0 && x < width && y < height;
+        xs[j] = if inside { x as u32 } else { OUTSIDE };
+        ys[j] = if inside { y as u32 } else { 0 };
+    }
+}
+
+/// Each tree's leaf (its first line in `cascade.leaves`) for these feature values.
+#[inline]
+fn find_leaves<S: SplitCode>(splits: &[S], cascade: &PreparedCascade, feats: &[i32], leaf_lines: usize, out: &mut [usize]) {
+    for (tree, start) in cascade.trees.iter().zip(out.iter_mut()) {
+        let splits = &splits[tree.split_start as usize..][..tree.num_splits as usize];
+        let mut i = 0usize;
+        while i < splits.len() {
+            let (idx1, idx2, thresh) = splits[i].decode();
+            // dlib: left child (2i+1) when the difference exceeds the threshold. As
+            // arithmetic rather than a branch: the direction is data-dependent, so a branch
+            // would be mispredicted about half the time.
+            let left = feats[idx1] - feats[idx2] > thresh;
+            i = 2 * i + 2 - usize::from(left);
+        }
+        *start = tree.leaf_start as usize + (i - splits.len()) * leaf_lines;
+        prefetch(&cascade.leaves[*start]);
     }
 }
 

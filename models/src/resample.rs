@@ -122,8 +122,9 @@ impl Resampler {
         // stays in L1, where a horizontal-first pass would fill a buffer of every source row.
         let (x_lo, x_hi) = self.xs.span();
         let span = 3 * (x_hi - x_lo);
-        self.acc.resize(span, 0.0);
-        let (xs, ys, acc) = (&self.xs, &self.ys, &mut self.acc[..]);
+        // One spare value at the end, so that the four-lane reads below stay in bounds.
+        let Resampler { xs, ys, acc } = self;
+        acc.resize(span + 1, 0.0);
         for (ty, dst) in ys.taps.iter().zip(out.chunks_exact_mut(out_w * 3)) {
             if ty.len == 0 || span == 0 {
                 dst.fill(0.0);
@@ -131,18 +132,36 @@ impl Resampler {
             }
             for (k, &wt) in ys.weights[ty.offset..ty.offset + ty.len].iter().enumerate() {
                 let row = &pixels[(ty.start + k) * w * 3 + 3 * x_lo..][..span];
-                accumulate(acc, row, wt, k == 0);
+                accumulate(&mut acc[..span], row, wt, k == 0);
             }
-            for (tx, px) in xs.taps.iter().zip(dst.chunks_exact_mut(3)) {
-                let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
-                let src = &acc[3 * (tx.start.max(x_lo) - x_lo)..];
-                for (&wt, p) in xs.weights[tx.offset..tx.offset + tx.len].iter().zip(src.chunks_exact(3)) {
-                    r += wt * p[0];
-                    g += wt * p[1];
-                    b += wt * p[2];
-                }
-                px.copy_from_slice(&[r, g, b]);
+            horizontal(acc, xs, x_lo, dst);
+        }
+    }
+}
+
+/// The horizontal pass of one output row: each output pixel the weighted sum of its taps
+/// in `acc` (RGB interleaved, starting at source column `x_lo`, plus one spare value).
+///
+/// Each tap is read as four floats, the pixel's RGB and the next value, and the sums are
+/// kept in four lanes, so that one vector operation does all three channels; the fourth
+/// lane is garbage and is written over the next pixel's red, which that pixel then
+/// overwrites (the row's last pixel writes three values).
+#[inline]
+fn horizontal(acc: &[f32], xs: &AxisTaps, x_lo: usize, dst: &mut [f32]) {
+    let out_w = dst.len() / 3;
+    for (ox, tx) in xs.taps.iter().enumerate() {
+        let mut sum = [0f32; 4];
+        let base = 3 * (tx.start.max(x_lo) - x_lo);
+        for (k, &wt) in xs.weights[tx.offset..tx.offset + tx.len].iter().enumerate() {
+            let p = &acc[base + 3 * k..base + 3 * k + 4];
+            for (s, &v) in sum.iter_mut().zip(p) {
+                *s += wt * v;
             }
+        }
+        if ox + 1 < out_w {
+            dst[3 * ox..3 * ox + 4].copy_from_slice(&sum);
+        } else {
+            dst[3 * ox..3 * ox + 3].copy_from_slice(&sum[..3]);
         }
     }
 }

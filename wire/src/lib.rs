@@ -64,7 +64,11 @@ pub struct ChargeRequest {
     #[serde(default)]
     pub offline: bool,
     /// An explicit amount in yuan (a la carte). Absent: the price table decides.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "rust_decimal::serde::str_option"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "12.50"))]
     pub amount: Option<Decimal>,
 }
@@ -212,9 +216,15 @@ pub fn decode_embedding(s: &str) -> Result<Vec<f32>, BadEmbedding> {
         .decode(s)
         .map_err(|e| BadEmbedding(e.to_string()))?;
     if bytes.len() % 4 != 0 {
-        return Err(BadEmbedding(format!("{} bytes is not a whole number of f32s", bytes.len())));
+        return Err(BadEmbedding(format!(
+            "{} bytes is not a whole number of f32s",
+            bytes.len()
+        )));
     }
-    let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     if v.iter().any(|x| !x.is_finite()) {
         return Err(BadEmbedding("non-finite value".into()));
     }

@@ -105,7 +105,10 @@ pub fn decide_charge(f: &ChargeFacts) -> Result<ChargeSplit, Rejection> {
         return Err(Rejection::MealAlreadyTaken);
     }
     if let Some(cap) = f.daily_cap {
-        let after = f.spent_today.checked_add(price).ok_or(Rejection::DailyCapExceeded)?;
+        let after = f
+            .spent_today
+            .checked_add(price)
+            .ok_or(Rejection::DailyCapExceeded)?;
         if after > cap {
             return Err(Rejection::DailyCapExceeded);
         }
@@ -115,7 +118,12 @@ pub fn decide_charge(f: &ChargeFacts) -> Result<ChargeSplit, Rejection> {
     if cash > Fen(f.cash_balance.0.max(0)) {
         return Err(Rejection::InsufficientFunds);
     }
-    Ok(ChargeSplit { meal, total: price, subsidy, cash })
+    Ok(ChargeSplit {
+        meal,
+        total: price,
+        subsidy,
+        cash,
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +204,11 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for r in [Rejection::StaffInactive, Rejection::InsufficientFunds, Rejection::DailyCapExceeded] {
+        for r in [
+            Rejection::StaffInactive,
+            Rejection::InsufficientFunds,
+            Rejection::DailyCapExceeded,
+        ] {
             assert_eq!(Rejection::from_code(r.code()), Some(r));
         }
     }

@@ -70,9 +70,16 @@ pub struct MealPeriod {
 impl MealPeriod {
     pub fn new(meal: MealKind, start_minute: u16, end_minute: u16) -> Result<Self, MealError> {
         if start_minute >= end_minute || end_minute > 24 * 60 {
-            return Err(MealError::BadWindow { start: start_minute, end: end_minute });
+            return Err(MealError::BadWindow {
+                start: start_minute,
+                end: end_minute,
+            });
         }
-        Ok(MealPeriod { meal, start_minute, end_minute })
+        Ok(MealPeriod {
+            meal,
+            start_minute,
+            end_minute,
+        })
     }
 
     fn contains(&self, minute: u16) -> bool {
@@ -114,9 +121,21 @@ impl Schedule {
         Schedule {
             offset: UtcOffset::from_hms(8, 0, 0).unwrap_or(UtcOffset::UTC),
             periods: vec![
-                MealPeriod { meal: MealKind::Breakfast, start_minute: 390, end_minute: 570 },
-                MealPeriod { meal: MealKind::Lunch, start_minute: 660, end_minute: 810 },
-                MealPeriod { meal: MealKind::Dinner, start_minute: 1020, end_minute: 1170 },
+                MealPeriod {
+                    meal: MealKind::Breakfast,
+                    start_minute: 390,
+                    end_minute: 570,
+                },
+                MealPeriod {
+                    meal: MealKind::Lunch,
+                    start_minute: 660,
+                    end_minute: 810,
+                },
+                MealPeriod {
+                    meal: MealKind::Dinner,
+                    start_minute: 1020,
+                    end_minute: 1170,
+                },
             ],
         }
     }
@@ -144,7 +163,10 @@ impl Schedule {
             .periods
             .iter()
             .find(|p| p.contains(minute))
-            .map(|p| MealSlot { meal: p.meal, local_date: local.date() }))
+            .map(|p| MealSlot {
+                meal: p.meal,
+                local_date: local.date(),
+            }))
     }
 }
 

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An amount in fen. Signed, because postings carry direction in their sign.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Fen(pub i64);
 
@@ -28,11 +30,16 @@ impl Fen {
     /// Converts yuan (e.g. `12.50`) to fen, refusing sub-fen precision instead of rounding:
     /// silently rounding a typed amount would invent or lose money.
     pub fn from_yuan(d: Decimal) -> Result<Fen, MoneyError> {
-        let scaled = d.checked_mul(Decimal::from(100)).ok_or(MoneyError::OutOfRange(d))?;
+        let scaled = d
+            .checked_mul(Decimal::from(100))
+            .ok_or(MoneyError::OutOfRange(d))?;
         if scaled.fract() != Decimal::ZERO {
             return Err(MoneyError::TooPrecise(d));
         }
-        let v: i64 = scaled.trunc().try_into().map_err(|_| MoneyError::OutOfRange(d))?;
+        let v: i64 = scaled
+            .trunc()
+            .try_into()
+            .map_err(|_| MoneyError::OutOfRange(d))?;
         // Keep far away from i64 limits so sums of many amounts cannot overflow.
         if v.abs() > 1_000_000_000_000 {
             return Err(MoneyError::OutOfRange(d));
@@ -100,7 +107,10 @@ mod tests {
 
     #[test]
     fn refuses_non_positive_where_required() {
-        assert_eq!(Fen::positive_from_yuan(Decimal::ZERO), Err(MoneyError::NotPositive));
+        assert_eq!(
+            Fen::positive_from_yuan(Decimal::ZERO),
+            Err(MoneyError::NotPositive)
+        );
         assert!(Fen::positive_from_yuan(Decimal::from(-1)).is_err());
     }
 

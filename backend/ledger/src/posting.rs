@@ -39,8 +39,12 @@ impl BookAccount {
         }
     }
 
-    pub const SYSTEM: [BookAccount; 4] =
-        [BookAccount::Revenue, BookAccount::SubsidyFund, BookAccount::Gateway, BookAccount::CashOut];
+    pub const SYSTEM: [BookAccount; 4] = [
+        BookAccount::Revenue,
+        BookAccount::SubsidyFund,
+        BookAccount::Gateway,
+        BookAccount::CashOut,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,7 +119,10 @@ impl ProposedEntry {
         let postings: Vec<Posting> = merged
             .into_iter()
             .filter(|(_, a)| *a != 0)
-            .map(|(account, a)| Posting { account, amount: Fen(a as i64) })
+            .map(|(account, a)| Posting {
+                account,
+                amount: Fen(a as i64),
+            })
             .collect();
         if postings.len() < 2 {
             return Err(PostingError::TooFewPostings);
@@ -133,7 +140,12 @@ impl ProposedEntry {
 
     /// The change this entry makes to one account's balance.
     pub fn delta(&self, account: BookAccount) -> Fen {
-        Fen(self.postings.iter().filter(|p| p.account == account).map(|p| p.amount.0).sum())
+        Fen(self
+            .postings
+            .iter()
+            .filter(|p| p.account == account)
+            .map(|p| p.amount.0)
+            .sum())
     }
 
     /// A meal: subsidy first, then cash, all to revenue.
@@ -143,42 +155,88 @@ impl ProposedEntry {
         }
         let mut v = Vec::with_capacity(3);
         if subsidy.0 > 0 {
-            v.push(Posting { account: BookAccount::StaffSubsidy(staff), amount: -subsidy });
+            v.push(Posting {
+                account: BookAccount::StaffSubsidy(staff),
+                amount: -subsidy,
+            });
         }
         if cash.0 > 0 {
-            v.push(Posting { account: BookAccount::StaffCash(staff), amount: -cash });
+            v.push(Posting {
+                account: BookAccount::StaffCash(staff),
+                amount: -cash,
+            });
         }
-        let total = subsidy.0.checked_add(cash.0).ok_or(PostingError::NotPositive)?;
+        let total = subsidy
+            .0
+            .checked_add(cash.0)
+            .ok_or(PostingError::NotPositive)?;
         if total > 0 {
-            v.push(Posting { account: BookAccount::Revenue, amount: Fen(total) });
+            v.push(Posting {
+                account: BookAccount::Revenue,
+                amount: Fen(total),
+            });
         }
         ProposedEntry::new(EntryKind::Charge, v)
     }
 
-    fn transfer(kind: EntryKind, from: BookAccount, to: BookAccount, amount: Fen) -> Result<Self, PostingError> {
+    fn transfer(
+        kind: EntryKind,
+        from: BookAccount,
+        to: BookAccount,
+        amount: Fen,
+    ) -> Result<Self, PostingError> {
         if amount.0 <= 0 {
             return Err(PostingError::NotPositive);
         }
         ProposedEntry::new(
             kind,
-            vec![Posting { account: from, amount: -amount }, Posting { account: to, amount }],
+            vec![
+                Posting {
+                    account: from,
+                    amount: -amount,
+                },
+                Posting {
+                    account: to,
+                    amount,
+                },
+            ],
         )
     }
 
     pub fn top_up(staff: i64, amount: Fen) -> Result<Self, PostingError> {
-        Self::transfer(EntryKind::TopUp, BookAccount::Gateway, BookAccount::StaffCash(staff), amount)
+        Self::transfer(
+            EntryKind::TopUp,
+            BookAccount::Gateway,
+            BookAccount::StaffCash(staff),
+            amount,
+        )
     }
 
     pub fn subsidy_grant(staff: i64, amount: Fen) -> Result<Self, PostingError> {
-        Self::transfer(EntryKind::SubsidyGrant, BookAccount::SubsidyFund, BookAccount::StaffSubsidy(staff), amount)
+        Self::transfer(
+            EntryKind::SubsidyGrant,
+            BookAccount::SubsidyFund,
+            BookAccount::StaffSubsidy(staff),
+            amount,
+        )
     }
 
     pub fn subsidy_expiry(staff: i64, amount: Fen) -> Result<Self, PostingError> {
-        Self::transfer(EntryKind::SubsidyExpiry, BookAccount::StaffSubsidy(staff), BookAccount::SubsidyFund, amount)
+        Self::transfer(
+            EntryKind::SubsidyExpiry,
+            BookAccount::StaffSubsidy(staff),
+            BookAccount::SubsidyFund,
+            amount,
+        )
     }
 
     pub fn cash_out(staff: i64, amount: Fen) -> Result<Self, PostingError> {
-        Self::transfer(EntryKind::CashOut, BookAccount::StaffCash(staff), BookAccount::CashOut, amount)
+        Self::transfer(
+            EntryKind::CashOut,
+            BookAccount::StaffCash(staff),
+            BookAccount::CashOut,
+            amount,
+        )
     }
 
     /// The exact opposite of an earlier entry's postings: how corrections are made without
@@ -186,7 +244,13 @@ impl ProposedEntry {
     pub fn reversing(kind: EntryKind, original: &[Posting]) -> Result<Self, PostingError> {
         ProposedEntry::new(
             kind,
-            original.iter().map(|p| Posting { account: p.account, amount: -p.amount }).collect(),
+            original
+                .iter()
+                .map(|p| Posting {
+                    account: p.account,
+                    amount: -p.amount,
+                })
+                .collect(),
         )
     }
 }
@@ -206,7 +270,10 @@ mod tests {
 
     #[test]
     fn free_meal_is_not_an_entry() {
-        assert_eq!(ProposedEntry::charge(7, Fen(0), Fen(0)), Err(PostingError::TooFewPostings));
+        assert_eq!(
+            ProposedEntry::charge(7, Fen(0), Fen(0)),
+            Err(PostingError::TooFewPostings)
+        );
     }
 
     #[test]
@@ -214,8 +281,14 @@ mod tests {
         let r = ProposedEntry::new(
             EntryKind::TopUp,
             vec![
-                Posting { account: BookAccount::Gateway, amount: Fen(-100) },
-                Posting { account: BookAccount::StaffCash(1), amount: Fen(99) },
+                Posting {
+                    account: BookAccount::Gateway,
+                    amount: Fen(-100),
+                },
+                Posting {
+                    account: BookAccount::StaffCash(1),
+                    amount: Fen(99),
+                },
             ],
         );
         assert_eq!(r, Err(PostingError::Unbalanced(-1)));
@@ -225,7 +298,11 @@ mod tests {
     fn reversal_cancels() {
         let e = ProposedEntry::charge(3, Fen(500), Fen(700)).unwrap();
         let r = ProposedEntry::reversing(EntryKind::Reversal, e.postings()).unwrap();
-        for a in [BookAccount::StaffCash(3), BookAccount::StaffSubsidy(3), BookAccount::Revenue] {
+        for a in [
+            BookAccount::StaffCash(3),
+            BookAccount::StaffSubsidy(3),
+            BookAccount::Revenue,
+        ] {
             assert_eq!(e.delta(a).0 + r.delta(a).0, 0);
         }
     }

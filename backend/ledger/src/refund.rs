@@ -85,19 +85,33 @@ mod tests {
     #[test]
     fn rules() {
         assert!(manager_may_reverse(ChargeStatus::Accepted).is_ok());
-        assert_eq!(manager_may_reverse(ChargeStatus::Refunded), Err(RefundDenied::NotRefundable));
-        assert_eq!(staff_may_request(ChargeStatus::Accepted, 1, 2, 0, 0), Err(RefundDenied::NotOwner));
+        assert_eq!(
+            manager_may_reverse(ChargeStatus::Refunded),
+            Err(RefundDenied::NotRefundable)
+        );
+        assert_eq!(
+            staff_may_request(ChargeStatus::Accepted, 1, 2, 0, 0),
+            Err(RefundDenied::NotOwner)
+        );
         assert_eq!(
             staff_may_request(ChargeStatus::Accepted, 1, 1, 0, STAFF_REFUND_WINDOW_MS + 1),
             Err(RefundDenied::TooLate)
         );
         assert!(staff_may_request(ChargeStatus::Accepted, 1, 1, 0, STAFF_REFUND_WINDOW_MS).is_ok());
-        assert_eq!(staff_may_request(ChargeStatus::Exception, 1, 1, 0, 0), Err(RefundDenied::NotRefundable));
+        assert_eq!(
+            staff_may_request(ChargeStatus::Exception, 1, 1, 0, 0),
+            Err(RefundDenied::NotRefundable)
+        );
     }
 
     #[test]
     fn status_round_trip() {
-        for s in [ChargeStatus::Accepted, ChargeStatus::Exception, ChargeStatus::Refunded, ChargeStatus::Waived] {
+        for s in [
+            ChargeStatus::Accepted,
+            ChargeStatus::Exception,
+            ChargeStatus::Refunded,
+            ChargeStatus::Waived,
+        ] {
             assert_eq!(ChargeStatus::parse(s.as_str()), Some(s));
         }
     }

@@ -57,10 +57,16 @@ mod tests {
     #[test]
     fn expiring_period_resets_to_grant() {
         let es = period_entries(4, Fen(300), Fen(20000), true).unwrap();
-        let net: i64 = es.iter().map(|e| e.delta(BookAccount::StaffSubsidy(4)).0).sum();
+        let net: i64 = es
+            .iter()
+            .map(|e| e.delta(BookAccount::StaffSubsidy(4)).0)
+            .sum();
         assert_eq!(300 + net, 20000);
         let es = period_entries(4, Fen(300), Fen(20000), false).unwrap();
-        let net: i64 = es.iter().map(|e| e.delta(BookAccount::StaffSubsidy(4)).0).sum();
+        let net: i64 = es
+            .iter()
+            .map(|e| e.delta(BookAccount::StaffSubsidy(4)).0)
+            .sum();
         assert_eq!(300 + net, 20300);
     }
 }

@@ -37,7 +37,13 @@ mod tests {
     fn net() {
         assert_eq!(net_grams(612, 480), Ok(132));
         assert_eq!(net_grams(480, 480), Ok(0));
-        assert_eq!(net_grams(400, 480), Err(WasteError::BelowTare { gross: 400, tare: 480 }));
+        assert_eq!(
+            net_grams(400, 480),
+            Err(WasteError::BelowTare {
+                gross: 400,
+                tare: 480
+            })
+        );
         assert_eq!(net_grams(-1, 0), Err(WasteError::Negative));
         assert_eq!(net_grams(20_000, 0), Err(WasteError::Implausible(20_000)));
     }

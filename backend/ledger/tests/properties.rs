@@ -11,19 +11,45 @@ use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
 enum Op {
-    TopUp { staff: i64, amount: i64 },
-    Period { staff: i64, grant: i64, expire: bool },
-    Charge { staff: i64, price: i64, meal: usize, day: u8 },
-    Reverse { nth: usize },
-    CashOut { staff: i64 },
+    TopUp {
+        staff: i64,
+        amount: i64,
+    },
+    Period {
+        staff: i64,
+        grant: i64,
+        expire: bool,
+    },
+    Charge {
+        staff: i64,
+        price: i64,
+        meal: usize,
+        day: u8,
+    },
+    Reverse {
+        nth: usize,
+    },
+    CashOut {
+        staff: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0i64..4, 1i64..50_000).prop_map(|(staff, amount)| Op::TopUp { staff, amount }),
-        (0i64..4, 0i64..30_000, any::<bool>()).prop_map(|(staff, grant, expire)| Op::Period { staff, grant, expire }),
-        (0i64..4, -100i64..9000, 0usize..3, 0u8..3)
-            .prop_map(|(staff, price, meal, day)| Op::Charge { staff, price, meal, day }),
+        (0i64..4, 0i64..30_000, any::<bool>()).prop_map(|(staff, grant, expire)| Op::Period {
+            staff,
+            grant,
+            expire
+        }),
+        (0i64..4, -100i64..9000, 0usize..3, 0u8..3).prop_map(|(staff, price, meal, day)| {
+            Op::Charge {
+                staff,
+                price,
+                meal,
+                day,
+            }
+        }),
         (0usize..64).prop_map(|nth| Op::Reverse { nth }),
         (0i64..4).prop_map(|staff| Op::CashOut { staff }),
     ]

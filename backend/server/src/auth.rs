@@ -45,7 +45,11 @@ impl Principal {
     pub fn actor(&self) -> Actor {
         match self {
             Principal::Kiosk(k) => Actor::Kiosk { id: k.id },
-            Principal::User(u) => Actor::User { id: u.id, username: u.username.clone(), role: u.role },
+            Principal::User(u) => Actor::User {
+                id: u.id,
+                username: u.username.clone(),
+                role: u.role,
+            },
         }
     }
 
@@ -65,7 +69,9 @@ impl Principal {
 
     /// The staff id of a staff user (their own records).
     pub fn own_staff_id(&self) -> Result<i64, ApiError> {
-        self.user()?.staff_id.ok_or(ApiError::Forbidden("not linked to a staff member"))
+        self.user()?
+            .staff_id
+            .ok_or(ApiError::Forbidden("not linked to a staff member"))
     }
 }
 
@@ -103,17 +109,31 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
         if let Some(k) = state.kiosk_cache.get(&h) {
             return Ok(Principal::Kiosk(k));
         }
-        let k = state.store.kiosk_by_token(&h).await?.ok_or(ApiError::Unauthorized)?;
+        let k = state
+            .store
+            .kiosk_by_token(&h)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         state.kiosk_cache.put(h, k.clone());
         return Ok(Principal::Kiosk(k));
     }
     let token = cookie_value(parts, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
-    let session = state.store.session(&token_hash(token), now_ms()).await?.ok_or(ApiError::Unauthorized)?;
+    let session = state
+        .store
+        .session(&token_hash(token), now_ms())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     if !safe {
-        let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        let sent = parts
+            .headers
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
         if !constant_time_eq(sent, session.csrf_token.as_bytes()) {
-            return Err(ApiError::Forbidden("missing or wrong CSRF token (send the X-CSRF-Token header from login)"));
+            return Err(ApiError::Forbidden(
+                "missing or wrong CSRF token (send the X-CSRF-Token header from login)",
+            ));
         }
     }
     Ok(Principal::User(session.user))
@@ -122,7 +142,10 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
 impl<const M: u8> FromRequestParts<AppState> for Need<M> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let p = authenticate(parts, state).await?;
         if p.mask() & M == 0 {
             return Err(ApiError::Forbidden("this role may not do that"));

@@ -82,7 +82,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", f.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
             }
             fig = fig.merge(Toml::file(f));
         }
@@ -103,13 +106,17 @@ impl Config {
     pub fn face_key(&self) -> Result<[u8; 32], ConfigError> {
         let bytes = hex::decode(self.face_key_hex.trim())
             .map_err(|_| ConfigError::Invalid("face_key_hex must be 64 hex digits".into()))?;
-        bytes.try_into().map_err(|_| ConfigError::Invalid("face_key_hex must be 64 hex digits (32 bytes)".into()))
+        bytes.try_into().map_err(|_| {
+            ConfigError::Invalid("face_key_hex must be 64 hex digits (32 bytes)".into())
+        })
     }
 
     /// Refuses development placeholders outside dev mode.
     pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
         self.face_key()?;
-        if !self.dev_mode && (self.face_key_hex == DEV_FACE_KEY || self.gateway_secret == DEV_GATEWAY_SECRET) {
+        if !self.dev_mode
+            && (self.face_key_hex == DEV_FACE_KEY || self.gateway_secret == DEV_GATEWAY_SECRET)
+        {
             return Err(ConfigError::Invalid(
                 "face_key_hex and gateway_secret still have their development values; set \
                  CLEANPLATE_FACE_KEY_HEX and CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
@@ -134,7 +141,10 @@ mod tests {
         assert_eq!(c.max_connections, 3);
         assert_eq!(c.session_ttl_hours, 12);
         assert!(c.database_url().starts_with("sqlite://"));
-        assert!(c.validate_for_serving().is_err(), "dev secrets must be refused outside dev mode");
+        assert!(
+            c.validate_for_serving().is_err(),
+            "dev secrets must be refused outside dev mode"
+        );
     }
 
     #[test]
@@ -144,7 +154,10 @@ mod tests {
 
     #[test]
     fn bad_key() {
-        let c = Config { face_key_hex: "abcd".into(), ..Config::default() };
+        let c = Config {
+            face_key_hex: "abcd".into(),
+            ..Config::default()
+        };
         assert!(c.face_key().is_err());
     }
 }

@@ -40,7 +40,9 @@ pub fn hash_password(password: &str) -> Result<String, CryptoError> {
 /// Constant-time check (argon2 compares in constant time); a malformed stored hash is `false`.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -58,7 +60,9 @@ pub struct FaceCipher {
 
 impl FaceCipher {
     pub fn new(key: &[u8; 32]) -> Self {
-        FaceCipher { cipher: Aes256Gcm::new(key.into()) }
+        FaceCipher {
+            cipher: Aes256Gcm::new(key.into()),
+        }
     }
 
     fn aad(staff_id: i64) -> Vec<u8> {
@@ -75,9 +79,18 @@ impl FaceCipher {
         let aad = Self::aad(staff_id);
         let ciphertext = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Template)?;
-        Ok(SealedTemplate { nonce: nonce.to_vec(), ciphertext })
+        Ok(SealedTemplate {
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
     }
 
     pub fn open(&self, staff_id: i64, sealed: &SealedTemplate) -> Result<Vec<f32>, CryptoError> {
@@ -87,12 +100,21 @@ impl FaceCipher {
         let aad = Self::aad(staff_id);
         let plain = self
             .cipher
-            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Template)?;
         if plain.len() % 4 != 0 {
             return Err(CryptoError::Template);
         }
-        Ok(plain.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(plain
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 }
 
@@ -105,9 +127,15 @@ mod tests {
         let c = FaceCipher::new(&[7u8; 32]);
         let e = vec![0.25f32, -0.5, 1.0];
         let s = c.seal(3, &e).unwrap();
-        assert_ne!(s.ciphertext[..12], e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>()[..]);
+        assert_ne!(
+            s.ciphertext[..12],
+            e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>()[..]
+        );
         assert_eq!(c.open(3, &s).unwrap(), e);
-        assert!(c.open(4, &s).is_err(), "a template moved to another person must not open");
+        assert!(
+            c.open(4, &s).is_err(),
+            "a template moved to another person must not open"
+        );
         let other = FaceCipher::new(&[8u8; 32]);
         assert!(other.open(3, &s).is_err(), "wrong key must not open");
     }

@@ -33,7 +33,10 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let s = store_postgres::PostgresStore::connect(
             &url,
-            &store_postgres::PostgresSettings { max_connections: cfg.max_connections, ..Default::default() },
+            &store_postgres::PostgresSettings {
+                max_connections: cfg.max_connections,
+                ..Default::default()
+            },
         )
         .await?;
         Ok(Arc::new(s))
@@ -42,7 +45,8 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
             let path = path.split('?').next().unwrap_or(path);
             if let Some(parent) = std::path::Path::new(path).parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| SetupError::DataDir(parent.display().to_string(), e))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| SetupError::DataDir(parent.display().to_string(), e))?;
                 }
             }
         }
@@ -62,14 +66,24 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
 /// Builds the shared state (the store must already be migrated).
 pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, SetupError> {
     let key = cfg.face_key()?;
-    let base = if cfg.public_base_url.is_empty() { format!("http://{}", cfg.listen) } else { cfg.public_base_url.clone() };
-    let sandbox = Arc::new(payments::SandboxProvider::new(store.clone(), &cfg.gateway_secret, &base));
+    let base = if cfg.public_base_url.is_empty() {
+        format!("http://{}", cfg.listen)
+    } else {
+        cfg.public_base_url.clone()
+    };
+    let sandbox = Arc::new(payments::SandboxProvider::new(
+        store.clone(),
+        &cfg.gateway_secret,
+        &base,
+    ));
     Ok(AppState {
         store,
         cipher: crypto::FaceCipher::new(&key),
         payments: sandbox.clone(),
         sandbox: Some(sandbox),
-        kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(cfg.kiosk_token_cache_seconds))),
+        kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(
+            cfg.kiosk_token_cache_seconds,
+        ))),
         cfg: Arc::new(cfg),
     })
 }

@@ -11,7 +11,11 @@ use std::time::Duration;
 use store::{Actor, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, SubsidyRule};
 
 #[derive(Parser)]
-#[command(name = "backend", version, about = "CleanPlate backend: the canteen's book of record")]
+#[command(
+    name = "backend",
+    version,
+    about = "CleanPlate backend: the canteen's book of record"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "CLEANPLATE_CONFIG")]
@@ -62,7 +66,8 @@ fn now_ms() -> i64 {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -94,7 +99,9 @@ async fn serve(cfg: Config) -> Result<()> {
     cfg.validate_for_serving()?;
     let store = backend::open_store(&cfg).await?;
     store.migrate().await.context("migrating the database")?;
-    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
     tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
@@ -115,7 +122,9 @@ async fn check(cfg: Config, seal: bool, json: bool) -> Result<()> {
     if seal {
         while store.seal_audit(10_000).await? == 10_000 {}
     }
-    let r = store.check(now_ms(), cfg.unsealed_grace_seconds * 1000).await?;
+    let r = store
+        .check(now_ms(), cfg.unsealed_grace_seconds * 1000)
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -160,7 +169,15 @@ async fn create_manager(cfg: Config, username: String, role: String) -> Result<(
     store.migrate().await?;
     let hash = backend::crypto::hash_password(&password)?;
     let u = store
-        .create_user(NewUser { username, password_hash: hash, role, staff_id: None }, &Actor::System("create-manager"))
+        .create_user(
+            NewUser {
+                username,
+                password_hash: hash,
+                role,
+                staff_id: None,
+            },
+            &Actor::System("create-manager"),
+        )
         .await?;
     while store.seal_audit(10_000).await? == 10_000 {}
     println!("created {} {} (id {})", u.role.as_str(), u.username, u.id);
@@ -176,35 +193,122 @@ async fn seed_demo(cfg: Config) -> Result<()> {
     let actor = Actor::System("seed-demo");
     let c = store
         .create_canteen(
-            NewCanteen { name: "Demo canteen".into(), utc_offset_minutes: 480, per_transaction_cap: Some(Fen(5000)), daily_cap: Some(Fen(10000)) },
+            NewCanteen {
+                name: "Demo canteen".into(),
+                utc_offset_minutes: 480,
+                per_transaction_cap: Some(Fen(5000)),
+                daily_cap: Some(Fen(10000)),
+            },
             &actor,
         )
         .await?;
-    for (meal, s, e) in [(MealKind::Breakfast, 390, 570), (MealKind::Lunch, 660, 810), (MealKind::Dinner, 1020, 1170)] {
-        store.set_meal_window(MealWindow { canteen_id: c.id, meal, start_minute: s, end_minute: e }, &actor).await?;
+    for (meal, s, e) in [
+        (MealKind::Breakfast, 390, 570),
+        (MealKind::Lunch, 660, 810),
+        (MealKind::Dinner, 1020, 1170),
+    ] {
+        store
+            .set_meal_window(
+                MealWindow {
+                    canteen_id: c.id,
+                    meal,
+                    start_minute: s,
+                    end_minute: e,
+                },
+                &actor,
+            )
+            .await?;
     }
-    for (cat, prices) in [("regular", [500, 1500, 1200]), ("contractor", [800, 2000, 1600]), ("intern", [300, 1000, 800])] {
+    for (cat, prices) in [
+        ("regular", [500, 1500, 1200]),
+        ("contractor", [800, 2000, 1600]),
+        ("intern", [300, 1000, 800]),
+    ] {
         for (meal, p) in MealKind::ALL.into_iter().zip(prices) {
-            store.set_price(Price { canteen_id: c.id, category: cat.into(), meal, price: Fen(p) }, &actor).await?;
+            store
+                .set_price(
+                    Price {
+                        canteen_id: c.id,
+                        category: cat.into(),
+                        meal,
+                        price: Fen(p),
+                    },
+                    &actor,
+                )
+                .await?;
         }
     }
-    store.set_subsidy_rule(SubsidyRule { category: "regular".into(), amount: Fen(30000), expires: true }, &actor).await?;
-    store.set_subsidy_rule(SubsidyRule { category: "intern".into(), amount: Fen(20000), expires: true }, &actor).await?;
-    let names = ["Wang Fang", "Li Na", "Zhang Wei", "Liu Yang", "Chen Jing", "Yang Li", "Zhao Lei", "Huang Min", "Zhou Jie", "Wu Xia"];
+    store
+        .set_subsidy_rule(
+            SubsidyRule {
+                category: "regular".into(),
+                amount: Fen(30000),
+                expires: true,
+            },
+            &actor,
+        )
+        .await?;
+    store
+        .set_subsidy_rule(
+            SubsidyRule {
+                category: "intern".into(),
+                amount: Fen(20000),
+                expires: true,
+            },
+            &actor,
+        )
+        .await?;
+    let names = [
+        "Wang Fang",
+        "Li Na",
+        "Zhang Wei",
+        "Liu Yang",
+        "Chen Jing",
+        "Yang Li",
+        "Zhao Lei",
+        "Huang Min",
+        "Zhou Jie",
+        "Wu Xia",
+    ];
     for (i, n) in names.iter().enumerate() {
         let cat = ["regular", "regular", "contractor", "intern"][i % 4];
         store
-            .create_staff(NewStaff { employee_no: format!("E{:04}", i + 1), name: (*n).into(), department: "Demo".into(), category: cat.into() }, &actor)
+            .create_staff(
+                NewStaff {
+                    employee_no: format!("E{:04}", i + 1),
+                    name: (*n).into(),
+                    department: "Demo".into(),
+                    category: cat.into(),
+                },
+                &actor,
+            )
             .await?;
     }
     let period = ledger::subsidy::period_of(
-        time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_whole_seconds(8 * 3600).unwrap_or(time::UtcOffset::UTC)).date(),
+        time::OffsetDateTime::now_utc()
+            .to_offset(
+                time::UtcOffset::from_whole_seconds(8 * 3600).unwrap_or(time::UtcOffset::UTC),
+            )
+            .date(),
     );
     let g = store.grant_subsidies(&period, now_ms(), &actor).await?;
     let code = backend::crypto::random_token()[..12].to_uppercase();
-    store.create_enrolment_code(c.id, &backend::crypto::token_hash(&code), now_ms() + 24 * 3600 * 1000, &actor).await?;
+    store
+        .create_enrolment_code(
+            c.id,
+            &backend::crypto::token_hash(&code),
+            now_ms() + 24 * 3600 * 1000,
+            &actor,
+        )
+        .await?;
     while store.seal_audit(10_000).await? == 10_000 {}
-    println!("seeded canteen {} with {} staff; subsidies for {}: {} people", c.id, names.len(), g.period, g.people);
+    println!(
+        "seeded canteen {} with {} staff; subsidies for {}: {} people",
+        c.id,
+        names.len(),
+        g.period,
+        g.people
+    );
     println!("kiosk enrolment code (valid 24 h): {code}");
     Ok(())
 }

@@ -52,7 +52,11 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Registers the order with the provider and returns where the payer goes to pay.
     async fn create(&self, order: &PaymentOrder) -> Result<String, PaymentError>;
     /// Checks the signature over the raw body and parses it. Nothing unsigned gets through.
-    fn verify(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<Notification, PaymentError>;
+    fn verify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Notification, PaymentError>;
     /// Asks the provider what it knows about an order (reconciliation).
     async fn query(&self, order_no: &str) -> Result<ProviderOrderState, PaymentError>;
 }
@@ -69,7 +73,8 @@ pub struct SandboxNotice {
 
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for HMAC.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -82,7 +87,11 @@ pub struct SandboxProvider {
 
 impl SandboxProvider {
     pub fn new(store: Arc<dyn Store>, secret: &str, base_url: &str) -> Self {
-        SandboxProvider { store, secret: secret.as_bytes().to_vec(), base_url: base_url.trim_end_matches('/').to_string() }
+        SandboxProvider {
+            store,
+            secret: secret.as_bytes().to_vec(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
     }
 
     pub fn signed_notice(&self, n: &SandboxNotice) -> (Vec<u8>, String) {
@@ -102,24 +111,44 @@ impl PaymentProvider for SandboxProvider {
         Ok(format!("{}/sandbox/pay/{}", self.base_url, order.order_no))
     }
 
-    fn verify(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<Notification, PaymentError> {
+    fn verify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Notification, PaymentError> {
         let sig = headers
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|s| hex::decode(s.trim()).ok())
             .ok_or(PaymentError::BadSignature)?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).map_err(|_| PaymentError::BadSignature)?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .map_err(|_| PaymentError::BadSignature)?;
         mac.update(body);
         // `verify_slice` compares in constant time.
-        mac.verify_slice(&sig).map_err(|_| PaymentError::BadSignature)?;
-        let n: SandboxNotice = serde_json::from_slice(body).map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        let amount = Fen::positive_from_yuan(n.amount).map_err(|e| PaymentError::Malformed(e.to_string()))?;
-        Ok(Notification { order_no: n.order_no, amount, txn: n.txn })
+        mac.verify_slice(&sig)
+            .map_err(|_| PaymentError::BadSignature)?;
+        let n: SandboxNotice =
+            serde_json::from_slice(body).map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        let amount = Fen::positive_from_yuan(n.amount)
+            .map_err(|e| PaymentError::Malformed(e.to_string()))?;
+        Ok(Notification {
+            order_no: n.order_no,
+            amount,
+            txn: n.txn,
+        })
     }
 
     async fn query(&self, order_no: &str) -> Result<ProviderOrderState, PaymentError> {
-        match self.store.sandbox_payment(order_no).await.map_err(|e| PaymentError::Provider(e.to_string()))? {
-            Some(p) => Ok(ProviderOrderState::Paid { amount: p.amount, txn: p.txn }),
+        match self
+            .store
+            .sandbox_payment(order_no)
+            .await
+            .map_err(|e| PaymentError::Provider(e.to_string()))?
+        {
+            Some(p) => Ok(ProviderOrderState::Paid {
+                amount: p.amount,
+                txn: p.txn,
+            }),
             None => Ok(ProviderOrderState::NotPaid),
         }
     }
@@ -132,7 +161,10 @@ pub async fn handle_notification(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> Result<CreditOutcome, PaymentError> {
-    let raw = String::from_utf8_lossy(body).chars().take(4000).collect::<String>();
+    let raw = String::from_utf8_lossy(body)
+        .chars()
+        .take(4000)
+        .collect::<String>();
     let n = match state.payments.verify(headers, body) {
         Ok(n) => n,
         Err(e) => {
@@ -141,7 +173,11 @@ pub async fn handle_notification(
                 _ => "malformed",
             };
             tracing::warn!(verdict, "refused a payment notification");
-            if let Err(le) = state.store.log_payment_notification(None, &raw, verdict, now_ms()).await {
+            if let Err(le) = state
+                .store
+                .log_payment_notification(None, &raw, verdict, now_ms())
+                .await
+            {
                 tracing::error!(error = %le, "could not log a refused notification");
             }
             return Err(e);
@@ -156,7 +192,11 @@ pub async fn handle_notification(
 
 /// The sandbox's "payer pressed Pay": record the payment on the gateway side, then deliver the
 /// signed notification asynchronously, retrying like a real gateway until it is acknowledged.
-pub async fn sandbox_pay(state: AppState, sandbox: Arc<SandboxProvider>, order: PaymentOrder) -> Result<String, PaymentError> {
+pub async fn sandbox_pay(
+    state: AppState,
+    sandbox: Arc<SandboxProvider>,
+    order: PaymentOrder,
+) -> Result<String, PaymentError> {
     let txn = format!("SBX{}", &crate::crypto::random_token()[..20]);
     let fresh = sandbox
         .store
@@ -168,10 +208,17 @@ pub async fn sandbox_pay(state: AppState, sandbox: Arc<SandboxProvider>, order: 
     } else {
         match sandbox.query(&order.order_no).await? {
             ProviderOrderState::Paid { txn, .. } => txn,
-            ProviderOrderState::NotPaid => return Err(PaymentError::Provider("payment vanished".into())),
+            ProviderOrderState::NotPaid => {
+                return Err(PaymentError::Provider("payment vanished".into()))
+            }
         }
     };
-    let notice = SandboxNotice { order_no: order.order_no.clone(), amount: order.amount.to_yuan(), txn: txn.clone(), paid_at_ms: now_ms() };
+    let notice = SandboxNotice {
+        order_no: order.order_no.clone(),
+        amount: order.amount.to_yuan(),
+        txn: txn.clone(),
+        paid_at_ms: now_ms(),
+    };
     let (body, sig) = sandbox.signed_notice(&notice);
     tokio::spawn(async move {
         let mut headers = axum::http::HeaderMap::new();
@@ -186,7 +233,9 @@ pub async fn sandbox_pay(state: AppState, sandbox: Arc<SandboxProvider>, order: 
                     tracing::info!(order = %notice.order_no, ?outcome, attempt, "sandbox notification delivered");
                     return;
                 }
-                Err(e) => tracing::warn!(order = %notice.order_no, error = %e, attempt, "sandbox notification failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(order = %notice.order_no, error = %e, attempt, "sandbox notification failed; retrying")
+                }
             }
             delay *= 2;
         }

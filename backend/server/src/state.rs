@@ -30,12 +30,17 @@ pub struct KioskCache {
 
 impl KioskCache {
     pub fn new(ttl: Duration) -> Self {
-        KioskCache { ttl, map: Mutex::new(HashMap::new()) }
+        KioskCache {
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self, token_hash: &str) -> Option<Kiosk> {
         let map = self.map.lock().ok()?;
-        map.get(token_hash).filter(|(_, t)| t.elapsed() < self.ttl).map(|(k, _)| k.clone())
+        map.get(token_hash)
+            .filter(|(_, t)| t.elapsed() < self.ttl)
+            .map(|(k, _)| k.clone())
     }
 
     pub fn put(&self, token_hash: String, k: Kiosk) {

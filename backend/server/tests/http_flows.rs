@@ -21,7 +21,13 @@ both_dbs!(charge_replayed_100_times_over_http_charges_once, |app| {
     for _ in 0..100 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(charge_body("k-1", app.staff_id))).await
+            app.call(
+                &app.kiosk,
+                Method::POST,
+                "/api/v1/kiosk/charges",
+                Some(charge_body("k-1", app.staff_id)),
+            )
+            .await
         }));
     }
     let mut first = 0;
@@ -30,33 +36,77 @@ both_dbs!(charge_replayed_100_times_over_http_charges_once, |app| {
         let (s, v) = t.await.expect("task");
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["status"], "accepted");
-        assert_eq!(v["cash_balance"], "85.00", "every replay returns the first result");
+        assert_eq!(
+            v["cash_balance"], "85.00",
+            "every replay returns the first result"
+        );
         ids.insert(v["charge_id"].as_i64().expect("id"));
         if v["replayed"] == false {
             first += 1;
         }
     }
     assert_eq!((first, ids.len()), (1, 1));
-    let (s, b) = app.call(&app.staff, Method::GET, "/api/v1/me/balance", None).await;
+    let (s, b) = app
+        .call(&app.staff, Method::GET, "/api/v1/me/balance", None)
+        .await;
     assert_eq!((s, b["cash"].as_str()), (StatusCode::OK, Some("85.00")));
     // Same key, different body.
     let mut other = charge_body("k-1", app.staff_id);
     other["amount"] = json!("9.99");
-    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(other)).await;
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(other),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
     // Malformed JSON is a 400 with the error shape, not a crash.
-    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(json!({"staff_id": "x"}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_json")));
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"staff_id": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_json"))
+    );
     // A kiosk clock running ahead is refused.
-    let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).format(&time::format_description::well_known::Rfc3339).expect("fmt");
-    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(json!({"idempotency_key": "f-1", "staff_id": app.staff_id, "kiosk_time": future}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("kiosk_clock_ahead")));
+    let future = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("fmt");
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "f-1", "staff_id": app.staff_id, "kiosk_time": future})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("kiosk_clock_ahead"))
+    );
     // Sub-fen amounts are refused, not rounded.
     let mut tiny = charge_body("k-2", app.staff_id);
     tiny["amount"] = json!("0.001");
-    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(tiny)).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_amount")));
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(tiny),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_amount"))
+    );
     app.check_ok().await;
 });
 
@@ -66,30 +116,68 @@ fn signed(body: &serde_json::Value, secret: &str) -> (Vec<u8>, String) {
     (bytes, sig)
 }
 
-async fn notify(app: &common::TestApp, body: Vec<u8>, sig: Option<&str>) -> (StatusCode, serde_json::Value) {
-    let mut b = axum::http::Request::builder().method(Method::POST).uri("/api/v1/payments/sandbox/notify").header("content-type", "application/json");
+async fn notify(
+    app: &common::TestApp,
+    body: Vec<u8>,
+    sig: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut b = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/payments/sandbox/notify")
+        .header("content-type", "application/json");
     if let Some(s) = sig {
         b = b.header("x-sandbox-signature", s);
     }
-    let (s, _, bytes) = app.raw(b.body(axum::body::Body::from(body)).expect("request")).await;
-    (s, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let (s, _, bytes) = app
+        .raw(b.body(axum::body::Body::from(body)).expect("request"))
+        .await;
+    (
+        s,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 async fn cash(app: &common::TestApp) -> String {
-    let (_, b) = app.call(&app.staff, Method::GET, "/api/v1/me/balance", None).await;
+    let (_, b) = app
+        .call(&app.staff, Method::GET, "/api/v1/me/balance", None)
+        .await;
     b["cash"].as_str().unwrap_or_default().to_string()
 }
 
 both_dbs!(sandbox_gateway_credits_exactly_once, |app| {
     // Create an order from the phone and pay it on the sandbox's page.
-    let (s, o) = app.call(&app.staff, Method::POST, "/api/v1/me/topups", Some(json!({"amount": "50.00"}))).await;
+    let (s, o) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/topups",
+            Some(json!({"amount": "50.00"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{o}");
     let order_no = o["order_no"].as_str().expect("order").to_string();
-    assert!(o["pay_url"].as_str().expect("url").ends_with(&format!("/sandbox/pay/{order_no}")));
-    let (s, page) = app.call(&Caller::Anonymous, Method::GET, &format!("/sandbox/pay/{order_no}"), None).await;
+    assert!(o["pay_url"]
+        .as_str()
+        .expect("url")
+        .ends_with(&format!("/sandbox/pay/{order_no}")));
+    let (s, page) = app
+        .call(
+            &Caller::Anonymous,
+            Method::GET,
+            &format!("/sandbox/pay/{order_no}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.as_str().unwrap_or_default().contains("50.00"));
-    let (s, _) = app.call(&Caller::Anonymous, Method::POST, &format!("/sandbox/pay/{order_no}"), None).await;
+    let (s, _) = app
+        .call(
+            &Caller::Anonymous,
+            Method::POST,
+            &format!("/sandbox/pay/{order_no}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     // The notification is asynchronous: wait for it.
     let mut credited = false;
@@ -102,33 +190,74 @@ both_dbs!(sandbox_gateway_credits_exactly_once, |app| {
     }
     assert!(credited, "the sandbox's notification credited the order");
     // Pressing Pay again re-sends the same notification: nothing more is credited.
-    let (s, _) = app.call(&Caller::Anonymous, Method::POST, &format!("/sandbox/pay/{order_no}"), None).await;
+    let (s, _) = app
+        .call(
+            &Caller::Anonymous,
+            Method::POST,
+            &format!("/sandbox/pay/{order_no}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(cash(&app).await, "50.00");
 
     // A duplicate notification sent by hand, correctly signed.
-    let txn = app.store.sandbox_payment(&order_no).await.expect("query").expect("paid").txn;
+    let txn = app
+        .store
+        .sandbox_payment(&order_no)
+        .await
+        .expect("query")
+        .expect("paid")
+        .txn;
     let notice = json!({"order_no": order_no, "amount": "50.00", "txn": txn, "paid_at_ms": 1});
     let (body, sig) = signed(&notice, common::GATEWAY_SECRET);
     let (s, v) = notify(&app, body.clone(), Some(&sig)).await;
-    assert_eq!((s, v["outcome"].as_str()), (StatusCode::OK, Some("already_credited")));
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("already_credited"))
+    );
 
     // A second order: forged notifications (no signature, wrong key, tampered body) credit nothing.
-    let (_, o2) = app.call(&app.staff, Method::POST, "/api/v1/me/topups", Some(json!({"amount": "20.00"}))).await;
+    let (_, o2) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/topups",
+            Some(json!({"amount": "20.00"})),
+        )
+        .await;
     let no2 = o2["order_no"].as_str().expect("order").to_string();
     let good = json!({"order_no": no2, "amount": "20.00", "txn": "T2", "paid_at_ms": 2});
     let (b2, _) = signed(&good, common::GATEWAY_SECRET);
-    assert_eq!(notify(&app, b2.clone(), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        notify(&app, b2.clone(), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (_, wrong_key) = signed(&good, "not-the-secret");
-    assert_eq!(notify(&app, b2.clone(), Some(&wrong_key)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        notify(&app, b2.clone(), Some(&wrong_key)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (_, sig_good) = signed(&good, common::GATEWAY_SECRET);
-    let tampered = serde_json::to_vec(&json!({"order_no": no2, "amount": "2000.00", "txn": "T2", "paid_at_ms": 2})).expect("json");
-    assert_eq!(notify(&app, tampered, Some(&sig_good)).await.0, StatusCode::UNAUTHORIZED);
+    let tampered = serde_json::to_vec(
+        &json!({"order_no": no2, "amount": "2000.00", "txn": "T2", "paid_at_ms": 2}),
+    )
+    .expect("json");
+    assert_eq!(
+        notify(&app, tampered, Some(&sig_good)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     // Signed but with the wrong amount: logged, not credited.
-    let (bw, sw) = signed(&json!({"order_no": no2, "amount": "200.00", "txn": "T2", "paid_at_ms": 2}), common::GATEWAY_SECRET);
+    let (bw, sw) = signed(
+        &json!({"order_no": no2, "amount": "200.00", "txn": "T2", "paid_at_ms": 2}),
+        common::GATEWAY_SECRET,
+    );
     let (s, v) = notify(&app, bw, Some(&sw)).await;
-    assert_eq!((s, v["outcome"].as_str()), (StatusCode::OK, Some("amount_mismatch")));
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("amount_mismatch"))
+    );
     assert_eq!(cash(&app).await, "50.00");
     // The real notification arrives late, twice: credited once.
     for want in ["credited", "already_credited"] {
@@ -138,14 +267,46 @@ both_dbs!(sandbox_gateway_credits_exactly_once, |app| {
     assert_eq!(cash(&app).await, "70.00");
 
     // A third order paid at the gateway whose notification never arrives: reconciliation finds it.
-    let (_, o3) = app.call(&app.staff, Method::POST, "/api/v1/me/topups", Some(json!({"amount": "5.00"}))).await;
+    let (_, o3) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/topups",
+            Some(json!({"amount": "5.00"})),
+        )
+        .await;
     let no3 = o3["order_no"].as_str().expect("order").to_string();
-    let (_, v) = app.call(&app.manager, Method::POST, &format!("/api/v1/topups/{no3}/reconcile"), None).await;
+    let (_, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/topups/{no3}/reconcile"),
+            None,
+        )
+        .await;
     assert_eq!(v["outcome"], "not_paid");
-    assert!(app.store.sandbox_record_payment(&no3, ledger::Fen(500), "T3", 3).await.expect("pay"));
-    let (_, v) = app.call(&app.manager, Method::POST, &format!("/api/v1/topups/{no3}/reconcile"), None).await;
+    assert!(app
+        .store
+        .sandbox_record_payment(&no3, ledger::Fen(500), "T3", 3)
+        .await
+        .expect("pay"));
+    let (_, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/topups/{no3}/reconcile"),
+            None,
+        )
+        .await;
     assert_eq!(v["outcome"], "credited");
-    let (_, v) = app.call(&app.manager, Method::POST, &format!("/api/v1/topups/{no3}/reconcile"), None).await;
+    let (_, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/topups/{no3}/reconcile"),
+            None,
+        )
+        .await;
     assert_eq!(v["outcome"], "already_credited");
     assert_eq!(cash(&app).await, "75.00");
     app.check_ok().await;
@@ -153,35 +314,107 @@ both_dbs!(sandbox_gateway_credits_exactly_once, |app| {
 
 both_dbs!(refund_from_phone_and_offline_exception, |app| {
     app.top_up_via_store(app.staff_id, 2000).await;
-    let (_, c) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(charge_body("r-1", app.staff_id))).await;
+    let (_, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge_body("r-1", app.staff_id)),
+        )
+        .await;
     assert_eq!(c["status"], "accepted");
     let cid = c["charge_id"].as_i64().expect("id");
-    let (s, r) = app.call(&app.staff, Method::POST, "/api/v1/me/refunds", Some(json!({"charge_id": cid, "reason": "wrong tray"}))).await;
+    let (s, r) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/refunds",
+            Some(json!({"charge_id": cid, "reason": "wrong tray"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    let (s, _) = app.call(&app.staff, Method::POST, "/api/v1/me/refunds", Some(json!({"charge_id": cid, "reason": "again"}))).await;
+    let (s, _) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/refunds",
+            Some(json!({"charge_id": cid, "reason": "again"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (s, d) = app.call(&app.manager, Method::POST, &format!("/api/v1/refunds/{}/decide", r["id"]), Some(json!({"approve": true}))).await;
-    assert_eq!((s, d["status"].as_str()), (StatusCode::OK, Some("approved")));
+    let (s, d) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/refunds/{}/decide", r["id"]),
+            Some(json!({"approve": true})),
+        )
+        .await;
+    assert_eq!(
+        (s, d["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
     assert_eq!(cash(&app).await, "20.00");
     // Another person's charge is invisible to this staff member.
     let other = app
         .store
-        .create_staff(store::NewStaff { employee_no: "S2".into(), name: "Two".into(), department: "D".into(), category: "regular".into() }, &store::Actor::System("t"))
+        .create_staff(
+            store::NewStaff {
+                employee_no: "S2".into(),
+                name: "Two".into(),
+                department: "D".into(),
+                category: "regular".into(),
+            },
+            &store::Actor::System("t"),
+        )
         .await
         .expect("staff");
     app.top_up_via_store(other.id, 2000).await;
-    let (_, c2) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(charge_body("r-2", other.id))).await;
-    let (s, _) = app.call(&app.staff, Method::POST, "/api/v1/me/refunds", Some(json!({"charge_id": c2["charge_id"], "reason": "x"}))).await;
+    let (_, c2) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge_body("r-2", other.id)),
+        )
+        .await;
+    let (s, _) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/refunds",
+            Some(json!({"charge_id": c2["charge_id"], "reason": "x"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Offline: a second lunch recorded while offline becomes an exception, then is waived.
     let mut b = charge_body("r-3", other.id);
     b["offline"] = json!(true);
-    let (_, e) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(b)).await;
-    assert_eq!((e["status"].as_str(), e["reason"].as_str()), (Some("exception"), Some("meal_already_taken")));
-    let (_, list) = app.call(&app.auditor, Method::GET, "/api/v1/charges?status=exception", None).await;
+    let (_, e) = app
+        .call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(b))
+        .await;
+    assert_eq!(
+        (e["status"].as_str(), e["reason"].as_str()),
+        (Some("exception"), Some("meal_already_taken"))
+    );
+    let (_, list) = app
+        .call(
+            &app.auditor,
+            Method::GET,
+            "/api/v1/charges?status=exception",
+            None,
+        )
+        .await;
     assert_eq!(list.as_array().map(|a| a.len()), Some(1));
-    let (s, w) = app.call(&app.manager, Method::POST, &format!("/api/v1/charges/{}/resolve", e["charge_id"]), Some(json!({"action": "waive"}))).await;
+    let (s, w) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/charges/{}/resolve", e["charge_id"]),
+            Some(json!({"action": "waive"})),
+        )
+        .await;
     assert_eq!((s, w["status"].as_str()), (StatusCode::OK, Some("waived")));
     app.check_ok().await;
 });
@@ -189,46 +422,133 @@ both_dbs!(refund_from_phone_and_offline_exception, |app| {
 both_dbs!(waste_and_encrypted_gallery_sync, |app| {
     let (_, c) = {
         app.top_up_via_store(app.staff_id, 2000).await;
-        app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/charges", Some(charge_body("w-1", app.staff_id))).await
+        app.call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge_body("w-1", app.staff_id)),
+        )
+        .await
     };
     let w = json!({"idempotency_key": "waste-1", "charge_id": c["charge_id"], "staff_id": null, "gross_grams": 612, "tare_grams": 480,
                    "dish": "rice", "category": null, "measured_at": lunch_today()});
-    let (s, v) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w.clone())).await;
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/waste",
+            Some(w.clone()),
+        )
+        .await;
     assert_eq!((s, v["net_grams"].as_i64()), (StatusCode::OK, Some(132)));
-    let (_, again) = app.call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w)).await;
-    assert_eq!((again["id"].clone(), again["replayed"].clone()), (v["id"].clone(), json!(true)));
-    let (_, list) = app.call(&app.manager, Method::GET, &format!("/api/v1/waste?staff_id={}", app.staff_id), None).await;
+    let (_, again) = app
+        .call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w))
+        .await;
+    assert_eq!(
+        (again["id"].clone(), again["replayed"].clone()),
+        (v["id"].clone(), json!(true))
+    );
+    let (_, list) = app
+        .call(
+            &app.manager,
+            Method::GET,
+            &format!("/api/v1/waste?staff_id={}", app.staff_id),
+            None,
+        )
+        .await;
     assert_eq!(list[0]["net_grams"], 132);
 
     // Templates need consent; they are stored encrypted and reach kiosks decrypted.
     let emb: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
     let path = format!("/api/v1/staff/{}/templates", app.staff_id);
-    let (s, v) = app.call(&app.manager, Method::POST, &path, Some(json!({"embedding": emb}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("consent_required")));
-    let (s, _) = app.call(&app.staff, Method::PUT, "/api/v1/me/consent", Some(json!({"granted": true}))).await;
+    let (s, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &path,
+            Some(json!({"embedding": emb})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("consent_required"))
+    );
+    let (s, _) = app
+        .call(
+            &app.staff,
+            Method::PUT,
+            "/api/v1/me/consent",
+            Some(json!({"granted": true})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, t) = app.call(&app.manager, Method::POST, &path, Some(json!({"embedding": emb}))).await;
+    let (s, t) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &path,
+            Some(json!({"embedding": emb})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{t}");
-    let (_, g) = app.call(&app.kiosk, Method::GET, "/api/v1/kiosk/gallery?since=0", None).await;
+    let (_, g) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            "/api/v1/kiosk/gallery?since=0",
+            None,
+        )
+        .await;
     let change = &g["changes"][0];
-    let got = wire::decode_embedding(change["embedding"].as_str().expect("embedding")).expect("decode");
+    let got =
+        wire::decode_embedding(change["embedding"].as_str().expect("embedding")).expect("decode");
     assert_eq!(got, emb);
     let since = g["next_since"].as_i64().expect("next");
     // At rest it is ciphertext: the plaintext bytes appear nowhere in the stored row.
     let page = app.store.gallery_changes(0, 10).await.expect("page");
     let sealed = page.changes[0].sealed.clone().expect("sealed");
     let plain: Vec<u8> = emb.iter().flat_map(|x| x.to_le_bytes()).collect();
-    assert!(!sealed.ciphertext.windows(16).any(|w| plain.windows(16).any(|p| p == w)));
+    assert!(!sealed
+        .ciphertext
+        .windows(16)
+        .any(|w| plain.windows(16).any(|p| p == w)));
     // Nothing new: an empty page.
-    let (_, g2) = app.call(&app.kiosk, Method::GET, &format!("/api/v1/kiosk/gallery?since={since}"), None).await;
+    let (_, g2) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            &format!("/api/v1/kiosk/gallery?since={since}"),
+            None,
+        )
+        .await;
     assert_eq!(g2["changes"].as_array().map(|a| a.len()), Some(0));
     // The person deletes it from their phone: kiosks get a tombstone.
-    let (s, _) = app.call(&app.staff, Method::DELETE, &format!("/api/v1/me/templates/{}", t["id"]), None).await;
+    let (s, _) = app
+        .call(
+            &app.staff,
+            Method::DELETE,
+            &format!("/api/v1/me/templates/{}", t["id"]),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (_, g3) = app.call(&app.kiosk, Method::GET, &format!("/api/v1/kiosk/gallery?since={since}"), None).await;
+    let (_, g3) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            &format!("/api/v1/kiosk/gallery?since={since}"),
+            None,
+        )
+        .await;
     assert_eq!(g3["changes"][0]["deleted"], true);
     assert!(g3["changes"][0]["embedding"].is_null());
-    let (_, audit) = app.call(&app.auditor, Method::GET, "/api/v1/audit?limit=1000", None).await;
-    assert!(audit.as_array().expect("audit").iter().any(|a| a["action"] == "face.template_deleted"));
+    let (_, audit) = app
+        .call(&app.auditor, Method::GET, "/api/v1/audit?limit=1000", None)
+        .await;
+    assert!(audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .any(|a| a["action"] == "face.template_deleted"));
     app.check_ok().await;
 });

@@ -36,7 +36,9 @@ fn spawn_server(url: &str, data_dir: &std::path::Path) -> Server {
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
         match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening on ") => break l.trim_start_matches("listening on ").to_string(),
+            Some(Ok(l)) if l.starts_with("listening on ") => {
+                break l.trim_start_matches("listening on ").to_string()
+            }
             Some(Ok(_)) => continue,
             other => panic!("backend did not start: {other:?}"),
         }
@@ -53,14 +55,24 @@ fn body(key: &str, staff: i64) -> serde_json::Value {
 async fn scenario(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pg) = match db {
-        Db::Sqlite => (format!("sqlite://{}", dir.path().join("k.db").display()), None),
+        Db::Sqlite => (
+            format!("sqlite://{}", dir.path().join("k.db").display()),
+            None,
+        ),
         Db::Postgres => {
-            let Some(admin) = common::pg_url_or_skip() else { return };
-            let name = store_postgres::create_scratch_database(&admin, "cpkill").await.expect("db");
+            let Some(admin) = common::pg_url_or_skip() else {
+                return;
+            };
+            let name = store_postgres::create_scratch_database(&admin, "cpkill")
+                .await
+                .expect("db");
             let opts: Vec<&str> = admin.splitn(2, '?').collect();
             // Same server, scratch database: swap the path of the URL.
             let base = opts[0].rsplit_once('/').map(|(b, _)| b).unwrap_or(opts[0]);
-            let url = match opts.get(1) { Some(q) => format!("{base}/{name}?{q}"), None => format!("{base}/{name}") };
+            let url = match opts.get(1) {
+                Some(q) => format!("{base}/{name}?{q}"),
+                None => format!("{base}/{name}"),
+            };
             (url, Some((admin, name)))
         }
     };
@@ -72,35 +84,95 @@ async fn scenario(db: Db) {
     store.migrate().await.expect("migrate");
     let sys = Actor::System("kill9");
     let c = store
-        .create_canteen(store::NewCanteen { name: "K".into(), utc_offset_minutes: 480, per_transaction_cap: None, daily_cap: None }, &sys)
+        .create_canteen(
+            store::NewCanteen {
+                name: "K".into(),
+                utc_offset_minutes: 480,
+                per_transaction_cap: None,
+                daily_cap: None,
+            },
+            &sys,
+        )
         .await
         .expect("canteen");
     store
-        .set_meal_window(store::MealWindow { canteen_id: c.id, meal: ledger::MealKind::Lunch, start_minute: 660, end_minute: 810 }, &sys)
+        .set_meal_window(
+            store::MealWindow {
+                canteen_id: c.id,
+                meal: ledger::MealKind::Lunch,
+                start_minute: 660,
+                end_minute: 810,
+            },
+            &sys,
+        )
         .await
         .expect("window");
     let p = store
-        .create_staff(store::NewStaff { employee_no: "K1".into(), name: "K".into(), department: "D".into(), category: "regular".into() }, &sys)
+        .create_staff(
+            store::NewStaff {
+                employee_no: "K1".into(),
+                name: "K".into(),
+                department: "D".into(),
+                category: "regular".into(),
+            },
+            &sys,
+        )
         .await
         .expect("staff");
-    store.update_staff(p.id, store::StaffUpdate { meals_per_period: Some(1_000_000), ..Default::default() }, &sys).await.expect("allow");
     store
-        .create_payment_order(store::NewPaymentOrder { order_no: "K-SEED".into(), staff_id: p.id, amount: ledger::Fen(100_000_000), provider: "sandbox".into(), now_ms: 0 }, &sys)
+        .update_staff(
+            p.id,
+            store::StaffUpdate {
+                meals_per_period: Some(1_000_000),
+                ..Default::default()
+            },
+            &sys,
+        )
+        .await
+        .expect("allow");
+    store
+        .create_payment_order(
+            store::NewPaymentOrder {
+                order_no: "K-SEED".into(),
+                staff_id: p.id,
+                amount: ledger::Fen(100_000_000),
+                provider: "sandbox".into(),
+                now_ms: 0,
+            },
+            &sys,
+        )
         .await
         .expect("order");
-    store.credit_payment("K-SEED", "t", ledger::Fen(100_000_000), "{}", 0).await.expect("credit");
-    store.create_enrolment_code(c.id, "kill9-code", i64::MAX / 2, &sys).await.expect("code");
-    store.redeem_enrolment_code("kill9-code", "k", &backend::crypto::token_hash(TOKEN), 0).await.expect("kiosk");
+    store
+        .credit_payment("K-SEED", "t", ledger::Fen(100_000_000), "{}", 0)
+        .await
+        .expect("credit");
+    store
+        .create_enrolment_code(c.id, "kill9-code", i64::MAX / 2, &sys)
+        .await
+        .expect("code");
+    store
+        .redeem_enrolment_code("kill9-code", "k", &backend::crypto::token_hash(TOKEN), 0)
+        .await
+        .expect("kiosk");
     drop(store);
 
     let server = spawn_server(&url, dir.path());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
     // key -> Some(charge id) when acknowledged, None when the answer was lost.
     let outcomes: Arc<Mutex<HashMap<String, Option<i64>>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for c in 0..8 {
-        let (http, addr, outcomes, stop) = (http.clone(), server.addr.clone(), outcomes.clone(), stop.clone());
+        let (http, addr, outcomes, stop) = (
+            http.clone(),
+            server.addr.clone(),
+            outcomes.clone(),
+            stop.clone(),
+        );
         clients.push(tokio::spawn(async move {
             for i in 0..100_000 {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -131,7 +203,12 @@ async fn scenario(db: Db) {
     // Let a few hundred charges through, then SIGKILL mid-stream.
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let acked = outcomes.lock().expect("lock").values().filter(|v| v.is_some()).count();
+        let acked = outcomes
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|v| v.is_some())
+            .count();
         if acked >= 300 {
             break;
         }
@@ -144,7 +221,10 @@ async fn scenario(db: Db) {
         c.await.expect("client task");
     }
     let outcomes = outcomes.lock().expect("lock").clone();
-    let acked: Vec<(&String, i64)> = outcomes.iter().filter_map(|(k, v)| v.map(|id| (k, id))).collect();
+    let acked: Vec<(&String, i64)> = outcomes
+        .iter()
+        .filter_map(|(k, v)| v.map(|id| (k, id)))
+        .collect();
     assert!(acked.len() >= 300);
 
     // Restart and replay every request we sent.
@@ -162,17 +242,28 @@ async fn scenario(db: Db) {
         let v: serde_json::Value = resp.json().await.expect("json");
         let id = v["charge_id"].as_i64().expect("charge id");
         if let Some(acked_id) = ack {
-            assert_eq!(v["replayed"], true, "acknowledged charge {key} must be found, not redone");
+            assert_eq!(
+                v["replayed"], true,
+                "acknowledged charge {key} must be found, not redone"
+            );
             assert_eq!(id, *acked_id, "acknowledged charge {key} keeps its id");
         }
         final_ids.insert(key.clone(), id);
     }
     let store = backend::open_store(&cfg).await.expect("reopen");
     let charges = store
-        .list_charges(store::ChargeFilter { staff_id: Some(p.id), limit: 100_000, ..Default::default() })
+        .list_charges(store::ChargeFilter {
+            staff_id: Some(p.id),
+            limit: 100_000,
+            ..Default::default()
+        })
         .await
         .expect("charges");
-    assert_eq!(charges.len(), outcomes.len(), "one charge per request, none doubled, none lost");
+    assert_eq!(
+        charges.len(),
+        outcomes.len(),
+        "one charge per request, none doubled, none lost"
+    );
     let mut ids: Vec<i64> = final_ids.values().copied().collect();
     ids.sort();
     ids.dedup();
@@ -193,7 +284,10 @@ async fn scenario(db: Db) {
             passed = true;
             break;
         }
-        eprintln!("check not yet passing: {}", String::from_utf8_lossy(&out.stdout));
+        eprintln!(
+            "check not yet passing: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut child = server.child;
@@ -202,9 +296,15 @@ async fn scenario(db: Db) {
     assert!(passed, "`backend check` passes after the crash and restart");
     if let Some((admin, name)) = pg {
         drop(store);
-        store_postgres::drop_database(&admin, &name).await.expect("drop");
+        store_postgres::drop_database(&admin, &name)
+            .await
+            .expect("drop");
     }
-    eprintln!("kill -9 on {db:?}: {} requests, {} acknowledged before the kill", outcomes.len(), acked.len());
+    eprintln!(
+        "kill -9 on {db:?}: {} requests, {} acknowledged before the kill",
+        outcomes.len(),
+        acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -83,13 +83,20 @@ const MATRIX: &[(&str, &str, u8)] = &[
 
 fn concrete(path: &str) -> String {
     // Ids that do not exist, so allowed calls reach the handler but change nothing.
-    path.replace("{id}", "999999").replace("{meal}", "lunch").replace("{category}", "nobody").replace("{order_no}", "NO-SUCH-ORDER")
+    path.replace("{id}", "999999")
+        .replace("{meal}", "lunch")
+        .replace("{category}", "nobody")
+        .replace("{order_no}", "NO-SUCH-ORDER")
 }
 
 both_dbs!(every_route_with_every_role, |app| {
-    let (status, doc) = app.call(&Caller::Anonymous, Method::GET, "/api/openapi.json", None).await;
+    let (status, doc) = app
+        .call(&Caller::Anonymous, Method::GET, "/api/openapi.json", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let paths = doc["paths"].as_object().expect("paths in the OpenAPI document");
+    let paths = doc["paths"]
+        .as_object()
+        .expect("paths in the OpenAPI document");
     let mut documented = Vec::new();
     for (path, item) in paths {
         for method in ["get", "post", "put", "patch", "delete"] {
@@ -99,9 +106,16 @@ both_dbs!(every_route_with_every_role, |app| {
         }
     }
     for (m, p) in &documented {
-        assert!(MATRIX.iter().any(|(mm, pp, _)| mm == m && pp == p), "route {m} {p} is not in the role matrix");
+        assert!(
+            MATRIX.iter().any(|(mm, pp, _)| mm == m && pp == p),
+            "route {m} {p} is not in the role matrix"
+        );
     }
-    assert_eq!(documented.len(), MATRIX.len(), "the matrix lists a route the API does not document");
+    assert_eq!(
+        documented.len(),
+        MATRIX.len(),
+        "the matrix lists a route the API does not document"
+    );
 
     let callers = [
         (A, "anonymous", Caller::Anonymous),
@@ -113,13 +127,21 @@ both_dbs!(every_route_with_every_role, |app| {
     let mut checked = 0;
     for (method, path, allowed) in MATRIX {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-        let body = if matches!(*method, "post" | "put" | "patch") { Some(serde_json::json!({})) } else { None };
+        let body = if matches!(*method, "post" | "put" | "patch") {
+            Some(serde_json::json!({}))
+        } else {
+            None
+        };
         for (bit, name, who) in &callers {
             // Logout really ends the session: give each logout its own.
             let who = if *path == "/api/v1/auth/logout" {
                 match name {
                     &"staff" | &"manager" | &"auditor" => {
-                        let role = match *name { "staff" => store::Role::Staff, "manager" => store::Role::Manager, _ => store::Role::Auditor };
+                        let role = match *name {
+                            "staff" => store::Role::Staff,
+                            "manager" => store::Role::Manager,
+                            _ => store::Role::Auditor,
+                        };
                         let u = app
                             .store
                             .create_user(
@@ -127,7 +149,11 @@ both_dbs!(every_route_with_every_role, |app| {
                                     username: format!("logout-{name}-{}", checked),
                                     password_hash: "x".into(),
                                     role,
-                                    staff_id: if role == store::Role::Staff { Some(app.staff_id) } else { None },
+                                    staff_id: if role == store::Role::Staff {
+                                        Some(app.staff_id)
+                                    } else {
+                                        None
+                                    },
                                 },
                                 &store::Actor::System("test"),
                             )
@@ -140,17 +166,40 @@ both_dbs!(every_route_with_every_role, |app| {
             } else {
                 who.clone()
             };
-            let (status, resp) = app.call(&who, m.clone(), &concrete(path), body.clone()).await;
+            let (status, resp) = app
+                .call(&who, m.clone(), &concrete(path), body.clone())
+                .await;
             let denied = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
             if *allowed == SIGNED {
-                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} as {name} without a signature: {resp}");
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} as {name} without a signature: {resp}"
+                );
             } else if allowed & bit != 0 {
-                assert!(!denied, "{method} {path} should be allowed for {name}, got {status}: {resp}");
-                assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{method} {path} as {name}: {resp}");
+                assert!(
+                    !denied,
+                    "{method} {path} should be allowed for {name}, got {status}: {resp}"
+                );
+                assert_ne!(
+                    status,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "{method} {path} as {name}: {resp}"
+                );
             } else {
-                let want = if *bit == A { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
-                assert_eq!(status, want, "{method} {path} should be denied for {name}: {resp}");
-                assert!(resp["error"]["code"].is_string(), "denials carry the JSON error shape: {resp}");
+                let want = if *bit == A {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                assert_eq!(
+                    status, want,
+                    "{method} {path} should be denied for {name}: {resp}"
+                );
+                assert!(
+                    resp["error"]["code"].is_string(),
+                    "denials carry the JSON error shape: {resp}"
+                );
             }
             checked += 1;
         }
@@ -159,45 +208,110 @@ both_dbs!(every_route_with_every_role, |app| {
 });
 
 both_dbs!(csrf_and_session_rules, |app| {
-    let Caller::Person(token, _) = app.manager.clone() else { panic!("manager is a person") };
+    let Caller::Person(token, _) = app.manager.clone() else {
+        panic!("manager is a person")
+    };
     // A state-changing request with the cookie but without the CSRF header is refused.
     let forged = Caller::Person(token.clone(), "wrong".into());
-    let (s, v) = app.call(&forged, Method::POST, "/api/v1/staff", Some(serde_json::json!({"employee_no":"Z","name":"Z","category":"regular"}))).await;
+    let (s, v) = app
+        .call(
+            &forged,
+            Method::POST,
+            "/api/v1/staff",
+            Some(serde_json::json!({"employee_no":"Z","name":"Z","category":"regular"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     // Reads do not need it.
     let (s, _) = app.call(&forged, Method::GET, "/api/v1/staff", None).await;
     assert_eq!(s, StatusCode::OK);
     // A made-up session is nobody.
-    let (s, _) = app.call(&Caller::Person("nope".into(), "nope".into()), Method::GET, "/api/v1/staff", None).await;
+    let (s, _) = app
+        .call(
+            &Caller::Person("nope".into(), "nope".into()),
+            Method::GET,
+            "/api/v1/staff",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // A revoked kiosk token stops working at once on this instance.
-    let (s, _) = app.call(&app.manager, Method::POST, &format!("/api/v1/kiosks/{}/revoke", app.kiosk_id), None).await;
+    let (s, _) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/kiosks/{}/revoke", app.kiosk_id),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = app.call(&app.kiosk, Method::GET, "/api/v1/kiosk/me", None).await;
+    let (s, _) = app
+        .call(&app.kiosk, Method::GET, "/api/v1/kiosk/me", None)
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 });
 
 both_dbs!(login_logout_and_rate_limit, |app| {
     let login = |u: &str, p: &str| serde_json::json!({"username": u, "password": p});
-    let (s, _, _) = app.raw(app.request(&Caller::Anonymous, Method::POST, "/api/v1/auth/login", Some(login("boss", "wrong")))).await;
+    let (s, _, _) = app
+        .raw(app.request(
+            &Caller::Anonymous,
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(login("boss", "wrong")),
+        ))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, h, body) = app.raw(app.request(&Caller::Anonymous, Method::POST, "/api/v1/auth/login", Some(login("boss", "password-of-boss")))).await;
+    let (s, h, body) = app
+        .raw(app.request(
+            &Caller::Anonymous,
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(login("boss", "password-of-boss")),
+        ))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let cookie = h.get("set-cookie").and_then(|v| v.to_str().ok()).expect("cookie").to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let token = cookie.split(';').next().and_then(|kv| kv.split_once('=')).map(|(_, v)| v.to_string()).expect("token");
+    let cookie = h
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .expect("token");
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let me = Caller::Person(token, v["csrf_token"].as_str().expect("csrf").into());
     let (s, who) = app.call(&me, Method::GET, "/api/v1/me", None).await;
     assert_eq!((s, who["role"].as_str()), (StatusCode::OK, Some("manager")));
-    let (s, _) = app.call(&me, Method::POST, "/api/v1/auth/logout", None).await;
+    let (s, _) = app
+        .call(&me, Method::POST, "/api/v1/auth/logout", None)
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = app.call(&me, Method::GET, "/api/v1/me", None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "the session is gone after logout");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the session is gone after logout"
+    );
     // 5 attempts per minute per username (test config), counted in the database.
     let mut last = StatusCode::OK;
     for _ in 0..6 {
-        last = app.raw(app.request(&Caller::Anonymous, Method::POST, "/api/v1/auth/login", Some(login("boss", "wrong")))).await.0;
+        last = app
+            .raw(app.request(
+                &Caller::Anonymous,
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(login("boss", "wrong")),
+            ))
+            .await
+            .0;
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 });

@@ -54,7 +54,10 @@ pub struct PostgresSettings {
 
 impl Default for PostgresSettings {
     fn default() -> Self {
-        PostgresSettings { max_connections: 16, acquire_timeout: Duration::from_secs(30) }
+        PostgresSettings {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -77,7 +80,11 @@ impl SqlStore {
 impl SqlStore {
     /// Connects to database `name` on the server of `url` (used by tests and benchmarks that
     /// work in scratch databases).
-    pub async fn connect_database(url: &str, name: &str, s: &PostgresSettings) -> Result<Self, StoreError> {
+    pub async fn connect_database(
+        url: &str,
+        name: &str,
+        s: &PostgresSettings,
+    ) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?
             .database(name);
@@ -105,7 +112,8 @@ pub async fn create_scratch_database(url: &str, prefix: &str) -> Result<String, 
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         nanos
     );
-    let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
     let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(db)?;
     // The name is made of our own digits and a caller-chosen constant prefix, so formatting it
     // into the statement is safe (identifiers cannot be bound as parameters).
@@ -119,13 +127,19 @@ pub async fn create_scratch_database(url: &str, prefix: &str) -> Result<String, 
 
 pub async fn drop_database(url: &str, name: &str) -> Result<(), StoreError> {
     use sqlx::Connection;
-    let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
     let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(db)?;
-    let safe: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{safe}\" WITH (FORCE)")))
-        .execute(&mut conn)
-        .await
-        .map_err(db)?;
+    let safe: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{safe}\" WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(db)?;
     conn.close().await.map_err(db)?;
     Ok(())
 }

@@ -13,12 +13,17 @@ struct TestDb {
 
 impl TestDb {
     async fn exec(&self, sql: &'static str) {
-        sqlx::query(sql).execute(self.raw.pool()).await.expect("raw SQL in a test");
+        sqlx::query(sql)
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
     }
 
     async fn teardown(self) {
         self.raw.pool().close().await;
-        store_postgres::drop_database(&self.admin_url, &self.name).await.expect("drop test database");
+        store_postgres::drop_database(&self.admin_url, &self.name)
+            .await
+            .expect("drop test database");
     }
 }
 
@@ -34,14 +39,28 @@ async fn fresh() -> Option<TestDb> {
              (or set CLEANPLATE_SKIP_POSTGRES=1 to skip PostgreSQL tests explicitly)"
         ),
     };
-    let name = store_postgres::create_scratch_database(&admin_url, "cptest").await.expect("create test database");
+    let name = store_postgres::create_scratch_database(&admin_url, "cptest")
+        .await
+        .expect("create test database");
     let s = std::sync::Arc::new(
-        PostgresStore::connect_database(&admin_url, &name, &PostgresSettings { max_connections: 12, ..Default::default() })
-            .await
-            .expect("connect to the test database"),
+        PostgresStore::connect_database(
+            &admin_url,
+            &name,
+            &PostgresSettings {
+                max_connections: 12,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connect to the test database"),
     );
     store::Store::migrate(&*s).await.expect("migrate");
-    Some(TestDb { store: s.clone(), raw: s, admin_url, name })
+    Some(TestDb {
+        store: s.clone(),
+        raw: s,
+        admin_url,
+        name,
+    })
 }
 
 include!("../../store/sql/tests_common.rs");

@@ -49,7 +49,11 @@ pub struct SqliteSettings {
 
 impl Default for SqliteSettings {
     fn default() -> Self {
-        SqliteSettings { max_connections: 8, busy_timeout: Duration::from_secs(30), synchronous_full: true }
+        SqliteSettings {
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(30),
+            synchronous_full: true,
+        }
     }
 }
 
@@ -62,7 +66,11 @@ impl SqlStore {
             .map_err(|e| StoreError::Database(format!("bad SQLite URL {url:?}: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if s.synchronous_full { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+            .synchronous(if s.synchronous_full {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(s.busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()

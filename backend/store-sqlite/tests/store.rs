@@ -11,7 +11,10 @@ struct TestDb {
 
 impl TestDb {
     async fn exec(&self, sql: &'static str) {
-        sqlx::query(sql).execute(self.raw.pool()).await.expect("raw SQL in a test");
+        sqlx::query(sql)
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
     }
 
     async fn teardown(self) {}
@@ -20,9 +23,17 @@ impl TestDb {
 async fn fresh() -> Option<TestDb> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let s = std::sync::Arc::new(SqliteStore::connect(&url, &SqliteSettings::default()).await.expect("open sqlite"));
+    let s = std::sync::Arc::new(
+        SqliteStore::connect(&url, &SqliteSettings::default())
+            .await
+            .expect("open sqlite"),
+    );
     store::Store::migrate(&*s).await.expect("migrate");
-    Some(TestDb { store: s.clone(), raw: s, _dir: dir })
+    Some(TestDb {
+        store: s.clone(),
+        raw: s,
+        _dir: dir,
+    })
 }
 
 include!("../../store/sql/tests_common.rs");

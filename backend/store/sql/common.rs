@@ -345,7 +345,7 @@ impl SqlStore {
     async fn entry_postings(tx: &mut Tx, entry_id: i64) -> SResult<Vec<Posting>> {
         let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
             "SELECT a.kind, a.staff_id, p.amount_fen FROM postings p \
-             JOIN book_accounts a ON a.id = p.account_id WHERE p.entry_id = $1 ORDER BY p.id",
+             JOIN book_accounts a ON a.id = p.account_id WHERE p.entry_id = $1 ORDER BY p.account_id",
         )
         .bind(entry_id)
         .fetch_all(&mut **tx)
@@ -493,15 +493,15 @@ impl SqlStore {
         let row = sqlx::query(concat!(
             "SELECT s.active, s.meals_per_period, s.category, c.id, c.balance_fen, sb.id, sb.balance_fen, c.version, \
                     (SELECT v.version FROM book_accounts v WHERE v.id = c.id), \
-                    (SELECT CAST(COALESCE(SUM(x.amount_fen), 0) AS BIGINT) FROM charges x \
-                       WHERE x.staff_id = s.id AND x.local_date = $2 AND x.status = 'accepted'), \
-                    (SELECT COUNT(*) FROM charges x \
-                       WHERE x.staff_id = s.id AND x.local_date = $2 AND x.status = 'accepted' AND x.meal = $3), \
+                    t.spent, t.taken, \
                     (SELECT request_hash FROM idempotency WHERE kiosk_id = $4 AND scope = 'charge' AND key = $5), \
                     (SELECT response FROM idempotency WHERE kiosk_id = $4 AND scope = 'charge' AND key = $5) \
              FROM staff s \
              JOIN book_accounts c ON c.staff_id = s.id AND c.kind = 'cash' \
              JOIN book_accounts sb ON sb.staff_id = s.id AND sb.kind = 'subsidy' \
+             CROSS JOIN (SELECT CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) AS spent, \
+                                CAST(COALESCE(SUM(CASE WHEN meal = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS taken \
+                         FROM charges WHERE staff_id = $1 AND local_date = $2 AND status = 'accepted') t \
              WHERE s.id = $1",
             lock_wallets!()
         ))
@@ -590,7 +590,10 @@ impl SqlStore {
                 // The hot path on PostgreSQL: every write of an accepted charge in ONE statement
                 // (data-modifying CTEs), so the wallet lock is held for as few round trips as
                 // possible. The charge id is filled into the stored response and audit detail
-                // by the statement itself.
+                // by the statement itself (a text replace of the one `"charge_id":null` that
+                // serde_json writes; cheaper than parsing JSON in the database). Every outcome,
+                // accepted or not, leaves a row in `idempotency`: its primary key is what makes
+                // two concurrent requests with one key collide, whatever each of them decided.
                 let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
                 let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
                 result.outcome = ChargeOutcome::Accepted;
@@ -630,10 +633,10 @@ impl SqlStore {
                        RETURNING id \
                      ), i AS ( \
                        INSERT INTO idempotency (kiosk_id, scope, key, request_hash, response, created_at) \
-                       SELECT $9, 'charge', $10, $20, jsonb_set($21::jsonb, '{charge_id}', to_jsonb(c.id))::text, $1 FROM c \
+                       SELECT $9, 'charge', $10, $20, replace($21, '\"charge_id\":null', '\"charge_id\":' || c.id), $1 FROM c \
                      ), a AS ( \
                        INSERT INTO audit_log (at, actor, action, detail) \
-                       SELECT $1, $22, 'charge.accepted', jsonb_set($23::jsonb, '{charge_id}', to_jsonb(c.id))::text FROM c \
+                       SELECT $1, $22, 'charge.accepted', replace($23, '\"charge_id\":null', '\"charge_id\":' || c.id) FROM c \
                      ) \
                      SELECT id FROM c",
                 )
@@ -682,6 +685,12 @@ impl SqlStore {
                 let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
                 let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
                 let entry_id = Self::post_entry(&mut tx, &sys, &mut w, &entry, &memo, cmd.received_ms).await?;
+                result.outcome = ChargeOutcome::Accepted;
+                result.amount = split.total;
+                result.subsidy = split.subsidy;
+                result.cash = split.cash;
+                result.cash_balance = w.cash;
+                result.subsidy_balance = w.subsidy;
                 let r = sqlx::query_as::<_, (i64,)>(insert_charge)
                     .bind(cmd.kiosk_id)
                     .bind(&cmd.idempotency_key)
@@ -705,19 +714,14 @@ impl SqlStore {
                     Err(e) if is_unique_violation(&e) => return Ok(None),
                     other => other?,
                 };
-                result.outcome = ChargeOutcome::Accepted;
                 result.charge_id = Some(id);
-                result.amount = split.total;
-                result.subsidy = split.subsidy;
-                result.cash = split.cash;
-                result.cash_balance = w.cash;
-                result.subsidy_balance = w.subsidy;
             }
             Err(rejection) => {
                 result.reason = Some(rejection.code().to_string());
                 if cmd.offline {
                     // The meal was served while the kiosk was offline: never drop it, park it
                     // for a manager.
+                    result.outcome = ChargeOutcome::Exception;
                     let r = sqlx::query_as::<_, (i64,)>(insert_charge)
                         .bind(cmd.kiosk_id)
                         .bind(&cmd.idempotency_key)
@@ -741,7 +745,6 @@ impl SqlStore {
                         Err(e) if is_unique_violation(&e) => return Ok(None),
                         other => other?,
                     };
-                    result.outcome = ChargeOutcome::Exception;
                     result.charge_id = Some(id);
                 }
             }
@@ -786,6 +789,8 @@ impl SqlStore {
     }
 
     async fn load_refund(tx: &mut Tx, id: i64, lock: bool) -> SResult<Refund> {
+        // On SQLite `for_update!()` is empty and both arms are the same query.
+        #[allow(clippy::if_same_then_else)]
         let q = if lock {
             sqlx::query(concat!("SELECT ", refund_cols!(), " FROM refunds WHERE id = $1", for_update!()))
         } else {
@@ -1400,7 +1405,7 @@ impl store::Store for SqlStore {
         let rows: Vec<(i64, String, i64, String, String, i64)> = sqlx::query_as(
             "SELECT e.id, e.kind, e.created_at, e.memo, a.kind, p.amount_fen FROM postings p \
              JOIN book_accounts a ON a.id = p.account_id JOIN journal_entries e ON e.id = p.entry_id \
-             WHERE a.staff_id = $1 ORDER BY e.id DESC, p.id LIMIT $2",
+             WHERE a.staff_id = $1 ORDER BY e.id DESC, p.account_id LIMIT $2",
         )
         .bind(staff_id)
         .bind(limit.clamp(1, 1000) * 2)
@@ -2306,13 +2311,17 @@ impl store::Store for SqlStore {
             "journal entries whose postings do not sum to zero"
         );
         ids!(
-            "SELECT e.id FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id GROUP BY e.id HAVING COUNT(p.id) < 2",
+            "SELECT e.id FROM journal_entries e LEFT JOIN postings p ON p.entry_id = e.id GROUP BY e.id HAVING COUNT(p.entry_id) < 2",
             "journal entries with fewer than two postings"
         );
         ids!(
-            "SELECT p.id FROM postings p LEFT JOIN journal_entries e ON e.id = p.entry_id \
+            "SELECT p.entry_id FROM postings p LEFT JOIN journal_entries e ON e.id = p.entry_id \
              LEFT JOIN book_accounts a ON a.id = p.account_id WHERE e.id IS NULL OR a.id IS NULL",
-            "orphan postings (no entry or no account)"
+            "orphan postings (no entry or no account), by entry"
+        );
+        ids!(
+            "SELECT entry_id FROM charges WHERE entry_id IS NOT NULL GROUP BY entry_id HAVING COUNT(*) > 1",
+            "journal entries claimed by more than one charge"
         );
         ids!(
             "SELECT a.id FROM book_accounts a LEFT JOIN postings p ON p.account_id = a.id WHERE a.staff_id IS NOT NULL \

@@ -462,10 +462,10 @@ async fn check_detects_tampering() {
     f.store.charge(f.cmd("k", p, LUNCH)).await.unwrap();
     f.assert_check_ok().await;
     // Someone edits a posting behind the ledger's back.
-    db.exec("UPDATE postings SET amount_fen = amount_fen + 1 WHERE id = (SELECT MIN(id) FROM postings)").await;
+    db.exec("UPDATE postings SET amount_fen = amount_fen + 1 WHERE (entry_id, account_id) IN (SELECT entry_id, account_id FROM postings ORDER BY entry_id, account_id LIMIT 1)").await;
     let r = f.store.check(LUNCH + DAY_MS * 400, 60_000).await.unwrap();
     assert!(r.problems.iter().any(|p| p.contains("do not sum to zero")), "{:?}", r.problems);
-    db.exec("UPDATE postings SET amount_fen = amount_fen - 1 WHERE id = (SELECT MIN(id) FROM postings)").await;
+    db.exec("UPDATE postings SET amount_fen = amount_fen - 1 WHERE (entry_id, account_id) IN (SELECT entry_id, account_id FROM postings ORDER BY entry_id, account_id LIMIT 1)").await;
     f.assert_check_ok().await;
     // Someone rewrites history in the sealed audit log.
     db.exec("UPDATE audit_log SET detail = '{}' WHERE seq = 2").await;

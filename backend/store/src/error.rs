@@ -23,10 +23,16 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Conflict { code, message: message.into() }
+        StoreError::Conflict {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Invalid { code, message: message.into() }
+        StoreError::Invalid {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -13,9 +13,25 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// The hash of a sealed audit entry: it covers the previous hash, its position in the chain and
 /// every field of the entry, so editing, removing or reordering any sealed entry breaks every
 /// hash after it. Fields are length-prefixed so no two different entries serialise alike.
-pub fn audit_hash(prev_hash: &str, seq: i64, id: i64, at_ms: i64, actor: &str, action: &str, detail: &str) -> String {
+pub fn audit_hash(
+    prev_hash: &str,
+    seq: i64,
+    id: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in [prev_hash, &seq.to_string(), &id.to_string(), &at_ms.to_string(), actor, action, detail] {
+    for part in [
+        prev_hash,
+        &seq.to_string(),
+        &id.to_string(),
+        &at_ms.to_string(),
+        actor,
+        action,
+        detail,
+    ] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
@@ -29,9 +45,18 @@ mod tests {
     #[test]
     fn audit_hash_depends_on_every_field() {
         let base = audit_hash(GENESIS_HASH, 1, 1, 5, "user:1", "charge", "{}");
-        assert_ne!(base, audit_hash(GENESIS_HASH, 2, 1, 5, "user:1", "charge", "{}"));
-        assert_ne!(base, audit_hash(GENESIS_HASH, 1, 1, 5, "user:1", "charg", "e{}"));
+        assert_ne!(
+            base,
+            audit_hash(GENESIS_HASH, 2, 1, 5, "user:1", "charge", "{}")
+        );
+        assert_ne!(
+            base,
+            audit_hash(GENESIS_HASH, 1, 1, 5, "user:1", "charg", "e{}")
+        );
         assert_ne!(base, audit_hash("ab", 1, 1, 5, "user:1", "charge", "{}"));
-        assert_eq!(base, audit_hash(GENESIS_HASH, 1, 1, 5, "user:1", "charge", "{}"));
+        assert_eq!(
+            base,
+            audit_hash(GENESIS_HASH, 1, 1, 5, "user:1", "charge", "{}")
+        );
     }
 }

@@ -38,7 +38,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_subsidy_rules(&self) -> Result<Vec<SubsidyRule>>;
     /// Opens subsidy period `period` ("YYYY-MM") for every active person: expires leftovers
     /// where the rule says so and credits the new amount. Idempotent per person and period.
-    async fn grant_subsidies(&self, period: &str, now_ms: i64, actor: &Actor) -> Result<GrantSummary>;
+    async fn grant_subsidies(
+        &self,
+        period: &str,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<GrantSummary>;
 
     // ---- staff, users, sessions ---------------------------------------------------------
     async fn create_staff(&self, new: NewStaff, actor: &Actor) -> Result<Staff>;
@@ -55,11 +60,29 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
     /// Counts one hit against `key` in a fixed window and says whether it is still allowed.
     /// Kept in the database so several instances share one budget.
-    async fn rate_limit_hit(&self, key: &str, now_ms: i64, window_ms: i64, max: i64) -> Result<bool>;
+    async fn rate_limit_hit(
+        &self,
+        key: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max: i64,
+    ) -> Result<bool>;
 
     // ---- kiosks -------------------------------------------------------------------------
-    async fn create_enrolment_code(&self, canteen_id: i64, code_hash: &str, expires_ms: i64, actor: &Actor) -> Result<()>;
-    async fn redeem_enrolment_code(&self, code_hash: &str, name: &str, token_hash: &str, now_ms: i64) -> Result<Kiosk>;
+    async fn create_enrolment_code(
+        &self,
+        canteen_id: i64,
+        code_hash: &str,
+        expires_ms: i64,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn redeem_enrolment_code(
+        &self,
+        code_hash: &str,
+        name: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<Kiosk>;
     async fn kiosk_by_token(&self, token_hash: &str) -> Result<Option<Kiosk>>;
     async fn revoke_kiosk(&self, id: i64, now_ms: i64, actor: &Actor) -> Result<Kiosk>;
     async fn list_kiosks(&self) -> Result<Vec<Kiosk>>;
@@ -72,29 +95,90 @@ pub trait Store: Send + Sync + 'static {
     async fn get_charge(&self, id: i64) -> Result<ChargeRecord>;
     async fn list_charges(&self, filter: ChargeFilter) -> Result<Vec<ChargeRecord>>;
     /// A manager settles an exception: collect it now (funds permitting) or waive it.
-    async fn resolve_exception(&self, charge_id: i64, collect: bool, now_ms: i64, actor: &Actor) -> Result<ChargeRecord>;
+    async fn resolve_exception(
+        &self,
+        charge_id: i64,
+        collect: bool,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<ChargeRecord>;
     /// A manager reverses a wrong charge at once.
-    async fn reverse_charge(&self, charge_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> Result<Refund>;
+    async fn reverse_charge(
+        &self,
+        charge_id: i64,
+        reason: &str,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Refund>;
     /// A person asks for a refund of their own charge; a manager decides later.
-    async fn request_refund(&self, charge_id: i64, staff_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> Result<Refund>;
-    async fn decide_refund(&self, refund_id: i64, approve: bool, now_ms: i64, actor: &Actor) -> Result<Refund>;
-    async fn list_refunds(&self, status: Option<RefundStatus>, staff_id: Option<i64>) -> Result<Vec<Refund>>;
+    async fn request_refund(
+        &self,
+        charge_id: i64,
+        staff_id: i64,
+        reason: &str,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Refund>;
+    async fn decide_refund(
+        &self,
+        refund_id: i64,
+        approve: bool,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Refund>;
+    async fn list_refunds(
+        &self,
+        status: Option<RefundStatus>,
+        staff_id: Option<i64>,
+    ) -> Result<Vec<Refund>>;
     /// Someone leaves: pays out their cash, returns unspent subsidy to the fund, deactivates the
     /// person and deletes their face templates.
-    async fn offboard_staff(&self, staff_id: i64, now_ms: i64, actor: &Actor) -> Result<Offboarding>;
+    async fn offboard_staff(
+        &self,
+        staff_id: i64,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Offboarding>;
 
     // ---- top-ups ------------------------------------------------------------------------
-    async fn create_payment_order(&self, new: NewPaymentOrder, actor: &Actor) -> Result<PaymentOrder>;
+    async fn create_payment_order(
+        &self,
+        new: NewPaymentOrder,
+        actor: &Actor,
+    ) -> Result<PaymentOrder>;
     async fn get_payment_order(&self, order_no: &str) -> Result<PaymentOrder>;
-    async fn list_payment_orders(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<PaymentOrder>>;
+    async fn list_payment_orders(
+        &self,
+        staff_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<PaymentOrder>>;
     /// Credits a paid order exactly once. Every call (valid, duplicate, wrong amount) is logged.
-    async fn credit_payment(&self, order_no: &str, provider_txn: &str, paid: Fen, raw: &str, now_ms: i64) -> Result<CreditOutcome>;
+    async fn credit_payment(
+        &self,
+        order_no: &str,
+        provider_txn: &str,
+        paid: Fen,
+        raw: &str,
+        now_ms: i64,
+    ) -> Result<CreditOutcome>;
     /// Logs a notification that failed before reaching an order (bad signature, unparsable).
-    async fn log_payment_notification(&self, order_no: Option<&str>, raw: &str, verdict: &str, now_ms: i64) -> Result<()>;
+    async fn log_payment_notification(
+        &self,
+        order_no: Option<&str>,
+        raw: &str,
+        verdict: &str,
+        now_ms: i64,
+    ) -> Result<()>;
 
     /// The sandbox gateway's own record of payments (it stands in for a provider's servers, so
     /// it keeps its books apart from ours). `false` when the order was already paid.
-    async fn sandbox_record_payment(&self, order_no: &str, amount: Fen, txn: &str, now_ms: i64) -> Result<bool>;
+    async fn sandbox_record_payment(
+        &self,
+        order_no: &str,
+        amount: Fen,
+        txn: &str,
+        now_ms: i64,
+    ) -> Result<bool>;
     async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>>;
 
     // ---- plate waste --------------------------------------------------------------------
@@ -102,17 +186,40 @@ pub trait Store: Send + Sync + 'static {
     async fn list_waste(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<WasteRecord>>;
 
     // ---- face templates -----------------------------------------------------------------
-    async fn set_consent(&self, staff_id: i64, granted: bool, now_ms: i64, actor: &Actor) -> Result<Consent>;
+    async fn set_consent(
+        &self,
+        staff_id: i64,
+        granted: bool,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<Consent>;
     async fn consent(&self, staff_id: i64) -> Result<Consent>;
     /// Stores an (already encrypted) template; refused without recorded consent.
-    async fn add_template(&self, staff_id: i64, sealed: SealedTemplate, now_ms: i64, actor: &Actor) -> Result<TemplateMeta>;
-    async fn delete_template(&self, template_id: i64, now_ms: i64, actor: &Actor) -> Result<TemplateMeta>;
+    async fn add_template(
+        &self,
+        staff_id: i64,
+        sealed: SealedTemplate,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<TemplateMeta>;
+    async fn delete_template(
+        &self,
+        template_id: i64,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> Result<TemplateMeta>;
     async fn list_templates(&self, staff_id: i64) -> Result<Vec<TemplateMeta>>;
     /// Changes with version > `since`, oldest first, at most `limit`; tombstones included.
     async fn gallery_changes(&self, since: i64, limit: i64) -> Result<GalleryPage>;
 
     // ---- audit and checks ---------------------------------------------------------------
-    async fn append_audit(&self, actor: &Actor, action: &str, detail: serde_json::Value, now_ms: i64) -> Result<()>;
+    async fn append_audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        detail: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<()>;
     /// Chains up to `max` unsealed audit entries; returns how many were sealed. Safe to call
     /// from several instances at once (one wins the lock, the others seal nothing).
     async fn seal_audit(&self, max: i64) -> Result<usize>;

@@ -8,8 +8,14 @@ use serde::{Deserialize, Serialize};
 /// Who did something, as written into the audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
-    User { id: i64, username: String, role: Role },
-    Kiosk { id: i64 },
+    User {
+        id: i64,
+        username: String,
+        role: Role,
+    },
+    Kiosk {
+        id: i64,
+    },
     /// The payment provider's notification or a reconciliation run.
     Gateway,
     /// Command-line tools (`create-manager`, `seed-demo`) and background tasks.

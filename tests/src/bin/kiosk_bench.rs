@@ -32,7 +32,11 @@ use kiosk::station::{KioskEvent, Station};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -49,15 +53,37 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(tmp.path());
     backend.desk().all_day_meals(1).expect("meal windows");
-    let kiosk = KioskCmd::new(&tmp.path().join("kiosk"), &backend.url(), "pay", "offline_limit = \"1000.00\"");
+    let kiosk = KioskCmd::new(
+        &tmp.path().join("kiosk"),
+        &backend.url(),
+        "pay",
+        "offline_limit = \"1000.00\"",
+    );
     kiosk.register(&backend.code);
 
     let mut people: Vec<(String, Vec<PathBuf>, PathBuf)> = vec![
-        ("E0001".into(), vec![demo_photo("obama.jpg"), demo_photo("obama2.jpg")], demo_photo("obama3.jpg")),
-        ("E0002".into(), vec![demo_photo("biden.jpg")], demo_photo("biden.jpg")),
+        (
+            "E0001".into(),
+            vec![demo_photo("obama.jpg"), demo_photo("obama2.jpg")],
+            demo_photo("obama3.jpg"),
+        ),
+        (
+            "E0002".into(),
+            vec![demo_photo("biden.jpg")],
+            demo_photo("biden.jpg"),
+        ),
     ];
     if let Some(faces) = shared_faces() {
-        for (i, n) in ["Ariel_Sharon", "Junichiro_Koizumi", "Serena_Williams", "John_Ashcroft", "Alvaro_Uribe"].iter().enumerate() {
+        for (i, n) in [
+            "Ariel_Sharon",
+            "Junichiro_Koizumi",
+            "Serena_Williams",
+            "John_Ashcroft",
+            "Alvaro_Uribe",
+        ]
+        .iter()
+        .enumerate()
+        {
             let p = faces.join("lfw-A").join(n).join("1.jpg");
             if p.is_file() {
                 people.push((format!("E{:04}", i + 3), vec![p.clone()], p));
@@ -68,13 +94,21 @@ fn main() {
         let refs: Vec<&std::path::Path> = photos.iter().map(PathBuf::as_path).collect();
         kiosk.enrol(no, &refs);
     }
-    let stream: Vec<(&std::path::Path, bool)> = (0..diners).map(|i| (people[i % people.len()].2.as_path(), false)).collect();
+    let stream: Vec<(&std::path::Path, bool)> = (0..diners)
+        .map(|i| (people[i % people.len()].2.as_path(), false))
+        .collect();
     let replay = kiosk.make_replay("replay", &stream, frames, gap, 640);
 
-    let token = std::fs::read_to_string(tmp.path().join("kiosk/data/device_token")).expect("device token");
-    let api: Arc<dyn BackendApi> =
-        Arc::new(HttpBackend::new(&backend.url(), Some(token.trim().to_string()), Duration::from_secs(1), Duration::from_secs(5)));
-    let mut cfg = kiosk::config::KioskConfig::load(Some(&tmp.path().join("kiosk/kiosk.toml"))).expect("kiosk config");
+    let token =
+        std::fs::read_to_string(tmp.path().join("kiosk/data/device_token")).expect("device token");
+    let api: Arc<dyn BackendApi> = Arc::new(HttpBackend::new(
+        &backend.url(),
+        Some(token.trim().to_string()),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    ));
+    let mut cfg = kiosk::config::KioskConfig::load(Some(&tmp.path().join("kiosk/kiosk.toml")))
+        .expect("kiosk config");
     cfg.meal_windows.clear();
     cfg.data_dir = tmp.path().join("bench-data");
     std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
@@ -87,7 +121,13 @@ fn main() {
     let events: Arc<Mutex<Vec<KioskEvent>>> = Arc::default();
     let ev = events.clone();
     let store = LocalStore::open(&cfg.data_dir.join("kiosk.db")).expect("local store");
-    let mut station = Station::new(cfg.clone(), api, store, Arc::new(Mutex::new(())), Box::new(move |e| ev.lock().unwrap().push(e)));
+    let mut station = Station::new(
+        cfg.clone(),
+        api,
+        store,
+        Arc::new(Mutex::new(())),
+        Box::new(move |e| ev.lock().unwrap().push(e)),
+    );
     let mut source = ReplaySource::open(&replay, 0.0, false, cfg.source.max_side).expect("replay");
 
     // Warm-up: ONNX Runtime's first runs are slow; decode every frame once (a camera hands
@@ -115,22 +155,42 @@ fn main() {
     let mut decision: Vec<f64> = evs
         .iter()
         .filter_map(|e| match e {
-            KioskEvent::Paid { latency_ms, .. } | KioskEvent::Declined { latency_ms, .. } => Some(*latency_ms),
+            KioskEvent::Paid { latency_ms, .. } | KioskEvent::Declined { latency_ms, .. } => {
+                Some(*latency_ms)
+            }
             _ => None,
         })
         .collect();
-    let paid = evs.iter().filter(|e| matches!(e, KioskEvent::Paid { .. })).count();
+    let paid = evs
+        .iter()
+        .filter(|e| matches!(e, KioskEvent::Paid { .. }))
+        .count();
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for e in evs.iter() {
         if let KioskEvent::Declined { reason, .. } = e {
             *reasons.entry(reason.clone()).or_default() += 1;
         }
     }
-    let refused = evs.iter().filter(|e| matches!(e, KioskEvent::Face(kiosk::decide::FaceEvent::Refused { .. }))).count();
+    let refused = evs
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                KioskEvent::Face(kiosk::decide::FaceEvent::Refused { .. })
+            )
+        })
+        .count();
     per_frame.sort_by(f64::total_cmp);
     decision.sort_by(f64::total_cmp);
     println!("kiosk-bench: {} frames ({} diners x {} frames + {} empty), {} enrolled people, gallery {} templates", per_frame.len(), diners, frames, gap, people.len(), gallery.len());
-    println!("decisions: {} ({} paid, {} declined by the backend: {:?}), {} refusals", decision.len(), paid, decision.len() - paid, reasons, refused);
+    println!(
+        "decisions: {} ({} paid, {} declined by the backend: {:?}), {} refusals",
+        decision.len(),
+        paid,
+        decision.len() - paid,
+        reasons,
+        refused
+    );
     println!("per-frame latency (frame in -> decided, incl. charge round trip on deciding frames): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms", pct(&per_frame, 0.5), pct(&per_frame, 0.95), pct(&per_frame, 1.0));
     println!("decision latency (deciding frame in -> charge answered): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms", pct(&decision, 0.5), pct(&decision, 0.95), pct(&decision, 1.0));
     println!("throughput: {:.1} frames/s; {:.0} diners/minute when frames come as fast as the kiosk takes them ({:.1} s for {} decisions)",

@@ -12,7 +12,9 @@ use axum::Json;
 use ledger::Fen;
 use rand::Rng;
 use serde::Deserialize;
-use store::{CanteenUpdate, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, StaffUpdate, SubsidyRule};
+use store::{
+    CanteenUpdate, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, StaffUpdate, SubsidyRule,
+};
 use utoipa::IntoParams;
 
 async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
@@ -26,12 +28,20 @@ async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
         windows: c
             .windows
             .into_iter()
-            .map(|w| MealWindowOut { meal: meal_to_wire(w.meal), start: fmt_hhmm(w.start_minute), end: fmt_hhmm(w.end_minute) })
+            .map(|w| MealWindowOut {
+                meal: meal_to_wire(w.meal),
+                start: fmt_hhmm(w.start_minute),
+                end: fmt_hhmm(w.end_minute),
+            })
             .collect(),
         prices: c
             .prices
             .into_iter()
-            .map(|p| PriceOut { category: p.category, meal: meal_to_wire(p.meal), price: p.price.to_yuan() })
+            .map(|p| PriceOut {
+                category: p.category,
+                meal: meal_to_wire(p.meal),
+                price: p.price.to_yuan(),
+            })
             .collect(),
     })
 }
@@ -47,7 +57,10 @@ use rust_decimal::Decimal;
 
 /// List canteens. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/canteens", tag = "setup", responses((status = 200, body = Vec<CanteenOut>)))]
-pub async fn list_canteens(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>) -> Result<Json<Vec<CanteenOut>>, ApiError> {
+pub async fn list_canteens(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+) -> Result<Json<Vec<CanteenOut>>, ApiError> {
     let mut out = Vec::new();
     for c in st.store.list_canteens().await? {
         out.push(canteen_out(&st, c.id).await?);
@@ -82,7 +95,7 @@ pub async fn create_canteen(
 pub async fn get_canteen(
     State(st): State<AppState>,
     Need(p): Need<{ MANAGER | AUDITOR | KIOSK }>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CanteenOut>, ApiError> {
     if let Ok(k) = p.kiosk() {
         if k.canteen_id != id {
@@ -98,7 +111,7 @@ pub async fn get_canteen(
 pub async fn patch_canteen(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<CanteenPatch>,
 ) -> Result<Json<CanteenOut>, ApiError> {
     let opt_cap = |d: Option<Decimal>, what| -> Result<Option<Option<Fen>>, ApiError> {
@@ -129,10 +142,15 @@ pub async fn patch_canteen(
 pub async fn put_meal_window(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path((id, meal)): Path<(i64, wire::Meal)>,
+    ApiPath((id, meal)): ApiPath<(i64, wire::Meal)>,
     JsonBody(b): JsonBody<MealWindowIn>,
 ) -> Result<Json<CanteenOut>, ApiError> {
-    let w = MealWindow { canteen_id: id, meal: meal_from_wire(meal), start_minute: parse_hhmm(&b.start)?, end_minute: parse_hhmm(&b.end)? };
+    let w = MealWindow {
+        canteen_id: id,
+        meal: meal_from_wire(meal),
+        start_minute: parse_hhmm(&b.start)?,
+        end_minute: parse_hhmm(&b.end)?,
+    };
     st.store.set_meal_window(w, &p.actor()).await?;
     Ok(Json(canteen_out(&st, id).await?))
 }
@@ -143,10 +161,15 @@ pub async fn put_meal_window(
 pub async fn put_price(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<PriceIn>,
 ) -> Result<Json<CanteenOut>, ApiError> {
-    let price = Price { canteen_id: id, category: b.category, meal: meal_from_wire(b.meal), price: positive_fen(b.price, "price")? };
+    let price = Price {
+        canteen_id: id,
+        category: b.category,
+        meal: meal_from_wire(b.meal),
+        price: positive_fen(b.price, "price")?,
+    };
     st.store.set_price(price, &p.actor()).await?;
     Ok(Json(canteen_out(&st, id).await?))
 }
@@ -162,7 +185,11 @@ pub async fn list_subsidy_rules(
             .list_subsidy_rules()
             .await?
             .into_iter()
-            .map(|r| SubsidyRuleOut { category: r.category, amount: r.amount.to_yuan(), expires: r.expires })
+            .map(|r| SubsidyRuleOut {
+                category: r.category,
+                amount: r.amount.to_yuan(),
+                expires: r.expires,
+            })
             .collect(),
     ))
 }
@@ -173,12 +200,25 @@ pub async fn list_subsidy_rules(
 pub async fn put_subsidy_rule(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(category): Path<String>,
+    ApiPath(category): ApiPath<String>,
     JsonBody(b): JsonBody<SubsidyRuleIn>,
 ) -> Result<Json<SubsidyRuleOut>, ApiError> {
     let amount = fen(b.amount, "amount")?;
-    st.store.set_subsidy_rule(SubsidyRule { category: category.clone(), amount, expires: b.expires }, &p.actor()).await?;
-    Ok(Json(SubsidyRuleOut { category, amount: amount.to_yuan(), expires: b.expires }))
+    st.store
+        .set_subsidy_rule(
+            SubsidyRule {
+                category: category.clone(),
+                amount,
+                expires: b.expires,
+            },
+            &p.actor(),
+        )
+        .await?;
+    Ok(Json(SubsidyRuleOut {
+        category,
+        amount: amount.to_yuan(),
+        expires: b.expires,
+    }))
 }
 
 /// Open a subsidy period: expire leftovers where the rule says so, credit the new amounts.
@@ -189,8 +229,17 @@ pub async fn grant_subsidies(
     Need(p): Need<MANAGER>,
     JsonBody(b): JsonBody<GrantIn>,
 ) -> Result<Json<GrantOut>, ApiError> {
-    let g = st.store.grant_subsidies(&b.period, now_ms(), &p.actor()).await?;
-    Ok(Json(GrantOut { period: g.period, people: g.people, skipped: g.skipped, granted: g.granted.to_yuan(), expired: g.expired.to_yuan() }))
+    let g = st
+        .store
+        .grant_subsidies(&b.period, now_ms(), &p.actor())
+        .await?;
+    Ok(Json(GrantOut {
+        period: g.period,
+        people: g.people,
+        skipped: g.skipped,
+        granted: g.granted.to_yuan(),
+        expired: g.expired.to_yuan(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -205,9 +254,16 @@ pub struct PageQuery {
 pub async fn list_staff(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<StaffOut>>, ApiError> {
-    Ok(Json(st.store.list_staff(q.after_id, q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .list_staff(q.after_id, q.limit.unwrap_or(100))
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Add a person (with empty cash and subsidy accounts). Roles: manager.
@@ -219,14 +275,26 @@ pub async fn create_staff(
 ) -> Result<Json<StaffOut>, ApiError> {
     let s = st
         .store
-        .create_staff(NewStaff { employee_no: b.employee_no, name: b.name, department: b.department, category: b.category }, &p.actor())
+        .create_staff(
+            NewStaff {
+                employee_no: b.employee_no,
+                name: b.name,
+                department: b.department,
+                category: b.category,
+            },
+            &p.actor(),
+        )
         .await?;
     Ok(Json(s.into()))
 }
 
 /// One person. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/staff/{id}", tag = "staff", params(("id" = i64, Path)), responses((status = 200, body = StaffOut)))]
-pub async fn get_staff(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>, Path(id): Path<i64>) -> Result<Json<StaffOut>, ApiError> {
+pub async fn get_staff(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<StaffOut>, ApiError> {
     Ok(Json(st.store.get_staff(id).await?.into()))
 }
 
@@ -236,7 +304,7 @@ pub async fn get_staff(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR 
 pub async fn patch_staff(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<StaffPatch>,
 ) -> Result<Json<StaffOut>, ApiError> {
     let s = st
@@ -261,7 +329,7 @@ pub async fn patch_staff(
 pub async fn staff_balance(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<BalanceOut>, ApiError> {
     Ok(Json(st.store.balances(id).await?.into()))
 }
@@ -272,14 +340,25 @@ pub async fn staff_balance(
 pub async fn staff_statement(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<StatementLineOut>>, ApiError> {
-    Ok(Json(st.store.statement(id, 200).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .statement(id, 200)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Someone leaves: pay out cash, return subsidy, deactivate, delete face templates. Roles: manager.
 #[utoipa::path(post, path = "/api/v1/staff/{id}/offboard", tag = "staff", params(("id" = i64, Path)), responses((status = 200, body = OffboardOut)))]
-pub async fn offboard(State(st): State<AppState>, Need(p): Need<MANAGER>, Path(id): Path<i64>) -> Result<Json<OffboardOut>, ApiError> {
+pub async fn offboard(
+    State(st): State<AppState>,
+    Need(p): Need<MANAGER>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<OffboardOut>, ApiError> {
     let o = st.store.offboard_staff(id, now_ms(), &p.actor()).await?;
     Ok(Json(OffboardOut {
         staff_id: o.staff_id,
@@ -291,25 +370,52 @@ pub async fn offboard(State(st): State<AppState>, Need(p): Need<MANAGER>, Path(i
 
 /// Create a login (manager, staff or auditor). Roles: manager.
 #[utoipa::path(post, path = "/api/v1/users", tag = "staff", request_body = UserIn, responses((status = 200, body = UserOut)))]
-pub async fn create_user(State(st): State<AppState>, Need(p): Need<MANAGER>, JsonBody(b): JsonBody<UserIn>) -> Result<Json<UserOut>, ApiError> {
-    let role = Role::parse(&b.role).ok_or_else(|| ApiError::unprocessable("bad_role", "role must be manager, staff or auditor"))?;
+pub async fn create_user(
+    State(st): State<AppState>,
+    Need(p): Need<MANAGER>,
+    JsonBody(b): JsonBody<UserIn>,
+) -> Result<Json<UserOut>, ApiError> {
+    let role = Role::parse(&b.role).ok_or_else(|| {
+        ApiError::unprocessable("bad_role", "role must be manager, staff or auditor")
+    })?;
     if b.password.chars().count() < 10 {
-        return Err(ApiError::unprocessable("weak_password", "passwords need at least 10 characters"));
+        return Err(ApiError::unprocessable(
+            "weak_password",
+            "passwords need at least 10 characters",
+        ));
     }
     let pw = b.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let u = st.store.create_user(NewUser { username: b.username, password_hash: hash, role, staff_id: b.staff_id }, &p.actor()).await?;
-    Ok(Json(UserOut { id: u.id, username: u.username, role: u.role.as_str().into(), staff_id: u.staff_id }))
+    let u = st
+        .store
+        .create_user(
+            NewUser {
+                username: b.username,
+                password_hash: hash,
+                role,
+                staff_id: b.staff_id,
+            },
+            &p.actor(),
+        )
+        .await?;
+    Ok(Json(UserOut {
+        id: u.id,
+        username: u.username,
+        role: u.role.as_str().into(),
+        staff_id: u.staff_id,
+    }))
 }
 
 /// An unambiguous, typeable code (no 0/O/1/I): 12 characters, about 60 bits.
 fn enrolment_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..12).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..12)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Make a one-time kiosk enrolment code. Roles: manager.
@@ -323,19 +429,38 @@ pub async fn create_enrolment_code(
     st.store.canteen_config(b.canteen_id).await?;
     let code = enrolment_code();
     let expires = now_ms() + b.valid_minutes.unwrap_or(60).clamp(1, 7 * 24 * 60) * 60_000;
-    st.store.create_enrolment_code(b.canteen_id, &token_hash(&code), expires, &p.actor()).await?;
-    Ok(Json(EnrolCodeOut { code, expires_at_ms: expires }))
+    st.store
+        .create_enrolment_code(b.canteen_id, &token_hash(&code), expires, &p.actor())
+        .await?;
+    Ok(Json(EnrolCodeOut {
+        code,
+        expires_at_ms: expires,
+    }))
 }
 
 /// Registered kiosks. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/kiosks", tag = "kiosks", responses((status = 200, body = Vec<KioskOut>)))]
-pub async fn list_kiosks(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>) -> Result<Json<Vec<KioskOut>>, ApiError> {
-    Ok(Json(st.store.list_kiosks().await?.into_iter().map(Into::into).collect()))
+pub async fn list_kiosks(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+) -> Result<Json<Vec<KioskOut>>, ApiError> {
+    Ok(Json(
+        st.store
+            .list_kiosks()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Revoke a kiosk's token (effective on every instance within the token cache time). Roles: manager.
 #[utoipa::path(post, path = "/api/v1/kiosks/{id}/revoke", tag = "kiosks", params(("id" = i64, Path)), responses((status = 200, body = KioskOut)))]
-pub async fn revoke_kiosk(State(st): State<AppState>, Need(p): Need<MANAGER>, Path(id): Path<i64>) -> Result<Json<KioskOut>, ApiError> {
+pub async fn revoke_kiosk(
+    State(st): State<AppState>,
+    Need(p): Need<MANAGER>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<KioskOut>, ApiError> {
     let k = st.store.revoke_kiosk(id, now_ms(), &p.actor()).await?;
     st.kiosk_cache.forget_kiosk(id);
     Ok(Json(k.into()))

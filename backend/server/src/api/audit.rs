@@ -22,14 +22,27 @@ pub struct AuditQuery {
 pub async fn list_audit(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditOut>>, ApiError> {
-    Ok(Json(st.store.list_audit(q.after_id, q.limit.unwrap_or(500)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .list_audit(q.after_id, q.limit.unwrap_or(500))
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Verify the book's invariants and the audit chain now. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/check", tag = "audit", responses((status = 200, body = CheckOut)))]
-pub async fn check(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>) -> Result<Json<CheckOut>, ApiError> {
-    let r = st.store.check(now_ms(), st.cfg.unsealed_grace_seconds * 1000).await?;
+pub async fn check(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+) -> Result<Json<CheckOut>, ApiError> {
+    let r = st
+        .store
+        .check(now_ms(), st.cfg.unsealed_grace_seconds * 1000)
+        .await?;
     Ok(Json(r.into()))
 }

@@ -11,7 +11,11 @@ use axum::Json;
 
 /// A person's consent. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/staff/{id}/consent", tag = "faces", params(("id" = i64, Path)), responses((status = 200, body = ConsentOut)))]
-pub async fn get_consent(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>, Path(id): Path<i64>) -> Result<Json<ConsentOut>, ApiError> {
+pub async fn get_consent(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ConsentOut>, ApiError> {
     st.store.get_staff(id).await?;
     Ok(Json(st.store.consent(id).await?.into()))
 }
@@ -22,10 +26,15 @@ pub async fn get_consent(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITO
 pub async fn put_consent(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ConsentIn>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(st.store.set_consent(id, b.granted, now_ms(), &p.actor()).await?.into()))
+    Ok(Json(
+        st.store
+            .set_consent(id, b.granted, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// A person's templates (metadata only). Roles: manager, auditor.
@@ -33,9 +42,16 @@ pub async fn put_consent(
 pub async fn list_templates(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<TemplateOut>>, ApiError> {
-    Ok(Json(st.store.list_templates(id).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .list_templates(id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Enrol a face template (refused without consent). Roles: manager.
@@ -44,18 +60,41 @@ pub async fn list_templates(
 pub async fn add_template(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<TemplateIn>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    if b.embedding.is_empty() || b.embedding.len() > 4096 || b.embedding.iter().any(|x| !x.is_finite()) {
-        return Err(ApiError::unprocessable("bad_embedding", "an embedding is 1-4096 finite numbers"));
+    if b.embedding.is_empty()
+        || b.embedding.len() > 4096
+        || b.embedding.iter().any(|x| !x.is_finite())
+    {
+        return Err(ApiError::unprocessable(
+            "bad_embedding",
+            "an embedding is 1-4096 finite numbers",
+        ));
     }
-    let sealed = st.cipher.seal(id, &b.embedding).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(st.store.add_template(id, sealed, now_ms(), &p.actor()).await?.into()))
+    let sealed = st
+        .cipher
+        .seal(id, &b.embedding)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        st.store
+            .add_template(id, sealed, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a template (logged; kiosks receive a tombstone). Roles: manager.
 #[utoipa::path(delete, path = "/api/v1/templates/{id}", tag = "faces", params(("id" = i64, Path)), responses((status = 200, body = TemplateOut)))]
-pub async fn delete_template(State(st): State<AppState>, Need(p): Need<MANAGER>, Path(id): Path<i64>) -> Result<Json<TemplateOut>, ApiError> {
-    Ok(Json(st.store.delete_template(id, now_ms(), &p.actor()).await?.into()))
+pub async fn delete_template(
+    State(st): State<AppState>,
+    Need(p): Need<MANAGER>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<TemplateOut>, ApiError> {
+    Ok(Json(
+        st.store
+            .delete_template(id, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use store::{ChargeCommand, ChargeOutcome, SealedTemplate, WasteCommand};
 use utoipa::IntoParams;
 use wire::{
-    ChargeRequest, ChargeResponse, ChargeStatus, EnrolRequest, EnrolResponse, GalleryChange, GalleryResponse, KioskInfo,
-    WasteRequest, WasteResponse,
+    ChargeRequest, ChargeResponse, ChargeStatus, EnrolRequest, EnrolResponse, GalleryChange,
+    GalleryResponse, KioskInfo, WasteRequest, WasteResponse,
 };
 
 /// How far ahead of the server's clock a kiosk's timestamp may be.
@@ -27,36 +27,61 @@ fn ms(t: time::OffsetDateTime) -> i64 {
 /// Exchange a one-time enrolment code for a device token. Public (the code is the credential).
 #[utoipa::path(post, path = "/api/v1/kiosk/enrol", tag = "kiosk", request_body = EnrolRequest,
     responses((status = 200, body = EnrolResponse), (status = 422, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
-pub async fn enrol(State(st): State<AppState>, JsonBody(req): JsonBody<EnrolRequest>) -> Result<Json<EnrolResponse>, ApiError> {
+pub async fn enrol(
+    State(st): State<AppState>,
+    JsonBody(req): JsonBody<EnrolRequest>,
+) -> Result<Json<EnrolResponse>, ApiError> {
     let now = now_ms();
     // Codes are short enough to type, so guessing is throttled globally.
-    if !st.store.rate_limit_hit("kiosk-enrol", now, 60_000, 30).await? {
+    if !st
+        .store
+        .rate_limit_hit("kiosk-enrol", now, 60_000, 30)
+        .await?
+    {
         return Err(ApiError::TooManyRequests);
     }
     let name = req.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable("bad_name", "kiosk name must be 1-100 characters"));
+        return Err(ApiError::unprocessable(
+            "bad_name",
+            "kiosk name must be 1-100 characters",
+        ));
     }
     let token = random_token();
     let k = st
         .store
         .redeem_enrolment_code(&token_hash(req.code.trim()), name, &token_hash(&token), now)
         .await?;
-    Ok(Json(EnrolResponse { kiosk_id: k.id, canteen_id: k.canteen_id, device_token: token }))
+    Ok(Json(EnrolResponse {
+        kiosk_id: k.id,
+        canteen_id: k.canteen_id,
+        device_token: token,
+    }))
 }
 
 /// This device's identity. Roles: kiosk.
 #[utoipa::path(get, path = "/api/v1/kiosk/me", tag = "kiosk", responses((status = 200, body = KioskInfo)))]
 pub async fn kiosk_me(Need(p): Need<KIOSK>) -> Result<Json<KioskInfo>, ApiError> {
     let k = p.kiosk()?;
-    Ok(Json(KioskInfo { kiosk_id: k.id, name: k.name.clone(), canteen_id: k.canteen_id }))
+    Ok(Json(KioskInfo {
+        kiosk_id: k.id,
+        name: k.name.clone(),
+        canteen_id: k.canteen_id,
+    }))
 }
 
 /// The hash that makes "same key, different body" detectable: every field that changes the
 /// meaning of the charge, in a fixed textual form (independent of JSON formatting).
 fn charge_hash(req: &ChargeRequest, amount: Option<Fen>) -> String {
     store::sha256_hex(
-        format!("v1|{}|{}|{}|{}", req.staff_id, ms(req.kiosk_time), req.offline, amount.map(|a| a.0).unwrap_or(-1)).as_bytes(),
+        format!(
+            "v1|{}|{}|{}|{}",
+            req.staff_id,
+            ms(req.kiosk_time),
+            req.offline,
+            amount.map(|a| a.0).unwrap_or(-1)
+        )
+        .as_bytes(),
     )
 }
 
@@ -71,12 +96,18 @@ pub async fn charge(
     JsonBody(req): JsonBody<ChargeRequest>,
 ) -> Result<Json<ChargeResponse>, ApiError> {
     let k = p.kiosk()?;
-    let amount = req.amount.map(|a| super::types::positive_fen(a, "amount")).transpose()?;
+    let amount = req
+        .amount
+        .map(|a| super::types::positive_fen(a, "amount"))
+        .transpose()?;
     let now = now_ms();
     // Offline charges may arrive hours or days late, but none can come from the future: a kiosk
     // clock running ahead would put meals into the wrong period or day.
     if ms(req.kiosk_time) > now + MAX_CLOCK_AHEAD_MS {
-        return Err(ApiError::unprocessable("kiosk_clock_ahead", "kiosk_time is in the future; check the kiosk's clock"));
+        return Err(ApiError::unprocessable(
+            "kiosk_clock_ahead",
+            "kiosk_time is in the future; check the kiosk's clock",
+        ));
     }
     let cmd = ChargeCommand {
         kiosk_id: k.id,
@@ -147,7 +178,11 @@ pub async fn waste(
             received_ms: now_ms(),
         })
         .await?;
-    Ok(Json(WasteResponse { id: r.id, net_grams: r.net_grams, replayed: r.replayed }))
+    Ok(Json(WasteResponse {
+        id: r.id,
+        net_grams: r.net_grams,
+        replayed: r.replayed,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -165,7 +200,7 @@ pub struct GalleryQuery {
 pub async fn gallery(
     State(st): State<AppState>,
     _k: Need<KIOSK>,
-    Query(q): Query<GalleryQuery>,
+    ApiQuery(q): ApiQuery<GalleryQuery>,
 ) -> Result<Json<GalleryResponse>, ApiError> {
     let limit = q.limit.unwrap_or(500).clamp(1, 5000);
     let page = st.store.gallery_changes(q.since.max(0), limit).await?;
@@ -173,11 +208,16 @@ pub async fn gallery(
     for c in &page.changes {
         let embedding = match &c.sealed {
             Some(SealedTemplate { nonce, ciphertext }) => {
-                let sealed = SealedTemplate { nonce: nonce.clone(), ciphertext: ciphertext.clone() };
-                let v = st
-                    .cipher
-                    .open(c.staff_id, &sealed)
-                    .map_err(|_| ApiError::Internal(format!("template {} does not decrypt with the configured key", c.template_id)))?;
+                let sealed = SealedTemplate {
+                    nonce: nonce.clone(),
+                    ciphertext: ciphertext.clone(),
+                };
+                let v = st.cipher.open(c.staff_id, &sealed).map_err(|_| {
+                    ApiError::Internal(format!(
+                        "template {} does not decrypt with the configured key",
+                        c.template_id
+                    ))
+                })?;
                 Some(wire::encode_embedding(&v))
             }
             None => None,
@@ -190,8 +230,20 @@ pub async fn gallery(
             embedding,
         });
     }
-    let next_since = page.changes.last().map(|c| c.version).unwrap_or(q.since.max(0).max(0));
+    let next_since = page
+        .changes
+        .last()
+        .map(|c| c.version)
+        .unwrap_or(q.since.max(0).max(0));
     let more = page.changes.len() as i64 == limit && next_since < page.current_version;
-    let next_since = if page.changes.is_empty() { page.current_version.max(q.since) } else { next_since };
-    Ok(Json(GalleryResponse { next_since, more, changes }))
+    let next_since = if page.changes.is_empty() {
+        page.current_version.max(q.since)
+    } else {
+        next_since
+    };
+    Ok(Json(GalleryResponse {
+        next_since,
+        more,
+        changes,
+    }))
 }

@@ -97,9 +97,15 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router();
     let doc = Arc::new(doc);
-    api.route("/api/openapi.json", get(move || { let d = doc.clone(); async move { Json((*d).clone()) } }))
-        .route("/health", get(|| async { "ok" }))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let d = doc.clone();
+            async move { Json((*d).clone()) }
+        }),
+    )
+    .route("/health", get(|| async { "ok" }))
+    .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .with_state(state)
 }

@@ -32,19 +32,39 @@ pub struct ChargeQuery {
 pub async fn list_charges(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<ChargeQuery>,
+    ApiQuery(q): ApiQuery<ChargeQuery>,
 ) -> Result<Json<Vec<ChargeOut>>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
-        Some(s) => Some(ChargeStatus::parse(s).ok_or_else(|| ApiError::bad_request("bad_status", "unknown charge status"))?),
+        Some(s) => Some(
+            ChargeStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown charge status"))?,
+        ),
     };
-    let f = ChargeFilter { staff_id: q.staff_id, status, kiosk_id: q.kiosk_id, before_id: q.before_id, limit: q.limit.unwrap_or(100).clamp(1, 1000) };
-    Ok(Json(st.store.list_charges(f).await?.into_iter().map(Into::into).collect()))
+    let f = ChargeFilter {
+        staff_id: q.staff_id,
+        status,
+        kiosk_id: q.kiosk_id,
+        before_id: q.before_id,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    Ok(Json(
+        st.store
+            .list_charges(f)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// One charge. Roles: manager, auditor.
 #[utoipa::path(get, path = "/api/v1/charges/{id}", tag = "money", params(("id" = i64, Path)), responses((status = 200, body = ChargeOut)))]
-pub async fn get_charge(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR }>, Path(id): Path<i64>) -> Result<Json<ChargeOut>, ApiError> {
+pub async fn get_charge(
+    State(st): State<AppState>,
+    _w: Need<{ MANAGER | AUDITOR }>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ChargeOut>, ApiError> {
     Ok(Json(st.store.get_charge(id).await?.into()))
 }
 
@@ -54,10 +74,15 @@ pub async fn get_charge(State(st): State<AppState>, _w: Need<{ MANAGER | AUDITOR
 pub async fn reverse_charge(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ReasonIn>,
 ) -> Result<Json<RefundOut>, ApiError> {
-    Ok(Json(st.store.reverse_charge(id, &b.reason, now_ms(), &p.actor()).await?.into()))
+    Ok(Json(
+        st.store
+            .reverse_charge(id, &b.reason, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }
 
 /// Settle an exception: "collect" (post it now, funds permitting) or "waive". Roles: manager.
@@ -66,15 +91,25 @@ pub async fn reverse_charge(
 pub async fn resolve_exception(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ResolveIn>,
 ) -> Result<Json<ChargeOut>, ApiError> {
     let collect = match b.action.as_str() {
         "collect" => true,
         "waive" => false,
-        _ => return Err(ApiError::unprocessable("bad_action", "action must be collect or waive")),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "bad_action",
+                "action must be collect or waive",
+            ))
+        }
     };
-    Ok(Json(st.store.resolve_exception(id, collect, now_ms(), &p.actor()).await?.into()))
+    Ok(Json(
+        st.store
+            .resolve_exception(id, collect, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -89,13 +124,23 @@ pub struct RefundQuery {
 pub async fn list_refunds(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<RefundQuery>,
+    ApiQuery(q): ApiQuery<RefundQuery>,
 ) -> Result<Json<Vec<RefundOut>>, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
-        Some(s) => Some(RefundStatus::parse(s).ok_or_else(|| ApiError::bad_request("bad_status", "unknown refund status"))?),
+        Some(s) => Some(
+            RefundStatus::parse(s)
+                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown refund status"))?,
+        ),
     };
-    Ok(Json(st.store.list_refunds(status, q.staff_id).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .list_refunds(status, q.staff_id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// Approve or reject a staff refund request. Roles: manager.
@@ -104,10 +149,15 @@ pub async fn list_refunds(
 pub async fn decide_refund(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<DecideIn>,
 ) -> Result<Json<RefundOut>, ApiError> {
-    Ok(Json(st.store.decide_refund(id, b.approve, now_ms(), &p.actor()).await?.into()))
+    Ok(Json(
+        st.store
+            .decide_refund(id, b.approve, now_ms(), &p.actor())
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -121,10 +171,18 @@ pub struct OrderQuery {
 pub async fn list_topups(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<OrderQuery>,
+    ApiQuery(q): ApiQuery<OrderQuery>,
 ) -> Result<Json<Vec<OrderOut>>, ApiError> {
-    let orders = st.store.list_payment_orders(q.staff_id, q.limit.unwrap_or(100)).await?;
-    Ok(Json(orders.into_iter().map(|o| OrderOut::from_order(o, None)).collect()))
+    let orders = st
+        .store
+        .list_payment_orders(q.staff_id, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(
+        orders
+            .into_iter()
+            .map(|o| OrderOut::from_order(o, None))
+            .collect(),
+    ))
 }
 
 /// Ask the provider about an order and credit it if it was paid (exactly once). Roles: manager.
@@ -133,10 +191,14 @@ pub async fn list_topups(
 pub async fn reconcile(
     State(st): State<AppState>,
     Need(_p): Need<MANAGER>,
-    Path(order_no): Path<String>,
+    ApiPath(order_no): ApiPath<String>,
 ) -> Result<Json<OutcomeOut>, ApiError> {
     st.store.get_payment_order(&order_no).await?;
-    let state = st.payments.query(&order_no).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let state = st
+        .payments
+        .query(&order_no)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let outcome = match state {
         ProviderOrderState::NotPaid => "not_paid".to_string(),
         ProviderOrderState::Paid { amount, txn } => st
@@ -153,9 +215,15 @@ pub async fn reconcile(
 /// Public; unsigned or forged notifications are refused and logged.
 #[utoipa::path(post, path = "/api/v1/payments/sandbox/notify", tag = "money", request_body(content = String, description = "signed JSON"),
     responses((status = 200, body = OutcomeOut), (status = 401, body = wire::ErrorBody)))]
-pub async fn notify(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<OutcomeOut>, ApiError> {
+pub async fn notify(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<OutcomeOut>, ApiError> {
     match handle_notification(&st, &headers, &body).await {
-        Ok(o) => Ok(Json(OutcomeOut { outcome: o.as_str().to_string() })),
+        Ok(o) => Ok(Json(OutcomeOut {
+            outcome: o.as_str().to_string(),
+        })),
         Err(PaymentError::BadSignature) => Err(ApiError::Unauthorized),
         Err(PaymentError::Malformed(m)) => Err(ApiError::bad_request("bad_notification", m)),
         Err(PaymentError::Provider(m)) => Err(ApiError::Unavailable(m)),
@@ -163,13 +231,19 @@ pub async fn notify(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The sandbox gateway's pay page (a real provider hosts this on its own site). Public.
 #[utoipa::path(get, path = "/sandbox/pay/{order_no}", tag = "sandbox", params(("order_no" = String, Path)),
     responses((status = 200, content_type = "text/html", body = String)))]
-pub async fn pay_page(State(st): State<AppState>, Path(order_no): Path<String>) -> Result<Html<String>, ApiError> {
+pub async fn pay_page(
+    State(st): State<AppState>,
+    ApiPath(order_no): ApiPath<String>,
+) -> Result<Html<String>, ApiError> {
     let o = st.store.get_payment_order(&order_no).await?;
     let paid = st.store.sandbox_payment(&order_no).await?.is_some();
     let no = escape(&o.order_no);
@@ -192,12 +266,17 @@ pub async fn pay_page(State(st): State<AppState>, Path(order_no): Path<String>) 
 /// asynchronously (signed, retried). Public.
 #[utoipa::path(post, path = "/sandbox/pay/{order_no}", tag = "sandbox", params(("order_no" = String, Path)),
     responses((status = 200, content_type = "text/html", body = String)))]
-pub async fn pay_submit(State(st): State<AppState>, Path(order_no): Path<String>) -> Result<Html<String>, ApiError> {
+pub async fn pay_submit(
+    State(st): State<AppState>,
+    ApiPath(order_no): ApiPath<String>,
+) -> Result<Html<String>, ApiError> {
     let o = st.store.get_payment_order(&order_no).await?;
     let Some(sandbox) = st.sandbox.clone() else {
         return Err(ApiError::NotFound("sandbox gateway"));
     };
-    let txn = crate::payments::sandbox_pay(st.clone(), sandbox, o).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let txn = crate::payments::sandbox_pay(st.clone(), sandbox, o)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Paid</title></head><body style=\"font-family:sans-serif\">\
          <h1>Payment received</h1><p>Transaction {}. Your balance is credited in a moment.</p></body></html>",
@@ -216,7 +295,14 @@ pub struct WasteQuery {
 pub async fn list_waste(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
-    Query(q): Query<WasteQuery>,
+    ApiQuery(q): ApiQuery<WasteQuery>,
 ) -> Result<Json<Vec<WasteOut>>, ApiError> {
-    Ok(Json(st.store.list_waste(q.staff_id, q.limit.unwrap_or(100)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        st.store
+            .list_waste(q.staff_id, q.limit.unwrap_or(100))
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }

@@ -16,15 +16,25 @@ use store::NewSession;
 /// Log in with a username and password (managers, staff, auditors). Public.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "session", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
-pub async fn login(State(st): State<AppState>, JsonBody(req): JsonBody<LoginRequest>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(st): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, ApiError> {
     let now = now_ms();
     // Per-username budget kept in the database, so it holds across instances.
     let key = format!("login:{}", req.username.to_lowercase());
-    if !st.store.rate_limit_hit(&key, now, 60_000, st.cfg.login_attempts_per_minute).await? {
+    if !st
+        .store
+        .rate_limit_hit(&key, now, 60_000, st.cfg.login_attempts_per_minute)
+        .await?
+    {
         return Err(ApiError::TooManyRequests);
     }
     let user = st.store.user_by_username(&req.username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_password_hash().to_string());
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| dummy_password_hash().to_string());
     let password = req.password.clone();
     // Argon2 is deliberately slow: keep it off the async workers.
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
@@ -51,7 +61,12 @@ pub async fn login(State(st): State<AppState>, JsonBody(req): JsonBody<LoginRequ
         ttl_ms / 1000,
         if st.cfg.cookie_secure { "; Secure" } else { "" }
     );
-    let body = LoginResponse { csrf_token: csrf, role: user.role.as_str().into(), user_id: user.id, staff_id: user.staff_id };
+    let body = LoginResponse {
+        csrf_token: csrf,
+        role: user.role.as_str().into(),
+        user_id: user.id,
+        staff_id: user.staff_id,
+    };
     let mut resp = Json(body).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -62,7 +77,11 @@ pub async fn login(State(st): State<AppState>, JsonBody(req): JsonBody<LoginRequ
 
 /// End the current session. Roles: staff, manager, auditor.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "session", responses((status = 204)))]
-pub async fn logout(State(st): State<AppState>, _who: Need<PEOPLE>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(st): State<AppState>,
+    _who: Need<PEOPLE>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(t) = session_token_from(&headers) {
         st.store.delete_session(&token_hash(&t)).await?;
     }
@@ -85,8 +104,12 @@ pub async fn me(Need(p): Need<{ PEOPLE | KIOSK }>) -> Json<MeResponse> {
             staff_id: u.staff_id,
             kiosk_id: None,
         },
-        Principal::Kiosk(k) => {
-            MeResponse { user_id: None, username: None, role: "kiosk".into(), staff_id: None, kiosk_id: Some(k.id) }
-        }
+        Principal::Kiosk(k) => MeResponse {
+            user_id: None,
+            username: None,
+            role: "kiosk".into(),
+            staff_id: None,
+            kiosk_id: Some(k.id),
+        },
     })
 }

@@ -13,7 +13,8 @@ pub fn fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
 }
 
 pub fn positive_fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
-    Fen::positive_from_yuan(d).map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
+    Fen::positive_from_yuan(d)
+        .map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
 }
 
 pub fn meal_from_wire(m: wire::Meal) -> MealKind {
@@ -209,7 +210,11 @@ pub struct BalanceOut {
 
 impl From<store::Balances> for BalanceOut {
     fn from(b: store::Balances) -> Self {
-        BalanceOut { staff_id: b.staff_id, cash: b.cash.to_yuan(), subsidy: b.subsidy.to_yuan() }
+        BalanceOut {
+            staff_id: b.staff_id,
+            cash: b.cash.to_yuan(),
+            subsidy: b.subsidy.to_yuan(),
+        }
     }
 }
 
@@ -280,7 +285,12 @@ pub struct KioskOut {
 
 impl From<store::Kiosk> for KioskOut {
     fn from(k: store::Kiosk) -> Self {
-        KioskOut { id: k.id, name: k.name, canteen_id: k.canteen_id, revoked: k.revoked }
+        KioskOut {
+            id: k.id,
+            name: k.name,
+            canteen_id: k.canteen_id,
+            revoked: k.revoked,
+        }
     }
 }
 
@@ -475,7 +485,11 @@ pub struct ConsentOut {
 
 impl From<store::Consent> for ConsentOut {
     fn from(c: store::Consent) -> Self {
-        ConsentOut { staff_id: c.staff_id, granted: c.granted, changed_at_ms: c.changed_at_ms }
+        ConsentOut {
+            staff_id: c.staff_id,
+            granted: c.granted,
+            changed_at_ms: c.changed_at_ms,
+        }
     }
 }
 
@@ -495,7 +509,12 @@ pub struct TemplateOut {
 
 impl From<store::TemplateMeta> for TemplateOut {
     fn from(t: store::TemplateMeta) -> Self {
-        TemplateOut { id: t.id, staff_id: t.staff_id, version: t.version, deleted: t.deleted }
+        TemplateOut {
+            id: t.id,
+            staff_id: t.staff_id,
+            version: t.version,
+            deleted: t.deleted,
+        }
     }
 }
 
@@ -512,7 +531,15 @@ pub struct AuditOut {
 
 impl From<store::AuditEntry> for AuditOut {
     fn from(a: store::AuditEntry) -> Self {
-        AuditOut { id: a.id, at_ms: a.at_ms, actor: a.actor, action: a.action, detail: a.detail, seq: a.seq, hash: a.hash }
+        AuditOut {
+            id: a.id,
+            at_ms: a.at_ms,
+            actor: a.actor,
+            action: a.action,
+            detail: a.detail,
+            seq: a.seq,
+            hash: a.hash,
+        }
     }
 }
 

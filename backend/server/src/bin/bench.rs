@@ -41,6 +41,12 @@ struct Args {
     /// SQLite synchronous=FULL (default) or NORMAL.
     #[arg(long)]
     sqlite_normal_sync: bool,
+    /// Also measure charges through the store directly (no HTTP), to show the HTTP layer's share.
+    #[arg(long)]
+    direct: bool,
+    /// Audit sealer interval of the benchmarked server.
+    #[arg(long, default_value_t = 500)]
+    sealer_interval_ms: u64,
 }
 
 struct Server(Child);
@@ -52,17 +58,30 @@ impl Drop for Server {
     }
 }
 
-fn start_server(url: &str, data_dir: &std::path::Path, pool: usize, normal_sync: bool) -> Result<(Server, String)> {
+fn start_server(
+    url: &str,
+    data_dir: &std::path::Path,
+    pool: usize,
+    normal_sync: bool,
+    sealer_ms: u64,
+) -> Result<(Server, String)> {
     let exe = std::env::current_exe()?.with_file_name("backend");
     if !exe.exists() {
-        bail!("{} not found: build the `backend` binary in the same profile", exe.display());
+        bail!(
+            "{} not found: build the `backend` binary in the same profile",
+            exe.display()
+        );
     }
     let mut child = Command::new(&exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .env("CLEANPLATE_DEV_MODE", "true")
         .env("CLEANPLATE_DATA_DIR", data_dir)
         .env("CLEANPLATE_MAX_CONNECTIONS", pool.to_string())
-        .env("CLEANPLATE_SQLITE_SYNCHRONOUS_FULL", if normal_sync { "false" } else { "true" })
+        .env("CLEANPLATE_SEALER_INTERVAL_MS", sealer_ms.to_string())
+        .env(
+            "CLEANPLATE_SQLITE_SYNCHRONOUS_FULL",
+            if normal_sync { "false" } else { "true" },
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -71,7 +90,9 @@ fn start_server(url: &str, data_dir: &std::path::Path, pool: usize, normal_sync:
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
         match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening on ") => break l.trim_start_matches("listening on ").to_string(),
+            Some(Ok(l)) if l.starts_with("listening on ") => {
+                break l.trim_start_matches("listening on ").to_string()
+            }
             Some(Ok(_)) => continue,
             other => bail!("backend did not start: {other:?}"),
         }
@@ -86,27 +107,92 @@ async fn seed(store: &dyn Store, accounts: usize, clients: usize) -> Result<Vec<
     store.migrate().await?;
     let sys = Actor::System("bench");
     let c = store
-        .create_canteen(store::NewCanteen { name: "Bench".into(), utc_offset_minutes: 480, per_transaction_cap: None, daily_cap: None }, &sys)
+        .create_canteen(
+            store::NewCanteen {
+                name: "Bench".into(),
+                utc_offset_minutes: 480,
+                per_transaction_cap: None,
+                daily_cap: None,
+            },
+            &sys,
+        )
         .await?;
-    store.set_meal_window(store::MealWindow { canteen_id: c.id, meal: ledger::MealKind::Lunch, start_minute: 0, end_minute: 1440 }, &sys).await?;
-    store.set_price(store::Price { canteen_id: c.id, category: "regular".into(), meal: ledger::MealKind::Lunch, price: ledger::Fen(1200) }, &sys).await?;
+    store
+        .set_meal_window(
+            store::MealWindow {
+                canteen_id: c.id,
+                meal: ledger::MealKind::Lunch,
+                start_minute: 0,
+                end_minute: 1440,
+            },
+            &sys,
+        )
+        .await?;
+    store
+        .set_price(
+            store::Price {
+                canteen_id: c.id,
+                category: "regular".into(),
+                meal: ledger::MealKind::Lunch,
+                price: ledger::Fen(1200),
+            },
+            &sys,
+        )
+        .await?;
     let mut people = Vec::with_capacity(accounts);
     for i in 0..accounts {
         let s = store
-            .create_staff(store::NewStaff { employee_no: format!("B{i}"), name: format!("Bench {i}"), department: "B".into(), category: "regular".into() }, &sys)
+            .create_staff(
+                store::NewStaff {
+                    employee_no: format!("B{i}"),
+                    name: format!("Bench {i}"),
+                    department: "B".into(),
+                    category: "regular".into(),
+                },
+                &sys,
+            )
             .await?;
-        store.update_staff(s.id, store::StaffUpdate { meals_per_period: Some(u32::MAX / 2), ..Default::default() }, &sys).await?;
+        store
+            .update_staff(
+                s.id,
+                store::StaffUpdate {
+                    meals_per_period: Some(u32::MAX / 2),
+                    ..Default::default()
+                },
+                &sys,
+            )
+            .await?;
         let no = format!("BENCH-{i}");
         store
-            .create_payment_order(store::NewPaymentOrder { order_no: no.clone(), staff_id: s.id, amount: ledger::Fen(1_000_000_000), provider: "sandbox".into(), now_ms: 0 }, &sys)
+            .create_payment_order(
+                store::NewPaymentOrder {
+                    order_no: no.clone(),
+                    staff_id: s.id,
+                    amount: ledger::Fen(1_000_000_000),
+                    provider: "sandbox".into(),
+                    now_ms: 0,
+                },
+                &sys,
+            )
             .await?;
-        store.credit_payment(&no, "seed", ledger::Fen(1_000_000_000), "{}", 0).await?;
+        store
+            .credit_payment(&no, "seed", ledger::Fen(1_000_000_000), "{}", 0)
+            .await?;
         people.push(s.id);
     }
     for k in 0..clients {
         let code = format!("bench-code-{k}");
-        store.create_enrolment_code(c.id, &code, i64::MAX / 2, &sys).await?;
-        store.redeem_enrolment_code(&code, &format!("bench {k}"), &backend::crypto::token_hash(&format!("bench-kiosk-{k}")), 0).await?;
+        store
+            .create_enrolment_code(c.id, &code, i64::MAX / 2, &sys)
+            .await?;
+        store
+            .redeem_enrolment_code(
+                &code,
+                &format!("bench {k}"),
+                &backend::crypto::token_hash(&format!("bench-kiosk-{k}")),
+                0,
+            )
+            .await?;
     }
     while store.seal_audit(10_000).await? == 10_000 {}
     Ok(people)
@@ -119,18 +205,35 @@ struct LoadResult {
     hist: Histogram<u64>,
 }
 
-async fn load(addr: &str, people: Arc<Vec<i64>>, clients: usize, seconds: u64) -> Result<LoadResult> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+async fn load(
+    addr: &str,
+    people: Arc<Vec<i64>>,
+    clients: usize,
+    seconds: u64,
+) -> Result<LoadResult> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let count = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let kiosk_time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let kiosk_time =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let mut tasks = Vec::new();
     for k in 0..clients {
-        let (http, hist, count, errors, measuring, stop, people) =
-            (http.clone(), hist.clone(), count.clone(), errors.clone(), measuring.clone(), stop.clone(), people.clone());
+        let (http, hist, count, errors, measuring, stop, people) = (
+            http.clone(),
+            hist.clone(),
+            count.clone(),
+            errors.clone(),
+            measuring.clone(),
+            stop.clone(),
+            people.clone(),
+        );
         let url = format!("http://{addr}/api/v1/kiosk/charges");
         let token = format!("bench-kiosk-{k}");
         let kiosk_time = kiosk_time.clone();
@@ -175,8 +278,100 @@ async fn load(addr: &str, people: Arc<Vec<i64>>, clients: usize, seconds: u64) -
     for t in tasks {
         t.await?;
     }
-    let hist = hist.lock().map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?.clone();
-    Ok(LoadResult { charges: count.load(Ordering::Relaxed), errors: errors.load(Ordering::Relaxed), seconds: elapsed, hist })
+    let hist = hist
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
+        .clone();
+    Ok(LoadResult {
+        charges: count.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        hist,
+    })
+}
+
+/// The same load without HTTP: tasks call `Store::charge` in-process (one kiosk per task).
+async fn load_direct(
+    store: Arc<dyn Store>,
+    people: Arc<Vec<i64>>,
+    clients: usize,
+    seconds: u64,
+) -> Result<LoadResult> {
+    let kiosks = store.list_kiosks().await?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let (count, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (measuring, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let now = backend::state::now_ms();
+    let mut tasks = Vec::new();
+    for (k, kiosk) in kiosks.into_iter().take(clients).enumerate() {
+        let (store, hist, count, errors, measuring, stop, people) = (
+            store.clone(),
+            hist.clone(),
+            count.clone(),
+            errors.clone(),
+            measuring.clone(),
+            stop.clone(),
+            people.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid");
+            let mut i: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let staff = people[((k as u64 * 7919 + i * 104_729) % people.len() as u64) as usize];
+                let cmd = store::ChargeCommand {
+                    kiosk_id: kiosk.id,
+                    canteen_id: kiosk.canteen_id,
+                    idempotency_key: format!("d{k}-{i}"),
+                    request_hash: format!("h{k}-{i}"),
+                    staff_id: staff,
+                    kiosk_time_ms: now,
+                    received_ms: now,
+                    offline: false,
+                    amount: None,
+                };
+                let t0 = Instant::now();
+                let ok = matches!(store.charge(cmd).await, Ok(r) if r.outcome == store::ChargeOutcome::Accepted);
+                let us = t0.elapsed().as_micros() as u64;
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        let _ = local.record(us.max(1));
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Ok(mut h) = hist.lock() {
+                let _ = h.add(&local);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let hist = hist
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
+        .clone();
+    Ok(LoadResult {
+        charges: count.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        hist,
+    })
 }
 
 fn report(name: &str, r: &LoadResult) -> f64 {
@@ -192,22 +387,55 @@ fn report(name: &str, r: &LoadResult) -> f64 {
 }
 
 /// Runs pgbench tpcb-like on its own scratch database of the same server.
-fn pgbench(admin_url: &str, db: &str, clients: usize, seconds: u64, scale: u32) -> Result<(f64, f64)> {
+fn pgbench(
+    admin_url: &str,
+    db: &str,
+    clients: usize,
+    seconds: u64,
+    scale: u32,
+) -> Result<(f64, f64)> {
     let conn = pg_conninfo(admin_url, db);
-    let init = Command::new("pgbench").args(["-i", "-q", "-s", &scale.to_string(), &conn]).output().context("running pgbench -i (is pgbench installed?)")?;
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", &scale.to_string(), &conn])
+        .output()
+        .context("running pgbench -i (is pgbench installed?)")?;
     if !init.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
     }
     let out = Command::new("pgbench")
-        .args(["-b", "tpcb-like", "-n", "-c", &clients.to_string(), "-j", &clients.min(4).to_string(), "-T", &seconds.to_string(), &conn])
+        .args([
+            "-b",
+            "tpcb-like",
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(4).to_string(),
+            "-T",
+            &seconds.to_string(),
+            &conn,
+        ])
         .output()
         .context("running pgbench")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
-        bail!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let grab = |prefix: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.split_whitespace().nth(if prefix.starts_with("tps") { 2 } else { 3 })).and_then(|v| v.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(if prefix.starts_with("tps") { 2 } else { 3 })
+            })
+            .and_then(|v| v.parse().ok())
     };
     let tps = grab("tps = ").context("no tps line in pgbench output")?;
     let lat = grab("latency average = ").unwrap_or(f64::NAN);
@@ -244,23 +472,51 @@ fn scratch_url(admin: &str, name: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("backend-bench: {} clients, {} s measured, {} accounts, {cores} cores", a.clients, a.seconds, a.accounts);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "backend-bench: {} clients, {} s measured, {} accounts, {cores} cores",
+        a.clients, a.seconds, a.accounts
+    );
     println!();
     println!("| run | charges/s (tps) | p50 ms | p99 ms | p99.9 ms | errors |");
     println!("|---|---|---|---|---|---|");
     let dir = tempfile::tempdir()?;
     if a.db == "sqlite" || a.db == "both" {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let mut cfg = backend::config::Config { database_url: url.clone(), ..Default::default() };
+        let mut cfg = backend::config::Config {
+            database_url: url.clone(),
+            ..Default::default()
+        };
         cfg.sqlite_synchronous_full = !a.sqlite_normal_sync;
         let store = backend::open_store(&cfg).await?;
         let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
+        let sync = if a.sqlite_normal_sync {
+            "NORMAL"
+        } else {
+            "FULL"
+        };
+        if a.direct {
+            let r = load_direct(store.clone(), people.clone(), a.clients, a.seconds).await?;
+            report(
+                &format!("store only (no HTTP), SQLite (synchronous={sync})"),
+                &r,
+            );
+        }
         drop(store);
-        let (_server, addr) = start_server(&url, dir.path(), 8, a.sqlite_normal_sync)?;
+        let (_server, addr) = start_server(
+            &url,
+            dir.path(),
+            8,
+            a.sqlite_normal_sync,
+            a.sealer_interval_ms,
+        )?;
         let r = load(&addr, people, a.clients, a.seconds).await?;
-        let sync = if a.sqlite_normal_sync { "NORMAL" } else { "FULL" };
-        report(&format!("HTTP charges, SQLite (WAL, synchronous={sync})"), &r);
+        report(
+            &format!("HTTP charges, SQLite (WAL, synchronous={sync})"),
+            &r,
+        );
     }
     if a.db == "postgres" || a.db == "both" {
         let admin = a
@@ -270,12 +526,21 @@ async fn main() -> Result<()> {
             .context("no PostgreSQL URL: pass --pg-url or set CLEANPLATE_TEST_POSTGRES_URL (see scripts/postgres.sh)")?;
         let name = store_postgres::create_scratch_database(&admin, "cpbench").await?;
         let url = scratch_url(&admin, &name);
-        let cfg = backend::config::Config { database_url: url.clone(), ..Default::default() };
+        let cfg = backend::config::Config {
+            database_url: url.clone(),
+            max_connections: a.clients as u32,
+            ..Default::default()
+        };
         let store = backend::open_store(&cfg).await?;
         let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
+        if a.direct {
+            let r = load_direct(store.clone(), people.clone(), a.clients, a.seconds).await?;
+            report("store only (no HTTP), PostgreSQL", &r);
+        }
         drop(store);
         let result = {
-            let (_server, addr) = start_server(&url, dir.path(), a.clients, false)?;
+            let (_server, addr) =
+                start_server(&url, dir.path(), a.clients, false, a.sealer_interval_ms)?;
             load(&addr, people, a.clients, a.seconds).await?
         };
         let ours = report("HTTP charges, PostgreSQL", &result);
@@ -283,7 +548,10 @@ async fn main() -> Result<()> {
         let (tps, lat) = pgbench(&admin, &pgb, a.clients, a.seconds, a.pgbench_scale)?;
         println!("| pgbench -b tpcb-like -s {} (same clients, same server) | {tps:.0} | avg {lat:.2} | | | |", a.pgbench_scale);
         println!();
-        println!("ratio (HTTP charges on PostgreSQL / pgbench tps): {:.2}", ours / tps);
+        println!(
+            "ratio (HTTP charges on PostgreSQL / pgbench tps): {:.2}",
+            ours / tps
+        );
         store_postgres::drop_database(&admin, &pgb).await?;
         store_postgres::drop_database(&admin, &name).await?;
     }

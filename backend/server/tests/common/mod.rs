@@ -29,12 +29,16 @@ macro_rules! both_dbs {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let Some($app) = common::TestApp::new(common::Db::Sqlite).await else { return };
+                let Some($app) = common::TestApp::new(common::Db::Sqlite).await else {
+                    return;
+                };
                 $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let Some($app) = common::TestApp::new(common::Db::Postgres).await else { return };
+                let Some($app) = common::TestApp::new(common::Db::Postgres).await else {
+                    return;
+                };
                 $body
             }
         }
@@ -52,7 +56,10 @@ impl Drop for Guard {
             let (url, name) = (url.clone(), name.clone());
             // Dropping needs async; do it on a throwaway runtime in its own thread.
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     let _ = rt.block_on(store_postgres::drop_database(&url, &name));
                 }
             })
@@ -119,14 +126,23 @@ impl TestApp {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 cfg.database_url = format!("sqlite://{}", dir.path().join("t.db").display());
-                (backend::open_store(&cfg).await.expect("open sqlite"), Guard::Sqlite(dir))
+                (
+                    backend::open_store(&cfg).await.expect("open sqlite"),
+                    Guard::Sqlite(dir),
+                )
             }
             Db::Postgres => {
                 let url = pg_url_or_skip()?;
-                let name = store_postgres::create_scratch_database(&url, "cphttp").await.expect("create database");
-                let s = store_postgres::PostgresStore::connect_database(&url, &name, &Default::default())
+                let name = store_postgres::create_scratch_database(&url, "cphttp")
                     .await
-                    .expect("connect");
+                    .expect("create database");
+                let s = store_postgres::PostgresStore::connect_database(
+                    &url,
+                    &name,
+                    &Default::default(),
+                )
+                .await
+                .expect("connect");
                 (Arc::new(s), Guard::Postgres { url, name })
             }
         };
@@ -136,20 +152,56 @@ impl TestApp {
         let sys = Actor::System("test");
         let canteen = store
             .create_canteen(
-                store::NewCanteen { name: "T".into(), utc_offset_minutes: 480, per_transaction_cap: None, daily_cap: None },
+                store::NewCanteen {
+                    name: "T".into(),
+                    utc_offset_minutes: 480,
+                    per_transaction_cap: None,
+                    daily_cap: None,
+                },
                 &sys,
             )
             .await
             .expect("canteen");
-        for (meal, s, e) in [(ledger::MealKind::Breakfast, 390, 570), (ledger::MealKind::Lunch, 660, 810), (ledger::MealKind::Dinner, 1020, 1170)] {
-            store.set_meal_window(store::MealWindow { canteen_id: canteen.id, meal, start_minute: s, end_minute: e }, &sys).await.expect("window");
+        for (meal, s, e) in [
+            (ledger::MealKind::Breakfast, 390, 570),
+            (ledger::MealKind::Lunch, 660, 810),
+            (ledger::MealKind::Dinner, 1020, 1170),
+        ] {
             store
-                .set_price(store::Price { canteen_id: canteen.id, category: "regular".into(), meal, price: ledger::Fen(1500) }, &sys)
+                .set_meal_window(
+                    store::MealWindow {
+                        canteen_id: canteen.id,
+                        meal,
+                        start_minute: s,
+                        end_minute: e,
+                    },
+                    &sys,
+                )
+                .await
+                .expect("window");
+            store
+                .set_price(
+                    store::Price {
+                        canteen_id: canteen.id,
+                        category: "regular".into(),
+                        meal,
+                        price: ledger::Fen(1500),
+                    },
+                    &sys,
+                )
                 .await
                 .expect("price");
         }
         let person = store
-            .create_staff(NewStaff { employee_no: "S1".into(), name: "Staff One".into(), department: "D".into(), category: "regular".into() }, &sys)
+            .create_staff(
+                NewStaff {
+                    employee_no: "S1".into(),
+                    name: "Staff One".into(),
+                    department: "D".into(),
+                    category: "regular".into(),
+                },
+                &sys,
+            )
             .await
             .expect("staff");
         let mut app = TestApp {
@@ -181,7 +233,15 @@ impl TestApp {
         let hash = backend::crypto::hash_password(&format!("password-of-{name}")).expect("hash");
         let u = self
             .store
-            .create_user(NewUser { username: name.into(), password_hash: hash, role, staff_id }, &Actor::System("test"))
+            .create_user(
+                NewUser {
+                    username: name.into(),
+                    password_hash: hash,
+                    role,
+                    staff_id,
+                },
+                &Actor::System("test"),
+            )
             .await
             .expect("user");
         self.session_for(u.id).await
@@ -206,41 +266,84 @@ impl TestApp {
 
     pub async fn enrol_kiosk(&self, manager: &Caller) -> (i64, String) {
         let (s, code) = self
-            .call(manager, Method::POST, "/api/v1/kiosks/enrolment-codes", Some(serde_json::json!({"canteen_id": self.canteen})))
+            .call(
+                manager,
+                Method::POST,
+                "/api/v1/kiosks/enrolment-codes",
+                Some(serde_json::json!({"canteen_id": self.canteen})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{code}");
         let (s, k) = self
-            .call(&Caller::Anonymous, Method::POST, "/api/v1/kiosk/enrol", Some(serde_json::json!({"code": code["code"], "name": "k"})))
+            .call(
+                &Caller::Anonymous,
+                Method::POST,
+                "/api/v1/kiosk/enrol",
+                Some(serde_json::json!({"code": code["code"], "name": "k"})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{k}");
-        (k["kiosk_id"].as_i64().expect("kiosk id"), k["device_token"].as_str().expect("token").to_string())
+        (
+            k["kiosk_id"].as_i64().expect("kiosk id"),
+            k["device_token"].as_str().expect("token").to_string(),
+        )
     }
 
     pub async fn raw(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        let resp = self.router.clone().oneshot(req).await.expect("router never fails");
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router never fails");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024).await.expect("body");
+        let body = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
+            .await
+            .expect("body");
         (status, headers, body.to_vec())
     }
 
-    pub fn request(&self, who: &Caller, method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+    pub fn request(
+        &self,
+        who: &Caller,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Request<Body> {
         let mut b = Request::builder().method(method).uri(path);
         match who {
             Caller::Anonymous => {}
             Caller::Kiosk(t) => b = b.header("authorization", format!("Bearer {t}")),
-            Caller::Person(t, csrf) => b = b.header("cookie", format!("cp_session={t}")).header("x-csrf-token", csrf),
+            Caller::Person(t, csrf) => {
+                b = b
+                    .header("cookie", format!("cp_session={t}"))
+                    .header("x-csrf-token", csrf)
+            }
         }
         match body {
-            Some(v) => b.header("content-type", "application/json").body(Body::from(v.to_string())),
+            Some(v) => b
+                .header("content-type", "application/json")
+                .body(Body::from(v.to_string())),
             None => b.body(Body::empty()),
         }
         .expect("request")
     }
 
-    pub async fn call(&self, who: &Caller, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        who: &Caller,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (s, _, bytes) = self.raw(self.request(who, method, path, body)).await;
-        let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (s, v)
     }
 
@@ -248,17 +351,30 @@ impl TestApp {
         let no = format!("seed-{staff_id}-{}", backend::crypto::random_token());
         self.store
             .create_payment_order(
-                store::NewPaymentOrder { order_no: no.clone(), staff_id, amount: ledger::Fen(fen), provider: "sandbox".into(), now_ms: 0 },
+                store::NewPaymentOrder {
+                    order_no: no.clone(),
+                    staff_id,
+                    amount: ledger::Fen(fen),
+                    provider: "sandbox".into(),
+                    now_ms: 0,
+                },
                 &Actor::System("test"),
             )
             .await
             .expect("order");
-        self.store.credit_payment(&no, "t", ledger::Fen(fen), "{}", 0).await.expect("credit");
+        self.store
+            .credit_payment(&no, "t", ledger::Fen(fen), "{}", 0)
+            .await
+            .expect("credit");
     }
 
     pub async fn check_ok(&self) {
         while self.store.seal_audit(10_000).await.expect("seal") == 10_000 {}
-        let r = self.store.check(backend::state::now_ms(), 60_000).await.expect("check");
+        let r = self
+            .store
+            .check(backend::state::now_ms(), 60_000)
+            .await
+            .expect("check");
         assert!(r.ok(), "backend check failed: {:#?}", r.problems);
     }
 }
@@ -266,10 +382,12 @@ impl TestApp {
 /// The most recent lunch time (12:10 in UTC+8) that is not in the future, RFC 3339. Charges
 /// from the future are refused, so "today's lunch" is yesterday's before 12:10 local.
 pub fn lunch_today() -> String {
-    let now = time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
+    let now = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
     let mut t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
     if t > now {
         t -= time::Duration::days(1);
     }
-    t.format(&time::format_description::well_known::Rfc3339).expect("format")
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
 }
