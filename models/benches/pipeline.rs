@@ -105,7 +105,7 @@ fn prepare(p: &mut Pipeline, frame: RgbImage) -> Prepared {
     let mut det_input = vec![0f32; INPUT_SIZE * INPUT_SIZE * 3];
     sample_square(&frame, left, top, long, INPUT_SIZE, &mut det_input);
     for v in &mut det_input {
-        *v = *v / 127.5 - 1.0;
+        *v = *v * (1.0 / 127.5) - 1.0;
     }
 
     let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
@@ -188,7 +188,7 @@ fn bench_own(c: &mut Criterion) {
         b.iter(|| {
             resampler.sample_square(black_box(&pr.frame), 0.0, (FRAME_H as f32 - long) / 2.0, long, INPUT_SIZE, &mut det_input);
             for v in &mut det_input {
-                *v = *v / 127.5 - 1.0;
+                *v = *v * (1.0 / 127.5) - 1.0;
             }
             black_box(&det_input);
         })
@@ -345,7 +345,7 @@ fn own_work(rounds: usize) {
         let s = Instant::now();
         resamplers[0].sample_square(&pr.frame, 0.0, (FRAME_H as f32 - long) / 2.0, long, INPUT_SIZE, &mut det_input);
         for v in &mut det_input {
-            *v = *v / 127.5 - 1.0;
+            *v = *v * (1.0 / 127.5) - 1.0;
         }
         black_box(&det_input);
         times[0] = s.elapsed().as_secs_f64();

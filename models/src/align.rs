@@ -669,6 +669,45 @@ mod tests {
     }
 
     #[test]
+    fn the_row_sampler_matches_the_per_pixel_reference() {
+        let (w, h) = (41usize, 29usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37 + i / 7) % 256) as u8).collect();
+        let whole = View { data: &data, stride: 3 * w, x0: 0, y0: 0, nc: w as i64, nr: h as i64 };
+        let sub = View { data: &data, stride: 3 * w, x0: 3, y0: 2, nc: 30, nr: 20 };
+        let cols = 23usize;
+        // (scale, angle, x offset, y offset): inside, rotated, up- and down-sampling, partly
+        // and wholly outside, and ending on the buffer's last pixels (whose four-byte reads
+        // run out of buffer).
+        let maps = [
+            (1.0, 0.0, 2.0, 2.0),
+            (0.37, 0.3, 5.25, 3.5),
+            (1.7, -0.5, 10.0, 12.0),
+            (2.5, 0.1, -20.0, -3.0),
+            (1.0, 0.0, -100.0, -100.0),
+            (1.0, 0.0, f64::from(w as u32) - 23.5, f64::from(h as u32) - 23.5),
+            (0.99, 0.0, 17.9, 5.9),
+        ];
+        for view in [&whole, &sub] {
+            for &(scale, angle, bx, by) in &maps {
+                let (sin, cos) = f64::sin_cos(angle);
+                let map = Affine { m: [scale * cos, -scale * sin, scale * sin, scale * cos], b: [bx, by] };
+                let mut got = vec![7u8; cols * cols * 3];
+                sample_chip(view, &map, cols, &mut got);
+                let mut want = vec![7u8; cols * cols * 3];
+                for r in 0..cols {
+                    for c in 0..cols {
+                        let (x, y) = map.apply(c as f64, r as f64);
+                        if let Some(px) = bilinear(view, x, y) {
+                            want[3 * (r * cols + c)..][..3].copy_from_slice(&px);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "map {map:?}, view at ({}, {})", view.x0, view.y0);
+            }
+        }
+    }
+
+    #[test]
     fn pyramid_level_sizes_and_flat_regions() {
         let img = vec![[10u8, 20, 30]; 20 * 15].concat();
         let v = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 20, nr: 15 };

@@ -152,8 +152,10 @@ impl Detector {
         out: &mut Vec<Candidate>,
     ) -> Result<()> {
         self.resampler.sample_square(image, left, top, size, INPUT_SIZE, &mut self.input);
+        // [0, 255] to [-1, 1]; a multiplication rather than a division (1 ulp apart, and
+        // several times cheaper).
         for v in &mut self.input {
-            *v = *v / 127.5 - 1.0;
+            *v = *v * (1.0 / 127.5) - 1.0;
         }
         let tensor = TensorRef::from_array_view(([1usize, INPUT_SIZE, INPUT_SIZE, 3], &self.input[..]))?;
         let outputs = self.session.run(ort::inputs![tensor])?;

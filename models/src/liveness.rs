@@ -57,12 +57,13 @@ impl Liveness {
         let (left, top) = (c.x - side / 2.0, c.y - side / 2.0);
         self.resamplers[0].sample_square(image, left, top, side, ANTISPOOF_SIZE, &mut self.buf_antispoof);
         self.resamplers[1].sample_square(image, left, top, side, LIVENESS_SIZE, &mut self.buf_liveness);
-        // Two loops rather than one over a chain: each vectorises.
+        // To [0, 1]: two loops rather than one over a chain, so each vectorises, and a
+        // multiplication rather than a division (1 ulp apart, and several times cheaper).
         for v in &mut self.buf_antispoof {
-            *v /= 255.0;
+            *v *= 1.0 / 255.0;
         }
         for v in &mut self.buf_liveness {
-            *v /= 255.0;
+            *v *= 1.0 / 255.0;
         }
         self.run_raw()
     }

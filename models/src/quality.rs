@@ -217,6 +217,42 @@ mod tests {
         assert!(r.score > 0.5);
     }
 
+    /// `chip_statistics` as first written, over a grey copy of the whole chip.
+    fn statistics_reference(chip: &RgbImage) -> (f32, f32, f32) {
+        let (w, h) = (chip.width() as usize, chip.height() as usize);
+        let grey: Vec<f32> = chip
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+            .collect();
+        let (x0, x1, y0, y1) = (w / 5, w - w / 5, h / 5, h - h / 5);
+        let (mut n, mut sum, mut sum2) = (0f64, 0f64, 0f64);
+        let (mut lsum, mut lsum2) = (0f64, 0f64);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let v = grey[y * w + x] as f64;
+                sum += v;
+                sum2 += v * v;
+                let lap = grey[(y - 1) * w + x] + grey[(y + 1) * w + x] + grey[y * w + x - 1] + grey[y * w + x + 1]
+                    - 4.0 * grey[y * w + x];
+                lsum += lap as f64;
+                lsum2 += (lap as f64) * (lap as f64);
+                n += 1.0;
+            }
+        }
+        let mean = sum / n;
+        let lmean = lsum / n;
+        (mean as f32, (sum2 / n - mean * mean).max(0.0).sqrt() as f32, (lsum2 / n - lmean * lmean).max(0.0) as f32)
+    }
+
+    #[test]
+    fn statistics_read_only_the_centre_but_agree_with_the_whole_chip() {
+        for (w, h) in [(150, 150), (8, 8), (9, 13), (40, 23)] {
+            let chip = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 31 + y * 7) as u8, (x * y) as u8, ((x ^ y) * 9) as u8]));
+            assert_eq!(chip_statistics(&chip), statistics_reference(&chip), "{w}x{h}");
+        }
+    }
+
     #[test]
     fn each_problem_is_named() {
         let policy = QualityPolicy::default();

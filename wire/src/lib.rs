@@ -173,6 +173,59 @@ pub struct KioskInfo {
     pub canteen_id: i64,
 }
 
+/// `POST /api/v1/kiosk/pay-codes/redeem`: a one-time code a person shows as a QR code (made on
+/// their phone with `POST /api/v1/me/pay-codes`, valid about two minutes). Redeeming uses it up;
+/// the kiosk then charges the person with a normal [`ChargeRequest`]. Errors: 404
+/// `unknown_pay_code`, 410 `pay_code_used` / `pay_code_expired`, 422 `staff_inactive`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PayCodeRedeemRequest {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PayCodeRedeemResponse {
+    pub staff_id: i64,
+}
+
+/// `GET /api/v1/kiosk/waste-stats?staff_id=N`: average net grams left over the last 30 days, the
+/// person's and everyone's at this kiosk's canteen (`null` without records).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WasteStatsResponse {
+    pub person_average_g: Option<f64>,
+    pub canteen_average_g: Option<f64>,
+}
+
+/// `GET /api/v1/kiosk/balances?since=C&limit=N`: everyone's balances for offline decisions, as a
+/// paged snapshot in staff-id order. Pass `next_since` back as `since`; after the last page
+/// (`more: false`) `next_since` is 0 again, so the next poll starts a fresh snapshot. Keep, per
+/// person, the entry with the highest `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BalancesResponse {
+    pub next_since: i64,
+    pub more: bool,
+    pub balances: Vec<BalanceEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BalanceEntry {
+    pub staff_id: i64,
+    /// Cash plus subsidy, yuan.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "123.50"))]
+    pub available: Decimal,
+    /// Offboarded or deactivated people: refuse offline.
+    pub active: bool,
+    /// Staff category, to pick the price from the canteen's price list.
+    pub category: String,
+    /// Grows with every change to this person's balances.
+    pub version: i64,
+}
+
 /// Every error response of the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

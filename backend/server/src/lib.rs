@@ -88,10 +88,12 @@ pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, Setup
     })
 }
 
-/// Chains new audit entries every `interval`, forever. Several instances may run this at once:
-/// the store lets one of them seal at a time.
+/// Chains new audit entries every `interval`, forever, and about once a minute purges expired
+/// sessions and old rate-limit windows. Several instances may run this at once: the store lets
+/// one of them seal at a time, and purging twice is harmless.
 pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration) {
     const BATCH: i64 = 5000;
+    let mut last_purge = std::time::Instant::now();
     loop {
         loop {
             match store.seal_audit(BATCH).await {
@@ -101,6 +103,12 @@ pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration) {
                     tracing::warn!(error = %e, "audit sealer failed; will retry");
                     break;
                 }
+            }
+        }
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            last_purge = std::time::Instant::now();
+            if let Err(e) = store.purge_expired(state::now_ms()).await {
+                tracing::warn!(error = %e, "purging expired sessions failed; will retry");
             }
         }
         tokio::time::sleep(interval).await;

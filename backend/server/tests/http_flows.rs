@@ -552,3 +552,188 @@ both_dbs!(waste_and_encrypted_gallery_sync, |app| {
         .any(|a| a["action"] == "face.template_deleted"));
     app.check_ok().await;
 });
+
+both_dbs!(pay_codes_and_waste_stats, |app| {
+    // A QR pay code from the phone: redeemed once, then refused; unknown and expired codes too.
+    let (s, c) = app
+        .call(&app.staff, Method::POST, "/api/v1/me/pay-codes", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let code = c["code"].as_str().expect("code").to_string();
+    let redeem = |code: &str| json!({"code": code});
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/pay-codes/redeem",
+            Some(redeem(&code)),
+        )
+        .await;
+    assert_eq!(
+        (s, v["staff_id"].as_i64()),
+        (StatusCode::OK, Some(app.staff_id))
+    );
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/pay-codes/redeem",
+            Some(redeem(&code)),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("pay_code_used"))
+    );
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/pay-codes/redeem",
+            Some(redeem("nope")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_pay_code"))
+    );
+    let old = backend::crypto::random_token();
+    let now = backend::state::now_ms();
+    app.store
+        .create_pay_code(
+            app.staff_id,
+            &backend::crypto::token_hash(&old),
+            now - 600_000,
+            now - 1,
+        )
+        .await
+        .expect("old code");
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/pay-codes/redeem",
+            Some(redeem(&old)),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("pay_code_expired"))
+    );
+    // Two kiosks scanning one code at the same moment: exactly one wins.
+    let (_, c2) = app
+        .call(&app.staff, Method::POST, "/api/v1/me/pay-codes", None)
+        .await;
+    let code2 = c2["code"].as_str().expect("code").to_string();
+    let app = Arc::new(app);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (app, code2) = (app.clone(), code2.clone());
+        tasks.push(tokio::spawn(async move {
+            app.call(
+                &app.kiosk,
+                Method::POST,
+                "/api/v1/kiosk/pay-codes/redeem",
+                Some(json!({"code": code2})),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.expect("task") == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+
+    // The balance snapshot for offline decisions, paged one person at a time.
+    app.top_up_via_store(app.staff_id, 1234).await;
+    let other = app
+        .store
+        .create_staff(
+            store::NewStaff {
+                employee_no: "S9".into(),
+                name: "Nine".into(),
+                department: "D".into(),
+                category: "regular".into(),
+            },
+            &store::Actor::System("t"),
+        )
+        .await
+        .expect("staff");
+    app.store
+        .offboard_staff(other.id, 0, &store::Actor::System("t"))
+        .await
+        .expect("offboard");
+    let (mut since, mut seen) = (0, Vec::new());
+    loop {
+        let (s, v) = app
+            .call(
+                &app.kiosk,
+                Method::GET,
+                &format!("/api/v1/kiosk/balances?since={since}&limit=1"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        for b in v["balances"].as_array().expect("balances") {
+            seen.push((
+                b["staff_id"].as_i64().expect("id"),
+                b["available"].as_str().expect("available").to_string(),
+                b["active"].as_bool().expect("active"),
+            ));
+        }
+        since = v["next_since"].as_i64().expect("next");
+        if v["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(since, 0, "after the last page the snapshot starts over");
+    assert_eq!(
+        seen,
+        vec![
+            (app.staff_id, "12.34".to_string(), true),
+            (other.id, "0.00".to_string(), false)
+        ]
+    );
+
+    // Waste statistics: nothing yet, then the person's and the canteen's averages.
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            &format!("/api/v1/kiosk/waste-stats?staff_id={}", app.staff_id),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["person_average_g"].is_null() && v["canteen_average_g"].is_null(),
+        "{v}"
+    );
+    for (key, staff, gross) in [
+        ("a", Some(app.staff_id), 600),
+        ("b", Some(app.staff_id), 700),
+        ("c", None, 480),
+    ] {
+        let w = json!({"idempotency_key": key, "charge_id": null, "staff_id": staff, "gross_grams": gross, "tare_grams": 480,
+                       "dish": null, "category": null, "measured_at": lunch_today()});
+        let (s, _) = app
+            .call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (_, v) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            &format!("/api/v1/kiosk/waste-stats?staff_id={}", app.staff_id),
+            None,
+        )
+        .await;
+    assert_eq!(v["person_average_g"].as_f64(), Some(170.0), "{v}");
+    let avg = v["canteen_average_g"].as_f64().expect("canteen average");
+    assert!((avg - 340.0 / 3.0).abs() < 1e-9, "{v}");
+});

@@ -294,6 +294,28 @@ async fn scenario(db: Db) {
     let _ = child.kill();
     let _ = child.wait();
     assert!(passed, "`backend check` passes after the crash and restart");
+    if db == Db::Sqlite {
+        // And `backend check` notices when someone edits money behind the ledger's back.
+        let raw = store_sqlite::SqliteStore::connect(&url, &Default::default())
+            .await
+            .expect("raw");
+        sqlx::query("UPDATE book_accounts SET balance_fen = balance_fen + 1 WHERE staff_id IS NOT NULL AND kind = 'cash'")
+            .execute(raw.pool())
+            .await
+            .expect("tamper");
+        let out = Command::new(env!("CARGO_BIN_EXE_backend"))
+            .args(["check", "--database-url", &url])
+            .env("CLEANPLATE_DATA_DIR", dir.path())
+            .output()
+            .expect("run backend check");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "check must fail on a tampered balance: {report}"
+        );
+        assert!(report.contains("cached balance differs"), "{report}");
+    }
     if let Some((admin, name)) = pg {
         drop(store);
         store_postgres::drop_database(&admin, &name)

@@ -29,6 +29,9 @@ const MATRIX: &[(&str, &str, u8)] = &[
     ("post", "/api/v1/kiosk/charges", K),
     ("post", "/api/v1/kiosk/waste", K),
     ("get", "/api/v1/kiosk/gallery", K),
+    ("post", "/api/v1/kiosk/pay-codes/redeem", K),
+    ("get", "/api/v1/kiosk/waste-stats", K),
+    ("get", "/api/v1/kiosk/balances", K),
     ("get", "/api/v1/canteens", M | U),
     ("post", "/api/v1/canteens", M),
     ("get", "/api/v1/canteens/{id}", M | U | K),
@@ -77,6 +80,7 @@ const MATRIX: &[(&str, &str, u8)] = &[
     ("put", "/api/v1/me/consent", S),
     ("get", "/api/v1/me/templates", S),
     ("delete", "/api/v1/me/templates/{id}", S),
+    ("post", "/api/v1/me/pay-codes", S),
     ("get", "/api/v1/audit", M | U),
     ("get", "/api/v1/check", M | U),
 ];
@@ -249,6 +253,54 @@ both_dbs!(csrf_and_session_rules, |app| {
         .call(&app.kiosk, Method::GET, "/api/v1/kiosk/me", None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+});
+
+both_dbs!(every_error_is_json, |app| {
+    for (who, path, status, code) in [
+        (
+            &app.manager,
+            "/api/v1/staff/not-a-number",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            &app.manager,
+            "/api/v1/charges?limit=many",
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            &app.manager,
+            "/api/v1/no/such/route",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            &app.manager,
+            "/api/v1/staff/424242",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            &Caller::Anonymous,
+            "/api/v1/staff",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+    ] {
+        let (s, v) = app.call(who, Method::GET, path, None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{path}: {v}"
+        );
+    }
 });
 
 both_dbs!(login_logout_and_rate_limit, |app| {

@@ -1,18 +1,21 @@
 // The SQL implementation of `store::Store`, shared by `store-sqlite` and `store-postgres`.
 //
 // This file is not a module of the `store` crate: each driver crate `include!`s it after
-// defining `Db`, `DbPool`, `begin_write`, `try_sealer_lock` and the `for_update!` /
-// `lock_wallets!` macros. Both databases accept the same SQL here (numbered `$N` parameters,
-// `RETURNING`, `ON CONFLICT`), so writing it once and compiling it twice against concrete driver
-// types keeps the two implementations identical in behaviour without generic sqlx bounds. Where
-// the databases must differ (row locks, how a write transaction begins, the sealer's lock) the
-// driver crate supplies the piece.
+// defining `Db`, `DbPool`, `BACKEND_NAME`, `SERIALIZE_WRITERS`, `IS_POSTGRES`, `begin_write`,
+// `try_sealer_lock` and the `for_update!` / `lock_wallets!` macros. Both databases accept the
+// same SQL here (numbered `$N` parameters, `RETURNING`, `ON CONFLICT`, `UPDATE ... FROM`), so
+// writing it once and compiling it twice against concrete driver types keeps the two
+// implementations identical in behaviour without generic sqlx bounds. Where the databases must
+// differ (row locks, how a write transaction begins, the sealer's lock, the one-statement write
+// of an accepted charge on PostgreSQL) the driver crate supplies the piece or `IS_POSTGRES`
+// selects it.
 //
 // Concurrency model: every money operation runs in one write transaction that first locks the
 // person's two wallet rows (PostgreSQL: `SELECT ... FOR UPDATE`; SQLite: `BEGIN IMMEDIATE`, one
 // writer at a time), then reads the facts, asks `ledger` for the decision and writes the entry,
 // the postings, the cached balances, the business row, the idempotency record and the audit
-// entry before committing. Nothing is decided on data read outside that lock.
+// entry before committing. Nothing about money is decided on data read outside that lock (the
+// canteen's rules — windows, caps, prices — come from a one-second cache).
 
 use ledger::charge::{decide_charge, ChargeFacts};
 use ledger::meal::{MealPeriod, Schedule};
@@ -23,11 +26,11 @@ use sqlx::Row;
 use std::str::FromStr;
 use store::{
     audit_hash, Actor, AuditEntry, Balances, Canteen, CanteenConfig, CanteenUpdate, ChargeCommand,
-    ChargeFilter, ChargeOutcome, ChargeRecord, ChargeResult, CheckReport, Consent, CreditOutcome,
+    BalanceRow, ChargeFilter, ChargeOutcome, ChargeRecord, ChargeResult, CheckReport, Consent, CreditOutcome,
     GalleryChange, GalleryPage, GrantSummary, Kiosk, MealWindow, NewCanteen, NewPaymentOrder,
     NewSession, NewStaff, NewUser, Offboarding, OrderStatus, PaymentOrder, Price, Refund,
-    RefundStatus, Role, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine, StoreError,
-    SubsidyRule, TemplateMeta, User, WasteCommand, WasteRecord, GENESIS_HASH,
+    PayCodeRedemption, RefundStatus, Role, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine, StoreError,
+    SubsidyRule, TemplateMeta, User, WasteCommand, WasteRecord, WasteStats, GENESIS_HASH,
 };
 
 /// A write transaction. On SQLite it also holds the process-wide writer gate (see `SqlStore::begin`);
@@ -1401,6 +1404,31 @@ impl store::Store for SqlStore {
         Ok(Balances { staff_id, cash: get("cash"), subsidy: get("subsidy") })
     }
 
+    async fn balance_page(&self, after_staff_id: i64, limit: i64) -> SResult<Vec<BalanceRow>> {
+        let rows: Vec<(i64, bool, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT s.id, s.active, s.category, c.balance_fen, sb.balance_fen, c.version + sb.version FROM staff s \
+             JOIN book_accounts c ON c.staff_id = s.id AND c.kind = 'cash' \
+             JOIN book_accounts sb ON sb.staff_id = s.id AND sb.kind = 'subsidy' \
+             WHERE s.id > $1 ORDER BY s.id LIMIT $2",
+        )
+        .bind(after_staff_id)
+        .bind(limit.clamp(1, 10_000))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(staff_id, active, category, cash, subsidy, version)| BalanceRow {
+                staff_id,
+                active,
+                category,
+                cash: Fen(cash),
+                subsidy: Fen(subsidy),
+                version,
+            })
+            .collect())
+    }
+
     async fn statement(&self, staff_id: i64, limit: i64) -> SResult<Vec<StatementLine>> {
         let rows: Vec<(i64, String, i64, String, String, i64)> = sqlx::query_as(
             "SELECT e.id, e.kind, e.created_at, e.memo, a.kind, p.amount_fen FROM postings p \
@@ -1508,6 +1536,22 @@ impl store::Store for SqlStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn purge_expired(&self, now_ms: i64) -> SResult<u64> {
+        let a = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+            .bind(now_ms - 24 * 3600 * 1000)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        Ok(a + b)
     }
 
     async fn rate_limit_hit(&self, key: &str, now_ms: i64, window_ms: i64, max: i64) -> SResult<bool> {
@@ -2010,6 +2054,47 @@ impl store::Store for SqlStore {
         Ok(r.map(|(order_no, a, txn, paid_at_ms)| SandboxPayment { order_no, amount: Fen(a), txn, paid_at_ms }))
     }
 
+    async fn create_pay_code(&self, staff_id: i64, code_hash: &str, now_ms: i64, expires_ms: i64) -> SResult<()> {
+        sqlx::query("INSERT INTO pay_codes (code_hash, staff_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(code_hash)
+            .bind(staff_id)
+            .bind(now_ms)
+            .bind(expires_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn redeem_pay_code(&self, code_hash: &str, kiosk_id: i64, now_ms: i64) -> SResult<PayCodeRedemption> {
+        // One statement marks the code used only if it is unused and unexpired, so two kiosks
+        // scanning the same code at once cannot both redeem it.
+        let won: Option<(i64, bool)> = sqlx::query_as(
+            "UPDATE pay_codes SET used_at = $2, kiosk_id = $3 \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING staff_id, (SELECT active FROM staff WHERE staff.id = pay_codes.staff_id)",
+        )
+        .bind(code_hash)
+        .bind(now_ms)
+        .bind(kiosk_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        if let Some((staff_id, active)) = won {
+            return Ok(if active { PayCodeRedemption::Redeemed { staff_id } } else { PayCodeRedemption::StaffInactive });
+        }
+        let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT used_at FROM pay_codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(match row {
+            None => PayCodeRedemption::Unknown,
+            Some((Some(_),)) => PayCodeRedemption::AlreadyUsed,
+            Some((None,)) => PayCodeRedemption::Expired,
+        })
+    }
+
     // ---- plate waste --------------------------------------------------------------------------
 
     async fn record_waste(&self, cmd: WasteCommand) -> SResult<WasteRecord> {
@@ -2037,6 +2122,34 @@ impl store::Store for SqlStore {
                 }
                 staff_id = Some(owner);
             }
+            let mut charge_id = cmd.charge_id;
+            if let (None, Some(person)) = (charge_id, staff_id) {
+                // A return station at the tray belt never saw the charge: link the record to the
+                // person's accepted charge of the same canteen-local day and meal, if exactly one.
+                let canteen: Option<(i64,)> = sqlx::query_as("SELECT canteen_id FROM kiosks WHERE id = $1")
+                    .bind(cmd.kiosk_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if let Some((canteen_id,)) = canteen {
+                    let rules = self.canteen_rules(canteen_id).await?;
+                    if let Ok(Some(slot)) = rules.schedule.locate(cmd.measured_at_ms) {
+                        let found: Vec<(i64,)> = sqlx::query_as(
+                            "SELECT id FROM charges WHERE staff_id = $1 AND local_date = $2 AND meal = $3 \
+                             AND status = 'accepted' LIMIT 2",
+                        )
+                        .bind(person)
+                        .bind(slot.local_date.to_string())
+                        .bind(slot.meal.as_str())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        if let [(id,)] = found.as_slice() {
+                            charge_id = Some(*id);
+                        }
+                    }
+                }
+            }
             let r: WasteRow = sqlx::query_as(
                 "INSERT INTO waste_records (kiosk_id, staff_id, charge_id, gross_grams, tare_grams, net_grams, dish, category, measured_at, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -2044,7 +2157,7 @@ impl store::Store for SqlStore {
             )
             .bind(cmd.kiosk_id)
             .bind(staff_id)
-            .bind(cmd.charge_id)
+            .bind(charge_id)
             .bind(cmd.gross_grams)
             .bind(cmd.tare_grams)
             .bind(net)
@@ -2081,6 +2194,22 @@ impl store::Store for SqlStore {
         .await
         .map_err(db)?;
         Ok(rows.into_iter().map(waste_from).collect())
+    }
+
+    async fn waste_stats(&self, staff_id: i64, canteen_id: i64, since_ms: i64) -> SResult<WasteStats> {
+        let (person, canteen): (Option<f64>, Option<f64>) = sqlx::query_as(
+            "SELECT CAST(AVG(CASE WHEN w.staff_id = $1 THEN w.net_grams END) AS DOUBLE PRECISION), \
+                    CAST(AVG(w.net_grams) AS DOUBLE PRECISION) \
+             FROM waste_records w JOIN kiosks k ON k.id = w.kiosk_id \
+             WHERE k.canteen_id = $2 AND w.measured_at >= $3",
+        )
+        .bind(staff_id)
+        .bind(canteen_id)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(WasteStats { person_average_g: person, canteen_average_g: canteen })
     }
 
     // ---- face templates -----------------------------------------------------------------------

@@ -451,6 +451,18 @@ async fn waste_records_are_idempotent_and_validated() {
     assert!(matches!(f.store.record_waste(cmd("w1", 700)).await, Err(StoreError::Conflict { .. })));
     assert!(matches!(f.store.record_waste(cmd("w2", 100)).await, Err(StoreError::Invalid { code: "bad_weight", .. })));
     assert_eq!(f.store.list_waste(Some(p), 10).await.unwrap().len(), 1);
+    // From a return station that never saw the charge: linked by person, day and meal.
+    let mut other = cmd("w3", 600);
+    other.charge_id = None;
+    other.staff_id = Some(p);
+    let linked = f.store.record_waste(other).await.unwrap();
+    assert_eq!(linked.charge_id, c.charge_id);
+    // No charge at dinner: stays unlinked.
+    let mut dinner = cmd("w4", 600);
+    dinner.charge_id = None;
+    dinner.staff_id = Some(p);
+    dinner.measured_at_ms = LUNCH + 6 * 3600 * 1000;
+    assert_eq!(f.store.record_waste(dinner).await.unwrap().charge_id, None);
     db.teardown().await;
 }
 
@@ -595,4 +607,26 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(run_ops(ops));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_sessions_are_purged() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let u = f
+        .store
+        .create_user(NewUser { username: "m".into(), password_hash: "x".into(), role: Role::Manager, staff_id: None }, &ADMIN)
+        .await
+        .unwrap();
+    for (t, exp) in [("old", LUNCH - 1), ("live", LUNCH + DAY_MS)] {
+        f.store
+            .create_session(NewSession { token_hash: t.into(), user_id: u.id, csrf_token: "c".into(), created_ms: 0, expires_ms: exp })
+            .await
+            .unwrap();
+    }
+    assert!(f.store.rate_limit_hit("k", LUNCH - 2 * DAY_MS, 60_000, 5).await.unwrap());
+    assert_eq!(f.store.purge_expired(LUNCH).await.unwrap(), 2);
+    assert!(f.store.session("live", LUNCH).await.unwrap().is_some());
+    assert!(f.store.session("old", 0).await.unwrap().is_none(), "the expired session row is gone");
+    db.teardown().await;
 }

@@ -51,6 +51,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_staff(&self, id: i64) -> Result<Staff>;
     async fn list_staff(&self, after_id: i64, limit: i64) -> Result<Vec<Staff>>;
     async fn balances(&self, staff_id: i64) -> Result<Balances>;
+    /// Everyone's balances, paged by staff id (for kiosks' offline decisions).
+    async fn balance_page(&self, after_staff_id: i64, limit: i64) -> Result<Vec<BalanceRow>>;
     async fn statement(&self, staff_id: i64, limit: i64) -> Result<Vec<StatementLine>>;
 
     async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<User>;
@@ -58,6 +60,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, s: NewSession) -> Result<()>;
     async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Deletes expired sessions and rate-limit windows older than a day; returns rows removed.
+    async fn purge_expired(&self, now_ms: i64) -> Result<u64>;
     /// Counts one hit against `key` in a fixed window and says whether it is still allowed.
     /// Kept in the database so several instances share one budget.
     async fn rate_limit_hit(
@@ -181,9 +185,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>>;
 
+    // ---- one-time pay codes ---------------------------------------------------------------
+    /// Stores the hash of a code a person will show as a QR code.
+    async fn create_pay_code(&self, staff_id: i64, code_hash: &str, now_ms: i64, expires_ms: i64) -> Result<()>;
+    /// Redeems a code once (atomically marks it used) and says whose it was.
+    async fn redeem_pay_code(&self, code_hash: &str, kiosk_id: i64, now_ms: i64) -> Result<PayCodeRedemption>;
+
     // ---- plate waste --------------------------------------------------------------------
     async fn record_waste(&self, cmd: WasteCommand) -> Result<WasteRecord>;
     async fn list_waste(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<WasteRecord>>;
+    /// Average net grams since `since_ms`: the person's, and everyone's at this canteen.
+    async fn waste_stats(&self, staff_id: i64, canteen_id: i64, since_ms: i64) -> Result<WasteStats>;
 
     // ---- face templates -----------------------------------------------------------------
     async fn set_consent(

@@ -517,3 +517,32 @@ pub struct SandboxPayment {
     pub txn: String,
     pub paid_at_ms: i64,
 }
+
+/// What redeeming a pay code found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayCodeRedemption {
+    Redeemed { staff_id: i64 },
+    Unknown,
+    AlreadyUsed,
+    Expired,
+    /// The code was valid but its owner has left; it is used up all the same.
+    StaffInactive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WasteStats {
+    pub person_average_g: Option<f64>,
+    pub canteen_average_g: Option<f64>,
+}
+
+/// One person's money as kiosks see it for offline decisions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceRow {
+    pub staff_id: i64,
+    pub active: bool,
+    pub category: String,
+    pub cash: Fen,
+    pub subsidy: Fen,
+    /// Grows with every change to this person's balances.
+    pub version: i64,
+}

@@ -4,8 +4,9 @@
 use super::types::*;
 use crate::auth::{Need, AUDITOR, MANAGER};
 use crate::error::ApiError;
+use crate::error::ApiQuery;
 use crate::state::{now_ms, AppState};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;

@@ -4,9 +4,10 @@
 
 use super::types::*;
 use crate::auth::{Need, AUDITOR, MANAGER};
+use crate::error::ApiPath;
 use crate::error::{ApiError, JsonBody};
 use crate::state::{now_ms, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 
 /// A person's consent. Roles: manager, auditor.

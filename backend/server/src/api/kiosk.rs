@@ -4,13 +4,14 @@
 use super::types::meal_to_wire;
 use crate::auth::{Need, KIOSK};
 use crate::crypto::{random_token, token_hash};
+use crate::error::ApiQuery;
 use crate::error::{ApiError, JsonBody};
 use crate::state::{now_ms, AppState};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use ledger::Fen;
 use serde::Deserialize;
-use store::{ChargeCommand, ChargeOutcome, SealedTemplate, WasteCommand};
+use store::{ChargeCommand, ChargeOutcome, PayCodeRedemption, SealedTemplate, WasteCommand};
 use utoipa::IntoParams;
 use wire::{
     ChargeRequest, ChargeResponse, ChargeStatus, EnrolRequest, EnrolResponse, GalleryChange,
@@ -245,5 +246,117 @@ pub async fn gallery(
         next_since,
         more,
         changes,
+    }))
+}
+
+/// Redeem a one-time pay code (a QR code from the person's phone); the kiosk then charges the
+/// returned person as usual. Roles: kiosk.
+#[utoipa::path(post, path = "/api/v1/kiosk/pay-codes/redeem", tag = "kiosk", request_body = wire::PayCodeRedeemRequest,
+    responses((status = 200, body = wire::PayCodeRedeemResponse), (status = 404, body = wire::ErrorBody),
+              (status = 410, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+pub async fn redeem_pay_code(
+    State(st): State<AppState>,
+    Need(p): Need<KIOSK>,
+    JsonBody(req): JsonBody<wire::PayCodeRedeemRequest>,
+) -> Result<Json<wire::PayCodeRedeemResponse>, ApiError> {
+    let k = p.kiosk()?;
+    let code = req.code.trim();
+    if code.is_empty() || code.len() > 512 {
+        return Err(ApiError::Missing {
+            code: "unknown_pay_code",
+            message: "no such pay code".into(),
+        });
+    }
+    match st
+        .store
+        .redeem_pay_code(&token_hash(code), k.id, now_ms())
+        .await?
+    {
+        PayCodeRedemption::Redeemed { staff_id } => {
+            Ok(Json(wire::PayCodeRedeemResponse { staff_id }))
+        }
+        PayCodeRedemption::Unknown => Err(ApiError::Missing {
+            code: "unknown_pay_code",
+            message: "no such pay code".into(),
+        }),
+        PayCodeRedemption::AlreadyUsed => Err(ApiError::Gone {
+            code: "pay_code_used",
+            message: "this pay code was already used".into(),
+        }),
+        PayCodeRedemption::Expired => Err(ApiError::Gone {
+            code: "pay_code_expired",
+            message: "this pay code has expired".into(),
+        }),
+        PayCodeRedemption::StaffInactive => Err(ApiError::unprocessable(
+            "staff_inactive",
+            "the person's account is not active",
+        )),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct WasteStatsQuery {
+    pub staff_id: i64,
+}
+
+/// A person's and this canteen's average plate waste over the last 30 days. Roles: kiosk.
+#[utoipa::path(get, path = "/api/v1/kiosk/waste-stats", tag = "kiosk", params(WasteStatsQuery),
+    responses((status = 200, body = wire::WasteStatsResponse)))]
+pub async fn waste_stats(
+    State(st): State<AppState>,
+    Need(p): Need<KIOSK>,
+    ApiQuery(q): ApiQuery<WasteStatsQuery>,
+) -> Result<Json<wire::WasteStatsResponse>, ApiError> {
+    let k = p.kiosk()?;
+    let since = now_ms() - 30 * 24 * 3600 * 1000;
+    let s = st
+        .store
+        .waste_stats(q.staff_id, k.canteen_id, since)
+        .await?;
+    Ok(Json(wire::WasteStatsResponse {
+        person_average_g: s.person_average_g,
+        canteen_average_g: s.canteen_average_g,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct BalancesQuery {
+    /// Cursor from the previous page's `next_since` (0 starts a snapshot).
+    #[serde(default)]
+    pub since: i64,
+    /// Page size, 1-5000 (default 1000).
+    pub limit: Option<i64>,
+}
+
+/// Everyone's balances for offline decisions, a paged snapshot. Roles: kiosk.
+#[utoipa::path(get, path = "/api/v1/kiosk/balances", tag = "kiosk", params(BalancesQuery),
+    responses((status = 200, body = wire::BalancesResponse)))]
+pub async fn balances(
+    State(st): State<AppState>,
+    _k: Need<KIOSK>,
+    ApiQuery(q): ApiQuery<BalancesQuery>,
+) -> Result<Json<wire::BalancesResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let rows = st.store.balance_page(q.since.max(0), limit).await?;
+    let more = rows.len() as i64 == limit;
+    let next_since = if more {
+        rows.last().map(|r| r.staff_id).unwrap_or(0)
+    } else {
+        0
+    };
+    let balances = rows
+        .into_iter()
+        .map(|r| wire::BalanceEntry {
+            staff_id: r.staff_id,
+            available: Fen(r.cash.0 + r.subsidy.0).to_yuan(),
+            active: r.active,
+            category: r.category,
+            version: r.version,
+        })
+        .collect();
+    Ok(Json(wire::BalancesResponse {
+        next_since,
+        more,
+        balances,
     }))
 }

@@ -4,9 +4,10 @@
 
 use super::types::*;
 use crate::auth::{Need, STAFF};
+use crate::error::ApiPath;
 use crate::error::{ApiError, JsonBody};
 use crate::state::{now_ms, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use store::{ChargeFilter, NewPaymentOrder};
 
@@ -206,4 +207,29 @@ pub async fn delete_template(
             .await?
             .into(),
     ))
+}
+
+/// Make a one-time pay code to show as a QR code at a kiosk (valid 2 minutes). Roles: staff.
+#[utoipa::path(post, path = "/api/v1/me/pay-codes", tag = "me", responses((status = 200, body = PayCodeOut)))]
+pub async fn create_pay_code(
+    State(st): State<AppState>,
+    Need(p): Need<STAFF>,
+) -> Result<Json<PayCodeOut>, ApiError> {
+    let me = p.own_staff_id()?;
+    if !st.store.get_staff(me).await?.active {
+        return Err(ApiError::unprocessable(
+            "staff_inactive",
+            "the account is not active",
+        ));
+    }
+    let code = crate::crypto::random_token();
+    let now = now_ms();
+    let expires = now + 2 * 60 * 1000;
+    st.store
+        .create_pay_code(me, &crate::crypto::token_hash(&code), now, expires)
+        .await?;
+    Ok(Json(PayCodeOut {
+        code,
+        expires_at_ms: expires,
+    }))
 }

@@ -50,6 +50,9 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kiosk::charge))
         .routes(routes!(kiosk::waste))
         .routes(routes!(kiosk::gallery))
+        .routes(routes!(kiosk::redeem_pay_code))
+        .routes(routes!(kiosk::waste_stats))
+        .routes(routes!(kiosk::balances))
         .routes(routes!(admin::list_canteens, admin::create_canteen))
         .routes(routes!(admin::get_canteen, admin::patch_canteen))
         .routes(routes!(admin::put_meal_window))
@@ -87,6 +90,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::create_topup, me::topups))
         .routes(routes!(me::consent, me::set_consent))
         .routes(routes!(me::templates))
+        .routes(routes!(me::create_pay_code))
         .routes(routes!(me::delete_template))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::check))
@@ -105,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route("/health", get(|| async { "ok" }))
+    // Unknown routes answer with the same JSON error shape as everything else.
+    .fallback(|| async { crate::error::ApiError::NotFound("route") })
     .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)

@@ -5,10 +5,11 @@
 use super::types::*;
 use crate::auth::{Need, AUDITOR, MANAGER};
 use crate::error::{ApiError, JsonBody};
+use crate::error::{ApiPath, ApiQuery};
 use crate::payments::{handle_notification, PaymentError, ProviderOrderState};
 use crate::state::{now_ms, AppState};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::Json;

@@ -583,3 +583,10 @@ pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
 pub fn fmt_hhmm(m: u16) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct PayCodeOut {
+    /// Show as a QR code; one use.
+    pub code: String,
+    pub expires_at_ms: i64,
+}
