@@ -102,11 +102,13 @@ RET=("$BIN/kiosk" --config "$DATA/return.toml" --backend-url "$URL" --data-dir "
 "${PAY[@]}" register --code "$CODE1"
 "${RET[@]}" register --code "$CODE2"
 
-say "making replays: a printed photo held still, then two diners"
+# Face is never the only way to pay: E0004 shows a one-time pay code from their phone.
+PAYCODE="$("${DESK[@]}" pay-code --employee-no E0004)"
+say "making replays: a printed photo held still, two diners, then a QR pay code"
 "$BIN/kiosk" make-replay --out "$DATA/replay-pay" --frames 12 --gap 6 --still models/dist/demo/obama2.jpg >/dev/null
-"$BIN/kiosk" make-replay --out "$DATA/replay-pay-2" --frames 12 --gap 6 models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
+"$BIN/kiosk" make-replay --out "$DATA/replay-pay-2" --frames 12 --gap 6 --qr "$PAYCODE" models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
 n=$(ls "$DATA/replay-pay" | wc -l)
-for f in "$DATA"/replay-pay-2/*.jpg; do n=$((n + 1)); mv "$f" "$DATA/replay-pay/$(printf %05d $n).jpg"; done
+for f in "$DATA"/replay-pay-2/*; do n=$((n + 1)); mv "$f" "$DATA/replay-pay/$(printf %05d $n).${f##*.}"; done
 "$BIN/kiosk" make-replay --out "$DATA/replay-return" --frames 16 --gap 30 models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
 
 say "starting the simulated plate scale"
@@ -129,7 +131,7 @@ say "return station done"
 
 show() {
   # What a screen would show: decisions, payments and waste, one line each.
-  grep -E '"event":"(paid|declined|already_charged|waste_recorded)"|"face":"(identified|refused)"' "$1" || true
+  grep -E '"event":"(paid|declined|already_charged|pay_code_refused|waste_recorded)"|"face":"(identified|refused)"' "$1" || true
 }
 echo "-- pay kiosk events:"
 show "$DATA/pay-events.jsonl"

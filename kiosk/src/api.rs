@@ -1,22 +1,27 @@
 //! Talking to the backend: the [`BackendApi`] trait (what the kiosk needs from the
 //! backend, in `wire` types) and [`HttpBackend`], its implementation over HTTP with a
 //! small blocking client. The kiosk links no backend crate; the trait lets the stations
-//! be tested against a fake and lets features the backend does not offer yet (pay codes,
-//! waste statistics) be coded now and answered with [`ApiError::NotSupported`].
+//! be tested against a fake, and a backend too old to offer a route (pay codes, waste
+//! statistics, balances) answers [`ApiError::NotSupported`], which the kiosk treats as
+//! "use the local fallback". [`DropChargeAnswers`] is a test hook that loses answers.
 //!
 //! Errors are classified for the outbox: [`ApiError::NotSent`] means the request surely
 //! never reached the backend (connection refused, no route, DNS), so the kiosk may still
 //! change it (e.g. mark a charge `offline`); [`ApiError::NoAnswer`] means it may have
 //! arrived, so only the identical request may be sent again.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wire::{
-    ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse, KioskInfo,
-    WasteRequest, WasteResponse,
+    BalancesResponse, ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse,
+    KioskInfo, PayCodeRedeemRequest, PayCodeRedeemResponse, WasteRequest, WasteResponse,
+    WasteStatsResponse,
 };
+
+use crate::canteen::CanteenInfo;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -50,19 +55,6 @@ impl ApiError {
     }
 }
 
-/// A verified one-time pay code (see `NEEDS_FROM_BACKEND.md`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayCodeGrant {
-    pub staff_id: i64,
-}
-
-/// Plate-waste figures shown to a diner (see `NEEDS_FROM_BACKEND.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WasteStats {
-    pub person_average_g: Option<f64>,
-    pub canteen_average_g: Option<f64>,
-}
-
 /// What the kiosk needs from the backend.
 pub trait BackendApi: Send + Sync {
     fn enrol(&self, req: &EnrolRequest) -> Result<EnrolResponse, ApiError>;
@@ -70,13 +62,21 @@ pub trait BackendApi: Send + Sync {
     fn charge(&self, req: &ChargeRequest) -> Result<ChargeResponse, ApiError>;
     fn waste(&self, req: &WasteRequest) -> Result<WasteResponse, ApiError>;
     fn gallery(&self, since: i64, limit: i64) -> Result<GalleryResponse, ApiError>;
-    /// Redeems a one-time pay code shown as a QR code.
-    fn redeem_pay_code(&self, _code: &str) -> Result<PayCodeGrant, ApiError> {
+    /// Redeems (uses up) a one-time pay code shown as a QR code: who is paying.
+    fn redeem_pay_code(&self, _code: &str) -> Result<PayCodeRedeemResponse, ApiError> {
         Err(ApiError::NotSupported("pay codes"))
     }
     /// A person's and the canteen's average plate waste.
-    fn waste_stats(&self, _staff_id: i64) -> Result<WasteStats, ApiError> {
+    fn waste_stats(&self, _staff_id: i64) -> Result<WasteStatsResponse, ApiError> {
         Err(ApiError::NotSupported("waste statistics"))
+    }
+    /// One page of the balances snapshot (offline decisions).
+    fn balances(&self, _since: i64, _limit: i64) -> Result<BalancesResponse, ApiError> {
+        Err(ApiError::NotSupported("balances"))
+    }
+    /// The kiosk's canteen: UTC offset, meal windows, prices.
+    fn canteen(&self, _canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+        Err(ApiError::NotSupported("canteen settings"))
     }
 }
 
@@ -211,34 +211,123 @@ impl BackendApi for HttpBackend {
         ))
     }
 
-    fn redeem_pay_code(&self, code: &str) -> Result<PayCodeGrant, ApiError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            code: &'a str,
-        }
-        match self.post("/api/v1/kiosk/pay-codes/redeem", &Body { code }) {
-            Err(ApiError::Status {
-                status: 404 | 405,
-                code,
-                ..
-            }) if code == "http_error" || code == "not_found" => {
-                Err(ApiError::NotSupported("pay codes"))
-            }
-            other => other,
-        }
+    fn redeem_pay_code(&self, code: &str) -> Result<PayCodeRedeemResponse, ApiError> {
+        let body = PayCodeRedeemRequest {
+            code: code.to_string(),
+        };
+        missing_route_is_unsupported(
+            self.post("/api/v1/kiosk/pay-codes/redeem", &body),
+            "pay codes",
+        )
     }
 
-    fn waste_stats(&self, staff_id: i64) -> Result<WasteStats, ApiError> {
-        match self.get(&format!("/api/v1/kiosk/waste-stats?staff_id={staff_id}")) {
-            Err(ApiError::Status {
-                status: 404 | 405,
-                code,
-                ..
-            }) if code == "http_error" || code == "not_found" => {
-                Err(ApiError::NotSupported("waste statistics"))
+    fn waste_stats(&self, staff_id: i64) -> Result<WasteStatsResponse, ApiError> {
+        missing_route_is_unsupported(
+            self.get(&format!("/api/v1/kiosk/waste-stats?staff_id={staff_id}")),
+            "waste statistics",
+        )
+    }
+
+    fn balances(&self, since: i64, limit: i64) -> Result<BalancesResponse, ApiError> {
+        missing_route_is_unsupported(
+            self.get(&format!(
+                "/api/v1/kiosk/balances?since={since}&limit={limit}"
+            )),
+            "balances",
+        )
+    }
+
+    fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+        // 403: a backend from before kiosks were allowed to read their canteen.
+        match self.get(&format!("/api/v1/canteens/{canteen_id}")) {
+            Err(ApiError::Status { status: 403, .. }) => {
+                Err(ApiError::NotSupported("canteen settings"))
             }
-            other => other,
+            other => missing_route_is_unsupported(other, "canteen settings"),
         }
+    }
+}
+
+/// A backend without the route answers 404/405 with a generic code (a known route answers
+/// its own codes, e.g. `unknown_pay_code`).
+fn missing_route_is_unsupported<T>(
+    r: Result<T, ApiError>,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    match r {
+        Err(ApiError::Status {
+            status: 404 | 405,
+            code,
+            ..
+        }) if code == "http_error" || code == "not_found" => Err(ApiError::NotSupported(what)),
+        other => other,
+    }
+}
+
+/// Set this environment variable to N to lose the answers of the first N online charge
+/// attempts: the request reaches the backend (which applies and stores it), the answer is
+/// thrown away and the kiosk sees [`ApiError::NoAnswer`], as after a timeout. The
+/// end-to-end test of the "lost answer" path uses it.
+pub const TEST_DROP_CHARGE_ANSWERS: &str = "CLEANPLATE_KIOSK_TEST_DROP_CHARGE_ANSWERS";
+
+/// Wraps a backend and loses the answers of its first `n` online charges (test hook).
+pub struct DropChargeAnswers<A> {
+    inner: A,
+    remaining: AtomicU32,
+}
+
+impl<A: BackendApi> DropChargeAnswers<A> {
+    pub fn new(inner: A, n: u32) -> Self {
+        DropChargeAnswers {
+            inner,
+            remaining: AtomicU32::new(n),
+        }
+    }
+}
+
+impl<A: BackendApi> BackendApi for DropChargeAnswers<A> {
+    fn enrol(&self, req: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+        self.inner.enrol(req)
+    }
+    fn me(&self) -> Result<KioskInfo, ApiError> {
+        self.inner.me()
+    }
+    fn charge(&self, req: &ChargeRequest) -> Result<ChargeResponse, ApiError> {
+        let r = self.inner.charge(req);
+        let drop = !req.offline
+            && r.is_ok()
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if drop {
+            tracing::warn!(
+                key = %req.idempotency_key,
+                "{TEST_DROP_CHARGE_ANSWERS}: the backend answered; losing the answer"
+            );
+            return Err(ApiError::NoAnswer(
+                "test hook: the answer was lost on the way back".into(),
+            ));
+        }
+        r
+    }
+    fn waste(&self, req: &WasteRequest) -> Result<WasteResponse, ApiError> {
+        self.inner.waste(req)
+    }
+    fn gallery(&self, since: i64, limit: i64) -> Result<GalleryResponse, ApiError> {
+        self.inner.gallery(since, limit)
+    }
+    fn redeem_pay_code(&self, code: &str) -> Result<PayCodeRedeemResponse, ApiError> {
+        self.inner.redeem_pay_code(code)
+    }
+    fn waste_stats(&self, staff_id: i64) -> Result<WasteStatsResponse, ApiError> {
+        self.inner.waste_stats(staff_id)
+    }
+    fn balances(&self, since: i64, limit: i64) -> Result<BalancesResponse, ApiError> {
+        self.inner.balances(since, limit)
+    }
+    fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+        self.inner.canteen(canteen_id)
     }
 }
 
@@ -301,5 +390,85 @@ mod tests {
         let e = b.me().unwrap_err();
         assert!(matches!(e, ApiError::NoAnswer(_)), "{e:?}");
         server.join().unwrap();
+    }
+
+    /// Counts charges; everything else is not needed here.
+    struct Counting(std::sync::Mutex<u32>);
+
+    impl BackendApi for Counting {
+        fn enrol(&self, _: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+            Err(ApiError::NotSupported("enrol"))
+        }
+        fn me(&self) -> Result<KioskInfo, ApiError> {
+            Err(ApiError::NotSupported("me"))
+        }
+        fn charge(&self, _: &ChargeRequest) -> Result<ChargeResponse, ApiError> {
+            *self.0.lock().unwrap() += 1;
+            serde_json::from_str(
+                r#"{"status":"accepted","charge_id":1,"reason":null,"meal":"lunch","local_date":"2026-11-26",
+                    "amount":"15.00","subsidy_used":"0.00","cash_used":"15.00","cash_balance":"5.00",
+                    "subsidy_balance":"0.00","replayed":false}"#,
+            )
+            .map_err(|e| ApiError::Decode(e.to_string()))
+        }
+        fn waste(&self, _: &WasteRequest) -> Result<WasteResponse, ApiError> {
+            Err(ApiError::NotSupported("waste"))
+        }
+        fn gallery(&self, _: i64, _: i64) -> Result<GalleryResponse, ApiError> {
+            Err(ApiError::NotSupported("gallery"))
+        }
+    }
+
+    #[test]
+    fn the_test_hook_loses_answers_of_online_charges_only_and_only_n() {
+        let api = DropChargeAnswers::new(Counting(std::sync::Mutex::new(0)), 2);
+        let req = |offline| ChargeRequest {
+            idempotency_key: "k".into(),
+            staff_id: 1,
+            kiosk_time: time::macros::datetime!(2026-11-26 12:00 +08:00),
+            offline,
+            amount: None,
+        };
+        assert!(api.charge(&req(true)).is_ok(), "offline charges pass");
+        assert!(matches!(
+            api.charge(&req(false)),
+            Err(ApiError::NoAnswer(_))
+        ));
+        assert!(matches!(
+            api.charge(&req(false)),
+            Err(ApiError::NoAnswer(_))
+        ));
+        assert!(api.charge(&req(false)).is_ok());
+        assert_eq!(
+            *api.inner.0.lock().unwrap(),
+            4,
+            "every request reached the backend"
+        );
+        assert!(matches!(
+            api.balances(0, 10),
+            Err(ApiError::NotSupported("balances"))
+        ));
+    }
+
+    #[test]
+    fn a_missing_route_means_not_supported_but_a_known_refusal_stays() {
+        let missing: Result<(), ApiError> = Err(ApiError::Status {
+            status: 404,
+            code: "not_found".into(),
+            message: "no route".into(),
+        });
+        assert_eq!(
+            missing_route_is_unsupported(missing, "pay codes"),
+            Err(ApiError::NotSupported("pay codes"))
+        );
+        let unknown: Result<(), ApiError> = Err(ApiError::Status {
+            status: 404,
+            code: "unknown_pay_code".into(),
+            message: "no such pay code".into(),
+        });
+        assert!(matches!(
+            missing_route_is_unsupported(unknown, "pay codes"),
+            Err(ApiError::Status { status: 404, .. })
+        ));
     }
 }

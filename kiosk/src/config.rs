@@ -144,14 +144,22 @@ pub struct KioskConfig {
     pub gallery_key_hex: String,
     /// Offline: at most this much (yuan) per person charged while the backend is away.
     pub offline_limit: Decimal,
-    /// Offline: the price assumed for a meal (the backend's price table decides online).
+    /// Offline: the price assumed for a meal when the canteen's price list (fetched from
+    /// the backend) has none for it, or was never fetched.
     pub offline_meal_price: Decimal,
-    /// The canteen's offset from UTC and meal windows, for the kiosk's own clock.
+    /// The canteen's offset from UTC and meal windows: only a fallback for a kiosk that has
+    /// never fetched its canteen's settings from the backend (see `canteen.rs`).
     pub utc_offset_minutes: i32,
     pub meal_windows: Vec<MealWindow>,
     pub scale: ScaleConfig,
     /// Background sync (outbox, gallery) period.
     pub sync_interval_ms: u64,
+    /// How often the sync thread re-reads everyone's balances (a paged snapshot) for
+    /// offline decisions, and the canteen's settings.
+    pub balances_interval_ms: u64,
+    pub canteen_interval_ms: u64,
+    /// Page size of the balances snapshot.
+    pub balances_page: i64,
     /// HTTP timeouts: connecting, and the whole exchange.
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
@@ -189,6 +197,9 @@ impl Default for KioskConfig {
             ],
             scale: ScaleConfig::default(),
             sync_interval_ms: 2_000,
+            balances_interval_ms: 30_000,
+            canteen_interval_ms: 60_000,
+            balances_page: 1_000,
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
         }
@@ -243,6 +254,12 @@ impl KioskConfig {
                 return bad(format!("meal window {:?}: times must be HH:MM", w.meal));
             }
         }
+        if !(1..=5_000).contains(&self.balances_page) {
+            return bad(format!(
+                "balances_page must be 1-5000, got {}",
+                self.balances_page
+            ));
+        }
         if !self.gallery_key_hex.is_empty() {
             self.gallery_key()?;
         }
@@ -275,30 +292,18 @@ impl KioskConfig {
         Ok(Some(key))
     }
 
+    /// The configured fallback clock (see [`crate::canteen::CanteenSettings`]).
     pub fn utc_offset(&self) -> time::UtcOffset {
-        time::UtcOffset::from_whole_seconds(self.utc_offset_minutes * 60)
-            .unwrap_or(time::UtcOffset::UTC)
+        crate::canteen::CanteenSettings::from_config(self).utc_offset()
     }
 
-    /// The canteen-local date and meal period of `at`, if it falls in a window.
+    /// The canteen-local date and meal period of `at` by the configured fallback windows.
     pub fn meal_at(&self, at: time::OffsetDateTime) -> (String, Option<wire::Meal>) {
-        let local = at.to_offset(self.utc_offset());
-        let date = format!(
-            "{:04}-{:02}-{:02}",
-            local.year(),
-            u8::from(local.month()),
-            local.day()
-        );
-        let minute = local.hour() as u32 * 60 + local.minute() as u32;
-        let meal = self.meal_windows.iter().find_map(|w| {
-            let (s, e) = (parse_hhmm(&w.start)?, parse_hhmm(&w.end)?);
-            (s <= minute && minute < e).then_some(w.meal)
-        });
-        (date, meal)
+        crate::canteen::CanteenSettings::from_config(self).meal_at(at)
     }
 }
 
-fn parse_hhmm(s: &str) -> Option<u32> {
+pub(crate) fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)

@@ -1,7 +1,9 @@
 //! The enrolment desk: a manager's session with the backend, used to enrol faces
 //! (consent first, then templates computed here with the same face pipeline the kiosk
 //! runs, since the backend has no face model), to set meal windows, and to make kiosk
-//! enrolment codes. The demo script and the end-to-end tests drive it through the
+//! enrolment codes, and to give a staff member a login. The same session type serves a
+//! staff member's own calls (a one-time pay code from `/me/pay-codes`, as the mobile page
+//! would make it). The demo script and the end-to-end tests drive it through the
 //! `kiosk desk ...` subcommands. It logs in with a session cookie and sends the CSRF
 //! token the backend requires on every change.
 
@@ -42,6 +44,13 @@ pub struct TemplateRow {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CodeRow {
     pub code: String,
+}
+
+/// A one-time pay code made by a staff member (`POST /api/v1/me/pay-codes`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PayCode {
+    pub code: String,
+    pub expires_at_ms: i64,
 }
 
 fn status_error(status: u16, text: &str) -> ApiError {
@@ -230,5 +239,36 @@ impl Desk {
     /// Any GET, for tests and tools (`/api/v1/charges?...`, `/api/v1/waste`).
     pub fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
         self.call("GET", path, None)
+    }
+
+    /// Any POST with a JSON body (CSRF token included), for tests and tools.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.call("POST", path, Some(body))
+    }
+
+    /// A manager gives a staff member a login (passwords need at least 10 characters).
+    pub fn create_staff_login(
+        &self,
+        staff_id: i64,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        let _: serde_json::Value = self.call(
+            "POST",
+            "/api/v1/users",
+            Some(serde_json::json!({
+                "username": username, "password": password, "role": "staff", "staff_id": staff_id
+            })),
+        )?;
+        Ok(())
+    }
+
+    /// Logged in as a staff member: a one-time pay code to show as a QR code.
+    pub fn create_pay_code(&self) -> Result<PayCode, ApiError> {
+        self.call("POST", "/api/v1/me/pay-codes", Some(serde_json::json!({})))
     }
 }

@@ -6,10 +6,12 @@
 //! plate scale's lines and stable weights), [`outbox`] (the durable queue and local
 //! state). I/O around it: [`frames`] (camera and replay sources), [`api`] (the backend over
 //! HTTP behind the [`api::BackendApi`] trait), [`gallery_cache`] (encrypted templates on
-//! disk), [`scale_io`] (serial port, TCP and a simulator), [`paycode`] (QR codes on the
-//! frames), and [`station`], which wires them into the pay and return stations.
+//! disk), [`canteen`] (the canteen's clock, meal windows and prices, cached on disk),
+//! [`scale_io`] (serial port, TCP and a simulator), [`paycode`] (QR codes on the frames),
+//! and [`station`], which wires them into the pay and return stations.
 
 pub mod api;
+pub mod canteen;
 pub mod config;
 pub mod decide;
 pub mod desk;

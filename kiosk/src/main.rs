@@ -1,7 +1,8 @@
 //! The headless kiosk: `run` (frames → decisions → charges and waste records, printing
 //! every event), `register` (one-time code → device token), `outbox` (what is queued),
 //! and the tools the demo and tests use: `desk` (a manager's enrolment desk), `scale-sim`
-//! (a simulated plate scale on TCP) and `make-replay` (a replay sequence from photos).
+//! (a simulated plate scale on TCP) and `make-replay` (a replay sequence from photos and
+//! QR pay codes).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use kiosk::api::{BackendApi, HttpBackend};
+use kiosk::api::{BackendApi, DropChargeAnswers, HttpBackend, TEST_DROP_CHARGE_ANSWERS};
 use kiosk::config::{KioskConfig, Mode, SourceKind};
 use kiosk::gallery_cache::{read_private, write_private};
 use kiosk::station::KioskEvent;
@@ -106,7 +107,8 @@ enum Cmd {
         once: bool,
     },
     /// Writes a replay sequence: for each photo, `frames` frames with a slow camera drift
-    /// (or the same still frame with --still), then `gap` empty frames.
+    /// (or the same still frame with --still), then `gap` empty frames; then for each --qr
+    /// code, `frames` frames of a phone showing it as a QR code, then `gap` empty frames.
     MakeReplay {
         #[arg(long)]
         out: PathBuf,
@@ -118,6 +120,9 @@ enum Cmd {
         gap: usize,
         #[arg(long)]
         still: bool,
+        /// A pay code to show as a QR code (repeatable).
+        #[arg(long)]
+        qr: Vec<String>,
         photos: Vec<PathBuf>,
     },
 }
@@ -134,6 +139,16 @@ enum DeskCmd {
     AllDayMeals {
         #[arg(long)]
         canteen_id: Option<i64>,
+    },
+    /// Give a staff member a login (as the manager), log in as them and print a one-time
+    /// pay code, as their phone would show it. The staff password is read from
+    /// CLEANPLATE_STAFF_PASSWORD; unset, a random one is made for a new login.
+    PayCode {
+        #[arg(long)]
+        employee_no: String,
+        /// Username of the staff login (default: pay-<employee number>).
+        #[arg(long)]
+        staff_username: Option<String>,
     },
     /// Print a new kiosk enrolment code.
     EnrolmentCode {
@@ -258,8 +273,9 @@ fn real_main() -> Result<()> {
             frames,
             gap,
             still,
+            qr,
             photos,
-        } => make_replay(&out, width, frames, gap, still, &photos),
+        } => make_replay(&out, width, frames, gap, still, &photos, &qr),
     }
 }
 
@@ -309,7 +325,18 @@ fn run(
     json: bool,
 ) -> Result<()> {
     let token = load_token(&cfg)?;
-    let api: Arc<dyn BackendApi> = Arc::new(backend(&cfg, Some(token)));
+    let http = backend(&cfg, Some(token));
+    let api: Arc<dyn BackendApi> = match std::env::var(TEST_DROP_CHARGE_ANSWERS) {
+        Ok(n) => {
+            let n: u32 = n
+                .trim()
+                .parse()
+                .with_context(|| format!("{TEST_DROP_CHARGE_ANSWERS} must be a count"))?;
+            tracing::warn!("{TEST_DROP_CHARGE_ANSWERS}={n}: losing the answers of {n} online charges (test hook)");
+            Arc::new(DropChargeAnswers::new(http, n))
+        }
+        Err(_) => Arc::new(http),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let sink: kiosk::station::EventSink = Box::new(move |e: KioskEvent| {
         if json {
@@ -385,6 +412,38 @@ fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> 
             println!("canteen {c}: meal windows now cover the whole day");
             Ok(())
         }
+        DeskCmd::PayCode {
+            employee_no,
+            staff_username,
+        } => {
+            let staff = d.staff_by_employee_no(&employee_no)?;
+            let username =
+                staff_username.unwrap_or_else(|| format!("pay-{}", employee_no.to_lowercase()));
+            let given = std::env::var("CLEANPLATE_STAFF_PASSWORD").ok();
+            let password = given.clone().unwrap_or_else(|| {
+                use rand::Rng;
+                let bytes: [u8; 12] = rand::thread_rng().gen();
+                hex::encode(bytes)
+            });
+            match d.create_staff_login(staff.id, &username, &password) {
+                Ok(()) => {}
+                // The login exists already: usable only with its password.
+                Err(kiosk::api::ApiError::Status { status: 409, .. }) if given.is_some() => {}
+                Err(e) => {
+                    let hint = "if it exists, set CLEANPLATE_STAFF_PASSWORD";
+                    return Err(e).with_context(|| format!("making the login {username} ({hint})"));
+                }
+            }
+            let me = kiosk::desk::Desk::login(&cfg.backend_url, &username, &password)
+                .with_context(|| format!("logging in as {username}"))?;
+            let code = me.create_pay_code()?;
+            eprintln!(
+                "pay code for {} ({}, staff {}), valid until {} ms:",
+                staff.name, staff.employee_no, staff.id, code.expires_at_ms
+            );
+            println!("{}", code.code);
+            Ok(())
+        }
         DeskCmd::EnrolmentCode { canteen_id } => {
             println!("{}", d.enrolment_code(canteen(canteen_id)?)?);
             Ok(())
@@ -441,9 +500,10 @@ fn make_replay(
     gap: usize,
     still: bool,
     photos: &[PathBuf],
+    qr: &[String],
 ) -> Result<()> {
-    if photos.is_empty() {
-        bail!("give at least one photo");
+    if photos.is_empty() && qr.is_empty() {
+        bail!("give at least one photo or --qr code");
     }
     std::fs::create_dir_all(out)?;
     let height = (width as f32 * 3.0 / 4.0).round() as u32;
@@ -457,6 +517,28 @@ fn make_replay(
         for f in made {
             n += 1;
             std::fs::rename(&f, out.join(format!("{n:05}.jpg")))?;
+        }
+        let blank = image::RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+        for _ in 0..gap {
+            n += 1;
+            blank.save(out.join(format!("{n:05}.jpg")))?;
+        }
+    }
+    for code in qr {
+        // The phone drifts a little, as a hand holds it.
+        for i in 0..frames {
+            let img = kiosk::paycode::qr_frame(
+                code,
+                width,
+                height,
+                (width / 128).max(2),
+                width / 5 + 3 * i as u32,
+                height / 8 + 2 * i as u32,
+            )
+            .map_err(anyhow::Error::msg)?;
+            n += 1;
+            // PNG: JPEG artefacts would blur the modules for no benefit.
+            img.save(out.join(format!("{n:05}.png")))?;
         }
         let blank = image::RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
         for _ in 0..gap {

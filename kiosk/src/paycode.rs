@@ -1,7 +1,8 @@
 //! One-time pay codes shown as QR codes (a staff member opens the mobile page and holds
 //! the phone to the camera), read from the same frames the face pipeline sees, since a
-//! face must not be the only way to pay. This module only finds and de-duplicates the
-//! codes; what a code means is the backend's business (`BackendApi::redeem_pay_code`).
+//! face must not be the only way to pay. This module finds and de-duplicates the codes
+//! (what a code means is the backend's business: `BackendApi::redeem_pay_code`), and draws
+//! a phone showing one onto a frame for replays (`kiosk make-replay --qr`).
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,52 @@ pub fn scan(image: &RgbImage) -> Vec<String> {
         .filter_map(|g| g.decode().ok().map(|(_, text)| text))
         .filter(|t| !t.is_empty() && t.len() <= MAX_CODE_LEN)
         .collect()
+}
+
+/// A camera frame (`width` x `height`, grey background) with a phone screen showing `text`
+/// as a QR code, `module_px` pixels per module, its top-left corner at (`x`, `y`) (clamped
+/// into the frame). Errors when the text does not fit a QR code or the code not the frame.
+pub fn qr_frame(
+    text: &str,
+    width: u32,
+    height: u32,
+    module_px: u32,
+    x: u32,
+    y: u32,
+) -> Result<RgbImage, String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|e| format!("QR code: {e}"))?;
+    let n = code.width() as u32;
+    let module_px = module_px.max(1);
+    // Four modules of white quiet zone on each side, as a phone screen shows it.
+    let side = (n + 8) * module_px;
+    if side > width || side > height {
+        return Err(format!(
+            "a {n}-module QR code at {module_px} px per module needs {side} px; the frame is {width}x{height}"
+        ));
+    }
+    let (x, y) = (x.min(width - side), y.min(height - side));
+    let mut img = RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+    for py in 0..side {
+        for px in 0..side {
+            img.put_pixel(x + px, y + py, image::Rgb([255, 255, 255]));
+        }
+    }
+    for (i, c) in code.to_colors().iter().enumerate() {
+        if *c != qrcode::Color::Dark {
+            continue;
+        }
+        let (mx, my) = (i as u32 % n + 4, i as u32 / n + 4);
+        for dy in 0..module_px {
+            for dx in 0..module_px {
+                img.put_pixel(
+                    x + mx * module_px + dx,
+                    y + my * module_px + dy,
+                    image::Rgb([0, 0, 0]),
+                );
+            }
+        }
+    }
+    Ok(img)
 }
 
 /// Reports each code once while it stays in view (a phone held up for two seconds is
@@ -108,6 +155,14 @@ mod tests {
         assert_eq!(scan(&img), vec!["CPPAY1.42.1767225600.abcdef".to_string()]);
         assert!(scan(&RgbImage::from_pixel(640, 480, image::Rgb([9, 9, 9]))).is_empty());
         assert!(scan(&RgbImage::new(0, 0)).is_empty());
+    }
+
+    #[test]
+    fn drawn_frames_read_back() {
+        let code = "wQx3N9vZk2_mHq8TtYp0aLrB6cD4eF7gJ1sU5iO-hK";
+        let img = qr_frame(code, 640, 480, 5, 1000, 90).unwrap();
+        assert_eq!(scan(&img), vec![code.to_string()]);
+        assert!(qr_frame(code, 100, 100, 5, 0, 0).is_err());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The running kiosk: frames through the face pipeline into the decider and the
 //! station, the scale's weighings, QR pay codes, and a background thread that sends the
-//! outbox and keeps the encrypted gallery in step with the backend. [`FaceAnalyzer`]
-//! is the one place a frame meets the `models` crate.
+//! outbox and keeps the encrypted gallery, the balances snapshot and the canteen's
+//! settings in step with the backend. [`FaceAnalyzer`] is the one place a frame meets the
+//! `models` crate.
 //!
 //! Threads: the frame grabber (keeps only the newest frame), the scale reader, the sync
 //! thread, and this loop, which owns the pipeline (ONNX sessions are not shared across
-//! threads). The sync thread hands a rebuilt gallery over a channel when templates
-//! change, so the loop never waits on the network to recognise someone.
+//! threads). The sync thread hands a rebuilt gallery and new canteen settings over a
+//! channel, so the loop never waits on the network to recognise someone.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,14 +20,15 @@ use models::detect::DetectorConfig;
 use models::gallery::{Gallery, MatchPolicy};
 use models::pipeline::{Faces, Pipeline, PipelineConfig};
 
-use crate::api::BackendApi;
-use crate::config::KioskConfig;
+use crate::api::{ApiError, BackendApi};
+use crate::canteen::{CanteenSettings, SettingsSource};
+use crate::config::{to_fen, KioskConfig};
 use crate::decide::{Decider, FaceObs, FacePatch, FrameObs, Identity};
 use crate::frames::{Grabbed, Grabber};
 use crate::gallery_cache::{load_or_create_key, GalleryCache, GalleryState};
-use crate::outbox::LocalStore;
+use crate::outbox::{LocalStore, SnapshotBalance};
 use crate::paycode::PayCodeReader;
-use crate::station::{learn_from_delivery, now_ms, send_item, EventSink, KioskEvent, Station};
+use crate::station::{follow_up_events, now_ms, send_item, EventSink, KioskEvent, Station};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -110,6 +112,7 @@ impl FaceAnalyzer {
 /// Messages from the sync thread.
 enum SyncMsg {
     Gallery(Gallery<i64>),
+    Canteen(CanteenSettings),
     Event(KioskEvent),
 }
 
@@ -175,9 +178,78 @@ pub fn sync_gallery(
     }
 }
 
+/// Reads one full balances snapshot (every page) into the local store. Returns
+/// (people, changed, pages).
+pub fn sync_balances(
+    api: &dyn BackendApi,
+    store: &mut LocalStore,
+    page_size: i64,
+) -> Result<(usize, usize, usize), SyncError> {
+    let (mut since, mut people, mut changed, mut pages) = (0, 0, 0, 0);
+    loop {
+        // Stamped with the time it was asked for: a charge answer that arrives later is newer.
+        let asked = now_ms();
+        let page = api.balances(since, page_size)?;
+        pages += 1;
+        let entries: Vec<SnapshotBalance> = page
+            .balances
+            .iter()
+            .map(|b| SnapshotBalance {
+                staff_id: b.staff_id,
+                available_fen: to_fen(b.available),
+                version: b.version,
+                active: b.active,
+                category: b.category.clone(),
+            })
+            .collect();
+        people += entries.len();
+        changed += store.apply_balance_snapshot(&entries, asked)?;
+        // `next_since` goes back to 0 after the last page; a page that does not move the
+        // cursor forward must not loop forever either.
+        if !page.more || page.next_since <= since || page.balances.is_empty() {
+            return Ok((people, changed, pages));
+        }
+        since = page.next_since;
+    }
+}
+
+/// Fetches the kiosk's canteen settings (learning its canteen from `/kiosk/me` first).
+pub fn fetch_canteen(
+    api: &dyn BackendApi,
+    canteen_id: Option<i64>,
+) -> Result<CanteenSettings, SyncError> {
+    let id = match canteen_id {
+        Some(id) => id,
+        None => api.me()?.canteen_id,
+    };
+    let info = api.canteen(id)?;
+    Ok(CanteenSettings::from_backend(info, now_ms())?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] crate::outbox::StoreError),
+    #[error(transparent)]
+    Settings(#[from] crate::canteen::SettingsError),
+}
+
+impl SyncError {
+    fn is_transient(&self) -> bool {
+        matches!(self, SyncError::Api(e) if e.is_transient())
+    }
+}
+
 /// What the sync thread owns.
 struct SyncParts {
     interval: Duration,
+    balances_interval: Duration,
+    balances_page: i64,
+    canteen_interval: Duration,
+    canteen: CanteenSettings,
+    canteen_path: PathBuf,
     api: Arc<dyn BackendApi>,
     gate: Arc<Mutex<()>>,
     cache: GalleryCache,
@@ -192,6 +264,11 @@ fn spawn_sync(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let SyncParts {
         interval,
+        balances_interval,
+        balances_page,
+        canteen_interval,
+        mut canteen,
+        canteen_path,
         api,
         gate,
         cache,
@@ -212,6 +289,9 @@ fn spawn_sync(
             };
             let mut last_reported = None;
             let mut online = None;
+            // Due at once: a kiosk starting up wants fresh balances and settings first.
+            let mut balances_due = Instant::now();
+            let mut canteen_due = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let mut delivered = 0;
                 let mut reachable = true;
@@ -219,10 +299,8 @@ fn spawn_sync(
                     let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
                     match store.drain_report(now_ms, |item| send_item(&*api, item)) {
                         Ok(report) => {
-                            for (item, d) in &report.done {
-                                if let Err(e) = learn_from_delivery(&mut store, item, d, now_ms()) {
-                                    tracing::warn!("sync: {e}");
-                                }
+                            for e in follow_up_events(&report.done) {
+                                let _ = tx.send(SyncMsg::Event(e));
                             }
                             delivered = report.done.len();
                             if let Some((item, d)) = &report.stopped {
@@ -246,6 +324,58 @@ fn spawn_sync(
                     Err(e) => {
                         reachable &= !e.is_transient();
                         tracing::debug!("gallery sync: {e}");
+                    }
+                }
+                if reachable && Instant::now() >= canteen_due {
+                    match fetch_canteen(&*api, canteen.canteen_id) {
+                        Ok(fresh) => {
+                            canteen_due = Instant::now() + canteen_interval;
+                            let changed = !fresh.same_rules(&canteen)
+                                || canteen.source != SettingsSource::Backend;
+                            if changed {
+                                if let Err(e) = fresh.save(&canteen_path) {
+                                    tracing::warn!("saving the canteen settings: {e}");
+                                }
+                                canteen = fresh.clone();
+                                if tx.send(SyncMsg::Canteen(fresh)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(SyncError::Api(ApiError::NotSupported(what))) => {
+                            canteen_due = Instant::now() + canteen_interval;
+                            tracing::info!("the backend does not offer {what}; keeping {:?} settings", canteen.source);
+                        }
+                        Err(e) => {
+                            // A bad answer is not retried every round (the log would fill up).
+                            if !e.is_transient() {
+                                canteen_due = Instant::now() + canteen_interval;
+                            }
+                            reachable &= !e.is_transient();
+                            tracing::warn!("canteen settings: {e}");
+                        }
+                    }
+                }
+                if reachable && Instant::now() >= balances_due {
+                    match sync_balances(&*api, &mut store, balances_page) {
+                        Ok((people, changed, pages)) => {
+                            balances_due = Instant::now() + balances_interval;
+                            let ev = KioskEvent::BalancesSynced { people, changed, pages };
+                            if tx.send(SyncMsg::Event(ev)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(SyncError::Api(ApiError::NotSupported(what))) => {
+                            balances_due = Instant::now() + balances_interval;
+                            tracing::info!("the backend does not offer {what}; offline decisions use charge answers only");
+                        }
+                        Err(e) => {
+                            if !e.is_transient() {
+                                balances_due = Instant::now() + balances_interval;
+                            }
+                            reachable &= !e.is_transient();
+                            tracing::warn!("balances: {e}");
+                        }
                     }
                 }
                 if online != Some(reachable) {
@@ -310,11 +440,26 @@ pub fn run(
         persons: gallery.person_count(),
     });
 
+    let canteen_path = cfg.data_dir.join("canteen.json");
+    let canteen = match CanteenSettings::load(&canteen_path) {
+        Ok(Some(s)) => s,
+        Ok(None) => CanteenSettings::from_config(&cfg),
+        Err(e) => {
+            tracing::warn!("{e}; using the configured meal windows until the backend answers");
+            CanteenSettings::from_config(&cfg)
+        }
+    };
+
     let gate = Arc::new(Mutex::new(()));
     let (sync_tx, sync_rx): (Sender<SyncMsg>, Receiver<SyncMsg>) = mpsc::channel();
     let threads_stop = Arc::new(AtomicBool::new(false));
     let parts = SyncParts {
         interval: Duration::from_millis(cfg.sync_interval_ms.max(50)),
+        balances_interval: Duration::from_millis(cfg.balances_interval_ms.max(100)),
+        balances_page: cfg.balances_page,
+        canteen_interval: Duration::from_millis(cfg.canteen_interval_ms.max(100)),
+        canteen: canteen.clone(),
+        canteen_path,
         api: api.clone(),
         gate: gate.clone(),
         cache,
@@ -344,6 +489,7 @@ pub fn run(
     let paycodes_on = cfg.paycodes && cfg.mode.pays();
     let started = Instant::now();
     let mut station = Station::new(cfg.clone(), api, store, gate, sink);
+    station.set_canteen(canteen);
     let mut analyse_ms: Vec<f64> = Vec::new();
     let mut frames = 0u64;
     let mut last_stats = Instant::now();
@@ -363,6 +509,14 @@ pub fn run(
                         "gallery updated"
                     );
                     gallery = g;
+                }
+                SyncMsg::Canteen(c) => {
+                    tracing::info!(
+                        canteen = ?c.canteen_id,
+                        windows = c.windows.len(),
+                        "canteen settings updated"
+                    );
+                    station.set_canteen(c);
                 }
                 SyncMsg::Event(e) => station.emit(e),
             }
@@ -443,5 +597,83 @@ fn emit_stats(station: &mut Station, frames: u64, dropped: u64, samples: &mut Ve
     });
     if samples.len() > 10_000 {
         samples.drain(..5_000);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use wire::{
+        BalanceEntry, BalancesResponse, ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse,
+        GalleryResponse, KioskInfo, WasteRequest, WasteResponse,
+    };
+
+    /// Serves a balances snapshot of `people` people in pages, like the backend: cursor =
+    /// last staff id, 0 again after the last page.
+    struct Pages {
+        people: i64,
+        calls: Mutex<Vec<(i64, i64)>>,
+    }
+
+    impl BackendApi for Pages {
+        fn enrol(&self, _: &EnrolRequest) -> Result<EnrolResponse, ApiError> {
+            Err(ApiError::NotSupported("enrol"))
+        }
+        fn me(&self) -> Result<KioskInfo, ApiError> {
+            Err(ApiError::NotSupported("me"))
+        }
+        fn charge(&self, _: &ChargeRequest) -> Result<ChargeResponse, ApiError> {
+            Err(ApiError::NotSupported("charge"))
+        }
+        fn waste(&self, _: &WasteRequest) -> Result<WasteResponse, ApiError> {
+            Err(ApiError::NotSupported("waste"))
+        }
+        fn gallery(&self, _: i64, _: i64) -> Result<GalleryResponse, ApiError> {
+            Err(ApiError::NotSupported("gallery"))
+        }
+        fn balances(&self, since: i64, limit: i64) -> Result<BalancesResponse, ApiError> {
+            self.calls.lock().unwrap().push((since, limit));
+            let balances: Vec<BalanceEntry> = (since + 1..=self.people)
+                .take(limit as usize)
+                .map(|id| BalanceEntry {
+                    staff_id: id,
+                    available: rust_decimal::Decimal::new(id * 100, 2),
+                    active: id % 2 == 1,
+                    category: "regular".into(),
+                    version: 1,
+                })
+                .collect();
+            let more = balances.len() as i64 == limit;
+            Ok(BalancesResponse {
+                next_since: if more {
+                    balances.last().map_or(0, |b| b.staff_id)
+                } else {
+                    0
+                },
+                more,
+                balances,
+            })
+        }
+    }
+
+    #[test]
+    fn a_balances_snapshot_is_read_page_by_page_into_the_cache() {
+        let api = Pages {
+            people: 7,
+            calls: Mutex::new(Vec::new()),
+        };
+        let mut store = LocalStore::in_memory().unwrap();
+        let (people, changed, pages) = sync_balances(&api, &mut store, 3).unwrap();
+        assert_eq!((people, changed, pages), (7, 7, 3));
+        assert_eq!(*api.calls.lock().unwrap(), [(0, 3), (3, 3), (6, 3)]);
+        let b = store.balance(6).unwrap().unwrap();
+        assert_eq!((b.available_fen, b.active), (600, false));
+        // Exactly a multiple of the page size: the empty last page ends it.
+        let api = Pages {
+            people: 6,
+            calls: Mutex::new(Vec::new()),
+        };
+        assert_eq!(sync_balances(&api, &mut store, 3).unwrap(), (6, 0, 3));
     }
 }

@@ -10,6 +10,10 @@
 //! offline charge or withdrawn; one that may have arrived is only ever resent as is.
 //! Sending is serialised by a gate shared with the background sync, so the queue goes
 //! out in order and an item is never rewritten while another thread is sending it.
+//!
+//! The clock, meal windows and prices come from the canteen's settings ([`CanteenSettings`],
+//! fetched from the backend and cached on disk); offline decisions use the balances the
+//! sync thread keeps from the backend's snapshot and from charge answers.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,9 +23,10 @@ use time::OffsetDateTime;
 use wire::{ChargeRequest, ChargeResponse, ChargeStatus, WasteRequest, WasteResponse};
 
 use crate::api::{ApiError, BackendApi};
+use crate::canteen::{CanteenSettings, SettingsSource};
 use crate::config::{to_fen, KioskConfig};
 use crate::decide::{FaceEvent, Refusal};
-use crate::outbox::{Delivery, ItemKind, LocalStore, OutboxItem, StoreError};
+use crate::outbox::{served_follow_up, Delivery, ItemKind, LocalStore, OutboxItem, StoreError};
 use crate::scale::ScaleEvent;
 
 /// Set this environment variable to make the kiosk kill itself with SIGKILL right after a
@@ -70,8 +75,19 @@ pub enum KioskEvent {
         staff_id: i64,
         meal: String,
     },
+    /// A QR pay code that cannot pay: `reason` is the backend's stable code
+    /// (`unknown_pay_code`, `pay_code_used`, `pay_code_expired`, `staff_inactive`) or
+    /// `backend_unreachable` / `not_supported`.
     PayCodeRefused {
         reason: String,
+        message: String,
+    },
+    /// A meal served after a lost answer whose charge the backend declined (or never
+    /// applied): a new offline charge for it is queued under `idempotency_key`.
+    ServedMealQueued {
+        staff_id: i64,
+        original_key: String,
+        idempotency_key: String,
     },
     Weighed {
         gross_g: i64,
@@ -99,6 +115,21 @@ pub enum KioskEvent {
     },
     Online {
         online: bool,
+    },
+    /// The canteen settings in force (clock, meal windows, prices) and where they came from.
+    CanteenSettings {
+        source: SettingsSource,
+        canteen_id: Option<i64>,
+        utc_offset_minutes: i32,
+        meal_windows: usize,
+        prices: usize,
+        fetched_ms: Option<i64>,
+    },
+    /// A full balances snapshot was read from the backend.
+    BalancesSynced {
+        people: usize,
+        changed: usize,
+        pages: usize,
     },
     Error {
         message: String,
@@ -138,33 +169,18 @@ pub fn send_item(api: &dyn BackendApi, item: &OutboxItem) -> Delivery {
     }
 }
 
-/// What a delivered item teaches the local state: balances, settled offline spending.
-pub fn learn_from_delivery(
-    store: &mut LocalStore,
-    item: &OutboxItem,
-    delivery: &Delivery,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    if let (ItemKind::Charge, Delivery::Delivered(body)) = (item.kind, delivery) {
-        if let (Ok(resp), Ok(req)) = (
-            serde_json::from_str::<ChargeResponse>(body),
-            serde_json::from_str::<ChargeRequest>(&item.body),
-        ) {
-            store.settle_offline_spend(&item.idempotency_key)?;
-            store.set_balance(
-                req.staff_id,
-                to_fen(resp.cash_balance + resp.subsidy_balance),
-                now_ms,
-            )?;
-            if let Some(id) = resp.charge_id {
-                store.set_meal_charge(&item.idempotency_key, id)?;
-            }
-            if resp.status == ChargeStatus::Declined {
-                store.unmark_meal(&item.idempotency_key)?;
-            }
-        }
-    }
-    Ok(())
+/// The events for the served meals whose lost-answer charge a drain found declined (the
+/// outbox queued their offline charges while recording the answers).
+pub fn follow_up_events(done: &[(OutboxItem, Delivery)]) -> Vec<KioskEvent> {
+    done.iter()
+        .filter_map(|(item, d)| {
+            served_follow_up(item, d).map(|f| KioskEvent::ServedMealQueued {
+                staff_id: f.staff_id,
+                original_key: item.idempotency_key.clone(),
+                idempotency_key: f.idempotency_key,
+            })
+        })
+        .collect()
 }
 
 pub fn now_ms() -> i64 {
@@ -181,6 +197,7 @@ fn meal_name(m: wire::Meal) -> &'static str {
 
 pub struct Station {
     cfg: KioskConfig,
+    settings: CanteenSettings,
     api: Arc<dyn BackendApi>,
     store: LocalStore,
     gate: Arc<Mutex<()>>,
@@ -199,6 +216,7 @@ impl Station {
         sink: EventSink,
     ) -> Station {
         Station {
+            settings: CanteenSettings::from_config(&cfg),
             cfg,
             api,
             store,
@@ -216,6 +234,23 @@ impl Station {
 
     pub fn store(&self) -> &LocalStore {
         &self.store
+    }
+
+    /// The canteen settings to apply from now on (from the backend or its cache on disk).
+    pub fn set_canteen(&mut self, settings: CanteenSettings) {
+        self.emit(KioskEvent::CanteenSettings {
+            source: settings.source,
+            canteen_id: settings.canteen_id,
+            utc_offset_minutes: settings.utc_offset_minutes,
+            meal_windows: settings.windows.len(),
+            prices: settings.prices.len(),
+            fetched_ms: settings.fetched_ms,
+        });
+        self.settings = settings;
+    }
+
+    pub fn canteen(&self) -> &CanteenSettings {
+        &self.settings
     }
 
     /// Nothing waits to be paired at the return station.
@@ -251,18 +286,32 @@ impl Station {
         }
     }
 
-    /// A QR code seen on a frame.
+    /// A QR code seen on a frame: redeemed at the backend (which uses it up), then the
+    /// person it names pays like anyone else. Offline there is no way to tell a valid code
+    /// from a copied one, so pay codes need the backend.
     pub fn on_pay_code(&mut self, code: &str, captured: Instant) {
         match self.api.redeem_pay_code(code) {
             Ok(grant) => self.on_identified(grant.staff_id, Via::PayCode, captured),
             Err(e) => {
-                let reason = match e {
-                    ApiError::NotSent(_) | ApiError::NoAnswer(_) => {
-                        "pay codes need the backend, which cannot be reached now".to_string()
+                let (reason, message) = match &e {
+                    ApiError::NotSent(_) => {
+                        self.set_online(false);
+                        (
+                            "backend_unreachable".to_string(),
+                            "pay codes need the backend, which cannot be reached now".to_string(),
+                        )
                     }
-                    other => other.to_string(),
+                    ApiError::NoAnswer(_) => (
+                        "backend_unreachable".to_string(),
+                        // The code may have been used up by this very attempt.
+                        "no answer from the backend; please make a new pay code".to_string(),
+                    ),
+                    ApiError::Status { code, message, .. } => (code.clone(), message.clone()),
+                    ApiError::NotSupported(_) => ("not_supported".to_string(), e.to_string()),
+                    ApiError::Decode(_) => ("bad_answer".to_string(), e.to_string()),
                 };
-                self.emit(KioskEvent::PayCodeRefused { reason });
+                tracing::info!(reason = %reason, "pay code refused: {message}");
+                self.emit(KioskEvent::PayCodeRefused { reason, message });
             }
         }
     }
@@ -346,8 +395,8 @@ impl Station {
     }
 
     fn pay(&mut self, staff_id: i64, via: Via, captured: Instant) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc().to_offset(self.cfg.utc_offset());
-        let (date, meal) = self.cfg.meal_at(now);
+        let now = self.settings.local(OffsetDateTime::now_utc());
+        let (date, meal) = self.settings.meal_at(now);
         if let Some(m) = meal {
             if self.store.meal_taken(staff_id, &date, meal_name(m))? {
                 self.emit(KioskEvent::AlreadyCharged {
@@ -386,8 +435,8 @@ impl Station {
         let report = self
             .store
             .drain_report(now_ms, |item| send_item(&*api, item))?;
-        for (item, d) in &report.done {
-            learn_from_delivery(&mut self.store, item, d, now_ms())?;
+        for e in follow_up_events(&report.done) {
+            self.emit(e);
         }
         let latency_ms = captured.elapsed().as_secs_f64() * 1000.0;
         let mine = report
@@ -427,7 +476,6 @@ impl Station {
                 }
             }
             Some(Delivery::Permanent(e)) => {
-                self.store.unmark_meal(&key)?;
                 self.emit(KioskEvent::Declined {
                     staff_id,
                     via,
@@ -438,43 +486,53 @@ impl Station {
             _ => {
                 // Not delivered: the backend is away.
                 self.set_online(false);
-                self.decide_offline(&mut req, via, latency_ms)?;
+                self.decide_offline(&mut req, meal, via, latency_ms)?;
             }
         }
         Ok(())
     }
 
-    /// The backend cannot be asked: serve if the person's cached balance and the offline
-    /// limit allow it.
+    /// The backend cannot be asked (or its answer was lost): serve if the person is not
+    /// known to be inactive and their cached balance and the offline limit allow the meal's
+    /// price (the canteen's price for their category).
     fn decide_offline(
         &mut self,
         req: &mut ChargeRequest,
+        meal: Option<wire::Meal>,
         via: Via,
         latency_ms: f64,
     ) -> Result<(), StoreError> {
         let staff_id = req.staff_id;
         let key = req.idempotency_key.clone();
-        let price = to_fen(self.cfg.offline_meal_price);
+        let balance = self.store.balance(staff_id)?;
+        let price_yuan = self.settings.offline_price(
+            balance.as_ref().and_then(|b| b.category.as_deref()),
+            meal,
+            self.cfg.offline_meal_price,
+        );
+        let price = to_fen(price_yuan);
         let spent = self.store.unsettled_offline_fen(staff_id)?;
         let limit = to_fen(self.cfg.offline_limit);
-        let balance = self.store.balance(staff_id)?;
+        let active = balance.as_ref().is_none_or(|b| b.active);
         let within_limit = spent + price <= limit;
-        let within_balance = balance.is_none_or(|b| b.available_fen - spent >= price);
-        if within_limit && within_balance {
+        let within_balance = balance
+            .as_ref()
+            .is_none_or(|b| b.available_fen - spent >= price);
+        if active && within_limit && within_balance {
             // Marked offline so the backend records a broken rule as an exception instead
-            // of refusing a meal already served; only possible if it never left the kiosk
-            // (otherwise the identical request must be resent, and its answer stands).
+            // of refusing a meal already served; only possible if it never left the kiosk.
+            // Otherwise the identical request is resent until its stored answer is known,
+            // and `served` makes the outbox queue an offline charge if that was a decline.
             req.offline = true;
             self.store
-                .rewrite_unsent(&key, &serde_json::to_string(req)?)?;
-            self.store.add_offline_spend(&key, staff_id, price)?;
+                .serve_offline(&key, &serde_json::to_string(req)?, staff_id, price)?;
             self.emit(KioskEvent::Paid {
                 staff_id,
                 via,
                 idempotency_key: key,
                 offline: true,
                 charge_id: None,
-                amount: Some(self.cfg.offline_meal_price.to_string()),
+                amount: Some(price_yuan.to_string()),
                 balance: balance.map(|b| {
                     rust_decimal::Decimal::new(b.available_fen - spent - price, 2).to_string()
                 }),
@@ -483,9 +541,19 @@ impl Station {
         } else {
             // Only a request that surely never left may be withdrawn; one that may have
             // arrived stays queued so its true outcome is learnt.
-            self.store.withdraw_unsent(&key)?;
+            if !self.store.withdraw_unsent(&key)? {
+                // If the backend did apply it, the person paid for a meal not served: only a
+                // manager can reverse that charge, so say which one.
+                tracing::warn!(
+                    key = %key,
+                    staff_id,
+                    "refused offline, but the charge may have reached the backend; if it shows as accepted, reverse it"
+                );
+            }
             self.store.unmark_meal(&key)?;
-            let reason = if !within_balance {
+            let reason = if !active {
+                "offline_staff_inactive"
+            } else if !within_balance {
                 "offline_insufficient_cached_balance"
             } else {
                 "offline_limit_reached"
@@ -507,8 +575,8 @@ impl Station {
     }
 
     fn try_record_waste(&mut self, staff_id: Option<i64>, gross_g: i64) -> Result<(), StoreError> {
-        let now = OffsetDateTime::now_utc().to_offset(self.cfg.utc_offset());
-        let (date, meal) = self.cfg.meal_at(now);
+        let now = self.settings.local(OffsetDateTime::now_utc());
+        let (date, meal) = self.settings.meal_at(now);
         let charge_id = match (staff_id, meal) {
             (Some(s), Some(m)) => self.store.meal_charge(s, &date, meal_name(m))?,
             _ => None,
@@ -537,8 +605,8 @@ impl Station {
             let report = self
                 .store
                 .drain_report(now_ms, |item| send_item(&*api, item))?;
-            for (item, d) in &report.done {
-                learn_from_delivery(&mut self.store, item, d, now_ms())?;
+            for e in follow_up_events(&report.done) {
+                (self.sink)(e);
             }
             report
                 .done
@@ -595,18 +663,28 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{PayCodeGrant, WasteStats};
     use rust_decimal::Decimal;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use wire::{EnrolRequest, EnrolResponse, GalleryResponse, KioskInfo};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use wire::{
+        EnrolRequest, EnrolResponse, GalleryResponse, KioskInfo, PayCodeRedeemResponse,
+        WasteStatsResponse,
+    };
 
-    /// A backend in memory: charges each key once, can be switched off.
+    /// A backend in memory: applies each charge key once and answers replays with the
+    /// stored result (like the real one); can be switched off or lose answers.
     #[derive(Default)]
     struct Fake {
         down: AtomicBool,
+        /// Apply the next N charges, then lose their answers.
+        lose_answers: AtomicU32,
+        /// First applications, in order.
         charges: Mutex<Vec<ChargeRequest>>,
+        stored: Mutex<HashMap<String, ChargeResponse>>,
         wastes: Mutex<Vec<WasteRequest>>,
         balance_fen: Mutex<i64>,
+        used_codes: Mutex<Vec<String>>,
+        stats: Mutex<Option<WasteStatsResponse>>,
     }
 
     impl BackendApi for Fake {
@@ -620,33 +698,51 @@ mod tests {
             if self.down.load(Ordering::SeqCst) {
                 return Err(ApiError::NotSent("connection refused".into()));
             }
-            let mut c = self.charges.lock().unwrap();
-            let replayed = c.iter().any(|r| r.idempotency_key == req.idempotency_key);
-            let mut bal = self.balance_fen.lock().unwrap();
-            let ok = *bal >= 1500;
-            if !replayed {
-                c.push(req.clone());
-                if ok {
-                    *bal -= 1500;
-                }
-            }
-            Ok(ChargeResponse {
-                status: if ok || req.offline {
-                    ChargeStatus::Accepted
-                } else {
-                    ChargeStatus::Declined
+            let mut stored = self.stored.lock().unwrap();
+            let resp = match stored.get(&req.idempotency_key) {
+                Some(r) => ChargeResponse {
+                    replayed: true,
+                    ..r.clone()
                 },
-                charge_id: Some(c.len() as i64),
-                reason: (!ok).then(|| "insufficient_funds".into()),
-                meal: Some(wire::Meal::Lunch),
-                local_date: None,
-                amount: Decimal::new(1500, 2),
-                subsidy_used: Decimal::ZERO,
-                cash_used: Decimal::new(1500, 2),
-                cash_balance: Decimal::new(*bal, 2),
-                subsidy_balance: Decimal::ZERO,
-                replayed,
-            })
+                None => {
+                    let mut c = self.charges.lock().unwrap();
+                    let mut bal = self.balance_fen.lock().unwrap();
+                    let ok = *bal >= 1500;
+                    c.push(req.clone());
+                    if ok {
+                        *bal -= 1500;
+                    }
+                    let r = ChargeResponse {
+                        status: if ok {
+                            ChargeStatus::Accepted
+                        } else if req.offline {
+                            ChargeStatus::Exception
+                        } else {
+                            ChargeStatus::Declined
+                        },
+                        charge_id: (ok || req.offline).then_some(c.len() as i64),
+                        reason: (!ok).then(|| "insufficient_funds".into()),
+                        meal: Some(wire::Meal::Lunch),
+                        local_date: None,
+                        amount: Decimal::new(1500, 2),
+                        subsidy_used: Decimal::ZERO,
+                        cash_used: Decimal::new(1500, 2),
+                        cash_balance: Decimal::new(*bal, 2),
+                        subsidy_balance: Decimal::ZERO,
+                        replayed: false,
+                    };
+                    stored.insert(req.idempotency_key.clone(), r.clone());
+                    r
+                }
+            };
+            if self
+                .lose_answers
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(ApiError::NoAnswer("timed out".into()));
+            }
+            Ok(resp)
         }
         fn waste(&self, req: &WasteRequest) -> Result<WasteResponse, ApiError> {
             if self.down.load(Ordering::SeqCst) {
@@ -667,18 +763,45 @@ mod tests {
                 changes: vec![],
             })
         }
-        fn redeem_pay_code(&self, code: &str) -> Result<PayCodeGrant, ApiError> {
-            code.strip_prefix("PAY-")
-                .and_then(|s| s.parse().ok())
-                .map(|staff_id| PayCodeGrant { staff_id })
-                .ok_or(ApiError::Status {
-                    status: 422,
-                    code: "bad_code".into(),
-                    message: "unknown code".into(),
-                })
+        fn redeem_pay_code(&self, code: &str) -> Result<PayCodeRedeemResponse, ApiError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ApiError::NotSent("connection refused".into()));
+            }
+            let Some(staff_id) = code.strip_prefix("PAY-").and_then(|s| s.parse().ok()) else {
+                return Err(ApiError::Status {
+                    status: 404,
+                    code: "unknown_pay_code".into(),
+                    message: "no such pay code".into(),
+                });
+            };
+            let mut used = self.used_codes.lock().unwrap();
+            if used.iter().any(|c| c == code) {
+                return Err(ApiError::Status {
+                    status: 410,
+                    code: "pay_code_used".into(),
+                    message: "this pay code was already used".into(),
+                });
+            }
+            used.push(code.to_string());
+            Ok(PayCodeRedeemResponse { staff_id })
         }
-        fn waste_stats(&self, _: i64) -> Result<WasteStats, ApiError> {
-            Err(ApiError::NotSupported("waste statistics"))
+        fn waste_stats(&self, _: i64) -> Result<WasteStatsResponse, ApiError> {
+            self.stats
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or(ApiError::NotSupported("waste statistics"))
+        }
+    }
+
+    /// What the sync thread does each round: send the queue, report follow-ups.
+    fn sync_once(s: &mut Station, fake: &Fake) {
+        let report = s
+            .store
+            .drain_report(now_ms, |item| send_item(fake, item))
+            .unwrap();
+        for e in follow_up_events(&report.done) {
+            s.emit(e);
         }
     }
 
@@ -816,12 +939,29 @@ mod tests {
         *fake.balance_fen.lock().unwrap() = 10_000;
         let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
         s.on_pay_code("PAY-9", Instant::now());
-        s.on_pay_code("garbage", Instant::now());
         assert_eq!(fake.charges.lock().unwrap()[0].staff_id, 9);
         assert!(matches!(
             events.lock().unwrap().last(),
-            Some(KioskEvent::PayCodeRefused { .. })
+            Some(KioskEvent::Paid {
+                staff_id: 9,
+                via: Via::PayCode,
+                offline: false,
+                ..
+            })
         ));
+        let refusal = |events: &Mutex<Vec<KioskEvent>>| match events.lock().unwrap().last() {
+            Some(KioskEvent::PayCodeRefused { reason, .. }) => reason.clone(),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // Shown again (a screenshot): used up, no second charge.
+        s.on_pay_code("PAY-9", Instant::now());
+        assert_eq!(refusal(&events), "pay_code_used");
+        s.on_pay_code("garbage", Instant::now());
+        assert_eq!(refusal(&events), "unknown_pay_code");
+        fake.down.store(true, Ordering::SeqCst);
+        s.on_pay_code("PAY-10", Instant::now());
+        assert_eq!(refusal(&events), "backend_unreachable");
+        assert_eq!(fake.charges.lock().unwrap().len(), 1);
     }
 
     #[test]
@@ -882,6 +1022,191 @@ mod tests {
             ev.iter()
                 .any(|e| matches!(e, KioskEvent::ScaleProblem { .. })),
             "below tare is reported"
+        );
+    }
+
+    #[test]
+    fn a_served_meal_whose_lost_answer_was_a_decline_is_charged_offline_exactly_once() {
+        let fake = Arc::new(Fake::default());
+        // 10.00 left: the backend declines a 15.00 meal, but the kiosk has never heard of
+        // this person, so the offline allowance lets it serve when the answer is lost.
+        *fake.balance_fen.lock().unwrap() = 1_000;
+        fake.lose_answers.store(1, Ordering::SeqCst);
+        let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+        s.on_identified(7, Via::Face, Instant::now());
+        let key = match events.lock().unwrap().last() {
+            Some(KioskEvent::Paid {
+                offline: true,
+                idempotency_key,
+                ..
+            }) => idempotency_key.clone(),
+            other => panic!("served within the offline allowance, got {other:?}"),
+        };
+        assert_eq!(
+            s.store.counts().unwrap().pending,
+            1,
+            "the original is resent"
+        );
+        // The network is back: the identical request gets the stored decline, and a new
+        // offline charge for the served meal goes out in the same drain.
+        sync_once(&mut s, &fake);
+        sync_once(&mut s, &fake);
+        let charges = fake.charges.lock().unwrap().clone();
+        assert_eq!(charges.len(), 2, "{charges:?}");
+        assert_eq!(charges[0].idempotency_key, key);
+        assert!(!charges[0].offline, "the original is never changed");
+        assert_eq!(charges[1].idempotency_key, format!("{key}:served"));
+        assert!(charges[1].offline);
+        assert_eq!(
+            (charges[1].staff_id, charges[1].kiosk_time),
+            (charges[0].staff_id, charges[0].kiosk_time),
+            "the same meal, at the time it was served"
+        );
+        assert_eq!(
+            fake.stored.lock().unwrap()[&charges[1].idempotency_key].status,
+            ChargeStatus::Exception
+        );
+        assert!(events.lock().unwrap().iter().any(|e| matches!(
+            e,
+            KioskEvent::ServedMealQueued { staff_id: 7, original_key, .. } if *original_key == key
+        )));
+        let c = s.store.counts().unwrap();
+        assert_eq!((c.pending, c.delivered, c.derived), (0, 2, 1));
+        // The meal stays taken here, and the allowance is settled by the exception's answer.
+        s.on_identified(7, Via::Face, Instant::now());
+        assert!(matches!(
+            events.lock().unwrap().last(),
+            Some(KioskEvent::AlreadyCharged { staff_id: 7, .. })
+        ));
+        assert_eq!(s.store.unsettled_offline_fen(7).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_lost_answer_that_was_accepted_adds_nothing() {
+        let fake = Arc::new(Fake::default());
+        *fake.balance_fen.lock().unwrap() = 10_000;
+        fake.lose_answers.store(1, Ordering::SeqCst);
+        let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+        s.on_identified(7, Via::Face, Instant::now());
+        assert!(matches!(
+            events.lock().unwrap().last(),
+            Some(KioskEvent::Paid { offline: true, .. })
+        ));
+        sync_once(&mut s, &fake);
+        assert_eq!(fake.charges.lock().unwrap().len(), 1);
+        let c = s.store.counts().unwrap();
+        assert_eq!((c.pending, c.delivered, c.derived), (0, 1, 0));
+        assert_eq!(s.store.unsettled_offline_fen(7).unwrap(), 0);
+        assert_eq!(
+            s.store.balance(7).unwrap().map(|b| b.available_fen),
+            Some(8_500),
+            "the stored answer's balance is learnt"
+        );
+    }
+
+    #[test]
+    fn synced_balances_and_canteen_prices_drive_offline_decisions() {
+        let fake = Arc::new(Fake::default());
+        fake.down.store(true, Ordering::SeqCst);
+        let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+        let mut settings = CanteenSettings::from_config(&s.cfg);
+        settings.source = SettingsSource::Backend;
+        settings.canteen_id = Some(1);
+        for meal in [wire::Meal::Breakfast, wire::Meal::Lunch, wire::Meal::Dinner] {
+            settings.prices.push(crate::canteen::MealPrice {
+                category: "regular".into(),
+                meal,
+                price: Decimal::new(1200, 2),
+            });
+            settings.prices.push(crate::canteen::MealPrice {
+                category: "contractor".into(),
+                meal,
+                price: Decimal::new(2000, 2),
+            });
+        }
+        s.set_canteen(settings);
+        let snap =
+            |staff_id, available_fen, active, category: &str| crate::outbox::SnapshotBalance {
+                staff_id,
+                available_fen,
+                version: 1,
+                active,
+                category: category.into(),
+            };
+        s.store
+            .apply_balance_snapshot(
+                &[
+                    snap(1, 1_300, true, "regular"),
+                    snap(2, 1_300, true, "contractor"),
+                    snap(3, 50_000, false, "regular"),
+                ],
+                now_ms(),
+            )
+            .unwrap();
+        for staff in [1, 2, 3, 4] {
+            s.on_identified(staff, Via::Face, Instant::now());
+        }
+        let outcome: Vec<(i64, String)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                KioskEvent::Paid {
+                    staff_id, amount, ..
+                } => Some((
+                    *staff_id,
+                    format!("paid {}", amount.clone().unwrap_or_default()),
+                )),
+                KioskEvent::Declined {
+                    staff_id, reason, ..
+                } => Some((*staff_id, reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                (1, "paid 12.00".to_string()),
+                (2, "offline_insufficient_cached_balance".to_string()),
+                (3, "offline_staff_inactive".to_string()),
+                // Unknown person, unknown category: the dearest price of the meal.
+                (4, "paid 20.00".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn waste_averages_come_from_the_backend_when_it_has_them() {
+        let fake = Arc::new(Fake::default());
+        let (mut s, events) = station(crate::config::Mode::Return, fake.clone());
+        s.on_identified(3, Via::Face, Instant::now());
+        s.on_scale(ScaleEvent::Settled { gross_g: 812 });
+        *fake.stats.lock().unwrap() = Some(WasteStatsResponse {
+            person_average_g: Some(381.0),
+            canteen_average_g: Some(120.5),
+        });
+        s.on_identified(3, Via::Face, Instant::now());
+        s.on_scale(ScaleEvent::Settled { gross_g: 650 });
+        let got: Vec<(Option<f64>, Option<f64>, String)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                KioskEvent::WasteRecorded {
+                    person_average_g,
+                    canteen_average_g,
+                    averages_from,
+                    ..
+                } => Some((*person_average_g, *canteen_average_g, averages_from.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(462.0), Some(462.0), "this station".to_string()),
+                (Some(381.0), Some(120.5), "backend".to_string()),
+            ]
         );
     }
 }

@@ -7,9 +7,14 @@
 //! domain): the photo is scaled so the face is about 200 px wide and cut to 640x480 around
 //! it, like a diner in front of a kiosk camera. Every measurement is repeated for ONNX
 //! Runtime intra-op thread counts 1 and 2 (the same count for the pipeline and the raw
-//! runs). After criterion's runs, an interleaved pass times the whole pipeline and the raw
-//! runs alternately, round after round, and prints medians and the ratio: on a shared
-//! machine that is steadier than comparing benchmarks measured minutes apart.
+//! runs). The raw runs get exactly the pipeline's tensors and shapes (batch 1; the
+//! embedder's raw output is checked against the pipeline's embedding).
+//!
+//! After criterion's runs, two summaries: the pipeline's own stages (input tensors,
+//! landmarks, chip, quality) timed alternately, and an interleaved pass that times the
+//! whole pipeline and the raw runs alternately, round after round, printing medians, the
+//! ratio, and the per-stage times `analyze` itself reports. On a shared machine that is
+//! steadier than comparing benchmarks measured minutes apart.
 //!
 //! Run with `cargo bench -p models --bench pipeline`; `PIPELINE_BENCH_THREADS=1` limits the
 //! thread counts, `PIPELINE_BENCH_ROUNDS` sets the interleaved rounds (default 400) and
@@ -239,6 +244,15 @@ fn interleaved(threads: usize, rounds: usize) {
     let mut p = pipeline(threads);
     let frame = kiosk_frame(&mut p);
     let pr = prepare(&mut p, frame);
+    let r = pr.det.rect;
+    println!(
+        "frame {FRAME_W}x{FRAME_H}, one face: detector box {:.0}x{:.0} px at ({:.0}, {:.0}), score {:.2}",
+        r.width(),
+        r.height(),
+        r.left,
+        r.top,
+        pr.det.score
+    );
     let mut t = [Vec::with_capacity(rounds), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     // The pipeline's own per-stage timings (`Analysis::timings`) of every round.
     let mut stage_times: Vec<[u64; 6]> = Vec::with_capacity(rounds + 20);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use kiosk::api::{BackendApi, HttpBackend};
 pub use kiosk::desk::Desk;
 
 pub const MANAGER: &str = "manager";
@@ -264,6 +265,36 @@ impl Backend {
             .expect("staff lookup")
             .id
     }
+
+    /// Another kiosk of the demo canteen, registered through the API (a second pay kiosk
+    /// or return station the test drives directly).
+    pub fn other_kiosk(&self, name: &str) -> HttpBackend {
+        let code = self
+            .desk()
+            .enrolment_code(1)
+            .expect("making an enrolment code");
+        let timeout = Duration::from_secs(10);
+        let anon = HttpBackend::new(&self.url(), None, timeout, timeout);
+        let enrolled = anon
+            .enrol(&wire::EnrolRequest {
+                code,
+                name: name.into(),
+            })
+            .expect("registering another kiosk");
+        HttpBackend::new(&self.url(), Some(enrolled.device_token), timeout, timeout)
+    }
+
+    /// A staff member's own session (the mobile page's): the manager gives them a login
+    /// first, as `POST /api/v1/users` does it.
+    pub fn staff_session(&self, employee_no: &str) -> Desk {
+        let staff_id = self.staff_id(employee_no);
+        let username = format!("e2e-{}", employee_no.to_lowercase());
+        let password = format!("{PASSWORD}-{employee_no}");
+        self.desk()
+            .create_staff_login(staff_id, &username, &password)
+            .expect("making a staff login");
+        Desk::login(&self.url(), &username, &password).expect("staff login")
+    }
 }
 
 impl Drop for Backend {
@@ -379,7 +410,8 @@ impl KioskCmd {
             files.sort();
             for f in files {
                 n += 1;
-                std::fs::rename(&f, out.join(format!("{n:05}.jpg"))).expect("moving a frame");
+                let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("jpg");
+                std::fs::rename(&f, out.join(format!("{n:05}.{ext}"))).expect("moving a frame");
             }
         }
         let _ = std::fs::remove_dir_all(&tmp);

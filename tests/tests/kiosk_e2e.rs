@@ -3,12 +3,17 @@
 //! `kiosk make-replay` from the public-domain portraits in `models/dist/demo` (a slow
 //! synthetic camera drift stands in for a person in front of the camera; `--still`
 //! repeats one frame, as a printed photo would look), plus LFW photos from
-//! `../shared/faces` for a longer stream of diners when that folder exists.
+//! `../shared/faces` for a longer stream of diners when that folder exists. Pay codes are
+//! QR codes drawn here (with the `qrcode` crate) onto replay frames.
+//!
+//! The demo canteen's staff (`backend seed-demo`): E0001, E0002 regular (300.00 subsidy),
+//! E0003 contractor (no subsidy: 0.00), E0004 intern (200.00), and so on in that order.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use e2e::{demo_photo, shared_faces, Backend, KioskCmd};
+use kiosk::api::BackendApi;
 
 const LONG: Duration = Duration::from_secs(240);
 
@@ -148,13 +153,15 @@ fn diners(tmp: &std::path::Path) -> Vec<(String, Vec<PathBuf>, PathBuf)> {
     ];
     match shared_faces() {
         Some(faces) => {
+            // E0004-E0006: people with money (E0003, a contractor, has none and would be
+            // refused offline now that the kiosk knows everyone's balance).
             for (i, name) in ["Ariel_Sharon", "Junichiro_Koizumi", "Serena_Williams"]
                 .iter()
                 .enumerate()
             {
                 let p = faces.join("lfw-A").join(name).join("1.jpg");
                 if p.is_file() {
-                    v.push((format!("E{:04}", i + 3), vec![p.clone()], p));
+                    v.push((format!("E{:04}", i + 4), vec![p.clone()], p));
                 }
             }
         }
@@ -316,7 +323,7 @@ fn a_kiosk_killed_after_the_outbox_write_sends_the_charge_once_after_restart() {
 }
 
 #[test]
-fn the_return_station_records_the_grams_from_the_simulated_scale() {
+fn the_return_station_records_the_grams_and_shows_the_backends_averages() {
     let tmp = tempfile::tempdir().unwrap();
     let (backend, kiosk) = setup(
         tmp.path(),
@@ -328,6 +335,34 @@ fn the_return_station_records_the_grams_from_the_simulated_scale() {
         &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
     );
     let wang = backend.staff_id("E0001");
+    let li = backend.staff_id("E0002");
+    // Wang paid at the entrance (another device), and earlier trays were weighed at another
+    // return station: Wang left 300 g, Li 100 g.
+    let entrance = backend.other_kiosk("entrance");
+    let charge = entrance
+        .charge(&wire::ChargeRequest {
+            idempotency_key: "entrance-1".into(),
+            staff_id: wang,
+            kiosk_time: time_now(),
+            offline: false,
+            amount: None,
+        })
+        .expect("charging at the entrance");
+    assert_eq!(charge.status, wire::ChargeStatus::Accepted, "{charge:?}");
+    let belt = backend.other_kiosk("other return station");
+    for (key, staff, gross) in [("belt-1", wang, 650), ("belt-2", li, 450)] {
+        belt.waste(&wire::WasteRequest {
+            idempotency_key: key.into(),
+            staff_id: Some(staff),
+            charge_id: None,
+            gross_grams: gross,
+            tare_grams: 350,
+            dish: None,
+            category: None,
+            measured_at: time_now(),
+        })
+        .expect("recording earlier waste");
+    }
 
     let mut sim = std::process::Command::new(e2e::bin("kiosk"))
         .args([
@@ -375,19 +410,45 @@ fn the_return_station_records_the_grams_from_the_simulated_scale() {
     let recorded = run.events_of("waste_recorded");
     assert_eq!(recorded.len(), 1, "{}", run.describe());
     assert_eq!(recorded[0]["net_g"], 462);
-    let waste = backend.waste();
-    assert_eq!(waste.len(), 1, "{waste:?}");
+    // The backend's 30-day averages, not this station's own history (462 g alone):
+    // Wang (300 + 462) / 2, everyone (300 + 100 + 462) / 3.
     assert_eq!(
-        (
-            waste[0]["staff_id"].as_i64(),
-            waste[0]["gross_grams"].as_i64(),
-            waste[0]["tare_grams"].as_i64(),
-            waste[0]["net_grams"].as_i64()
-        ),
-        (Some(wang), Some(812), Some(350), Some(462))
+        recorded[0]["averages_from"],
+        "backend",
+        "{}",
+        run.describe()
+    );
+    let avg = |k: &str| recorded[0][k].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (avg("person_average_g") - 381.0).abs() < 0.01,
+        "{}",
+        recorded[0]
     );
     assert!(
-        backend.charges().is_empty(),
+        (avg("canteen_average_g") - 862.0 / 3.0).abs() < 0.01,
+        "{}",
+        recorded[0]
+    );
+
+    let waste = backend.waste();
+    let mine: Vec<&serde_json::Value> = waste.iter().filter(|w| w["net_grams"] == 462).collect();
+    assert_eq!(mine.len(), 1, "{waste:?}");
+    assert_eq!(
+        (
+            mine[0]["staff_id"].as_i64(),
+            mine[0]["gross_grams"].as_i64(),
+            mine[0]["tare_grams"].as_i64(),
+        ),
+        (Some(wang), Some(812), Some(350))
+    );
+    assert_eq!(
+        mine[0]["charge_id"].as_i64(),
+        charge.charge_id,
+        "the backend linked the tray to the meal paid at the entrance: {waste:?}"
+    );
+    assert_eq!(
+        backend.charges().len(),
+        1,
         "the return station does not charge"
     );
 }
@@ -449,4 +510,300 @@ fn the_encrypted_gallery_cache_recognises_people_while_the_backend_is_down() {
         .filter_map(|c| c["staff_id"].as_i64())
         .collect();
     assert_eq!(offline, vec![li]);
+}
+
+/// Writes a replay of `frames` frames of a phone showing `code` as a QR code (drifting a
+/// little, as in a hand), then `gap` grey frames; PNG, so no JPEG blur on the modules.
+fn qr_replay(dir: &std::path::Path, code: &str, frames: usize, gap: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let qr = qrcode::QrCode::new(code.as_bytes()).expect("encoding the pay code");
+    let n = qr.width() as u32;
+    let colors = qr.to_colors();
+    let px = 5u32;
+    let grey = image::Rgb([128u8, 128, 128]);
+    let mut k = 0;
+    for f in 0..frames as u32 {
+        let mut img = image::RgbImage::from_pixel(640, 480, grey);
+        let (ox, oy) = (150 + 4 * f, 60 + 3 * f);
+        for y in 0..(n + 8) * px {
+            for x in 0..(n + 8) * px {
+                let (mx, my) = ((x / px) as i64 - 4, (y / px) as i64 - 4);
+                let dark = mx >= 0
+                    && my >= 0
+                    && (mx as u32) < n
+                    && (my as u32) < n
+                    && colors[(my as u32 * n + mx as u32) as usize] == qrcode::Color::Dark;
+                let v = if dark { 0 } else { 255 };
+                img.put_pixel(ox + x, oy + y, image::Rgb([v, v, v]));
+            }
+        }
+        k += 1;
+        img.save(dir.join(format!("{k:05}.png"))).unwrap();
+    }
+    for _ in 0..gap {
+        k += 1;
+        image::RgbImage::from_pixel(640, 480, grey)
+            .save(dir.join(format!("{k:05}.png")))
+            .unwrap();
+    }
+    dir.to_path_buf()
+}
+
+#[test]
+fn a_staff_member_pays_with_a_qr_code_once_and_the_used_code_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (backend, kiosk) = setup(tmp.path(), "pay", "");
+    // The intern E0004 makes a pay code on their phone (their own session).
+    let intern = backend.staff_id("E0004");
+    let code = backend
+        .staff_session("E0004")
+        .create_pay_code()
+        .expect("making a pay code");
+    let replay = qr_replay(&kiosk.dir.join("qr"), &code.code, 9, 4);
+    let args = [
+        "--replay",
+        replay.to_str().unwrap(),
+        "--fps",
+        "8",
+        "--exit-after-replay",
+    ];
+
+    let mut run = kiosk.spawn_run(&args, &[]);
+    assert!(run.wait(LONG).success(), "{}", run.describe());
+    let paid = run.events_of("paid");
+    assert_eq!(paid.len(), 1, "{}", run.describe());
+    assert_eq!(
+        (
+            paid[0]["staff_id"].as_i64(),
+            paid[0]["via"].as_str(),
+            paid[0]["offline"].as_bool()
+        ),
+        (Some(intern), Some("pay_code"), Some(false)),
+        "{}",
+        run.describe()
+    );
+    let charges = backend.charges();
+    assert_eq!(staff_of(&charges), vec![intern], "{charges:?}");
+    assert_eq!(charges[0]["status"], "accepted");
+    assert_eq!(
+        paid[0]["charge_id"], charges[0]["id"],
+        "the kiosk was told the charge the backend made"
+    );
+
+    // The same code shown again (a screenshot, a second kiosk run): used up, no charge.
+    let mut again = kiosk.spawn_run(&args, &[]);
+    assert!(again.wait(LONG).success(), "{}", again.describe());
+    assert!(again.events_of("paid").is_empty(), "{}", again.describe());
+    let refused = again.events_of("pay_code_refused");
+    assert_eq!(refused.len(), 1, "{}", again.describe());
+    assert_eq!(
+        refused[0]["reason"],
+        "pay_code_used",
+        "{}",
+        again.describe()
+    );
+    assert_eq!(backend.charges().len(), 1, "still one charge");
+}
+
+#[test]
+fn synced_balances_let_an_offline_kiosk_refuse_someone_without_money() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The configured price would be 99.00: the canteen's own prices must win, from the
+    // settings the kiosk fetched and saved while online.
+    let (mut backend, kiosk) = setup(
+        tmp.path(),
+        "pay",
+        "offline_limit = \"100.00\"\noffline_meal_price = \"99.00\"\nsync_interval_ms = 300",
+    );
+    kiosk.enrol(
+        "E0001",
+        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
+    );
+    kiosk.enrol("E0003", &[&demo_photo("biden.jpg")]);
+    let (wang, zhang) = (backend.staff_id("E0001"), backend.staff_id("E0003"));
+
+    // Online for a moment: the kiosk reads everyone's balances and the canteen's settings.
+    let idle = blank_replay(&kiosk.dir.join("idle"), 4);
+    let first = kiosk.spawn_run(
+        &["--replay", idle.to_str().unwrap(), "--fps", "2", "--looped"],
+        &[],
+    );
+    for (what, needle) in [
+        ("balances", "\"event\":\"balances_synced\""),
+        ("settings", "\"source\":\"backend\""),
+    ] {
+        assert!(
+            first
+                .events
+                .wait_for(LONG, |l| l.contains(needle))
+                .is_some(),
+            "no {what} from the backend: {}",
+            first.describe()
+        );
+    }
+    drop(first);
+
+    // Offline: the person with money is served, the one without is refused.
+    backend.stop();
+    let replay = kiosk.make_replay(
+        "replay",
+        &[
+            (&demo_photo("obama3.jpg"), false),
+            (&demo_photo("biden.jpg"), false),
+        ],
+        10,
+        5,
+        640,
+    );
+    let mut run = kiosk.spawn_run(
+        &[
+            "--replay",
+            replay.to_str().unwrap(),
+            "--fps",
+            "8",
+            "--exit-after-replay",
+        ],
+        &[],
+    );
+    let declined = run
+        .events
+        .wait_for(LONG, |l| l.contains("\"event\":\"declined\""));
+    assert!(declined.is_some(), "{}", run.describe());
+    let declined: serde_json::Value = serde_json::from_str(&declined.unwrap()).unwrap();
+    assert_eq!(
+        (declined["staff_id"].as_i64(), declined["reason"].as_str()),
+        (Some(zhang), Some("offline_insufficient_cached_balance")),
+        "{}",
+        run.describe()
+    );
+    let paid = run.events_of("paid");
+    assert_eq!(paid.len(), 1, "{}", run.describe());
+    assert_eq!(
+        (paid[0]["staff_id"].as_i64(), paid[0]["offline"].as_bool()),
+        (Some(wang), Some(true))
+    );
+    let cached = run
+        .events_of("canteen_settings")
+        .into_iter()
+        .find(|e| e["source"] == "cache");
+    assert!(
+        cached.is_some(),
+        "the offline kiosk applies the saved canteen settings: {}",
+        run.describe()
+    );
+
+    backend.serve();
+    assert!(run.wait(LONG).success(), "{}", run.describe());
+    let charges = backend.charges();
+    assert_eq!(staff_of(&charges), vec![wang], "{charges:?}");
+    assert_eq!(charges[0]["offline"], true);
+    assert_eq!(
+        paid[0]["amount"], charges[0]["amount"],
+        "the offline price was the canteen's price for the meal, not the configured 99.00"
+    );
+}
+
+#[test]
+fn a_lost_answer_to_a_declined_charge_still_records_the_served_meal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (backend, kiosk) = setup(tmp.path(), "pay", "sync_interval_ms = 300");
+    kiosk.enrol(
+        "E0001",
+        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
+    );
+    let wang = backend.staff_id("E0001");
+    // Wang had this meal at another kiosk already, which this kiosk cannot know: the
+    // backend will decline its charge (meal_already_taken).
+    let other = backend.other_kiosk("other line");
+    let first = other
+        .charge(&wire::ChargeRequest {
+            idempotency_key: "other-line-1".into(),
+            staff_id: wang,
+            kiosk_time: time_now(),
+            offline: false,
+            amount: None,
+        })
+        .expect("charging at the other kiosk");
+    assert_eq!(first.status, wire::ChargeStatus::Accepted, "{first:?}");
+
+    // The answer to this kiosk's charge is lost; it serves within the offline allowance.
+    let replay = kiosk.make_replay("replay", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
+    let mut run = kiosk.spawn_run(
+        &[
+            "--replay",
+            replay.to_str().unwrap(),
+            "--fps",
+            "8",
+            "--exit-after-replay",
+        ],
+        &[(kiosk::api::TEST_DROP_CHARGE_ANSWERS, "1")],
+    );
+    assert!(run.wait(LONG).success(), "{}", run.describe());
+    let paid = run.events_of("paid");
+    assert_eq!(paid.len(), 1, "{}", run.describe());
+    assert_eq!(
+        (paid[0]["staff_id"].as_i64(), paid[0]["offline"].as_bool()),
+        (Some(wang), Some(true)),
+        "served on the kiosk's own decision: {}",
+        run.describe()
+    );
+    let key = paid[0]["idempotency_key"].as_str().unwrap().to_string();
+    let queued = run.events_of("served_meal_queued");
+    assert_eq!(queued.len(), 1, "{}", run.describe());
+    assert_eq!(queued[0]["original_key"], key.as_str());
+    assert_eq!(queued[0]["idempotency_key"], format!("{key}:served"));
+
+    // The backend has the served meal: an offline charge that broke the one-meal rule,
+    // recorded as an exception for a manager, next to the other kiosk's accepted charge.
+    let charges = backend.charges();
+    let mut mine: Vec<(String, bool, String)> = charges
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["offline"] == true,
+                c["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    mine.sort();
+    assert_eq!(
+        mine,
+        vec![
+            ("accepted".to_string(), false, String::new()),
+            (
+                "exception".to_string(),
+                true,
+                "meal_already_taken".to_string()
+            ),
+        ],
+        "{charges:?}"
+    );
+    assert!(charges.iter().all(|c| c["staff_id"] == wang));
+    let counts: serde_json::Value = serde_json::from_str(kiosk.ok(&["outbox"]).trim()).unwrap();
+    assert_eq!(
+        (
+            counts["pending"].as_i64(),
+            counts["delivered"].as_i64(),
+            counts["derived"].as_i64()
+        ),
+        (Some(0), Some(2), Some(1)),
+        "{counts}"
+    );
+    let (ok, report) = backend.check();
+    assert!(ok, "backend check failed:\n{report}");
+}
+
+fn blank_replay(dir: &std::path::Path, frames: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for k in 1..=frames {
+        image::RgbImage::from_pixel(320, 240, image::Rgb([128u8, 128, 128]))
+            .save(dir.join(format!("{k:05}.png")))
+            .unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }
