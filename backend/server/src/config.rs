@@ -44,6 +44,14 @@ pub struct Config {
     /// How long a kiosk token lookup may be served from memory; revocation takes effect on
     /// every instance within this time.
     pub kiosk_token_cache_seconds: u64,
+    /// Group commit: most kiosk charges written in one transaction (1 = each charge alone).
+    pub charge_batch_max: usize,
+    /// Group commit: batches in flight at once; 0 = the database's default (PostgreSQL 4,
+    /// SQLite 1).
+    pub charge_writers: usize,
+    /// Group commit: under load, how long (microseconds) a writer lets charges gather before
+    /// taking a batch; 0 = never wait.
+    pub charge_linger_us: u64,
 }
 
 impl Default for Config {
@@ -64,6 +72,9 @@ impl Default for Config {
             unsealed_grace_seconds: 60,
             login_attempts_per_minute: 10,
             kiosk_token_cache_seconds: 5,
+            charge_batch_max: 64,
+            charge_writers: 0,
+            charge_linger_us: 0,
         }
     }
 }

@@ -105,6 +105,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
     tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
+    tokio::spawn(log_batch_stats(store.clone()));
     let state = backend::build_state(store.clone(), cfg)?;
     tracing::info!(%addr, db = store.backend_name(), "serving");
     // Printed on stdout so scripts and tests can wait for readiness and learn the port.
@@ -115,6 +116,27 @@ async fn serve(cfg: Config) -> Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// Logs the charge group-commit counters (debug level, target `backend::batch`) when they
+/// changed, every 5 s: how many charges a transaction carries under the current load.
+async fn log_batch_stats(store: std::sync::Arc<dyn store::Store>) {
+    let mut last = store::ChargeBatchStats::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let Some(s) = store.charge_batch_stats() else { return };
+        if s != last {
+            tracing::debug!(
+                target: "backend::batch",
+                batches = s.batches,
+                charges = s.charges,
+                largest = s.largest,
+                failed = s.failed,
+                "charge batches"
+            );
+            last = s;
+        }
+    }
 }
 
 async fn check(cfg: Config, seal: bool, json: bool) -> Result<()> {

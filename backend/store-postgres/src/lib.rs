@@ -50,6 +50,8 @@ include!("../../store/sql/common.rs");
 pub struct PostgresSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Group commit of charges.
+    pub batch: BatchSettings,
 }
 
 impl Default for PostgresSettings {
@@ -57,6 +59,7 @@ impl Default for PostgresSettings {
         PostgresSettings {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(30),
+            batch: BatchSettings::default(),
         }
     }
 }
@@ -73,7 +76,7 @@ impl SqlStore {
             .connect_with(opts)
             .await
             .map_err(db)?;
-        Ok(SqlStore::from_pool(pool))
+        Ok(SqlStore::from_pool_with(pool, s.batch))
     }
 }
 
@@ -94,7 +97,7 @@ impl SqlStore {
             .connect_with(opts)
             .await
             .map_err(db)?;
-        Ok(SqlStore::from_pool(pool))
+        Ok(SqlStore::from_pool_with(pool, s.batch))
     }
 }
 
@@ -142,4 +145,325 @@ pub async fn drop_database(url: &str, name: &str) -> Result<(), StoreError> {
     .map_err(db)?;
     conn.close().await.map_err(db)?;
     Ok(())
+}
+
+// ---- group commit: the database side of a charge batch (see backend/store/sql/batch.rs) -------
+
+/// Batches in flight at once: while one batch waits for its commit to be flushed, others are
+/// being read, decided and written on their own connections.
+const DEFAULT_CHARGE_WRITERS: usize = 4;
+
+/// How often a batch is read and decided again when wallets changed under it before it is
+/// redone charge by charge (on the one-charge path, which waits for the locks instead).
+const BATCH_ATTEMPTS: usize = 3;
+
+/// The database side of a charge batch, in two round trips and without an explicit transaction
+/// (each round trip costs more than the work in it on a busy server): one statement reads
+/// everything the decisions need, Rust decides, and one statement writes the whole batch and
+/// commits, optimistically: it locks the wallets it moves (in account-id order, so batches and
+/// one-charge transactions cannot deadlock), checks that their versions are still the ones read
+/// (every change to a balance bumps the version, and so does every change to a person's
+/// accepted charges of a day, which always moves money), and writes nothing at all when one is
+/// not. The batch is then read and decided again. Decisions that move no money (declines,
+/// exceptions) rest on the read's snapshot, as if the batch had run at that instant.
+async fn apply_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> Result<Option<Vec<Plan>>, StoreError> {
+    let keys = BatchKeys::of(items);
+    let mut conn = ctx.pool.acquire().await.map_err(db)?;
+    for attempt in 0..BATCH_ATTEMPTS {
+        let read = read_batch(&mut conn, &keys, items.len()).await?;
+        let mut plans = plan_from_facts(&ctx.sys, items, read.facts)?;
+        if !plans.iter().any(|p| matches!(p, Plan::Write(_))) {
+            return Ok(Some(plans));
+        }
+        let written = write_batch(&mut conn, &ctx.sys, items, &mut plans, &read.versions, read.entry_ids, read.charge_ids).await?;
+        if written {
+            return Ok(Some(plans));
+        }
+        tracing::debug!(attempt, charges = items.len(), "wallets changed under a charge batch; deciding it again");
+    }
+    Ok(None)
+}
+
+/// What `read_batch` found.
+struct BatchRead {
+    facts: BatchFacts,
+    /// Wallet account id -> version, as read.
+    versions: std::collections::HashMap<i64, i64>,
+    /// Ids reserved for the batch's journal entries and charges (one of each per charge).
+    entry_ids: Vec<i64>,
+    charge_ids: Vec<i64>,
+}
+
+/// Reads everything a batch's decisions need in ONE statement (one snapshot): the people's
+/// wallets with their versions, their facts, the day's accepted totals, the stored idempotency
+/// records, and `ids` reserved entry and charge ids (so the write can name its rows up front and
+/// responses can carry the charge id).
+///
+/// The totals and the records are looked up pair by pair (a join driven by the arrays, each
+/// probe an equality on a whole index key) rather than with `= ANY` on each column: without fresh
+/// statistics the planner turned the latter into "every record of these kiosks, then filter",
+/// which grows with the table. Plans are custom (planned per batch with the real arrays and the
+/// tables' current sizes): generic plans cached on a young database kept such choices long after
+/// the tables had grown.
+async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) -> Result<BatchRead, StoreError> {
+    let day_staff: Vec<i64> = k.days.iter().map(|d| d.0).collect();
+    let day_dates: Vec<String> = k.days.iter().map(|d| d.1.clone()).collect();
+    let key_kiosks: Vec<i64> = k.keys.iter().map(|k| k.0).collect();
+    let key_names: Vec<String> = k.keys.iter().map(|k| k.1.clone()).collect();
+    // Five kinds of rows in one result, told apart by `k`:
+    //   0 wallet  (a staff id, b account id, c balance, d version, t1 kind)
+    //   1 person  (a staff id, b meals_per_period, flag active, t1 category)
+    //   2 totals  (a staff id, b sum, c count, t1 local date, t2 meal)
+    //   3 record  (a kiosk id, t1 key, t2 request hash, t3 response)
+    //   4 ids     (a entry id, b charge id)
+    let rows: Vec<BatchRow> = sqlx::query_as(
+        "SELECT 0 AS k, w.staff_id AS a, w.id AS b, w.balance_fen AS c, w.version AS d, NULL::BOOLEAN AS flag, \
+                w.kind AS t1, NULL::TEXT AS t2, NULL::TEXT AS t3 \
+         FROM book_accounts w WHERE w.staff_id = ANY($1) AND w.kind IN ('cash', 'subsidy') \
+         UNION ALL \
+         SELECT 1, s.id, s.meals_per_period, NULL, NULL, s.active, s.category, NULL, NULL FROM staff s WHERE s.id = ANY($1) \
+         UNION ALL \
+         SELECT 2, c.staff_id, CAST(SUM(c.amount_fen) AS BIGINT), COUNT(*), NULL, NULL, c.local_date, c.meal, NULL \
+         FROM unnest($2::BIGINT[], $3::TEXT[]) AS d(staff_id, local_date) \
+         JOIN charges c ON c.staff_id = d.staff_id AND c.local_date = d.local_date \
+         WHERE c.status = 'accepted' GROUP BY c.staff_id, c.local_date, c.meal \
+         UNION ALL \
+         SELECT 3, i.kiosk_id, NULL, NULL, NULL, NULL, i.key, i.request_hash, i.response \
+         FROM unnest($4::BIGINT[], $5::TEXT[]) AS q(kiosk_id, key) \
+         JOIN idempotency i ON i.kiosk_id = q.kiosk_id AND i.scope = 'charge' AND i.key = q.key \
+         UNION ALL \
+         SELECT 4, nextval(pg_get_serial_sequence('journal_entries', 'id')), \
+                nextval(pg_get_serial_sequence('charges', 'id')), NULL, NULL, NULL, NULL, NULL, NULL \
+         FROM generate_series(1, $6)",
+    )
+    .bind(&k.staff_ids)
+    .bind(day_staff)
+    .bind(day_dates)
+    .bind(key_kiosks)
+    .bind(key_names)
+    .bind(ids as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut out = BatchRead {
+        facts: BatchFacts { people: Vec::new(), totals: Vec::new(), seen: Vec::new() },
+        versions: Default::default(),
+        entry_ids: Vec::new(),
+        charge_ids: Vec::new(),
+    };
+    let need = |v: Option<i64>| v.ok_or_else(|| corrupt("missing column in a batch read"));
+    let need_text = |v: Option<String>| v.ok_or_else(|| corrupt("missing column in a batch read"));
+    // staff id -> (cash account, balance), (subsidy account, balance)
+    let mut wallets: std::collections::HashMap<i64, (Option<AccountBalance>, Option<AccountBalance>)> = Default::default();
+    let mut staff = Vec::new();
+    for r in rows {
+        match r.0 {
+            0 => {
+                let account = (need(r.2)?, need(r.3)?);
+                out.versions.insert(account.0, need(r.4)?);
+                let w = wallets.entry(need(r.1)?).or_default();
+                match need_text(r.6)?.as_str() {
+                    "cash" => w.0 = Some(account),
+                    _ => w.1 = Some(account),
+                }
+            }
+            1 => staff.push((need(r.1)?, need(r.2)?, r.5.ok_or_else(|| corrupt("missing column in a batch read"))?, need_text(r.6)?)),
+            2 => out.facts.totals.push((need(r.1)?, need_text(r.6)?, r.7, need(r.2)?, need(r.3)?)),
+            3 => out.facts.seen.push((need(r.1)?, need_text(r.6)?, need_text(r.7)?, need_text(r.8)?)),
+            4 => {
+                out.entry_ids.push(need(r.1)?);
+                out.charge_ids.push(need(r.2)?);
+            }
+            k => return Err(corrupt(format!("batch read row of kind {k}"))),
+        }
+    }
+    for (id, meals, active, category) in staff {
+        // A person without both wallets is not someone who can be charged (as on the one-charge
+        // path, whose join finds no row): the charge answers "staff not found".
+        let Some((Some((cash_id, cash)), Some((subsidy_id, subsidy)))) = wallets.get(&id).copied() else { continue };
+        out.facts.people.push((
+            id,
+            BatchPerson {
+                active,
+                meals_per_period: to_u32(meals)?,
+                category,
+                wallets: Wallets { staff_id: id, cash_id, cash: Fen(cash), subsidy_id, subsidy: Fen(subsidy) },
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// (account id, balance in fen).
+type AccountBalance = (i64, i64);
+
+/// One row of `read_batch`'s result (see the kinds there).
+type BatchRow = (i32, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<bool>, Option<String>, Option<String>, Option<String>);
+
+/// Writes every planned charge of a batch in ONE statement, which is also its own transaction:
+/// the entries, postings, charges, idempotency records and audit entries, and the wallet
+/// balances, all from arrays. It first locks the wallets whose balances move, in account-id
+/// order, and reads their versions under the lock; only when every one is still the version the
+/// batch was decided on does anything get written (`ok`). Returns `ok`.
+async fn write_batch(
+    conn: &mut sqlx::PgConnection,
+    sys: &SystemIds,
+    items: &[PreparedCharge],
+    plans: &mut [Plan],
+    versions: &std::collections::HashMap<i64, i64>,
+    entry_ids: Vec<i64>,
+    charge_ids: Vec<i64>,
+) -> Result<bool, StoreError> {
+    let (mut entry_ids, mut charge_ids) = (entry_ids.into_iter(), charge_ids.into_iter());
+    let (mut e_id, mut e_at, mut e_memo) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut p_entry, mut p_acct, mut p_amt) = (Vec::new(), Vec::new(), Vec::new());
+    let mut deltas: std::collections::BTreeMap<i64, i64> = Default::default();
+    let mut c_id = Vec::new();
+    let (mut c_kiosk, mut c_key, mut c_staff, mut c_canteen) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_meal, mut c_date, mut c_ktime, mut c_recv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_amount, mut c_sub, mut c_cash, mut c_status) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_reason, mut c_entry, mut c_offline) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut i_kiosk, mut i_key, mut i_hash, mut i_resp, mut i_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a_at, mut a_actor, mut a_action, mut a_detail) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for plan in plans.iter_mut() {
+        let Plan::Write(w) = plan else { continue };
+        let cmd = &items[w.item].cmd;
+        let mut entry_id = None;
+        if let Some(entry) = &w.entry {
+            let id = entry_ids.next().ok_or_else(|| corrupt("ran out of reserved entry ids"))?;
+            entry_id = Some(id);
+            e_id.push(id);
+            e_at.push(cmd.received_ms);
+            e_memo.push(w.memo.clone());
+            let wallets = Wallets { staff_id: cmd.staff_id, cash_id: w.cash_id, cash: Fen::ZERO, subsidy_id: w.subsidy_id, subsidy: Fen::ZERO };
+            for posting in entry.postings() {
+                p_entry.push(id);
+                p_acct.push(SqlStore::account_id(sys, &wallets, posting.account)?);
+                p_amt.push(posting.amount.0);
+            }
+            // Both wallets of the person, always: a charge moves the day's totals even when it
+            // takes nothing from one of them, and the version is how others notice.
+            *deltas.entry(w.cash_id).or_default() += entry.delta(BookAccount::StaffCash(cmd.staff_id)).0;
+            *deltas.entry(w.subsidy_id).or_default() += entry.delta(BookAccount::StaffSubsidy(cmd.staff_id)).0;
+        }
+        if let Some(status) = w.status {
+            let id = charge_ids.next().ok_or_else(|| corrupt("ran out of reserved charge ids"))?;
+            w.result.charge_id = Some(id);
+            let r = &w.result;
+            c_id.push(id);
+            c_kiosk.push(cmd.kiosk_id);
+            c_key.push(cmd.idempotency_key.clone());
+            c_staff.push(cmd.staff_id);
+            c_canteen.push(cmd.canteen_id);
+            c_meal.push(r.meal.map(|m| m.as_str().to_string()));
+            c_date.push(r.local_date.clone().unwrap_or_default());
+            c_ktime.push(cmd.kiosk_time_ms);
+            c_recv.push(cmd.received_ms);
+            c_amount.push(r.amount.0);
+            c_sub.push(r.subsidy.0);
+            c_cash.push(r.cash.0);
+            c_status.push(status.to_string());
+            c_reason.push(r.reason.clone());
+            c_entry.push(entry_id);
+            c_offline.push(cmd.offline);
+        }
+        i_kiosk.push(cmd.kiosk_id);
+        i_key.push(cmd.idempotency_key.clone());
+        i_hash.push(cmd.request_hash.clone());
+        i_resp.push(serde_json::to_string(&w.result).map_err(corrupt)?);
+        i_at.push(cmd.received_ms);
+        if let Some(action) = w.audit_action() {
+            a_at.push(cmd.received_ms);
+            a_actor.push(Actor::Kiosk { id: cmd.kiosk_id }.label());
+            a_action.push(action.to_string());
+            a_detail.push(w.audit_detail(cmd).to_string());
+        }
+    }
+    let (b_id, b_delta): (Vec<i64>, Vec<i64>) = deltas.into_iter().unzip();
+    let b_version = b_id
+        .iter()
+        .map(|id| versions.get(id).copied().ok_or_else(|| corrupt(format!("no version read for account {id}"))))
+        .collect::<Result<Vec<i64>, StoreError>>()?;
+    let (ok,): (bool,) = sqlx::query_as(
+        "WITH l AS ( \
+           SELECT w.id, w.version FROM book_accounts w WHERE w.id = ANY($7) ORDER BY w.id FOR UPDATE \
+         ), ok AS ( \
+           SELECT COUNT(*) = cardinality($7::BIGINT[]) \
+                  AND COALESCE(bool_and(l.version = ($9::BIGINT[])[array_position($7::BIGINT[], l.id)]), TRUE) AS ok \
+           FROM l \
+         ), b AS ( \
+           UPDATE book_accounts a \
+           SET balance_fen = a.balance_fen + ($8::BIGINT[])[array_position($7::BIGINT[], a.id)], version = a.version + 1 \
+           WHERE a.id = ANY($7) AND (SELECT ok FROM ok) \
+         ), e AS ( \
+           INSERT INTO journal_entries (id, kind, created_at, memo) \
+           SELECT id, 'charge', at, memo FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS t(id, at, memo) \
+           WHERE (SELECT ok FROM ok) \
+         ), p AS ( \
+           INSERT INTO postings (entry_id, account_id, amount_fen) \
+           SELECT * FROM unnest($4::BIGINT[], $5::BIGINT[], $6::BIGINT[]) WHERE (SELECT ok FROM ok) \
+         ), c AS ( \
+           INSERT INTO charges (id, kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, kiosk_time, \
+             received_at, amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline) \
+           SELECT * FROM unnest($10::BIGINT[], $11::BIGINT[], $12::TEXT[], $13::BIGINT[], $14::BIGINT[], $15::TEXT[], \
+             $16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $20::BIGINT[], $21::BIGINT[], $22::TEXT[], \
+             $23::TEXT[], $24::BIGINT[], $25::BOOLEAN[]) \
+           WHERE (SELECT ok FROM ok) \
+         ), i AS ( \
+           INSERT INTO idempotency (kiosk_id, scope, key, request_hash, response, created_at) \
+           SELECT k, 'charge', key, h, r, at FROM unnest($26::BIGINT[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::BIGINT[]) \
+             AS t(k, key, h, r, at) \
+           WHERE (SELECT ok FROM ok) \
+         ), a AS ( \
+           INSERT INTO audit_log (at, actor, action, detail) \
+           SELECT * FROM unnest($31::BIGINT[], $32::TEXT[], $33::TEXT[], $34::TEXT[]) WHERE (SELECT ok FROM ok) \
+         ) \
+         SELECT ok FROM ok",
+    )
+    .bind(e_id)
+    .bind(e_at)
+    .bind(e_memo)
+    .bind(p_entry)
+    .bind(p_acct)
+    .bind(p_amt)
+    .bind(b_id)
+    .bind(b_delta)
+    .bind(b_version)
+    .bind(c_id)
+    .bind(c_kiosk)
+    .bind(c_key)
+    .bind(c_staff)
+    .bind(c_canteen)
+    .bind(c_meal)
+    .bind(c_date)
+    .bind(c_ktime)
+    .bind(c_recv)
+    .bind(c_amount)
+    .bind(c_sub)
+    .bind(c_cash)
+    .bind(c_status)
+    .bind(c_reason)
+    .bind(c_entry)
+    .bind(c_offline)
+    .bind(i_kiosk)
+    .bind(i_key)
+    .bind(i_hash)
+    .bind(i_resp)
+    .bind(i_at)
+    .bind(a_at)
+    .bind(a_actor)
+    .bind(a_action)
+    .bind(a_detail)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if !ok {
+        // Nothing was written; the ids this attempt reserved stay unused (gaps are harmless).
+        for plan in plans.iter_mut() {
+            if let Plan::Write(w) = plan {
+                w.result.charge_id = None;
+            }
+        }
+    }
+    Ok(ok)
 }

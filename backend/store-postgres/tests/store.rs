@@ -19,6 +19,31 @@ impl TestDb {
             .expect("raw SQL in a test");
     }
 
+    /// Another store instance (its own pool and charge queue) on the same database, as a second
+    /// backend process behind a load balancer would have.
+    async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {
+        std::sync::Arc::new(
+            PostgresStore::connect_database(&self.admin_url, &self.name, &PostgresSettings { max_connections: 12, ..Default::default() })
+                .await
+                .expect("connect a second instance"),
+        )
+    }
+
+    /// From now on, inserting a charge whose idempotency key starts with "boom" fails with a
+    /// database error (a trigger), to see what a failing batch does.
+    async fn inject_charge_failure(&self) {
+        self.exec(
+            "CREATE FUNCTION cp_test_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.idempotency_key LIKE 'boom%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$",
+        )
+        .await;
+        self.exec("CREATE TRIGGER cp_test_boom BEFORE INSERT ON charges FOR EACH ROW EXECUTE FUNCTION cp_test_boom()").await;
+    }
+
+    async fn remove_charge_failure(&self) {
+        self.exec("DROP TRIGGER cp_test_boom ON charges").await;
+    }
+
     async fn teardown(self) {
         self.raw.pool().close().await;
         store_postgres::drop_database(&self.admin_url, &self.name)

@@ -6,6 +6,7 @@ use store_sqlite::{SqliteSettings, SqliteStore};
 struct TestDb {
     store: std::sync::Arc<dyn store::Store>,
     raw: std::sync::Arc<SqliteStore>,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -15,6 +16,26 @@ impl TestDb {
             .execute(self.raw.pool())
             .await
             .expect("raw SQL in a test");
+    }
+
+    /// Another store instance (its own pool, writer gate and charge queue) on the same file, as
+    /// a second process would have; the two meet at SQLite's own lock.
+    async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {
+        std::sync::Arc::new(SqliteStore::connect(&self.url, &SqliteSettings::default()).await.expect("open a second instance"))
+    }
+
+    /// From now on, inserting a charge whose idempotency key starts with "boom" fails with a
+    /// database error (a trigger), to see what a failing batch does.
+    async fn inject_charge_failure(&self) {
+        self.exec(
+            "CREATE TRIGGER cp_test_boom BEFORE INSERT ON charges WHEN NEW.idempotency_key LIKE 'boom%' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .await;
+    }
+
+    async fn remove_charge_failure(&self) {
+        self.exec("DROP TRIGGER cp_test_boom").await;
     }
 
     async fn teardown(self) {}
@@ -32,6 +53,7 @@ async fn fresh() -> Option<TestDb> {
     Some(TestDb {
         store: s.clone(),
         raw: s,
+        url,
         _dir: dir,
     })
 }

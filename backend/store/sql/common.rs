@@ -61,6 +61,18 @@ impl WriteTx {
 
 type Tx = WriteTx;
 
+// Group commit of charges (the queue, the batch decision and the row-by-row batch writer).
+include!("batch.rs");
+
+/// Begins a write transaction, first queueing at the writer gate where there is one (SQLite).
+async fn begin_gated(pool: &DbPool, gate: &Option<std::sync::Arc<tokio::sync::Mutex<()>>>) -> SResult<Tx> {
+    let gate = match gate {
+        Some(g) => Some(g.clone().lock_owned().await),
+        None => None,
+    };
+    Ok(WriteTx { tx: begin_write(pool).await?, _gate: gate })
+}
+
 macro_rules! refund_cols {
     () => {
         "id, charge_id, staff_id, kind, status, amount_fen, reason, entry_id, requested_at, decided_at"
@@ -161,6 +173,8 @@ pub struct SqlStore {
     /// read by every charge. Changes made through this instance clear it at once; other
     /// instances see them within the TTL. Money facts are never cached.
     rules: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, std::sync::Arc<CanteenRules>)>>,
+    /// Charges waiting for a batch writer (group commit, see `ChargeQueue`).
+    queue: std::sync::Arc<ChargeQueue>,
 }
 
 const RULES_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -174,9 +188,25 @@ struct CanteenRules {
 }
 
 impl SqlStore {
+    /// A store on `pool` with this database's default charge batching.
     pub fn from_pool(pool: DbPool) -> Self {
+        Self::from_pool_with(pool, BatchSettings::default())
+    }
+
+    pub fn from_pool_with(pool: DbPool, batch: BatchSettings) -> Self {
         let write_gate = if SERIALIZE_WRITERS { Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))) } else { None };
-        SqlStore { pool, system: std::sync::OnceLock::new(), write_gate, rules: Default::default() }
+        SqlStore {
+            pool,
+            system: std::sync::OnceLock::new(),
+            write_gate,
+            rules: Default::default(),
+            queue: std::sync::Arc::new(ChargeQueue::new(batch)),
+        }
+    }
+
+    /// How charges are grouped into transactions.
+    pub fn batch_settings(&self) -> BatchSettings {
+        self.queue.settings
     }
 
     fn forget_rules(&self) {
@@ -212,11 +242,7 @@ impl SqlStore {
     }
 
     async fn begin(&self) -> SResult<Tx> {
-        let gate = match &self.write_gate {
-            Some(g) => Some(g.clone().lock_owned().await),
-            None => None,
-        };
-        Ok(WriteTx { tx: begin_write(&self.pool).await?, _gate: gate })
+        begin_gated(&self.pool, &self.write_gate).await
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -1667,22 +1693,11 @@ impl store::Store for SqlStore {
     // ---- money --------------------------------------------------------------------------------
 
     async fn charge(&self, cmd: ChargeCommand) -> SResult<ChargeResult> {
-        if cmd.idempotency_key.is_empty() || cmd.idempotency_key.len() > 128 {
-            return Err(StoreError::invalid("bad_idempotency_key", "idempotency key must be 1 to 128 characters"));
-        }
-        if let Some(a) = cmd.amount {
-            if a.0 <= 0 {
-                return Err(StoreError::invalid("bad_amount", "an explicit amount must be positive"));
-            }
-        }
-        // A lost race on the key means another transaction committed the same key first; the
-        // next attempt reads its result. Bounded: the winner is committed before we retry.
-        for _ in 0..5 {
-            if let Some(r) = self.charge_once(&cmd).await? {
-                return Ok(r);
-            }
-        }
-        Err(StoreError::Busy("could not settle a concurrent use of the same idempotency key".into()))
+        self.charge_batched(cmd).await
+    }
+
+    fn charge_batch_stats(&self) -> Option<store::ChargeBatchStats> {
+        self.queue.settings.enabled().then(|| self.queue.stats())
     }
 
     async fn get_charge(&self, id: i64) -> SResult<ChargeRecord> {

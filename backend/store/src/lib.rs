@@ -94,8 +94,14 @@ pub trait Store: Send + Sync + 'static {
     // ---- money --------------------------------------------------------------------------
     /// Applies one kiosk charge exactly once per (kiosk, idempotency key): a replay with the same
     /// request hash returns the first result (with `replayed` set), a different hash is
-    /// `StoreError::Conflict { code: "idempotency_key_reused" }`.
+    /// `StoreError::Conflict { code: "idempotency_key_reused" }`. Implementations may write
+    /// concurrent charges together in one transaction (group commit); the call returns only
+    /// after the transaction holding this charge has committed.
     async fn charge(&self, cmd: ChargeCommand) -> Result<ChargeResult>;
+    /// Group-commit counters, when the implementation batches charges.
+    fn charge_batch_stats(&self) -> Option<ChargeBatchStats> {
+        None
+    }
     async fn get_charge(&self, id: i64) -> Result<ChargeRecord>;
     async fn list_charges(&self, filter: ChargeFilter) -> Result<Vec<ChargeRecord>>;
     /// A manager settles an exception: collect it now (funds permitting) or waive it.

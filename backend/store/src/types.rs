@@ -546,3 +546,16 @@ pub struct BalanceRow {
     /// Grows with every change to this person's balances.
     pub version: i64,
 }
+
+/// Counters of the charge group commit since the store was opened (see `Store::charge`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeBatchStats {
+    /// Batch transactions committed or failed.
+    pub batches: u64,
+    /// Charges those batches carried.
+    pub charges: u64,
+    /// The largest batch.
+    pub largest: u64,
+    /// Batches that failed as a whole (every charge in them was refused).
+    pub failed: u64,
+}

@@ -47,9 +47,61 @@ struct Args {
     /// Audit sealer interval of the benchmarked server.
     #[arg(long, default_value_t = 500)]
     sealer_interval_ms: u64,
+    /// Group commit: most charges per transaction (1 = every charge alone, no batching).
+    #[arg(long, default_value_t = 64)]
+    batch_max: usize,
+    /// Group commit: batches in flight at once (0 = the database's default).
+    #[arg(long, default_value_t = 0)]
+    writers: usize,
+    /// Group commit: microseconds a busy writer lets charges gather (0 = the server's default).
+    #[arg(long, default_value_t = 0)]
+    linger_us: u64,
 }
 
-struct Server(Child);
+struct Server(Child, Arc<Mutex<String>>);
+
+impl Server {
+    /// The server's last "charge batches" log line, as "N batches, M charges (avg A, largest L)".
+    fn batch_stats(&self) -> Option<String> {
+        let raw = self.1.lock().ok()?.clone();
+        // Drop terminal colour codes (ESC [ ... m) the log formatter may have added.
+        let mut line = String::with_capacity(raw.len());
+        let mut in_escape = false;
+        for ch in raw.chars() {
+            match (in_escape, ch) {
+                (false, '\u{1b}') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (true, _) => {}
+                (false, c) => line.push(c),
+            }
+        }
+        let field = |name: &str| -> Option<u64> {
+            let start = line.find(&format!("{name}="))? + name.len() + 1;
+            line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        };
+        let (b, c, l) = (field("batches")?, field("charges")?, field("largest")?);
+        Some(format!("{b} batches, {c} charges (avg {:.1}, largest {l})", c as f64 / b.max(1) as f64))
+    }
+}
+
+fn describe_stats(s: Option<store::ChargeBatchStats>) -> String {
+    match s {
+        Some(s) => format!(
+            "{} batches, {} charges (avg {:.1}, largest {})",
+            s.batches,
+            s.charges,
+            s.charges as f64 / s.batches.max(1) as f64,
+            s.largest
+        ),
+        None => "batching off".into(),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -63,7 +115,7 @@ fn start_server(
     data_dir: &std::path::Path,
     pool: usize,
     normal_sync: bool,
-    sealer_ms: u64,
+    a: &Args,
 ) -> Result<(Server, String)> {
     let exe = std::env::current_exe()?.with_file_name("backend");
     if !exe.exists() {
@@ -77,15 +129,34 @@ fn start_server(
         .env("CLEANPLATE_DEV_MODE", "true")
         .env("CLEANPLATE_DATA_DIR", data_dir)
         .env("CLEANPLATE_MAX_CONNECTIONS", pool.to_string())
-        .env("CLEANPLATE_SEALER_INTERVAL_MS", sealer_ms.to_string())
+        .env("CLEANPLATE_SEALER_INTERVAL_MS", a.sealer_interval_ms.to_string())
+        .env("CLEANPLATE_CHARGE_BATCH_MAX", a.batch_max.to_string())
+        .env("CLEANPLATE_CHARGE_WRITERS", a.writers.to_string())
+        .env("CLEANPLATE_CHARGE_LINGER_US", a.linger_us.to_string())
         .env(
             "CLEANPLATE_SQLITE_SYNCHRONOUS_FULL",
             if normal_sync { "false" } else { "true" },
         )
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,backend::batch=debug")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
+    let last_stats = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().context("stderr")?;
+    let sink = last_stats.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if line.contains("charge batches") {
+                if let Ok(mut l) = sink.lock() {
+                    *l = line;
+                }
+            } else {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -98,7 +169,7 @@ fn start_server(
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok((Server(child), addr))
+    Ok((Server(child, last_stats), addr))
 }
 
 /// A canteen whose lunch window covers the whole day, `accounts` people with plenty of money
@@ -202,11 +273,13 @@ struct LoadResult {
     charges: u64,
     errors: u64,
     seconds: f64,
+    cpu: Cpu,
     hist: Histogram<u64>,
 }
 
 async fn load(
     addr: &str,
+    server_pid: u32,
     people: Arc<Vec<i64>>,
     clients: usize,
     seconds: u64,
@@ -271,8 +344,10 @@ async fn load(
     tokio::time::sleep(Duration::from_secs(2)).await;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
+    let cpu0 = Cpu::now(server_pid);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
+    let cpu = Cpu::now(server_pid).since(&cpu0);
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -286,12 +361,14 @@ async fn load(
         charges: count.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         seconds: elapsed,
+        cpu,
         hist,
     })
 }
 
 /// The same load without HTTP: tasks call `Store::charge` in-process (one kiosk per task).
 async fn load_direct(
+    server_pid: u32,
     store: Arc<dyn Store>,
     people: Arc<Vec<i64>>,
     clients: usize,
@@ -355,8 +432,10 @@ async fn load_direct(
     tokio::time::sleep(Duration::from_secs(2)).await;
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
+    let cpu0 = Cpu::now(server_pid);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     measuring.store(false, Ordering::Relaxed);
+    let cpu = Cpu::now(server_pid).since(&cpu0);
     let elapsed = t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -370,8 +449,81 @@ async fn load_direct(
         charges: count.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         seconds: elapsed,
+        cpu,
         hist,
     })
+}
+
+/// CPU seconds used so far, read from /proc: by PostgreSQL's processes, by the process serving
+/// the charges (the `backend serve` child, or this process in --direct runs), by this process,
+/// and by the whole machine (so the report can say how much went to other jobs).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    postgres: f64,
+    server: f64,
+    bench: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    fn now(server_pid: u32) -> Cpu {
+        let tick = 100.0; // USER_HZ, 100 on Linux
+        let me = std::process::id();
+        let mut c = Cpu::default();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+                let name = &stat[open + 1..close];
+                let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+                let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let secs = (ticks(11) + ticks(12)) / tick;
+                if name == "postgres" {
+                    c.postgres += secs;
+                }
+                if pid == server_pid {
+                    c.server += secs;
+                }
+                if pid == me {
+                    c.bench += secs;
+                }
+            }
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+            if let Some(line) = stat.lines().next() {
+                // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+                let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                if v.len() >= 8 {
+                    c.machine = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick;
+                }
+            }
+        }
+        c
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            postgres: self.postgres - before.postgres,
+            server: self.server - before.server,
+            bench: self.bench - before.bench,
+            machine: self.machine - before.machine,
+        }
+    }
+}
+
+fn report_cpu(name: &str, r: &LoadResult, same_process: bool) -> String {
+    let per = |secs: f64| secs * 1e6 / (r.charges.max(1) as f64);
+    let cores = |secs: f64| secs / r.seconds;
+    let ours = r.cpu.postgres + r.cpu.server + if same_process { 0.0 } else { r.cpu.bench };
+    format!(
+        "{name}: CPU per charge: PostgreSQL {:.0} us, server {:.0} us{}; cores busy: ours {:.2}, other jobs {:.2}",
+        per(r.cpu.postgres),
+        per(r.cpu.server),
+        if same_process { " (load generator included)".to_string() } else { format!(", load generator {:.0} us", per(r.cpu.bench)) },
+        cores(ours),
+        cores((r.cpu.machine - ours).max(0.0)),
+    )
 }
 
 fn report(name: &str, r: &LoadResult) -> f64 {
@@ -393,7 +545,7 @@ fn pgbench(
     clients: usize,
     seconds: u64,
     scale: u32,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, Cpu, f64)> {
     let conn = pg_conninfo(admin_url, db);
     let init = Command::new("pgbench")
         .args(["-i", "-q", "-s", &scale.to_string(), &conn])
@@ -405,6 +557,8 @@ fn pgbench(
             String::from_utf8_lossy(&init.stderr)
         );
     }
+    let cpu0 = Cpu::now(0);
+    let t0 = Instant::now();
     let out = Command::new("pgbench")
         .args([
             "-b",
@@ -420,6 +574,8 @@ fn pgbench(
         ])
         .output()
         .context("running pgbench")?;
+    let cpu = Cpu::now(0).since(&cpu0);
+    let secs = t0.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
         bail!(
@@ -439,7 +595,7 @@ fn pgbench(
     };
     let tps = grab("tps = ").context("no tps line in pgbench output")?;
     let lat = grab("latency average = ").unwrap_or(f64::NAN);
-    Ok((tps, lat))
+    Ok((tps, lat, cpu, secs))
 }
 
 /// `postgres:///db?host=/sock&user=u` -> libpq keyword form for pgbench, with the database swapped.
@@ -483,10 +639,15 @@ async fn main() -> Result<()> {
     println!("| run | charges/s (tps) | p50 ms | p99 ms | p99.9 ms | errors |");
     println!("|---|---|---|---|---|---|");
     let dir = tempfile::tempdir()?;
+    let load_before = load_average();
+    let mut stats: Vec<String> = Vec::new();
     if a.db == "sqlite" || a.db == "both" {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
         let mut cfg = backend::config::Config {
             database_url: url.clone(),
+            charge_batch_max: a.batch_max,
+            charge_writers: a.writers,
+            charge_linger_us: a.linger_us,
             ..Default::default()
         };
         cfg.sqlite_synchronous_full = !a.sqlite_normal_sync;
@@ -498,25 +659,26 @@ async fn main() -> Result<()> {
             "FULL"
         };
         if a.direct {
-            let r = load_direct(store.clone(), people.clone(), a.clients, a.seconds).await?;
+            let r = load_direct(std::process::id(), store.clone(), people.clone(), a.clients, a.seconds).await?;
             report(
                 &format!("store only (no HTTP), SQLite (synchronous={sync})"),
                 &r,
             );
+            stats.push(format!("store only, SQLite: {}", describe_stats(store.charge_batch_stats())));
+            stats.push(report_cpu("store only, SQLite", &r, true));
         }
         drop(store);
-        let (_server, addr) = start_server(
-            &url,
-            dir.path(),
-            8,
-            a.sqlite_normal_sync,
-            a.sealer_interval_ms,
-        )?;
-        let r = load(&addr, people, a.clients, a.seconds).await?;
+        let (server, addr) = start_server(&url, dir.path(), 8, a.sqlite_normal_sync, &a)?;
+        let r = load(&addr, server.0.id(), people, a.clients, a.seconds).await?;
         report(
             &format!("HTTP charges, SQLite (WAL, synchronous={sync})"),
             &r,
         );
+        stats.push(format!(
+            "HTTP, SQLite: {}",
+            server.batch_stats().unwrap_or_else(|| "no batch report".into())
+        ));
+        stats.push(report_cpu("HTTP, SQLite", &r, false));
     }
     if a.db == "postgres" || a.db == "both" {
         let admin = a
@@ -529,23 +691,39 @@ async fn main() -> Result<()> {
         let cfg = backend::config::Config {
             database_url: url.clone(),
             max_connections: a.clients as u32,
+            charge_batch_max: a.batch_max,
+            charge_writers: a.writers,
+            charge_linger_us: a.linger_us,
             ..Default::default()
         };
         let store = backend::open_store(&cfg).await?;
         let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
         if a.direct {
-            let r = load_direct(store.clone(), people.clone(), a.clients, a.seconds).await?;
+            let r = load_direct(std::process::id(), store.clone(), people.clone(), a.clients, a.seconds).await?;
             report("store only (no HTTP), PostgreSQL", &r);
+            stats.push(format!("store only, PostgreSQL: {}", describe_stats(store.charge_batch_stats())));
+            stats.push(report_cpu("store only, PostgreSQL", &r, true));
         }
         drop(store);
         let result = {
-            let (_server, addr) =
-                start_server(&url, dir.path(), a.clients, false, a.sealer_interval_ms)?;
-            load(&addr, people, a.clients, a.seconds).await?
+            let (server, addr) = start_server(&url, dir.path(), a.clients, false, &a)?;
+            let r = load(&addr, server.0.id(), people, a.clients, a.seconds).await?;
+            stats.push(format!(
+                "HTTP, PostgreSQL: {}",
+                server.batch_stats().unwrap_or_else(|| "no batch report".into())
+            ));
+            stats.push(report_cpu("HTTP, PostgreSQL", &r, false));
+            r
         };
         let ours = report("HTTP charges, PostgreSQL", &result);
         let pgb = store_postgres::create_scratch_database(&admin, "cppgbench").await?;
-        let (tps, lat) = pgbench(&admin, &pgb, a.clients, a.seconds, a.pgbench_scale)?;
+        let (tps, lat, cpu, secs) = pgbench(&admin, &pgb, a.clients, a.seconds, a.pgbench_scale)?;
+        stats.push(format!(
+            "pgbench: CPU per transaction: PostgreSQL {:.0} us; cores busy: PostgreSQL {:.2}, all other processes (pgbench and other jobs) {:.2}",
+            cpu.postgres * 1e6 / (tps * secs).max(1.0),
+            cpu.postgres / secs,
+            (cpu.machine - cpu.postgres).max(0.0) / secs
+        ));
         println!("| pgbench -b tpcb-like -s {} (same clients, same server) | {tps:.0} | avg {lat:.2} | | | |", a.pgbench_scale);
         println!();
         println!(
@@ -555,5 +733,14 @@ async fn main() -> Result<()> {
         store_postgres::drop_database(&admin, &pgb).await?;
         store_postgres::drop_database(&admin, &name).await?;
     }
+    println!();
+    println!(
+        "group commit: batch max {}, writers {} (0 = database default), linger {} us",
+        a.batch_max, a.writers, a.linger_us
+    );
+    for s in &stats {
+        println!("  {s}");
+    }
+    println!("load average before: {load_before}; after: {}", load_average());
     Ok(())
 }
