@@ -20,7 +20,8 @@ say() { printf "== [%3d s] %s\n" "$SECONDS" "$1"; }
 [ -f models/dist/manifest.json ] || scripts/setup-models.sh
 say "building the backend and the kiosk"
 cargo build --quiet --locked -p backend --bin backend -p kiosk --bin kiosk
-BIN="$PWD/target/debug"
+# Cargo puts binaries under CARGO_TARGET_DIR when it is set (e.g. a target shared by checkouts).
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 
 PORT="${CLEANPLATE_DEMO_PORT:-8080}"
 DATA="${CLEANPLATE_DEMO_DIR:-$(mktemp -d /tmp/cleanplate-demo.XXXXXX)}"
