@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wire::{
     BalancesResponse, ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse,
-    KioskInfo, PayCodeRedeemRequest, PayCodeRedeemResponse, WasteRequest, WasteResponse,
-    WasteStatsResponse,
+    KioskInfo, PayCodeRedeemRequest, PayCodeRedeemResponse, VoidChargeRequest,
+    VoidChargeResponse, WasteRequest, WasteResponse, WasteStatsResponse,
 };
 
 use crate::canteen::CanteenInfo;
@@ -77,6 +77,10 @@ pub trait BackendApi: Send + Sync {
     /// The kiosk's canteen: UTC offset, meal windows, prices.
     fn canteen(&self, _canteen_id: i64) -> Result<CanteenInfo, ApiError> {
         Err(ApiError::NotSupported("canteen settings"))
+    }
+    /// Reverses a charge of this kiosk whose diner was not served.
+    fn void_charge(&self, _req: &VoidChargeRequest) -> Result<VoidChargeResponse, ApiError> {
+        Err(ApiError::NotSupported("voiding charges"))
     }
 }
 
@@ -237,6 +241,10 @@ impl BackendApi for HttpBackend {
         )
     }
 
+    fn void_charge(&self, req: &VoidChargeRequest) -> Result<VoidChargeResponse, ApiError> {
+        self.post("/api/v1/kiosk/charges/void", req)
+    }
+
     fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
         // 403: a backend from before kiosks were allowed to read their canteen.
         match self.get(&format!("/api/v1/canteens/{canteen_id}")) {
@@ -328,6 +336,9 @@ impl<A: BackendApi> BackendApi for DropChargeAnswers<A> {
     }
     fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
         self.inner.canteen(canteen_id)
+    }
+    fn void_charge(&self, req: &VoidChargeRequest) -> Result<VoidChargeResponse, ApiError> {
+        self.inner.void_charge(req)
     }
 }
 

@@ -19,18 +19,31 @@
 //! a NEW charge for the served meal, `offline: true`, under the derived key `<key>:served`,
 //! in that same transaction: the backend records it (accepted, or an exception for a
 //! manager) exactly once, whatever crashes or lost answers happen around it.
+//!
+//! The mirror case: a charge whose answer was lost and whose diner the kiosk then REFUSED
+//! on its own (marked `refused`; it could not be withdrawn because it may have arrived)
+//! may turn out `accepted`: the person paid for a meal never served. The transaction that
+//! records that answer queues a void (`<key>:void`), which asks the backend to reverse
+//! exactly that charge; the backend answers a repeated void with the same reversal.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
-use wire::{ChargeRequest, ChargeResponse, ChargeStatus};
+use wire::{ChargeRequest, ChargeResponse, ChargeStatus, VoidChargeRequest};
 
 use crate::config::to_fen;
 
 /// Suffix of the key of the offline charge queued for a meal served after a lost answer
 /// whose request the backend declined (see the module documentation).
 pub const SERVED_SUFFIX: &str = ":served";
+
+/// Suffix of the key of the void queued for a charge accepted after the kiosk refused its
+/// diner (see the module documentation).
+pub const VOID_SUFFIX: &str = ":void";
+
+/// The reason a void gives the backend (and the manager reading the journal).
+pub const VOID_REASON: &str = "refused_offline_not_served";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +60,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum ItemKind {
     Charge,
     Waste,
+    /// A request to reverse a charge whose diner was not served.
+    Void,
 }
 
 impl ItemKind {
@@ -54,14 +69,15 @@ impl ItemKind {
         match self {
             ItemKind::Charge => "charge",
             ItemKind::Waste => "waste",
+            ItemKind::Void => "void",
         }
     }
 
     fn parse(s: &str) -> ItemKind {
-        if s == "waste" {
-            ItemKind::Waste
-        } else {
-            ItemKind::Charge
+        match s {
+            "waste" => ItemKind::Waste,
+            "void" => ItemKind::Void,
+            _ => ItemKind::Charge,
         }
     }
 }
@@ -78,6 +94,9 @@ pub struct OutboxItem {
     pub attempts: i64,
     /// The diner was served on the kiosk's own (offline) decision.
     pub served: bool,
+    /// The diner was refused on the kiosk's own (offline) decision after this charge may
+    /// already have reached the backend.
+    pub refused: bool,
 }
 
 /// How one delivery attempt ended.
@@ -109,7 +128,8 @@ pub struct OutboxCounts {
     pub pending: i64,
     pub delivered: i64,
     pub rejected: i64,
-    /// Offline charges queued for served meals whose lost-answer charge was declined.
+    /// Items queued by the outbox itself: offline charges for served meals whose lost-answer
+    /// charge was declined, and voids of charges accepted for diners who were refused.
     pub derived: i64,
 }
 
@@ -218,6 +238,14 @@ impl LocalStore {
                  COMMIT;",
             )?;
         }
+        if v < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
         Ok(LocalStore { conn })
     }
 
@@ -291,6 +319,16 @@ impl LocalStore {
     pub fn mark_served(&mut self, key: &str) -> Result<bool> {
         Ok(self.conn.execute(
             "UPDATE outbox SET served = 1 WHERE idempotency_key = ?1",
+            [key],
+        )? == 1)
+    }
+
+    /// Marks a queued charge whose diner the kiosk refused on its own while the charge may
+    /// already have reached the backend (see the module documentation for what an
+    /// `accepted` answer to it then does).
+    pub fn mark_refused(&mut self, key: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET refused = 1 WHERE idempotency_key = ?1 AND kind = 'charge'",
             [key],
         )? == 1)
     }
@@ -616,7 +654,7 @@ impl LocalStore {
     }
 }
 
-const ITEM_COLUMNS: &str = "seq, kind, idempotency_key, body, created_ms, attempts, served";
+const ITEM_COLUMNS: &str = "seq, kind, idempotency_key, body, created_ms, attempts, served, refused";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
@@ -627,6 +665,7 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         created_ms: r.get(4)?,
         attempts: r.get(5)?,
         served: r.get(6)?,
+        refused: r.get(7)?,
     })
 }
 
@@ -672,6 +711,25 @@ pub fn served_follow_up(item: &OutboxItem, outcome: &Delivery) -> Option<ChargeR
     })
 }
 
+/// The void an accepted charge needs when its diner was refused: `Some` only for a charge
+/// marked `refused` whose final answer is `accepted` (money taken for a meal not served).
+/// Returns the void's idempotency key and body. Pure, like [`served_follow_up`].
+pub fn refused_follow_up(item: &OutboxItem, outcome: &Delivery) -> Option<(String, VoidChargeRequest)> {
+    if item.kind != ItemKind::Charge || !item.refused || item.served {
+        return None;
+    }
+    let Delivery::Delivered(body) = outcome else {
+        return None;
+    };
+    let resp: ChargeResponse = serde_json::from_str(body).ok()?;
+    (resp.status == ChargeStatus::Accepted).then(|| {
+        (
+            format!("{}{VOID_SUFFIX}", item.idempotency_key),
+            VoidChargeRequest { charge_key: item.idempotency_key.clone(), reason: VOID_REASON.to_string() },
+        )
+    })
+}
+
 /// What a final answer to a charge teaches the local state, inside `record`'s transaction.
 fn learn_charge_outcome(
     tx: &Transaction<'_>,
@@ -702,6 +760,17 @@ fn learn_charge_outcome(
             staff_id = follow.staff_id,
             "a meal served after a lost answer was declined by the backend; queued {} as an offline charge",
             follow.idempotency_key
+        );
+    }
+    if let Some((void_key, void)) = refused_follow_up(item, outcome) {
+        tx.execute(
+            "INSERT OR IGNORE INTO outbox (kind, idempotency_key, body, created_ms, derived_from)
+             VALUES ('void', ?1, ?2, ?3, ?4)",
+            params![void_key, serde_json::to_string(&void)?, now_ms, key],
+        )?;
+        tracing::warn!(
+            key = %key,
+            "a charge whose diner was refused offline was accepted by the backend; queued {void_key} to reverse it"
         );
     }
     let Ok(req) = serde_json::from_str::<ChargeRequest>(&item.body) else {

@@ -20,13 +20,18 @@ use std::time::Instant;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use wire::{ChargeRequest, ChargeResponse, ChargeStatus, WasteRequest, WasteResponse};
+use wire::{
+    ChargeRequest, ChargeResponse, ChargeStatus, VoidChargeRequest, VoidChargeResponse, WasteRequest,
+    WasteResponse,
+};
 
 use crate::api::{ApiError, BackendApi};
 use crate::canteen::{CanteenSettings, SettingsSource};
 use crate::config::{to_fen, KioskConfig};
 use crate::decide::{FaceEvent, Refusal};
-use crate::outbox::{served_follow_up, Delivery, ItemKind, LocalStore, OutboxItem, StoreError};
+use crate::outbox::{
+    refused_follow_up, served_follow_up, Delivery, ItemKind, LocalStore, OutboxItem, StoreError,
+};
 use crate::scale::ScaleEvent;
 
 /// Set this environment variable to make the kiosk kill itself with SIGKILL right after a
@@ -88,6 +93,19 @@ pub enum KioskEvent {
         staff_id: i64,
         original_key: String,
         idempotency_key: String,
+    },
+    /// A charge accepted by the backend after the kiosk had refused its diner on its own: a
+    /// void of it is queued under `idempotency_key`.
+    UnservedChargeVoidQueued {
+        charge_key: String,
+        idempotency_key: String,
+    },
+    /// The backend reversed a charge whose diner was not served.
+    ChargeVoided {
+        charge_key: String,
+        charge_id: i64,
+        amount: String,
+        already_void: bool,
     },
     Weighed {
         gross_g: i64,
@@ -160,6 +178,12 @@ pub fn send_item(api: &dyn BackendApi, item: &OutboxItem) -> Delivery {
             }),
             Err(e) => return Delivery::Permanent(format!("unreadable queued waste record: {e}")),
         },
+        ItemKind::Void => match serde_json::from_str::<VoidChargeRequest>(&item.body) {
+            Ok(req) => api.void_charge(&req).and_then(|r| {
+                serde_json::to_string(&r).map_err(|e| ApiError::Decode(e.to_string()))
+            }),
+            Err(e) => return Delivery::Permanent(format!("unreadable queued void: {e}")),
+        },
     };
     match result {
         Ok(body) => Delivery::Delivered(body),
@@ -169,16 +193,38 @@ pub fn send_item(api: &dyn BackendApi, item: &OutboxItem) -> Delivery {
     }
 }
 
-/// The events for the served meals whose lost-answer charge a drain found declined (the
-/// outbox queued their offline charges while recording the answers).
+/// The events for what a drain's answers made the outbox queue by itself (offline charges
+/// for served meals whose lost-answer charge was declined, voids of charges accepted for
+/// diners who were refused) and for the voids it delivered.
 pub fn follow_up_events(done: &[(OutboxItem, Delivery)]) -> Vec<KioskEvent> {
     done.iter()
         .filter_map(|(item, d)| {
-            served_follow_up(item, d).map(|f| KioskEvent::ServedMealQueued {
-                staff_id: f.staff_id,
-                original_key: item.idempotency_key.clone(),
-                idempotency_key: f.idempotency_key,
-            })
+            if let Some(f) = served_follow_up(item, d) {
+                return Some(KioskEvent::ServedMealQueued {
+                    staff_id: f.staff_id,
+                    original_key: item.idempotency_key.clone(),
+                    idempotency_key: f.idempotency_key,
+                });
+            }
+            if let Some((void_key, void)) = refused_follow_up(item, d) {
+                return Some(KioskEvent::UnservedChargeVoidQueued {
+                    charge_key: void.charge_key,
+                    idempotency_key: void_key,
+                });
+            }
+            match (item.kind, d) {
+                (ItemKind::Void, Delivery::Delivered(body)) => {
+                    let r: VoidChargeResponse = serde_json::from_str(body).ok()?;
+                    let req: VoidChargeRequest = serde_json::from_str(&item.body).ok()?;
+                    Some(KioskEvent::ChargeVoided {
+                        charge_key: req.charge_key,
+                        charge_id: r.charge_id,
+                        amount: r.amount.to_string(),
+                        already_void: r.already_void,
+                    })
+                }
+                _ => None,
+            }
         })
         .collect()
 }
@@ -542,12 +588,13 @@ impl Station {
             // Only a request that surely never left may be withdrawn; one that may have
             // arrived stays queued so its true outcome is learnt.
             if !self.store.withdraw_unsent(&key)? {
-                // If the backend did apply it, the person paid for a meal not served: only a
-                // manager can reverse that charge, so say which one.
-                tracing::warn!(
+                // If the backend did apply it, the person paid for a meal not served: marked,
+                // so that an `accepted` answer queues a void of it (see `outbox`).
+                self.store.mark_refused(&key)?;
+                tracing::info!(
                     key = %key,
                     staff_id,
-                    "refused offline, but the charge may have reached the backend; if it shows as accepted, reverse it"
+                    "refused offline, but the charge may have reached the backend; it will be voided if it was accepted"
                 );
             }
             self.store.unmark_meal(&key)?;
@@ -685,6 +732,8 @@ mod tests {
         balance_fen: Mutex<i64>,
         used_codes: Mutex<Vec<String>>,
         stats: Mutex<Option<WasteStatsResponse>>,
+        /// Keys of the charges reversed by a void, in order.
+        voided: Mutex<Vec<String>>,
     }
 
     impl BackendApi for Fake {
@@ -754,6 +803,31 @@ mod tests {
                 id: w.len() as i64,
                 net_grams: req.gross_grams - req.tare_grams,
                 replayed: false,
+            })
+        }
+        fn void_charge(&self, req: &VoidChargeRequest) -> Result<VoidChargeResponse, ApiError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(ApiError::NotSent("connection refused".into()));
+            }
+            let stored = self.stored.lock().unwrap();
+            let Some(charge) = stored.get(&req.charge_key).filter(|c| c.status == ChargeStatus::Accepted) else {
+                return Err(ApiError::Status {
+                    status: 404,
+                    code: "not_found".into(),
+                    message: "no such charge".into(),
+                });
+            };
+            let mut voided = self.voided.lock().unwrap();
+            let already_void = voided.contains(&req.charge_key);
+            if !already_void {
+                voided.push(req.charge_key.clone());
+                *self.balance_fen.lock().unwrap() += 1500;
+            }
+            Ok(VoidChargeResponse {
+                charge_id: charge.charge_id.unwrap_or_default(),
+                refund_id: voided.len() as i64,
+                amount: charge.amount,
+                already_void,
             })
         }
         fn gallery(&self, _: i64, _: i64) -> Result<GalleryResponse, ApiError> {
@@ -1023,6 +1097,55 @@ mod tests {
                 .any(|e| matches!(e, KioskEvent::ScaleProblem { .. })),
             "below tare is reported"
         );
+    }
+
+    #[test]
+    fn a_refused_diner_whose_lost_charge_was_accepted_gets_it_voided_exactly_once() {
+        let fake = Arc::new(Fake::default());
+        // Enough money: the backend accepts; the answer is lost, and with no offline
+        // allowance the kiosk refuses the diner on its own.
+        *fake.balance_fen.lock().unwrap() = 10_000;
+        fake.lose_answers.store(1, Ordering::SeqCst);
+        let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+        s.cfg.offline_limit = Decimal::ZERO;
+        s.on_identified(7, Via::Face, Instant::now());
+        assert!(
+            matches!(events.lock().unwrap().last(), Some(KioskEvent::Declined { reason, .. }) if reason == "offline_limit_reached"),
+            "{:?}",
+            events.lock().unwrap().last()
+        );
+        let key = fake.charges.lock().unwrap()[0].idempotency_key.clone();
+        assert_eq!(*fake.balance_fen.lock().unwrap(), 8_500, "the backend took the money");
+        // The network is back: the resent charge learns "accepted", which queues a void in
+        // the same transaction; the void goes out in the same drain.
+        sync_once(&mut s, &fake);
+        assert_eq!(*fake.voided.lock().unwrap(), std::slice::from_ref(&key));
+        assert_eq!(*fake.balance_fen.lock().unwrap(), 10_000, "the money is back");
+        let c = s.store.counts().unwrap();
+        assert_eq!((c.pending, c.delivered, c.derived), (0, 2, 1));
+        let ev = events.lock().unwrap().clone();
+        assert!(ev.iter().any(|e| matches!(e, KioskEvent::UnservedChargeVoidQueued { charge_key, idempotency_key }
+            if *charge_key == key && *idempotency_key == format!("{key}:void"))));
+        assert!(ev.iter().any(|e| matches!(e, KioskEvent::ChargeVoided { charge_key, already_void: false, .. } if *charge_key == key)));
+        // More drains change nothing: one charge, one void.
+        sync_once(&mut s, &fake);
+        assert_eq!(fake.voided.lock().unwrap().len(), 1);
+        assert_eq!(fake.charges.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_refused_diner_whose_lost_charge_was_declined_needs_no_void() {
+        let fake = Arc::new(Fake::default());
+        *fake.balance_fen.lock().unwrap() = 1_000;
+        fake.lose_answers.store(1, Ordering::SeqCst);
+        let (mut s, _events) = station(crate::config::Mode::Pay, fake.clone());
+        s.cfg.offline_limit = Decimal::ZERO;
+        s.on_identified(7, Via::Face, Instant::now());
+        sync_once(&mut s, &fake);
+        sync_once(&mut s, &fake);
+        assert!(fake.voided.lock().unwrap().is_empty());
+        let c = s.store.counts().unwrap();
+        assert_eq!((c.pending, c.delivered, c.derived), (0, 1, 0));
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Embedder {
     /// 0..255): for benchmarks that compare the pipeline with the bare model.
     pub fn run_raw(&mut self, input: &[f32]) -> Result<Vec<Embedding>> {
         let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
-        if input.is_empty() || input.len() % (3 * plane) != 0 {
+        if input.is_empty() || !input.len().is_multiple_of(3 * plane) {
             return Err(Error::InvalidArgument(format!("input of {} floats is not a whole number of chips", input.len())));
         }
         // Straight from the caller's buffer: a copy here would be work the pipeline does not do.

@@ -104,6 +104,9 @@ pub struct Pipeline {
     config: PipelineConfig,
 }
 
+/// What the geometry stages make of one detected face: landmarks, the aligned chip, its quality.
+type FaceGeometry = ([Point; 5], RgbImage, QualityReport);
+
 impl Pipeline {
     /// Verifies the model directory against its manifest and builds every session.
     pub fn load(config: PipelineConfig) -> Result<Pipeline> {
@@ -155,7 +158,7 @@ impl Pipeline {
         // landmarks, the chip and the quality measures on the other core: on a 2-core kiosk
         // that hides the pipeline's own CPU work behind ONNX Runtime's.
         let Pipeline { landmarks, liveness, config, .. } = self;
-        let geometry = |timings: &mut Timings| -> Result<Vec<Option<([Point; 5], RgbImage, QualityReport)>>> {
+        let geometry = |timings: &mut Timings| -> Result<Vec<Option<FaceGeometry>>> {
             selected
                 .iter()
                 .map(|det| {

@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn enlarging_is_bilinear() {
         let img = RgbImage::from_fn(2, 1, |x, _| image::Rgb([(x * 100) as u8, 0, 0]));
-        let mut out = vec![0f32; 4 * 1 * 3];
+        let mut out = vec![0f32; 4 * 3]; // 4x1 pixels, RGB
         sample_region(&img, 0.0, 0.0, 2.0, 1.0, 4, 1, &mut out);
         // Sample centres at source x = -0.25, 0.25, 0.75, 1.25.
         let reds: Vec<f32> = out.chunks(3).map(|p| p[0]).collect();

@@ -727,18 +727,7 @@ fn a_lost_answer_to_a_declined_charge_still_records_the_served_meal() {
     assert_eq!(first.status, wire::ChargeStatus::Accepted, "{first:?}");
 
     // The answer to this kiosk's charge is lost; it serves within the offline allowance.
-    let replay = kiosk.make_replay("replay", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[(kiosk::api::TEST_DROP_CHARGE_ANSWERS, "1")],
-    );
-    assert!(run.wait(LONG).success(), "{}", run.describe());
+    let run = run_with_first_answer_lost(&kiosk);
     let paid = run.events_of("paid");
     assert_eq!(paid.len(), 1, "{}", run.describe());
     assert_eq!(
@@ -780,18 +769,81 @@ fn a_lost_answer_to_a_declined_charge_still_records_the_served_meal() {
         "{charges:?}"
     );
     assert!(charges.iter().all(|c| c["staff_id"] == wang));
-    let counts: serde_json::Value = serde_json::from_str(kiosk.ok(&["outbox"]).trim()).unwrap();
-    assert_eq!(
-        (
-            counts["pending"].as_i64(),
-            counts["delivered"].as_i64(),
-            counts["derived"].as_i64()
-        ),
-        (Some(0), Some(2), Some(1)),
-        "{counts}"
-    );
+    assert_eq!(outbox_counts(&kiosk), (0, 2, 1), "pending, delivered, derived");
     let (ok, report) = backend.check();
     assert!(ok, "backend check failed:\n{report}");
+}
+
+#[test]
+fn a_diner_refused_after_a_lost_answer_gets_the_accepted_charge_voided() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No offline allowance: when the answer is lost the kiosk cannot serve on its own.
+    let (backend, kiosk) = setup(
+        tmp.path(),
+        "pay",
+        "offline_limit = \"0\"\nsync_interval_ms = 300",
+    );
+    kiosk.enrol(
+        "E0001",
+        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
+    );
+    let wang = backend.staff_id("E0001");
+    let balance = || {
+        backend
+            .desk()
+            .get_json(&format!("/api/v1/staff/{wang}/balance"))
+            .expect("reading the balance")
+    };
+    let before = balance();
+
+    // The backend accepts the charge, the answer is lost, the kiosk refuses the diner.
+    let run = run_with_first_answer_lost(&kiosk);
+    assert!(run.events_of("paid").is_empty(), "{}", run.describe());
+    let declined = run.events_of("declined");
+    assert_eq!(declined.len(), 1, "{}", run.describe());
+    assert_eq!(declined[0]["reason"], "offline_limit_reached");
+    let queued = run.events_of("unserved_charge_void_queued");
+    assert_eq!(queued.len(), 1, "{}", run.describe());
+    let key = queued[0]["charge_key"].as_str().unwrap().to_string();
+    assert_eq!(queued[0]["idempotency_key"], format!("{key}:void"));
+    let voided = run.events_of("charge_voided");
+    assert_eq!(voided.len(), 1, "{}", run.describe());
+    assert_eq!(voided[0]["charge_key"], key.as_str());
+
+    // One charge at the backend, reversed; the person's balances are what they were.
+    let charges = backend.charges();
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0]["staff_id"], wang);
+    assert_eq!(charges[0]["status"], "refunded", "{charges:?}");
+    assert_eq!(balance(), before, "balances restored");
+    assert_eq!(outbox_counts(&kiosk), (0, 2, 1), "pending, delivered, derived");
+    let (ok, report) = backend.check();
+    assert!(ok, "backend check failed:\n{report}");
+}
+
+/// Wang (E0001) walks up once (obama3.jpg, moving); the backend applies the kiosk's first
+/// online charge but its answer is lost on the way back (test hook).
+fn run_with_first_answer_lost(kiosk: &KioskCmd) -> e2e::RunningKiosk {
+    let replay = kiosk.make_replay("replay", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
+    let mut run = kiosk.spawn_run(
+        &[
+            "--replay",
+            replay.to_str().unwrap(),
+            "--fps",
+            "8",
+            "--exit-after-replay",
+        ],
+        &[(kiosk::api::TEST_DROP_CHARGE_ANSWERS, "1")],
+    );
+    assert!(run.wait(LONG).success(), "{}", run.describe());
+    run
+}
+
+/// `kiosk outbox`: (pending, delivered, derived).
+fn outbox_counts(kiosk: &KioskCmd) -> (i64, i64, i64) {
+    let counts: serde_json::Value = serde_json::from_str(kiosk.ok(&["outbox"]).trim()).unwrap();
+    let n = |k: &str| counts[k].as_i64().unwrap_or(-1);
+    (n("pending"), n("delivered"), n("derived"))
 }
 
 fn blank_replay(dir: &std::path::Path, frames: usize) -> PathBuf {

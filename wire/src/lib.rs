@@ -116,6 +116,34 @@ pub struct ChargeResponse {
     pub replayed: bool,
 }
 
+/// `POST /api/v1/kiosk/charges/void`: the kiosk refused a diner on its own (offline, the
+/// charge's answer lost) and later learnt that the charge it could not withdraw was accepted:
+/// the person paid for a meal never served. The backend reverses that charge (a journal
+/// reversal, audited, the kiosk as actor). Idempotent: voiding an already reversed charge
+/// answers the same reversal again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VoidChargeRequest {
+    /// The idempotency key of the charge to void (made by this same kiosk).
+    pub charge_key: String,
+    /// Why, for the manager reading the journal, e.g. `refused_offline_not_served`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VoidChargeResponse {
+    pub charge_id: i64,
+    /// The reversal's refund record.
+    pub refund_id: i64,
+    /// What went back to the person's balances.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "12.00"))]
+    pub amount: Decimal,
+    /// True when the charge had already been reversed (by an earlier void or a manager).
+    pub already_void: bool,
+}
+
 /// `POST /api/v1/kiosk/waste`: grams left on a tray.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

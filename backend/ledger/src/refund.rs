@@ -50,6 +50,11 @@ pub enum RefundDenied {
 /// How long people may ask for a refund from their phone.
 pub const STAFF_REFUND_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// How long a kiosk may void a charge it did not serve. A void corrects a lost answer, which the
+/// kiosk learns on its next resend (minutes, or days for a kiosk left offline); anything older
+/// is a dispute for a manager, not something a device should settle.
+pub const KIOSK_VOID_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// A manager may reverse any standing charge.
 pub fn manager_may_reverse(status: ChargeStatus) -> Result<(), RefundDenied> {
     if status != ChargeStatus::Accepted {

@@ -110,6 +110,95 @@ both_dbs!(charge_replayed_100_times_over_http_charges_once, |app| {
     app.check_ok().await;
 });
 
+both_dbs!(kiosk_voids_a_charge_it_did_not_serve, |app| {
+    app.top_up_via_store(app.staff_id, 10_000).await;
+    let (s, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge_body("v-1", app.staff_id)),
+        )
+        .await;
+    assert_eq!(
+        (s, c["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{c}"
+    );
+    assert_eq!(cash(&app).await, "85.00");
+    let void = json!({"charge_key": "v-1", "reason": "refused_offline_not_served"});
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges/void",
+            Some(void.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["charge_id"], c["charge_id"]);
+    assert_eq!(
+        (v["amount"].as_str(), v["already_void"].as_bool()),
+        (Some("15.00"), Some(false))
+    );
+    assert_eq!(cash(&app).await, "100.00", "the whole charge went back");
+    // The kiosk lost this answer too and asks again: the same reversal, nothing more.
+    let (s, again) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges/void",
+            Some(void),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["refund_id"], v["refund_id"]);
+    assert_eq!(again["already_void"], true);
+    assert_eq!(cash(&app).await, "100.00");
+    // Unknown key: 404 in the common error shape.
+    let (s, e) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges/void",
+            Some(json!({"charge_key": "never-sent", "reason": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{e}"
+    );
+    // Bad bodies are refused before the store sees them.
+    for (body, code) in [
+        (json!({"charge_key": "", "reason": "x"}), "bad_charge_key"),
+        (
+            json!({"charge_key": "k".repeat(129), "reason": "x"}),
+            "bad_charge_key",
+        ),
+        (json!({"charge_key": "v-1", "reason": "  "}), "bad_reason"),
+        (
+            json!({"charge_key": "v-1", "reason": "r".repeat(201)}),
+            "bad_reason",
+        ),
+    ] {
+        let (s, e) = app
+            .call(
+                &app.kiosk,
+                Method::POST,
+                "/api/v1/kiosk/charges/void",
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+            "{e}"
+        );
+    }
+    app.check_ok().await;
+});
+
 fn signed(body: &serde_json::Value, secret: &str) -> (Vec<u8>, String) {
     let bytes = serde_json::to_vec(body).expect("json");
     let sig = backend::payments::sign(secret.as_bytes(), &bytes);

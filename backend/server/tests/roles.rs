@@ -27,6 +27,7 @@ const MATRIX: &[(&str, &str, u8)] = &[
     ("post", "/api/v1/kiosk/enrol", ALL),
     ("get", "/api/v1/kiosk/me", K),
     ("post", "/api/v1/kiosk/charges", K),
+    ("post", "/api/v1/kiosk/charges/void", K),
     ("post", "/api/v1/kiosk/waste", K),
     ("get", "/api/v1/kiosk/gallery", K),
     ("post", "/api/v1/kiosk/pay-codes/redeem", K),

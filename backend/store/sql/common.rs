@@ -30,7 +30,7 @@ use store::{
     GalleryChange, GalleryPage, GrantSummary, Kiosk, MealWindow, NewCanteen, NewPaymentOrder,
     NewSession, NewStaff, NewUser, Offboarding, OrderStatus, PaymentOrder, Price, Refund,
     PayCodeRedemption, RefundStatus, Role, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine, StoreError,
-    SubsidyRule, TemplateMeta, User, WasteCommand, WasteRecord, WasteStats, GENESIS_HASH,
+    SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord, WasteStats, GENESIS_HASH,
 };
 
 /// A write transaction. On SQLite it also holds the process-wide writer gate (see `SqlStore::begin`);
@@ -850,6 +850,50 @@ impl SqlStore {
             .await
             .map_err(db)?;
         Ok(rev_id)
+    }
+
+    /// The whole of a manager-style reversal of a locked, standing charge: supersedes a pending
+    /// staff request, posts the reversing entry, records the approved refund and audits it, so a
+    /// manager's reversal and a kiosk's void cannot drift apart. `extra` adds audit detail.
+    #[allow(clippy::too_many_arguments)]
+    async fn reverse_standing(
+        &self,
+        tx: &mut Tx,
+        c: &ChargeRecord,
+        reason: &str,
+        action: &str,
+        extra: serde_json::Value,
+        now_ms: i64,
+        actor: &Actor,
+    ) -> SResult<Refund> {
+        sqlx::query("UPDATE refunds SET status = 'rejected', decided_at = $1 WHERE charge_id = $2 AND status = 'requested'")
+            .bind(now_ms)
+            .bind(c.id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+        let entry_id = self.reverse_in_tx(tx, c, EntryKind::Reversal, now_ms).await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO refunds (charge_id, staff_id, kind, status, amount_fen, reason, entry_id, requested_at, decided_at) \
+             VALUES ($1, $2, 'manager_reversal', 'approved', $3, $4, $5, $6, $6) RETURNING ",
+            refund_cols!()
+        ))
+        .bind(c.id)
+        .bind(c.staff_id)
+        .bind(c.amount.0)
+        .bind(reason)
+        .bind(entry_id)
+        .bind(now_ms)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+        let r = refund_from_row(&row)?;
+        let mut detail = serde_json::json!({"charge_id": c.id, "refund_id": r.id, "amount_fen": c.amount.0, "reason": reason});
+        if let (Some(d), serde_json::Value::Object(more)) = (detail.as_object_mut(), extra) {
+            d.extend(more);
+        }
+        Self::audit(tx, actor, action, detail, now_ms).await?;
+        Ok(r)
     }
 
     async fn load_order(tx: &mut Tx, order_no: &str) -> SResult<Option<PaymentOrder>> {
@@ -1783,32 +1827,62 @@ impl store::Store for SqlStore {
         let mut tx = self.begin().await?;
         let c = Self::load_charge(&mut tx, charge_id).await?;
         refund::manager_may_reverse(c.status).map_err(|e| StoreError::invalid("not_refundable", e.to_string()))?;
-        // A pending staff request for the same charge is superseded by the manager's reversal.
-        sqlx::query("UPDATE refunds SET status = 'rejected', decided_at = $1 WHERE charge_id = $2 AND status = 'requested'")
-            .bind(now_ms)
-            .bind(charge_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let entry_id = self.reverse_in_tx(&mut tx, &c, EntryKind::Reversal, now_ms).await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO refunds (charge_id, staff_id, kind, status, amount_fen, reason, entry_id, requested_at, decided_at) \
-             VALUES ($1, $2, 'manager_reversal', 'approved', $3, $4, $5, $6, $6) RETURNING ",
-            refund_cols!()
-        ))
-        .bind(c.id)
-        .bind(c.staff_id)
-        .bind(c.amount.0)
-        .bind(reason)
-        .bind(entry_id)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let r = refund_from_row(&row)?;
-        Self::audit(&mut tx, actor, "charge.reverse", serde_json::json!({"charge_id": c.id, "refund_id": r.id, "amount_fen": c.amount.0, "reason": reason}), now_ms).await?;
+        let r = self.reverse_standing(&mut tx, &c, reason, "charge.reverse", serde_json::json!({}), now_ms, actor).await?;
         tx.commit().await.map_err(db)?;
         Ok(r)
+    }
+
+    async fn void_kiosk_charge(&self, kiosk_id: i64, idempotency_key: &str, reason: &str, now_ms: i64) -> SResult<VoidOutcome> {
+        let mut tx = self.begin().await?;
+        // The same row lock as a manager reversal (`load_charge`): concurrent voids, and a void
+        // racing a manager, serialise on the charge and the later ones see it refunded.
+        let row = sqlx::query(concat!(
+            "SELECT id, kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, kiosk_time, received_at, \
+             amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline FROM charges \
+             WHERE kiosk_id = $1 AND idempotency_key = $2",
+            for_update!()
+        ))
+        .bind(kiosk_id)
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound("charge"))?;
+        let charge = charge_from_row(&row)?;
+        match charge.status {
+            ChargeStatus::Accepted => {}
+            // Checked before the window: answering an old void again changes nothing.
+            ChargeStatus::Refunded => {
+                let row = sqlx::query(concat!("SELECT ", refund_cols!(), " FROM refunds WHERE charge_id = $1 AND status = 'approved'"))
+                    .bind(charge.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .ok_or_else(|| corrupt(format!("refunded charge {} has no approved refund", charge.id)))?;
+                let refund = refund_from_row(&row)?;
+                return Ok(VoidOutcome { charge, refund, already_void: true });
+            }
+            other => {
+                return Err(StoreError::conflict(
+                    "nothing_to_void",
+                    format!("charge {} is {}: nothing was taken from the balance, so there is nothing to void", charge.id, other.as_str()),
+                ))
+            }
+        }
+        if now_ms.saturating_sub(charge.received_ms) > refund::KIOSK_VOID_WINDOW_MS {
+            return Err(StoreError::conflict(
+                "void_too_late",
+                "this charge is older than 7 days; a kiosk cannot void it, a manager can reverse it",
+            ));
+        }
+        let actor = Actor::Kiosk { id: kiosk_id };
+        let extra = serde_json::json!({"key": idempotency_key});
+        let refund = self
+            .reverse_standing(&mut tx, &charge, &format!("voided by kiosk {kiosk_id}: {reason}"), "charge.void", extra, now_ms, &actor)
+            .await?;
+        tx.commit().await.map_err(db)?;
+        let charge = ChargeRecord { status: ChargeStatus::Refunded, ..charge };
+        Ok(VoidOutcome { charge, refund, already_void: false })
     }
 
     async fn request_refund(&self, charge_id: i64, staff_id: i64, reason: &str, now_ms: i64, actor: &Actor) -> SResult<Refund> {

@@ -120,6 +120,17 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         actor: &Actor,
     ) -> Result<Refund>;
+    /// A kiosk withdraws a charge it sent but never served (the answer was lost, the diner
+    /// was refused offline). Keys are per kiosk, so a kiosk can only void its own charges; the
+    /// reversal is the manager's, with the kiosk as actor. Voiding a reversed charge again
+    /// answers the existing reversal; only recent charges qualify, older ones go to a manager.
+    async fn void_kiosk_charge(
+        &self,
+        kiosk_id: i64,
+        idempotency_key: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<VoidOutcome>;
     /// A person asks for a refund of their own charge; a manager decides later.
     async fn request_refund(
         &self,

@@ -334,6 +334,15 @@ pub struct Refund {
     pub decided_at_ms: Option<i64>,
 }
 
+/// What a kiosk's void did: the charge, its reversal, and whether the reversal already existed
+/// (a replayed void, or a manager got there first), so a kiosk that lost the answer can ask again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidOutcome {
+    pub charge: ChargeRecord,
+    pub refund: Refund,
+    pub already_void: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offboarding {
     pub staff_id: i64,

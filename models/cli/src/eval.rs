@@ -42,7 +42,7 @@ pub fn embed_all(config: &PipelineConfig, paths: &[PathBuf], jobs: usize) -> Res
                         if let Ok(mut r) = results.lock() {
                             r[i] = embedding;
                         }
-                        if (i + 1) % 500 == 0 {
+                        if (i + 1).is_multiple_of(500) {
                             eprintln!("  {} / {} images", i + 1, paths.len());
                         }
                     }

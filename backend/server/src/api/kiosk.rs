@@ -15,7 +15,7 @@ use store::{ChargeCommand, ChargeOutcome, PayCodeRedemption, SealedTemplate, Was
 use utoipa::IntoParams;
 use wire::{
     ChargeRequest, ChargeResponse, ChargeStatus, EnrolRequest, EnrolResponse, GalleryChange,
-    GalleryResponse, KioskInfo, WasteRequest, WasteResponse,
+    GalleryResponse, KioskInfo, VoidChargeRequest, VoidChargeResponse, WasteRequest, WasteResponse,
 };
 
 /// How far ahead of the server's clock a kiosk's timestamp may be.
@@ -138,6 +138,46 @@ pub async fn charge(
         cash_balance: r.cash_balance.to_yuan(),
         subsidy_balance: r.subsidy_balance.to_yuan(),
         replayed: r.replayed,
+    }))
+}
+
+/// Void a charge this kiosk sent but did not serve (its answer was lost and the diner was refused
+/// offline); the charge is reversed as a manager would, the kiosk recorded as actor. Idempotent:
+/// a repeated void answers the same reversal with `already_void`. Roles: kiosk.
+#[utoipa::path(post, path = "/api/v1/kiosk/charges/void", tag = "kiosk", request_body = VoidChargeRequest,
+    responses((status = 200, description = "reversed now, or already reversed", body = VoidChargeResponse),
+              (status = 404, description = "this kiosk sent no charge with this key (declined charges included)", body = wire::ErrorBody),
+              (status = 409, description = "nothing_to_void (exception or waived) or void_too_late (older than 7 days)", body = wire::ErrorBody),
+              (status = 422, body = wire::ErrorBody)))]
+pub async fn void_charge(
+    State(st): State<AppState>,
+    Need(p): Need<KIOSK>,
+    JsonBody(req): JsonBody<VoidChargeRequest>,
+) -> Result<Json<VoidChargeResponse>, ApiError> {
+    let k = p.kiosk()?;
+    // The key is matched exactly as the kiosk sent it with the charge, so it is not trimmed.
+    if !(1..=128).contains(&req.charge_key.chars().count()) {
+        return Err(ApiError::unprocessable(
+            "bad_charge_key",
+            "charge_key must be 1-128 characters",
+        ));
+    }
+    let reason = req.reason.trim();
+    if !(1..=200).contains(&reason.chars().count()) {
+        return Err(ApiError::unprocessable(
+            "bad_reason",
+            "reason must be 1-200 characters",
+        ));
+    }
+    let v = st
+        .store
+        .void_kiosk_charge(k.id, &req.charge_key, reason, now_ms())
+        .await?;
+    Ok(Json(VoidChargeResponse {
+        charge_id: v.charge.id,
+        refund_id: v.refund.id,
+        amount: v.refund.amount.to_yuan(),
+        already_void: v.already_void,
     }))
 }
 

@@ -48,6 +48,7 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kiosk::enrol))
         .routes(routes!(kiosk::kiosk_me))
         .routes(routes!(kiosk::charge))
+        .routes(routes!(kiosk::void_charge))
         .routes(routes!(kiosk::waste))
         .routes(routes!(kiosk::gallery))
         .routes(routes!(kiosk::redeem_pay_code))
