@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wire::{
     BalancesResponse, ChargeRequest, ChargeResponse, EnrolRequest, EnrolResponse, GalleryResponse,
-    KioskInfo, PayCodeRedeemRequest, PayCodeRedeemResponse, VoidChargeRequest,
-    VoidChargeResponse, WasteRequest, WasteResponse, WasteStatsResponse,
+    KioskInfo, PayCodeRedeemRequest, PayCodeRedeemResponse, VoidChargeRequest, VoidChargeResponse,
+    WasteRequest, WasteResponse, WasteStatsResponse,
 };
 
 use crate::canteen::CanteenInfo;

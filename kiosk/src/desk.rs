@@ -1,6 +1,7 @@
 //! The enrolment desk: a manager's session with the backend, used to enrol faces
 //! (consent first, then templates computed here with the same face pipeline the kiosk
-//! runs, since the backend has no face model), to set meal windows, and to make kiosk
+//! runs, so a desk PC with a camera needs no upload; the backend can also enrol from an
+//! uploaded photo, `POST /api/v1/staff/{id}/face-photos`), to set meal windows, and to make kiosk
 //! enrolment codes, and to give a staff member a login. The same session type serves a
 //! staff member's own calls (a one-time pay code from `/me/pay-codes`, as the mobile page
 //! would make it). The demo script and the end-to-end tests drive it through the

@@ -654,7 +654,8 @@ impl LocalStore {
     }
 }
 
-const ITEM_COLUMNS: &str = "seq, kind, idempotency_key, body, created_ms, attempts, served, refused";
+const ITEM_COLUMNS: &str =
+    "seq, kind, idempotency_key, body, created_ms, attempts, served, refused";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
@@ -714,7 +715,10 @@ pub fn served_follow_up(item: &OutboxItem, outcome: &Delivery) -> Option<ChargeR
 /// The void an accepted charge needs when its diner was refused: `Some` only for a charge
 /// marked `refused` whose final answer is `accepted` (money taken for a meal not served).
 /// Returns the void's idempotency key and body. Pure, like [`served_follow_up`].
-pub fn refused_follow_up(item: &OutboxItem, outcome: &Delivery) -> Option<(String, VoidChargeRequest)> {
+pub fn refused_follow_up(
+    item: &OutboxItem,
+    outcome: &Delivery,
+) -> Option<(String, VoidChargeRequest)> {
     if item.kind != ItemKind::Charge || !item.refused || item.served {
         return None;
     }
@@ -725,7 +729,10 @@ pub fn refused_follow_up(item: &OutboxItem, outcome: &Delivery) -> Option<(Strin
     (resp.status == ChargeStatus::Accepted).then(|| {
         (
             format!("{}{VOID_SUFFIX}", item.idempotency_key),
-            VoidChargeRequest { charge_key: item.idempotency_key.clone(), reason: VOID_REASON.to_string() },
+            VoidChargeRequest {
+                charge_key: item.idempotency_key.clone(),
+                reason: VOID_REASON.to_string(),
+            },
         )
     })
 }

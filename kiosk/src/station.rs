@@ -21,8 +21,8 @@ use std::time::Instant;
 use serde::Serialize;
 use time::OffsetDateTime;
 use wire::{
-    ChargeRequest, ChargeResponse, ChargeStatus, VoidChargeRequest, VoidChargeResponse, WasteRequest,
-    WasteResponse,
+    ChargeRequest, ChargeResponse, ChargeStatus, VoidChargeRequest, VoidChargeResponse,
+    WasteRequest, WasteResponse,
 };
 
 use crate::api::{ApiError, BackendApi};
@@ -810,7 +810,10 @@ mod tests {
                 return Err(ApiError::NotSent("connection refused".into()));
             }
             let stored = self.stored.lock().unwrap();
-            let Some(charge) = stored.get(&req.charge_key).filter(|c| c.status == ChargeStatus::Accepted) else {
+            let Some(charge) = stored
+                .get(&req.charge_key)
+                .filter(|c| c.status == ChargeStatus::Accepted)
+            else {
                 return Err(ApiError::Status {
                     status: 404,
                     code: "not_found".into(),
@@ -1115,17 +1118,27 @@ mod tests {
             events.lock().unwrap().last()
         );
         let key = fake.charges.lock().unwrap()[0].idempotency_key.clone();
-        assert_eq!(*fake.balance_fen.lock().unwrap(), 8_500, "the backend took the money");
+        assert_eq!(
+            *fake.balance_fen.lock().unwrap(),
+            8_500,
+            "the backend took the money"
+        );
         // The network is back: the resent charge learns "accepted", which queues a void in
         // the same transaction; the void goes out in the same drain.
         sync_once(&mut s, &fake);
         assert_eq!(*fake.voided.lock().unwrap(), std::slice::from_ref(&key));
-        assert_eq!(*fake.balance_fen.lock().unwrap(), 10_000, "the money is back");
+        assert_eq!(
+            *fake.balance_fen.lock().unwrap(),
+            10_000,
+            "the money is back"
+        );
         let c = s.store.counts().unwrap();
         assert_eq!((c.pending, c.delivered, c.derived), (0, 2, 1));
         let ev = events.lock().unwrap().clone();
-        assert!(ev.iter().any(|e| matches!(e, KioskEvent::UnservedChargeVoidQueued { charge_key, idempotency_key }
-            if *charge_key == key && *idempotency_key == format!("{key}:void"))));
+        assert!(ev.iter().any(
+            |e| matches!(e, KioskEvent::UnservedChargeVoidQueued { charge_key, idempotency_key }
+            if *charge_key == key && *idempotency_key == format!("{key}:void"))
+        ));
         assert!(ev.iter().any(|e| matches!(e, KioskEvent::ChargeVoided { charge_key, already_void: false, .. } if *charge_key == key)));
         // More drains change nothing: one charge, one void.
         sync_once(&mut s, &fake);

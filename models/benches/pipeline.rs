@@ -46,27 +46,45 @@ fn die(msg: impl std::fmt::Display) -> ! {
 
 fn pipeline(threads: usize) -> Pipeline {
     let config = PipelineConfig {
-        runtime: RuntimeOptions { intra_threads: threads, ..Default::default() },
+        runtime: RuntimeOptions {
+            intra_threads: threads,
+            ..Default::default()
+        },
         detector: DetectorConfig::kiosk(),
         ..Default::default()
     };
-    Pipeline::load(config)
-        .unwrap_or_else(|e| die(format_args!("{e}\nthe models are missing or stale: run scripts/setup-models.sh")))
+    Pipeline::load(config).unwrap_or_else(|e| {
+        die(format_args!(
+            "{e}\nthe models are missing or stale: run scripts/setup-models.sh"
+        ))
+    })
 }
 
 /// The 640x480 kiosk frame with one face about `FACE_WIDTH` wide, slightly above centre.
 fn kiosk_frame(p: &mut Pipeline) -> RgbImage {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/demo/obama.jpg");
-    let photo = decode_file(&path, &DecodeLimits::default())
-        .unwrap_or_else(|e| die(format_args!("{}: {e}; run scripts/setup-models.sh (it copies the demo photos)", path.display())));
+    let photo = decode_file(&path, &DecodeLimits::default()).unwrap_or_else(|e| {
+        die(format_args!(
+            "{}: {e}; run scripts/setup-models.sh (it copies the demo photos)",
+            path.display()
+        ))
+    });
     let found = p.analyze(&photo, Faces::Main).unwrap_or_else(|e| die(e));
-    let Some(face) = found.faces.first() else { die(format_args!("no face found in {}", path.display())) };
+    let Some(face) = found.faces.first() else {
+        die(format_args!("no face found in {}", path.display()))
+    };
     let scale = FACE_WIDTH / face.detection.rect.width();
-    let (w, h) = ((photo.width() as f32 * scale).round() as u32, (photo.height() as f32 * scale).round() as u32);
+    let (w, h) = (
+        (photo.width() as f32 * scale).round() as u32,
+        (photo.height() as f32 * scale).round() as u32,
+    );
     let scaled = imageops::resize(&photo, w, h, imageops::FilterType::Triangle);
     let c = face.detection.rect.center();
     let (cx, cy) = ((c.x * scale).round() as i64, (c.y * scale).round() as i64);
-    let (left, top) = (cx - i64::from(FRAME_W) / 2, cy - i64::from(FRAME_H) * 45 / 100);
+    let (left, top) = (
+        cx - i64::from(FRAME_W) / 2,
+        cy - i64::from(FRAME_H) * 45 / 100,
+    );
     // Outside the photo (if the crop reaches past it): a dull grey wall.
     RgbImage::from_fn(FRAME_W, FRAME_H, |x, y| {
         let (sx, sy) = (left + i64::from(x), top + i64::from(y));
@@ -93,12 +111,17 @@ struct Prepared {
 fn prepare(p: &mut Pipeline, frame: RgbImage) -> Prepared {
     let a = p.analyze(&frame, Faces::Main).unwrap_or_else(|e| die(e));
     if a.detections.len() != 1 || a.faces.len() != 1 {
-        die(format_args!("the kiosk frame should hold exactly one face, found {} detections", a.detections.len()));
+        die(format_args!(
+            "the kiosk frame should hold exactly one face, found {} detections",
+            a.detections.len()
+        ));
     }
     let det = a.faces[0].detection;
     let width = det.rect.width();
     if !(180.0..=220.0).contains(&width) {
-        die(format_args!("the face in the kiosk frame is {width:.0} px wide, not 180-220"));
+        die(format_args!(
+            "the face in the kiosk frame is {width:.0} px wide, not 180-220"
+        ));
     }
     let landmarks = a.faces[0].landmarks;
     let t = chip_transform(&landmarks, CHIP_SIZE, CHIP_PADDING).unwrap_or_else(|e| die(e));
@@ -123,11 +146,24 @@ fn prepare(p: &mut Pipeline, frame: RgbImage) -> Prepared {
     // The raw runs must be the pipeline's runs: same chip, same embedding.
     let (_, _, embedder, _) = p.stages();
     let raw = embedder.run_raw(&emb_input).unwrap_or_else(|e| die(e));
-    let diff = raw[0].iter().zip(&a.faces[0].embedding).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let diff = raw[0]
+        .iter()
+        .zip(&a.faces[0].embedding)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     if diff > 1e-5 {
-        die(format_args!("the raw embedder input does not reproduce the pipeline's embedding (max diff {diff})"));
+        die(format_args!(
+            "the raw embedder input does not reproduce the pipeline's embedding (max diff {diff})"
+        ));
     }
-    Prepared { frame, det, landmarks, chip, det_input, emb_input }
+    Prepared {
+        frame,
+        det,
+        landmarks,
+        chip,
+        det_input,
+        emb_input,
+    }
 }
 
 fn bench_threads(c: &mut Criterion, threads: usize) {
@@ -136,25 +172,51 @@ fn bench_threads(c: &mut Criterion, threads: usize) {
     let pr = prepare(&mut p, frame);
     let policy = p.config().quality.clone();
     let mut group = c.benchmark_group(format!("pipeline_t{threads}"));
-    group.sample_size(100).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(6));
+    group
+        .sample_size(100)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
 
-    group.bench_function("whole", |b| b.iter(|| black_box(p.analyze(black_box(&pr.frame), Faces::Main).expect("analyze"))));
+    group.bench_function("whole", |b| {
+        b.iter(|| {
+            black_box(
+                p.analyze(black_box(&pr.frame), Faces::Main)
+                    .expect("analyze"),
+            )
+        })
+    });
     group.bench_function("detect", |b| {
         let (det, _, _, _) = p.stages();
         b.iter(|| black_box(det.detect(black_box(&pr.frame)).expect("detect")))
     });
-    group.bench_function("landmarks", |b| b.iter(|| black_box(p.landmarks_for(black_box(&pr.frame), &pr.det))));
+    group.bench_function("landmarks", |b| {
+        b.iter(|| black_box(p.landmarks_for(black_box(&pr.frame), &pr.det)))
+    });
     group.bench_function("align", |b| {
         b.iter(|| {
-            let t = chip_transform(black_box(&pr.landmarks), CHIP_SIZE, CHIP_PADDING).expect("transform");
+            let t = chip_transform(black_box(&pr.landmarks), CHIP_SIZE, CHIP_PADDING)
+                .expect("transform");
             black_box(extract_chip(black_box(&pr.frame), &t))
         })
     });
-    group.bench_function("quality", |b| b.iter(|| black_box(assess(black_box(&pr.landmarks), black_box(&pr.chip), &policy))));
+    group.bench_function("quality", |b| {
+        b.iter(|| {
+            black_box(assess(
+                black_box(&pr.landmarks),
+                black_box(&pr.chip),
+                &policy,
+            ))
+        })
+    });
     group.bench_function("liveness", |b| {
         let (_, _, _, live) = p.stages();
         let live = live.expect("liveness is on by default");
-        b.iter(|| black_box(live.score(black_box(&pr.frame), &pr.det.rect).expect("liveness")))
+        b.iter(|| {
+            black_box(
+                live.score(black_box(&pr.frame), &pr.det.rect)
+                    .expect("liveness"),
+            )
+        })
     });
     group.bench_function("embed", |b| {
         let (_, _, emb, _) = p.stages();
@@ -185,13 +247,23 @@ fn bench_own(c: &mut Criterion) {
     let frame = kiosk_frame(&mut p);
     let pr = prepare(&mut p, frame);
     let mut group = c.benchmark_group("own");
-    group.sample_size(100).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(100)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     let long = FRAME_W.max(FRAME_H) as f32;
     let mut det_input = vec![0f32; INPUT_SIZE * INPUT_SIZE * 3];
     let mut resampler = Resampler::new();
     group.bench_function("detector_input", |b| {
         b.iter(|| {
-            resampler.sample_square(black_box(&pr.frame), 0.0, (FRAME_H as f32 - long) / 2.0, long, INPUT_SIZE, &mut det_input);
+            resampler.sample_square(
+                black_box(&pr.frame),
+                0.0,
+                (FRAME_H as f32 - long) / 2.0,
+                long,
+                INPUT_SIZE,
+                &mut det_input,
+            );
             for v in &mut det_input {
                 *v = *v * (1.0 / 127.5) - 1.0;
             }
@@ -205,8 +277,22 @@ fn bench_own(c: &mut Criterion) {
         let side = r.width().max(r.height());
         let c = r.center();
         b.iter(|| {
-            resamplers[0].sample_square(black_box(&pr.frame), c.x - side / 2.0, c.y - side / 2.0, side, 128, &mut big);
-            resamplers[1].sample_square(black_box(&pr.frame), c.x - side / 2.0, c.y - side / 2.0, side, 32, &mut small);
+            resamplers[0].sample_square(
+                black_box(&pr.frame),
+                c.x - side / 2.0,
+                c.y - side / 2.0,
+                side,
+                128,
+                &mut big,
+            );
+            resamplers[1].sample_square(
+                black_box(&pr.frame),
+                c.x - side / 2.0,
+                c.y - side / 2.0,
+                side,
+                32,
+                &mut small,
+            );
             black_box((&big, &small));
         })
     });
@@ -216,7 +302,13 @@ fn bench_own(c: &mut Criterion) {
         b.iter(|| {
             let (r, rest) = planar.split_at_mut(plane);
             let (g, bl) = rest.split_at_mut(plane);
-            for (((px, r), g), bl) in black_box(&pr.chip).as_raw().chunks_exact(3).zip(r).zip(g).zip(bl) {
+            for (((px, r), g), bl) in black_box(&pr.chip)
+                .as_raw()
+                .chunks_exact(3)
+                .zip(r)
+                .zip(g)
+                .zip(bl)
+            {
                 *r = f32::from(px[0]);
                 *g = f32::from(px[1]);
                 *bl = f32::from(px[2]);
@@ -253,7 +345,14 @@ fn interleaved(threads: usize, rounds: usize) {
         r.top,
         pr.det.score
     );
-    let mut t = [Vec::with_capacity(rounds), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut t = [
+        Vec::with_capacity(rounds),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    ];
     // The pipeline's own per-stage timings (`Analysis::timings`) of every round.
     let mut stage_times: Vec<[u64; 6]> = Vec::with_capacity(rounds + 20);
     for round in 0..rounds + 20 {
@@ -266,7 +365,14 @@ fn interleaved(threads: usize, rounds: usize) {
                     let a = black_box(p.analyze(&pr.frame, Faces::Main).expect("analyze"));
                     times[0] = s.elapsed().as_secs_f64();
                     let tm = a.timings;
-                    stage_times.push([tm.detect_us, tm.landmarks_us, tm.align_us, tm.quality_us, tm.liveness_us, tm.embed_us]);
+                    stage_times.push([
+                        tm.detect_us,
+                        tm.landmarks_us,
+                        tm.align_us,
+                        tm.quality_us,
+                        tm.liveness_us,
+                        tm.embed_us,
+                    ]);
                 }
                 1 => {
                     let (det, _, emb, live) = p.stages();
@@ -300,7 +406,10 @@ fn interleaved(threads: usize, rounds: usize) {
             }
         }
     }
-    let mins: Vec<f64> = t.iter().map(|v| v.iter().copied().fold(f64::INFINITY, f64::min)).collect();
+    let mins: Vec<f64> = t
+        .iter()
+        .map(|v| v.iter().copied().fold(f64::INFINITY, f64::min))
+        .collect();
     let [whole, det, live, emb, chain, per_round] = t.map(|mut v| median(&mut v));
     let raw_sum = det + live + emb;
     println!(
@@ -317,16 +426,29 @@ fn interleaved(threads: usize, rounds: usize) {
         whole / raw_sum,
         whole / chain
     );
-    let stages: Vec<String> = ["detect", "landmarks", "align", "quality", "liveness", "embed"]
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let mut v: Vec<f64> = stage_times[20..].iter().map(|s| s[i] as f64 / 1e3).collect();
-            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-            format!("{name} {:.3}/{min:.3}", median(&mut v))
-        })
-        .collect();
-    println!("  inside analyze (Analysis::timings, median/min ms): {}", stages.join(", "));
+    let stages: Vec<String> = [
+        "detect",
+        "landmarks",
+        "align",
+        "quality",
+        "liveness",
+        "embed",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, name)| {
+        let mut v: Vec<f64> = stage_times[20..]
+            .iter()
+            .map(|s| s[i] as f64 / 1e3)
+            .collect();
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        format!("{name} {:.3}/{min:.3}", median(&mut v))
+    })
+    .collect();
+    println!(
+        "  inside analyze (Analysis::timings, median/min ms): {}",
+        stages.join(", ")
+    );
     println!(
         "  minima: whole {:.3} ms | raw {:.3} + {:.3} + {:.3} = {:.3} ms | ratio of minima {:.3}",
         mins[0] * 1e3,
@@ -352,31 +474,63 @@ fn own_work(rounds: usize) {
     let r = pr.det.rect;
     let side = r.width().max(r.height());
     let c = r.center();
-    const NAMES: [&str; 5] = ["detector_input", "liveness_inputs", "landmarks", "align", "quality"];
+    const NAMES: [&str; 5] = [
+        "detector_input",
+        "liveness_inputs",
+        "landmarks",
+        "align",
+        "quality",
+    ];
     let mut t: [Vec<f64>; 5] = Default::default();
     for round in 0..rounds + 10 {
         let mut times = [0f64; 5];
         let s = Instant::now();
-        resamplers[0].sample_square(&pr.frame, 0.0, (FRAME_H as f32 - long) / 2.0, long, INPUT_SIZE, &mut det_input);
+        resamplers[0].sample_square(
+            &pr.frame,
+            0.0,
+            (FRAME_H as f32 - long) / 2.0,
+            long,
+            INPUT_SIZE,
+            &mut det_input,
+        );
         for v in &mut det_input {
             *v = *v * (1.0 / 127.5) - 1.0;
         }
         black_box(&det_input);
         times[0] = s.elapsed().as_secs_f64();
         let s = Instant::now();
-        resamplers[1].sample_square(&pr.frame, c.x - side / 2.0, c.y - side / 2.0, side, 128, &mut big);
-        resamplers[2].sample_square(&pr.frame, c.x - side / 2.0, c.y - side / 2.0, side, 32, &mut small);
+        resamplers[1].sample_square(
+            &pr.frame,
+            c.x - side / 2.0,
+            c.y - side / 2.0,
+            side,
+            128,
+            &mut big,
+        );
+        resamplers[2].sample_square(
+            &pr.frame,
+            c.x - side / 2.0,
+            c.y - side / 2.0,
+            side,
+            32,
+            &mut small,
+        );
         black_box((&big, &small));
         times[1] = s.elapsed().as_secs_f64();
         let s = Instant::now();
         black_box(p.landmarks_for(black_box(&pr.frame), &pr.det));
         times[2] = s.elapsed().as_secs_f64();
         let s = Instant::now();
-        let tf = chip_transform(black_box(&pr.landmarks), CHIP_SIZE, CHIP_PADDING).expect("transform");
+        let tf =
+            chip_transform(black_box(&pr.landmarks), CHIP_SIZE, CHIP_PADDING).expect("transform");
         black_box(extract_chip(black_box(&pr.frame), &tf));
         times[3] = s.elapsed().as_secs_f64();
         let s = Instant::now();
-        black_box(assess(black_box(&pr.landmarks), black_box(&pr.chip), &policy));
+        black_box(assess(
+            black_box(&pr.landmarks),
+            black_box(&pr.chip),
+            &policy,
+        ));
         times[4] = s.elapsed().as_secs_f64();
         if round >= 10 {
             for (v, x) in t.iter_mut().zip(times) {
@@ -394,11 +548,20 @@ fn own_work(rounds: usize) {
 
 fn main() {
     let threads: Vec<usize> = match std::env::var("PIPELINE_BENCH_THREADS") {
-        Ok(s) => s.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| die(format_args!("bad thread count {t:?}")))).collect(),
+        Ok(s) => s
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .unwrap_or_else(|_| die(format_args!("bad thread count {t:?}")))
+            })
+            .collect(),
         Err(_) => vec![1, 2],
     };
     let rounds = match std::env::var("PIPELINE_BENCH_ROUNDS") {
-        Ok(s) => s.parse().unwrap_or_else(|_| die(format_args!("bad round count {s:?}"))),
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| die(format_args!("bad round count {s:?}"))),
         Err(_) => 400,
     };
     // `cargo test --benches` runs each benchmark once without `--bench`: keep it short.

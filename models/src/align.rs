@@ -45,7 +45,10 @@ struct Affine {
 impl Affine {
     #[inline]
     fn apply(&self, x: f64, y: f64) -> (f64, f64) {
-        (self.m[0] * x + self.m[1] * y + self.b[0], self.m[2] * x + self.m[3] * y + self.b[1])
+        (
+            self.m[0] * x + self.m[1] * y + self.b[0],
+            self.m[2] * x + self.m[3] * y + self.b[1],
+        )
     }
 
     fn inverse(&self) -> Option<Affine> {
@@ -53,8 +56,16 @@ impl Affine {
         if det == 0.0 || !det.is_finite() {
             return None;
         }
-        let m = [self.m[3] / det, -self.m[1] / det, -self.m[2] / det, self.m[0] / det];
-        let b = [-(m[0] * self.b[0] + m[1] * self.b[1]), -(m[2] * self.b[0] + m[3] * self.b[1])];
+        let m = [
+            self.m[3] / det,
+            -self.m[1] / det,
+            -self.m[2] / det,
+            self.m[0] / det,
+        ];
+        let b = [
+            -(m[0] * self.b[0] + m[1] * self.b[1]),
+            -(m[2] * self.b[0] + m[3] * self.b[1]),
+        ];
         Some(Affine { m, b })
     }
 
@@ -63,9 +74,17 @@ impl Affine {
     fn from_chip_corners(w: f64, h: f64, to: [(f64, f64); 3]) -> Affine {
         // A 1-pixel-wide chip has coincident corners; dlib's pseudo-inverse then gives a
         // zero column, which dividing by 1 instead of 0 reproduces.
-        let (w, h) = (if w == 0.0 { 1.0 } else { w }, if h == 0.0 { 1.0 } else { h });
+        let (w, h) = (
+            if w == 0.0 { 1.0 } else { w },
+            if h == 0.0 { 1.0 } else { h },
+        );
         Affine {
-            m: [(to[1].0 - to[0].0) / w, (to[2].0 - to[0].0) / h, (to[1].1 - to[0].1) / w, (to[2].1 - to[0].1) / h],
+            m: [
+                (to[1].0 - to[0].0) / w,
+                (to[2].0 - to[0].0) / h,
+                (to[1].1 - to[0].1) / w,
+                (to[2].1 - to[0].1) / h,
+            ],
             b: [to[0].0, to[0].1],
         }
     }
@@ -81,7 +100,12 @@ struct DRect {
 }
 
 impl DRect {
-    const EMPTY: DRect = DRect { l: 0.0, t: 0.0, r: -1.0, b: -1.0 };
+    const EMPTY: DRect = DRect {
+        l: 0.0,
+        t: 0.0,
+        r: -1.0,
+        b: -1.0,
+    };
 
     fn is_empty(&self) -> bool {
         self.t > self.b || self.l > self.r
@@ -109,16 +133,36 @@ impl DRect {
     /// `rect += point` (a drectangle grown to contain a point).
     fn add_point(self, x: f64, y: f64) -> DRect {
         if self.is_empty() {
-            DRect { l: x, t: y, r: x, b: y }
+            DRect {
+                l: x,
+                t: y,
+                r: x,
+                b: y,
+            }
         } else {
-            DRect { l: self.l.min(x), t: self.t.min(y), r: self.r.max(x), b: self.b.max(y) }
+            DRect {
+                l: self.l.min(x),
+                t: self.t.min(y),
+                r: self.r.max(x),
+                b: self.b.max(y),
+            }
         }
     }
     fn intersect(&self, o: &DRect) -> DRect {
-        DRect { l: self.l.max(o.l), t: self.t.max(o.t), r: self.r.min(o.r), b: self.b.min(o.b) }
+        DRect {
+            l: self.l.max(o.l),
+            t: self.t.max(o.t),
+            r: self.r.min(o.r),
+            b: self.b.min(o.b),
+        }
     }
     fn translate(&self, dx: f64, dy: f64) -> DRect {
-        DRect { l: self.l + dx, t: self.t + dy, r: self.r + dx, b: self.b + dy }
+        DRect {
+            l: self.l + dx,
+            t: self.t + dy,
+            r: self.r + dx,
+            b: self.b + dy,
+        }
     }
     /// `pyramid_down<2>::rect_down`: both corners through `p/2 - (1.25, 0.75)`, then the
     /// rectangle spanning them.
@@ -130,7 +174,12 @@ impl DRect {
     /// dlib's conversion to an integer `rectangle`: each edge `floor(v + 0.5)`.
     fn round(&self) -> IRect {
         let f = |v: f64| (v + 0.5).floor() as i64;
-        IRect { l: f(self.l), t: f(self.t), r: f(self.r), b: f(self.b) }
+        IRect {
+            l: f(self.l),
+            t: f(self.t),
+            r: f(self.r),
+            b: f(self.b),
+        }
     }
 }
 
@@ -144,7 +193,12 @@ struct IRect {
 }
 
 impl IRect {
-    const EMPTY: IRect = IRect { l: 0, t: 0, r: -1, b: -1 };
+    const EMPTY: IRect = IRect {
+        l: 0,
+        t: 0,
+        r: -1,
+        b: -1,
+    };
 
     fn is_empty(&self) -> bool {
         self.t > self.b || self.l > self.r
@@ -169,11 +223,21 @@ impl IRect {
         } else if self.is_empty() {
             o
         } else {
-            IRect { l: self.l.min(o.l), t: self.t.min(o.t), r: self.r.max(o.r), b: self.b.max(o.b) }
+            IRect {
+                l: self.l.min(o.l),
+                t: self.t.min(o.t),
+                r: self.r.max(o.r),
+                b: self.b.max(o.b),
+            }
         }
     }
     fn intersect(&self, o: &IRect) -> IRect {
-        IRect { l: self.l.max(o.l), t: self.t.max(o.t), r: self.r.min(o.r), b: self.b.min(o.b) }
+        IRect {
+            l: self.l.max(o.l),
+            t: self.t.max(o.t),
+            r: self.r.min(o.r),
+            b: self.b.min(o.b),
+        }
     }
 }
 
@@ -235,27 +299,45 @@ impl ChipTransform {
 /// face recogniser uses 0.25, [`CHIP_PADDING`]).
 pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result<ChipTransform> {
     if size == 0 || size > MAX_CHIP_SIZE {
-        return Err(Error::InvalidArgument(format!("chip size {size} is not in 1..={MAX_CHIP_SIZE}")));
+        return Err(Error::InvalidArgument(format!(
+            "chip size {size} is not in 1..={MAX_CHIP_SIZE}"
+        )));
     }
     let padding = f64::from(padding);
     if !(padding.is_finite() && (0.0..=100.0).contains(&padding)) {
-        return Err(Error::InvalidArgument(format!("chip padding {padding} is not in 0..=100")));
+        return Err(Error::InvalidArgument(format!(
+            "chip padding {padding} is not in 0..=100"
+        )));
     }
-    let to: Vec<(f64, f64)> = landmarks.iter().map(|p| (f64::from(p.x), f64::from(p.y))).collect();
-    if to.iter().any(|&(x, y)| !(x.is_finite() && y.is_finite() && x.abs() < MAX_COORD && y.abs() < MAX_COORD)) {
-        return Err(Error::InvalidArgument(format!("landmarks out of range: {landmarks:?}")));
+    let to: Vec<(f64, f64)> = landmarks
+        .iter()
+        .map(|p| (f64::from(p.x), f64::from(p.y)))
+        .collect();
+    if to.iter().any(|&(x, y)| {
+        !(x.is_finite() && y.is_finite() && x.abs() < MAX_COORD && y.abs() < MAX_COORD)
+    }) {
+        return Err(Error::InvalidArgument(format!(
+            "landmarks out of range: {landmarks:?}"
+        )));
     }
     let sz = f64::from(size);
     let from: Vec<(f64, f64)> = TEMPLATE_5
         .iter()
-        .map(|t| (((padding + t[0]) / (2.0 * padding + 1.0)) * sz, ((padding + t[1]) / (2.0 * padding + 1.0)) * sz))
+        .map(|t| {
+            (
+                ((padding + t[0]) / (2.0 * padding + 1.0)) * sz,
+                ((padding + t[1]) / (2.0 * padding + 1.0)) * sz,
+            )
+        })
         .collect();
 
     // Least-squares similarity transform chip -> image (Umeyama, as dlib's
     // find_similarity_transform; the 2-D closed form of its SVD solution).
     let n = from.len() as f64;
     let mean = |v: &[(f64, f64)]| {
-        let (sx, sy) = v.iter().fold((0.0, 0.0), |(ax, ay), &(x, y)| (ax + x, ay + y));
+        let (sx, sy) = v
+            .iter()
+            .fold((0.0, 0.0), |(ax, ay), &(x, y)| (ax + x, ay + y));
         (sx / n, sy / n)
     };
     let (mfx, mfy) = mean(&from);
@@ -274,9 +356,14 @@ pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result
     // sigma_from > 0: the template points are fixed and distinct.
     let (a, b) = (p / sigma_from, q / sigma_from);
     let m = [a, -b, b, a];
-    let t = [mtx - (m[0] * mfx + m[1] * mfy), mty - (m[2] * mfx + m[3] * mfy)];
+    let t = [
+        mtx - (m[0] * mfx + m[1] * mfy),
+        mty - (m[2] * mfx + m[3] * mfy),
+    ];
     if a == 0.0 && b == 0.0 {
-        return Err(Error::InvalidArgument(format!("degenerate landmarks (all at one point): {landmarks:?}")));
+        return Err(Error::InvalidArgument(format!(
+            "degenerate landmarks (all at one point): {landmarks:?}"
+        )));
     }
 
     // chip_details(from, to, dims): keep the rotation and scale as an angle and a
@@ -286,9 +373,17 @@ pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result
     let scale = (a * a + b * b).sqrt();
     let (cols, rows) = (size, size);
     let half = (f64::from(cols) / 2.0, f64::from(rows) / 2.0);
-    let (cx, cy) = (m[0] * half.0 + m[1] * half.1 + t[0], m[2] * half.0 + m[3] * half.1 + t[1]);
+    let (cx, cy) = (
+        m[0] * half.0 + m[1] * half.1 + t[0],
+        m[2] * half.0 + m[3] * half.1 + t[1],
+    );
     let (w, h) = (f64::from(cols) * scale - 1.0, f64::from(rows) * scale - 1.0);
-    let rect = DRect { l: cx - w / 2.0, t: cy - h / 2.0, r: cx + w / 2.0, b: cy + h / 2.0 };
+    let rect = DRect {
+        l: cx - w / 2.0,
+        t: cy - h / 2.0,
+        r: cx + w / 2.0,
+        b: cy + h / 2.0,
+    };
 
     let sc = angle.sin_cos();
     let center = rect.center();
@@ -301,9 +396,17 @@ pub fn chip_transform(landmarks: &[Point; 5], size: u32, padding: f32) -> Result
             rotate_about(center, (rect.l, rect.b), sc),
         ],
     );
-    let to_chip =
-        to_image.inverse().ok_or_else(|| Error::InvalidArgument(format!("degenerate landmarks: {landmarks:?}")))?;
-    Ok(ChipTransform { rect, angle, rows, cols, to_image, to_chip })
+    let to_chip = to_image
+        .inverse()
+        .ok_or_else(|| Error::InvalidArgument(format!("degenerate landmarks: {landmarks:?}")))?;
+    Ok(ChipTransform {
+        rect,
+        angle,
+        rows,
+        cols,
+        to_image,
+        to_chip,
+    })
 }
 
 /// An RGB image region: dlib's `sub_image` of a buffer (or a whole pyramid level).
@@ -332,14 +435,23 @@ fn bilinear(img: &View<'_>, x: f64, y: f64) -> Option<[u8; 3]> {
     let tb = y - top as f64;
     // The two pixels of each row are adjacent: one slice per row.
     let i = (img.y0 + top) * img.stride + 3 * (img.x0 + left);
-    let (upper, lower) = (&img.data[i..i + 6], &img.data[i + img.stride..i + img.stride + 6]);
+    let (upper, lower) = (
+        &img.data[i..i + 6],
+        &img.data[i + img.stride..i + img.stride + 6],
+    );
     // Four lanes, the fourth a dummy, so the three channels compute as one vector; each lane
     // is dlib's expression, operation for operation.
     let lanes = |p: &[u8]| [f64::from(p[0]), f64::from(p[1]), f64::from(p[2]), 0.0];
-    let (tl, tr, bl, br) = (lanes(&upper[..3]), lanes(&upper[3..]), lanes(&lower[..3]), lanes(&lower[3..]));
+    let (tl, tr, bl, br) = (
+        lanes(&upper[..3]),
+        lanes(&upper[3..]),
+        lanes(&lower[..3]),
+        lanes(&lower[3..]),
+    );
     let mut v = [0f64; 4];
     for k in 0..4 {
-        v[k] = (1.0 - tb) * ((1.0 - lr) * tl[k] + lr * tr[k]) + tb * ((1.0 - lr) * bl[k] + lr * br[k]);
+        v[k] =
+            (1.0 - tb) * ((1.0 - lr) * tl[k] + lr * tr[k]) + tb * ((1.0 - lr) * bl[k] + lr * br[k]);
     }
     // dlib's `assign_pixel` clamps to 0..=255 and truncates. A convex combination of bytes
     // is finite and within [0, 255] up to a few ulps, where Rust's saturating cast does
@@ -384,7 +496,12 @@ fn sample_chip_portable(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8
     // `bilinear`'s.
     let (mut lr, mut tb) = (vec![0f64; cols], vec![0f64; cols]);
     // Each neighbour's RGB bytes as a little-endian word (the fourth byte is ignored).
-    let mut words = [vec![0u32; cols], vec![0u32; cols], vec![0u32; cols], vec![0u32; cols]];
+    let mut words = [
+        vec![0u32; cols],
+        vec![0u32; cols],
+        vec![0u32; cols],
+        vec![0u32; cols],
+    ];
     let mut inside = vec![false; cols];
     let mut channels = [vec![0u8; cols], vec![0u8; cols], vec![0u8; cols]];
     for (r, out_row) in out.chunks_exact_mut(3 * cols).enumerate() {
@@ -406,7 +523,12 @@ fn sample_chip_portable(src: &View<'_>, map: &Affine, cols: usize, out: &mut [u8
             words[2][c] = rgb_word(src.data, j);
             words[3][c] = rgb_word(src.data, j + 3);
         }
-        let (tl, tr, bl, br) = (&words[0][..cols], &words[1][..cols], &words[2][..cols], &words[3][..cols]);
+        let (tl, tr, bl, br) = (
+            &words[0][..cols],
+            &words[1][..cols],
+            &words[2][..cols],
+            &words[3][..cols],
+        );
         let (lr, tb) = (&lr[..cols], &tb[..cols]);
         for (k, channel) in channels.iter_mut().enumerate() {
             let shift = 8 * k as u32;
@@ -458,7 +580,10 @@ fn pyramid_down_rgb(src: &View<'_>) -> (Vec<u8>, usize, usize) {
     for dr in 0..oh {
         // Output row dr is centred on source row 2*dr + 2.
         let r = 2 * dr;
-        filter_rows(&mut vert, [row(r), row(r + 1), row(r + 2), row(r + 3), row(r + 4)]);
+        filter_rows(
+            &mut vert,
+            [row(r), row(r + 1), row(r + 2), row(r + 3), row(r + 4)],
+        );
         // Output column c is centred on source column 2*c + 2.
         for c in 0..tw {
             let v = &vert[6 * c..6 * c + 15];
@@ -514,7 +639,12 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
     let (cols, rows) = (t.cols, t.rows);
     let mut chip = RgbImage::new(cols, rows);
     let (iw, ih) = (i64::from(image.width()), i64::from(image.height()));
-    let img_rect = IRect { l: 0, t: 0, r: iw - 1, b: ih - 1 };
+    let img_rect = IRect {
+        l: 0,
+        t: 0,
+        r: iw - 1,
+        b: ih - 1,
+    };
     let data = image.as_raw().as_slice();
     let stride = 3 * image.width() as usize;
 
@@ -546,19 +676,40 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
     }
     let sc = t.angle.sin_cos();
     let center = t.rect.center();
-    let rot_rect = [(t.rect.l, t.rect.t), (t.rect.r, t.rect.t), (t.rect.l, t.rect.b), (t.rect.r, t.rect.b)]
-        .into_iter()
-        .fold(DRect::EMPTY, |acc, p| {
-            let (x, y) = rotate_about(center, p, sc);
-            acc.add_point(x, y)
-        });
-    let grown = DRect { l: rot_rect.l - grow, t: rot_rect.t - grow, r: rot_rect.r + grow, b: rot_rect.b + grow };
-    let img_drect = DRect { l: 0.0, t: 0.0, r: (iw - 1) as f64, b: (ih - 1) as f64 };
+    let rot_rect = [
+        (t.rect.l, t.rect.t),
+        (t.rect.r, t.rect.t),
+        (t.rect.l, t.rect.b),
+        (t.rect.r, t.rect.b),
+    ]
+    .into_iter()
+    .fold(DRect::EMPTY, |acc, p| {
+        let (x, y) = rotate_about(center, p, sc);
+        acc.add_point(x, y)
+    });
+    let grown = DRect {
+        l: rot_rect.l - grow,
+        t: rot_rect.t - grow,
+        r: rot_rect.r + grow,
+        b: rot_rect.b + grow,
+    };
+    let img_drect = DRect {
+        l: 0.0,
+        t: 0.0,
+        r: (iw - 1) as f64,
+        b: (ih - 1) as f64,
+    };
     let bbox = IRect::EMPTY.union(grown.intersect(&img_drect).round());
     // sub_image clips to the image.
     let sub = bbox.intersect(&img_rect);
-    let base =
-        View { data, stride, x0: sub.l.max(0) as usize, y0: sub.t.max(0) as usize, nc: sub.width(), nr: sub.height() };
+    let base = View {
+        data,
+        stride,
+        x0: sub.l.max(0) as usize,
+        y0: sub.t.max(0) as usize,
+        nc: sub.width(),
+        nr: sub.height(),
+    };
 
     // Which level to sample, and the chip -> level map.
     let mut level: isize = -1;
@@ -584,14 +735,28 @@ pub fn extract_chip(image: &RgbImage, t: &ChipTransform) -> RgbImage {
         debug_assert!((level as usize) < depth.max(1));
         let mut cur = pyramid_down_rgb(&base);
         for _ in 0..level {
-            let v = View { data: &cur.0, stride: 3 * cur.1, x0: 0, y0: 0, nc: cur.1 as i64, nr: cur.2 as i64 };
+            let v = View {
+                data: &cur.0,
+                stride: 3 * cur.1,
+                x0: 0,
+                y0: 0,
+                nc: cur.1 as i64,
+                nr: cur.2 as i64,
+            };
             let next = pyramid_down_rgb(&v);
             cur = next;
         }
         levels.push(cur);
     }
     let src = match levels.first() {
-        Some((buf, w, h)) => View { data: buf, stride: 3 * w, x0: 0, y0: 0, nc: *w as i64, nr: *h as i64 },
+        Some((buf, w, h)) => View {
+            data: buf,
+            stride: 3 * w,
+            x0: 0,
+            y0: 0,
+            nc: *w as i64,
+            nr: *h as i64,
+        },
         None => base,
     };
 
@@ -622,9 +787,17 @@ mod tests {
         assert!((t.angle() - 0.3).abs() < 1e-6, "{}", t.angle());
         // dlib's chip rectangle is `150 * scale - 1` wide between the first and last pixel
         // centres, so the pixel pitch is (300 - 1) / 149, not 2.
-        assert!((t.scale() - (2.0 * 150.0 - 1.0) / 149.0).abs() < 1e-5, "{}", t.scale());
+        assert!(
+            (t.scale() - (2.0 * 150.0 - 1.0) / 149.0).abs() < 1e-5,
+            "{}",
+            t.scale()
+        );
         assert_eq!(t.size(), (150, 150));
-        for p in [Point::new(0.0, 0.0), Point::new(149.0, 0.0), Point::new(37.5, 121.0)] {
+        for p in [
+            Point::new(0.0, 0.0),
+            Point::new(149.0, 0.0),
+            Point::new(37.5, 121.0),
+        ] {
             let back = t.image_to_chip(t.chip_to_image(p));
             assert!(back.distance(p) < 1e-3, "{p:?} -> {back:?}");
         }
@@ -632,7 +805,10 @@ mod tests {
         let lm = landmarks(2.0, 0.3, (400.0, 300.0));
         for (p, [tx, ty]) in lm.iter().zip(TEMPLATE_5) {
             let c = t.image_to_chip(*p);
-            let want = Point::new(((0.25 + tx) / 1.5 * 150.0) as f32, ((0.25 + ty) / 1.5 * 150.0) as f32);
+            let want = Point::new(
+                ((0.25 + tx) / 1.5 * 150.0) as f32,
+                ((0.25 + ty) / 1.5 * 150.0) as f32,
+            );
             assert!(c.distance(want) < 1.0, "{c:?} vs {want:?}");
         }
     }
@@ -657,7 +833,14 @@ mod tests {
     #[test]
     fn bilinear_truncates_and_stays_inside() {
         let data = [0u8, 0, 0, 255, 255, 255, 10, 20, 30, 40, 50, 60];
-        let v = View { data: &data, stride: 6, x0: 0, y0: 0, nc: 2, nr: 2 };
+        let v = View {
+            data: &data,
+            stride: 6,
+            x0: 0,
+            y0: 0,
+            nc: 2,
+            nr: 2,
+        };
         // Midway between 0 and 255 is 127.5: dlib truncates to 127.
         assert_eq!(bilinear(&v, 0.5, 0.0), Some([127, 127, 127]));
         assert_eq!(bilinear(&v, 0.0, 0.0), Some([0, 0, 0]));
@@ -671,9 +854,25 @@ mod tests {
     #[test]
     fn the_row_sampler_matches_the_per_pixel_reference() {
         let (w, h) = (41usize, 29usize);
-        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 37 + i / 7) % 256) as u8).collect();
-        let whole = View { data: &data, stride: 3 * w, x0: 0, y0: 0, nc: w as i64, nr: h as i64 };
-        let sub = View { data: &data, stride: 3 * w, x0: 3, y0: 2, nc: 30, nr: 20 };
+        let data: Vec<u8> = (0..w * h * 3)
+            .map(|i| ((i * 37 + i / 7) % 256) as u8)
+            .collect();
+        let whole = View {
+            data: &data,
+            stride: 3 * w,
+            x0: 0,
+            y0: 0,
+            nc: w as i64,
+            nr: h as i64,
+        };
+        let sub = View {
+            data: &data,
+            stride: 3 * w,
+            x0: 3,
+            y0: 2,
+            nc: 30,
+            nr: 20,
+        };
         let cols = 23usize;
         // (scale, angle, x offset, y offset): inside, rotated, up- and down-sampling, partly
         // and wholly outside, and ending on the buffer's last pixels (whose four-byte reads
@@ -684,13 +883,21 @@ mod tests {
             (1.7, -0.5, 10.0, 12.0),
             (2.5, 0.1, -20.0, -3.0),
             (1.0, 0.0, -100.0, -100.0),
-            (1.0, 0.0, f64::from(w as u32) - 23.5, f64::from(h as u32) - 23.5),
+            (
+                1.0,
+                0.0,
+                f64::from(w as u32) - 23.5,
+                f64::from(h as u32) - 23.5,
+            ),
             (0.99, 0.0, 17.9, 5.9),
         ];
         for view in [&whole, &sub] {
             for &(scale, angle, bx, by) in &maps {
                 let (sin, cos) = f64::sin_cos(angle);
-                let map = Affine { m: [scale * cos, -scale * sin, scale * sin, scale * cos], b: [bx, by] };
+                let map = Affine {
+                    m: [scale * cos, -scale * sin, scale * sin, scale * cos],
+                    b: [bx, by],
+                };
                 let mut got = vec![7u8; cols * cols * 3];
                 sample_chip(view, &map, cols, &mut got);
                 let mut want = vec![7u8; cols * cols * 3];
@@ -710,18 +917,39 @@ mod tests {
     #[test]
     fn pyramid_level_sizes_and_flat_regions() {
         let img = vec![[10u8, 20, 30]; 20 * 15].concat();
-        let v = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 20, nr: 15 };
+        let v = View {
+            data: &img,
+            stride: 60,
+            x0: 0,
+            y0: 0,
+            nc: 20,
+            nr: 15,
+        };
         let (out, w, h) = pyramid_down_rgb(&v);
         assert_eq!((w, h), (8, 6));
         // The [1 4 6 4 1] kernel sums to 16 per axis, so /256 keeps a flat image flat.
         assert_eq!(out, [[10u8, 20, 30]; 8 * 6].concat());
-        let small = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 8, nr: 15 };
+        let small = View {
+            data: &img,
+            stride: 60,
+            x0: 0,
+            y0: 0,
+            nc: 8,
+            nr: 15,
+        };
         assert_eq!(pyramid_down_rgb(&small).1, 0);
         // A single bright pixel spreads with the kernel's weights: 6*6/256 of 255 at the
         // centre tap (pixel 6 of a row feeds output 2 with weight 6).
         let mut img = vec![0u8; 20 * 15 * 3];
         img[3 * (6 * 20 + 6)] = 255;
-        let v = View { data: &img, stride: 60, x0: 0, y0: 0, nc: 20, nr: 15 };
+        let v = View {
+            data: &img,
+            stride: 60,
+            x0: 0,
+            y0: 0,
+            nc: 20,
+            nr: 15,
+        };
         let (out, w, _) = pyramid_down_rgb(&v);
         assert_eq!(out[3 * (2 * w + 2)], (255 * 36 / 256) as u8);
         assert_eq!(out[3 * (2 * w + 3)], (255 * 6 / 256) as u8);
@@ -737,6 +965,10 @@ mod tests {
         // Inside, a flat image gives a flat chip.
         let t = chip_transform(&landmarks(0.2, 0.2, (32.0, 24.0)), 40, 0.25).unwrap();
         let chip = extract_chip(&img, &t);
-        assert!(chip.pixels().all(|p| p.0 == [200, 100, 50]), "{:?}", chip.get_pixel(0, 0));
+        assert!(
+            chip.pixels().all(|p| p.0 == [200, 100, 50]),
+            "{:?}",
+            chip.get_pixel(0, 0)
+        );
     }
 }

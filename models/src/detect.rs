@@ -80,7 +80,11 @@ impl Default for DetectorConfig {
 impl DetectorConfig {
     /// For a kiosk camera: one whole-frame pass, since the diner stands close.
     pub fn kiosk() -> Self {
-        DetectorConfig { min_face_px: f32::INFINITY, max_faces: 8, ..Default::default() }
+        DetectorConfig {
+            min_face_px: f32::INFINITY,
+            max_faces: 8,
+            ..Default::default()
+        }
     }
 }
 
@@ -124,9 +128,16 @@ impl Detector {
     pub fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>> {
         let mut found = Vec::new();
         let (w, h) = (image.width() as f32, image.height() as f32);
-        let min_face = self.config.min_face_px.max(self.config.min_face_fraction * w.min(h));
+        let min_face = self
+            .config
+            .min_face_px
+            .max(self.config.min_face_fraction * w.min(h));
         for (i, (left, top, size)) in tiles(w, h, min_face).into_iter().enumerate() {
-            let threshold = if i == 0 { self.config.score_threshold } else { self.config.tile_score_threshold };
+            let threshold = if i == 0 {
+                self.config.score_threshold
+            } else {
+                self.config.tile_score_threshold
+            };
             self.run_tile(image, left, top, size, threshold, &mut found)?;
         }
         let mut merged = weighted_nms(found, self.config.iou_threshold);
@@ -151,13 +162,15 @@ impl Detector {
         threshold: f32,
         out: &mut Vec<Candidate>,
     ) -> Result<()> {
-        self.resampler.sample_square(image, left, top, size, INPUT_SIZE, &mut self.input);
+        self.resampler
+            .sample_square(image, left, top, size, INPUT_SIZE, &mut self.input);
         // [0, 255] to [-1, 1]; a multiplication rather than a division (1 ulp apart, and
         // several times cheaper).
         for v in &mut self.input {
             *v = *v * (1.0 / 127.5) - 1.0;
         }
-        let tensor = TensorRef::from_array_view(([1usize, INPUT_SIZE, INPUT_SIZE, 3], &self.input[..]))?;
+        let tensor =
+            TensorRef::from_array_view(([1usize, INPUT_SIZE, INPUT_SIZE, 3], &self.input[..]))?;
         let outputs = self.session.run(ort::inputs![tensor])?;
         // Outputs: scores of the 16x16x2 and 8x8x6 anchor grids, then their regressors.
         let (_, s16) = outputs[0].try_extract_tensor::<f32>()?;
@@ -174,7 +187,10 @@ impl Detector {
             }
             // Offsets are in input pixels relative to the anchor centre.
             let to_image = |dx: f32, dy: f32| {
-                Point::new(left + (anchor.x * INPUT_SIZE as f32 + dx) * scale, top + (anchor.y * INPUT_SIZE as f32 + dy) * scale)
+                Point::new(
+                    left + (anchor.x * INPUT_SIZE as f32 + dx) * scale,
+                    top + (anchor.y * INPUT_SIZE as f32 + dy) * scale,
+                )
             };
             let c = to_image(reg[0], reg[1]);
             let (w, h) = (reg[2] * scale, reg[3] * scale);
@@ -211,7 +227,10 @@ fn anchors() -> Vec<Point> {
         for y in 0..cells {
             for x in 0..cells {
                 for _ in 0..per_cell {
-                    v.push(Point::new((x as f32 + 0.5) / cells as f32, (y as f32 + 0.5) / cells as f32));
+                    v.push(Point::new(
+                        (x as f32 + 0.5) / cells as f32,
+                        (y as f32 + 0.5) / cells as f32,
+                    ));
                 }
             }
         }
@@ -229,13 +248,17 @@ fn tiles(width: f32, height: f32, min_face_px: f32) -> Vec<(f32, f32, f32)> {
     if side >= long * 0.75 {
         side = long / 2.0;
     }
-    while side * SMALLEST_FACE_IN_TILE * 2.0 > min_face_px.max(INPUT_SIZE as f32 * SMALLEST_FACE_IN_TILE) {
+    while side * SMALLEST_FACE_IN_TILE * 2.0
+        > min_face_px.max(INPUT_SIZE as f32 * SMALLEST_FACE_IN_TILE)
+    {
         let positions = |extent: f32| -> Vec<f32> {
             if extent <= side {
                 return vec![(extent - side) / 2.0];
             }
             let n = ((extent - side) / (side / 2.0)).ceil() as usize + 1;
-            (0..n).map(|i| (extent - side) * i as f32 / (n - 1) as f32).collect()
+            (0..n)
+                .map(|i| (extent - side) * i as f32 / (n - 1) as f32)
+                .collect()
         };
         for &y in &positions(height) {
             for &x in &positions(width) {
@@ -284,7 +307,12 @@ fn weighted_nms(mut candidates: Vec<Candidate>, iou_threshold: f32) -> Vec<Detec
             *k = Point::new(acc[0] / total, acc[1] / total);
         }
         out.push(Detection {
-            rect: Rect::new(rect[0] / total, rect[1] / total, rect[2] / total, rect[3] / total),
+            rect: Rect::new(
+                rect[0] / total,
+                rect[1] / total,
+                rect[2] / total,
+                rect[3] / total,
+            ),
             score: best.score,
             keypoints,
         });
@@ -308,7 +336,10 @@ mod tests {
     #[test]
     fn tiles_cover_the_image_and_stop_at_the_smallest_face() {
         // A kiosk frame: only the letterboxed whole.
-        assert_eq!(tiles(640.0, 480.0, f32::INFINITY), vec![(0.0, -80.0, 640.0)]);
+        assert_eq!(
+            tiles(640.0, 480.0, f32::INFINITY),
+            vec![(0.0, -80.0, 640.0)]
+        );
         // A small LFW photo: faces of 40 px are already found at the whole-image level.
         assert_eq!(tiles(250.0, 250.0, 40.0).len(), 1);
         // A wide group photo gets levels of overlapping tiles that reach the right and
@@ -316,15 +347,24 @@ mod tests {
         let t = tiles(1366.0, 768.0, 40.0);
         assert!(t.len() > 5, "{t:?}");
         for &(x, y, s) in &t[1..] {
-            assert!(x >= 0.0 && y >= 0.0 && x + s <= 1366.0 + 1e-3 && y + s <= 768.0 + 1e-3, "{x},{y},{s}");
+            assert!(
+                x >= 0.0 && y >= 0.0 && x + s <= 1366.0 + 1e-3 && y + s <= 768.0 + 1e-3,
+                "{x},{y},{s}"
+            );
         }
-        assert!(t.iter().any(|&(x, _, s)| (x + s - 1366.0).abs() < 1e-3 && s < 768.0));
+        assert!(t
+            .iter()
+            .any(|&(x, _, s)| (x + s - 1366.0).abs() < 1e-3 && s < 768.0));
     }
 
     #[test]
     fn weighted_nms_merges_overlaps_and_keeps_separate_faces() {
         let det = |x: f32, score: f32| Candidate {
-            det: Detection { rect: Rect::new(x, 0.0, x + 10.0, 10.0), score, keypoints: [Point::new(x, 0.0); 6] },
+            det: Detection {
+                rect: Rect::new(x, 0.0, x + 10.0, 10.0),
+                score,
+                keypoints: [Point::new(x, 0.0); 6],
+            },
         };
         let out = weighted_nms(vec![det(0.0, 0.9), det(1.0, 0.9), det(100.0, 0.8)], 0.3);
         assert_eq!(out.len(), 2);

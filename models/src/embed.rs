@@ -23,7 +23,11 @@ pub type Embedding = [f32; EMBEDDING_DIM];
 
 /// Euclidean distance between two descriptors.
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
 }
 
 pub struct Embedder {
@@ -33,7 +37,10 @@ pub struct Embedder {
 
 impl Embedder {
     pub fn new(runtime: &Runtime, model: &Path) -> Result<Embedder> {
-        Ok(Embedder { session: runtime.session(model)?, input: Vec::new() })
+        Ok(Embedder {
+            session: runtime.session(model)?,
+            input: Vec::new(),
+        })
     }
 
     /// The descriptor of one aligned chip (see `align::extract_chip`).
@@ -74,7 +81,10 @@ impl Embedder {
     pub fn run_raw(&mut self, input: &[f32]) -> Result<Vec<Embedding>> {
         let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
         if input.is_empty() || !input.len().is_multiple_of(3 * plane) {
-            return Err(Error::InvalidArgument(format!("input of {} floats is not a whole number of chips", input.len())));
+            return Err(Error::InvalidArgument(format!(
+                "input of {} floats is not a whole number of chips",
+                input.len()
+            )));
         }
         // Straight from the caller's buffer: a copy here would be work the pipeline does not do.
         run(&mut self.session, input, input.len() / (3 * plane))
@@ -92,14 +102,18 @@ fn run(session: &mut Session, input: &[f32], n: usize) -> Result<Vec<Embedding>>
     let outputs = session.run(ort::inputs![tensor])?;
     let (shape, data) = outputs[0].try_extract_tensor::<f32>()?;
     if data.len() != n * EMBEDDING_DIM {
-        return Err(Error::Runtime(format!("embedder returned shape {shape:?}, expected [{n}, {EMBEDDING_DIM}]")));
+        return Err(Error::Runtime(format!(
+            "embedder returned shape {shape:?}, expected [{n}, {EMBEDDING_DIM}]"
+        )));
     }
     let mut out = Vec::with_capacity(n);
     for row in data.chunks_exact(EMBEDDING_DIM) {
         let mut e = [0f32; EMBEDDING_DIM];
         e.copy_from_slice(row);
         if e.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Runtime("embedder produced a non-finite value".into()));
+            return Err(Error::Runtime(
+                "embedder produced a non-finite value".into(),
+            ));
         }
         out.push(e);
     }

@@ -32,6 +32,9 @@ impl From<ort::Error> for Error {
 
 impl Error {
     pub(crate) fn model_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::ModelFile { path: path.into(), reason: reason.to_string() }
+        Error::ModelFile {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
 }

@@ -32,7 +32,12 @@ pub struct Rect {
 
 impl Rect {
     pub const fn new(left: f32, top: f32, right: f32, bottom: f32) -> Self {
-        Rect { left, top, right, bottom }
+        Rect {
+            left,
+            top,
+            right,
+            bottom,
+        }
     }
 
     pub fn width(&self) -> f32 {
@@ -48,7 +53,10 @@ impl Rect {
     }
 
     pub fn center(&self) -> Point {
-        Point::new((self.left + self.right) * 0.5, (self.top + self.bottom) * 0.5)
+        Point::new(
+            (self.left + self.right) * 0.5,
+            (self.top + self.bottom) * 0.5,
+        )
     }
 
     /// Intersection over union; 0 for disjoint or empty boxes.

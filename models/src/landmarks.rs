@@ -135,7 +135,9 @@ impl ShapePredictorModel {
             for _ in 0..num_features {
                 let a = read_u32(input)?;
                 if a as usize >= num_parts {
-                    return Err(ErtFormatError::Malformed(format!("anchor {a} >= {num_parts} parts")));
+                    return Err(ErtFormatError::Malformed(format!(
+                        "anchor {a} >= {num_parts} parts"
+                    )));
                 }
                 anchor_idx.push(a);
             }
@@ -165,11 +167,21 @@ impl ShapePredictorModel {
                     )));
                 }
                 let leaf_values = read_f32s(input, num_leaves * 2 * num_parts)?;
-                trees.push(RegressionTree { splits, leaf_values });
+                trees.push(RegressionTree {
+                    splits,
+                    leaf_values,
+                });
             }
-            cascades.push(Cascade { anchor_idx, deltas, trees });
+            cascades.push(Cascade {
+                anchor_idx,
+                deltas,
+                trees,
+            });
         }
-        Ok(ShapePredictorModel { initial_shape, cascades })
+        Ok(ShapePredictorModel {
+            initial_shape,
+            cascades,
+        })
     }
 }
 
@@ -203,7 +215,12 @@ const MAX_COORD: f64 = 1.0e7;
 
 impl DlibRect {
     pub const fn new(left: i64, top: i64, right: i64, bottom: i64) -> Self {
-        DlibRect { left, top, right, bottom }
+        DlibRect {
+            left,
+            top,
+            right,
+            bottom,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -260,7 +277,10 @@ impl DlibRect {
     fn unnormalize(&self, x: f32, y: f32) -> (f64, f64) {
         let sx = (self.right - self.left) as f64;
         let sy = (self.bottom - self.top) as f64;
-        (sx * f64::from(x) + self.left as f64, sy * f64::from(y) + self.top as f64)
+        (
+            sx * f64::from(x) + self.left as f64,
+            sy * f64::from(y) + self.top as f64,
+        )
     }
 }
 
@@ -347,7 +367,11 @@ struct CompactSplit(u32);
 impl SplitCode for CompactSplit {
     #[inline(always)]
     fn decode(self) -> (usize, usize, i32) {
-        ((self.0 & 0x3ff) as usize, ((self.0 >> 10) & 0x3ff) as usize, (self.0 as i32) >> 20)
+        (
+            (self.0 & 0x3ff) as usize,
+            ((self.0 >> 10) & 0x3ff) as usize,
+            (self.0 as i32) >> 20,
+        )
     }
 }
 
@@ -361,7 +385,11 @@ struct WideSplit {
 impl SplitCode for WideSplit {
     #[inline(always)]
     fn decode(self) -> (usize, usize, i32) {
-        (usize::from(self.idx1), usize::from(self.idx2), i32::from(self.thresh))
+        (
+            usize::from(self.idx1),
+            usize::from(self.idx2),
+            i32::from(self.thresh),
+        )
     }
 }
 
@@ -438,11 +466,15 @@ fn leaf_storage(lines: usize) -> Vec<LeafLine> {
         // yet: an allocation this large is mapped on demand), and MADV_HUGEPAGE only
         // changes how the kernel backs it: no mapping goes away, no content changes, and a
         // refusal (THP disabled) leaves ordinary pages.
-        let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        let rc =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "no huge pages for the landmark model");
         }
-        v.resize((start - addr) / std::mem::size_of::<LeafLine>(), LeafLine([0.0; LEAF_LINE]));
+        v.resize(
+            (start - addr) / std::mem::size_of::<LeafLine>(),
+            LeafLine([0.0; LEAF_LINE]),
+        );
         v
     }
     #[cfg(not(target_os = "linux"))]
@@ -494,8 +526,12 @@ impl ShapePredictor {
     /// Loads an `.ert` file (see [`ShapePredictorModel::write`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::model_file(path, format!("{e}; run scripts/setup-models.sh to produce it")))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            Error::model_file(
+                path,
+                format!("{e}; run scripts/setup-models.sh to produce it"),
+            )
+        })?;
         let model = ShapePredictorModel::read(&mut std::io::BufReader::new(file))
             .map_err(|e| Error::model_file(path, e))?;
         let predictor = Self::from_model(model).map_err(|e| Error::model_file(path, e))?;
@@ -512,9 +548,15 @@ impl ShapePredictor {
     /// prepares it for prediction.
     pub fn from_model(model: ShapePredictorModel) -> std::result::Result<Self, ErtFormatError> {
         let malformed = |m: String| Err(ErtFormatError::Malformed(m));
-        let ShapePredictorModel { initial_shape, cascades } = model;
+        let ShapePredictorModel {
+            initial_shape,
+            cascades,
+        } = model;
         if initial_shape.is_empty() || initial_shape.len() % 2 != 0 {
-            return malformed(format!("the mean shape has {} values, not a positive even number", initial_shape.len()));
+            return malformed(format!(
+                "the mean shape has {} values, not a positive even number",
+                initial_shape.len()
+            ));
         }
         if initial_shape.iter().any(|v| !v.is_finite()) {
             return malformed("the mean shape has a non-finite value".into());
@@ -535,7 +577,11 @@ impl ShapePredictor {
         for (ci, c) in cascades.into_iter().enumerate() {
             let num_features = c.anchor_idx.len();
             if c.deltas.len() != num_features {
-                return malformed(format!("cascade {ci}: {} anchors but {} deltas", num_features, c.deltas.len()));
+                return malformed(format!(
+                    "cascade {ci}: {} anchors but {} deltas",
+                    num_features,
+                    c.deltas.len()
+                ));
             }
             if let Some(a) = c.anchor_idx.iter().find(|&&a| a as usize >= num_parts) {
                 return malformed(format!("cascade {ci}: anchor {a} >= {num_parts} parts"));
@@ -544,11 +590,17 @@ impl ShapePredictor {
                 return malformed(format!("cascade {ci}: a non-finite pixel offset"));
             }
             if num_features > MAX_FEATURES {
-                return malformed(format!("cascade {ci}: {num_features} features, more than the {MAX_FEATURES} supported"));
+                return malformed(format!(
+                    "cascade {ci}: {num_features} features, more than the {MAX_FEATURES} supported"
+                ));
             }
             max_features = max_features.max(num_features);
             let mut trees = Vec::with_capacity(c.trees.len());
-            let mut splits = if num_features <= COMPACT_FEATURES { Splits::Compact(Vec::new()) } else { Splits::Wide(Vec::new()) };
+            let mut splits = if num_features <= COMPACT_FEATURES {
+                Splits::Compact(Vec::new())
+            } else {
+                Splits::Wide(Vec::new())
+            };
             let leaf_base = leaves.len();
             for (ti, t) in c.trees.into_iter().enumerate() {
                 let num_leaves = t.splits.len() + 1;
@@ -558,10 +610,18 @@ impl ShapePredictor {
                         t.leaf_values.len()
                     ));
                 }
-                if t.leaf_values.iter().any(|v| !v.is_finite()) || t.splits.iter().any(|s| s.thresh.is_nan()) {
-                    return malformed(format!("cascade {ci} tree {ti}: a non-finite leaf value or NaN threshold"));
+                if t.leaf_values.iter().any(|v| !v.is_finite())
+                    || t.splits.iter().any(|s| s.thresh.is_nan())
+                {
+                    return malformed(format!(
+                        "cascade {ci} tree {ti}: a non-finite leaf value or NaN threshold"
+                    ));
                 }
-                if let Some(s) = t.splits.iter().find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features) {
+                if let Some(s) = t
+                    .splits
+                    .iter()
+                    .find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features)
+                {
                     return malformed(format!(
                         "cascade {ci} tree {ti}: a split reads feature {}/{} of {num_features}",
                         s.idx1, s.idx2
@@ -618,9 +678,15 @@ impl ShapePredictor {
         }
         mx /= n;
         my /= n;
-        let from_centered: Vec<[f64; 2]> =
-            initial_shape.chunks_exact(2).map(|p| [f64::from(p[0]) - mx, f64::from(p[1]) - my]).collect();
-        let from_sigma = from_centered.iter().map(|d| d[0] * d[0] + d[1] * d[1]).sum::<f64>() / n;
+        let from_centered: Vec<[f64; 2]> = initial_shape
+            .chunks_exact(2)
+            .map(|p| [f64::from(p[0]) - mx, f64::from(p[1]) - my])
+            .collect();
+        let from_sigma = from_centered
+            .iter()
+            .map(|d| d[0] * d[0] + d[1] * d[1])
+            .sum::<f64>()
+            / n;
 
         let max_trees = prepared.iter().map(|c| c.trees.len()).max().unwrap_or(0);
         Ok(ShapePredictor {
@@ -666,15 +732,25 @@ impl ShapePredictor {
 
     /// Like [`predict`](Self::predict) for a 5-point model, as the array that
     /// [`crate::align::chip_transform`] takes.
-    pub fn predict5<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Result<[Point; 5]> {
-        self.predict(image, rect).try_into().map_err(|v: Vec<Point>| {
-            Error::InvalidArgument(format!("the landmark model has {} points, not 5", v.len()))
-        })
+    pub fn predict5<I: IntensityImage + ?Sized>(
+        &self,
+        image: &I,
+        rect: DlibRect,
+    ) -> Result<[Point; 5]> {
+        self.predict(image, rect)
+            .try_into()
+            .map_err(|v: Vec<Point>| {
+                Error::InvalidArgument(format!("the landmark model has {} points, not 5", v.len()))
+            })
     }
 
     /// The landmarks before dlib's rounding to whole pixels (sub-pixel positions). Not
     /// what dlib returns; for callers that want the extra precision.
-    pub fn predict_subpixel<I: IntensityImage + ?Sized>(&self, image: &I, rect: DlibRect) -> Vec<[f64; 2]> {
+    pub fn predict_subpixel<I: IntensityImage + ?Sized>(
+        &self,
+        image: &I,
+        rect: DlibRect,
+    ) -> Vec<[f64; 2]> {
         let shape = self.run(image, rect);
         shape
             .chunks_exact(2)
@@ -697,7 +773,11 @@ impl ShapePredictor {
             let feats = &mut features[..n];
             feature_pixels(cascade, m, &shape, rect, image.dimensions(), &mut scratch);
             for ((value, &x), &y) in feats.iter_mut().zip(&scratch.x[..n]).zip(&scratch.y[..n]) {
-                *value = if x == OUTSIDE { 0 } else { i32::from(image.intensity(x, y)) };
+                *value = if x == OUTSIDE {
+                    0
+                } else {
+                    i32::from(image.intensity(x, y))
+                };
             }
             // First find every tree's leaf, then add the leaves in tree order (the order
             // dlib adds them in, which float addition needs for identical sums). Knowing all
@@ -705,11 +785,28 @@ impl ShapePredictor {
             // most of the model's megabytes and each tree touches one at random.
             let leaf_starts = &mut leaf_starts[..cascade.trees.len()];
             match &cascade.splits {
-                Splits::Compact(s) => find_leaves(s, cascade, &self.leaves, feats, self.leaf_lines, leaf_starts),
-                Splits::Wide(s) => find_leaves(s, cascade, &self.leaves, feats, self.leaf_lines, leaf_starts),
+                Splits::Compact(s) => find_leaves(
+                    s,
+                    cascade,
+                    &self.leaves,
+                    feats,
+                    self.leaf_lines,
+                    leaf_starts,
+                ),
+                Splits::Wide(s) => find_leaves(
+                    s,
+                    cascade,
+                    &self.leaves,
+                    feats,
+                    self.leaf_lines,
+                    leaf_starts,
+                ),
             }
             for &start in leaf_starts.iter() {
-                for (line, values) in self.leaves[start..start + self.leaf_lines].iter().zip(shape.chunks_mut(LEAF_LINE)) {
+                for (line, values) in self.leaves[start..start + self.leaf_lines]
+                    .iter()
+                    .zip(shape.chunks_mut(LEAF_LINE))
+                {
                     for (v, d) in values.iter_mut().zip(&line.0) {
                         *v += d;
                     }
@@ -749,7 +846,11 @@ impl ShapePredictor {
         }
         let p = (c00 + c11) / n;
         let q = (c10 - c01) / n;
-        let (a, b) = if self.from_sigma != 0.0 { (p / self.from_sigma, q / self.from_sigma) } else { (1.0, 0.0) };
+        let (a, b) = if self.from_sigma != 0.0 {
+            (p / self.from_sigma, q / self.from_sigma)
+        } else {
+            (1.0, 0.0)
+        };
         [a as f32, (-b) as f32, b as f32, a as f32]
     }
 }
@@ -769,7 +870,12 @@ struct FeatureScratch {
 
 impl FeatureScratch {
     fn new(n: usize) -> Self {
-        FeatureScratch { anchor_x: vec![0.0; n], anchor_y: vec![0.0; n], x: vec![0; n], y: vec![0; n] }
+        FeatureScratch {
+            anchor_x: vec![0.0; n],
+            anchor_y: vec![0.0; n],
+            x: vec![0; n],
+            y: vec![0; n],
+        }
     }
 }
 
@@ -780,7 +886,14 @@ impl FeatureScratch {
 ///
 /// Passes over arrays with no image access, so they vectorise; with AVX2 where the CPU has
 /// it (no FMA, and Rust never fuses operations: the same results either way).
-fn feature_pixels(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+fn feature_pixels(
+    cascade: &PreparedCascade,
+    m: [f32; 4],
+    shape: &[f32],
+    rect: DlibRect,
+    dims: (u32, u32),
+    out: &mut FeatureScratch,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -793,18 +906,35 @@ fn feature_pixels(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: D
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 // An `unsafe fn` (not a safe target-feature function) to stay within rust-version 1.85.
-unsafe fn feature_pixels_avx2(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+unsafe fn feature_pixels_avx2(
+    cascade: &PreparedCascade,
+    m: [f32; 4],
+    shape: &[f32],
+    rect: DlibRect,
+    dims: (u32, u32),
+    out: &mut FeatureScratch,
+) {
     feature_pixels_portable(cascade, m, shape, rect, dims, out)
 }
 
 #[inline(always)]
-fn feature_pixels_portable(cascade: &PreparedCascade, m: [f32; 4], shape: &[f32], rect: DlibRect, dims: (u32, u32), out: &mut FeatureScratch) {
+fn feature_pixels_portable(
+    cascade: &PreparedCascade,
+    m: [f32; 4],
+    shape: &[f32],
+    rect: DlibRect,
+    dims: (u32, u32),
+    out: &mut FeatureScratch,
+) {
     let n = cascade.dx.len();
     let (ax, ay) = (&mut out.anchor_x[..n], &mut out.anchor_y[..n]);
     for ((x, y), &a) in ax.iter_mut().zip(ay.iter_mut()).zip(&cascade.anchor_x) {
         (*x, *y) = (shape[a as usize], shape[a as usize + 1]);
     }
-    let (sx, sy) = ((rect.right - rect.left) as f64, (rect.bottom - rect.top) as f64);
+    let (sx, sy) = (
+        (rect.right - rect.left) as f64,
+        (rect.bottom - rect.top) as f64,
+    );
     let (left, top) = (rect.left as f64, rect.top as f64);
     let (width, height) = (f64::from(dims.0), f64::from(dims.1));
     let (dx, dy, ax, ay) = (&cascade.dx[..n], &cascade.dy[..n], &ax[..n], &ay[..n]);
@@ -870,7 +1000,9 @@ fn read_u32(input: &mut impl Read) -> Result<u32, ErtFormatError> {
 fn read_len(input: &mut impl Read, max: usize, what: &str) -> Result<usize, ErtFormatError> {
     let v = read_u32(input)? as usize;
     if v > max {
-        return Err(ErtFormatError::Malformed(format!("{what} = {v} exceeds {max}")));
+        return Err(ErtFormatError::Malformed(format!(
+            "{what} = {v} exceeds {max}"
+        )));
     }
     Ok(v)
 }
@@ -878,7 +1010,10 @@ fn read_len(input: &mut impl Read, max: usize, what: &str) -> Result<usize, ErtF
 fn read_f32s(input: &mut impl Read, n: usize) -> Result<Vec<f32>, ErtFormatError> {
     let mut bytes = vec![0u8; n * 4];
     input.read_exact(&mut bytes)?;
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -892,7 +1027,11 @@ mod tests {
                 anchor_idx: vec![0, 1],
                 deltas: vec![[0.01, -0.02], [0.0, 0.05]],
                 trees: vec![RegressionTree {
-                    splits: vec![Split { idx1: 0, idx2: 1, thresh: 3.5 }],
+                    splits: vec![Split {
+                        idx1: 0,
+                        idx2: 1,
+                        thresh: 3.5,
+                    }],
                     leaf_values: vec![0.1, 0.2, 0.3, 0.4, -0.1, -0.2, -0.3, -0.4],
                 }],
             }],
@@ -912,22 +1051,44 @@ mod tests {
         let mut buf = Vec::new();
         tiny_model().write(&mut buf).unwrap();
         for cut in [0, 4, 8, 20, buf.len() - 1] {
-            assert!(ShapePredictorModel::read(&mut &buf[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                ShapePredictorModel::read(&mut &buf[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut bad = buf.clone();
         bad[0] = b'X';
-        assert!(matches!(ShapePredictorModel::read(&mut bad.as_slice()), Err(ErtFormatError::BadMagic)));
+        assert!(matches!(
+            ShapePredictorModel::read(&mut bad.as_slice()),
+            Err(ErtFormatError::BadMagic)
+        ));
         // A split pointing past the feature list.
         let mut m = tiny_model();
         m.cascades[0].trees[0].splits[0].idx2 = 7;
         let mut buf = Vec::new();
         m.write(&mut buf).unwrap();
-        assert!(matches!(ShapePredictorModel::read(&mut buf.as_slice()), Err(ErtFormatError::Malformed(_))));
+        assert!(matches!(
+            ShapePredictorModel::read(&mut buf.as_slice()),
+            Err(ErtFormatError::Malformed(_))
+        ));
     }
 
     #[test]
     fn fast_floor_is_floor() {
-        for v in [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.999, -2.999, 1e15 + 0.5, -1e15 - 0.5, 123456.0, -7.0000001] {
+        for v in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            2.999,
+            -2.999,
+            1e15 + 0.5,
+            -1e15 - 0.5,
+            123456.0,
+            -7.0000001,
+        ] {
             assert_eq!(floor(v), v.floor(), "{v}");
         }
         assert!(floor(f64::NAN).is_nan());
@@ -937,13 +1098,34 @@ mod tests {
     #[test]
     fn integer_thresholds_decide_like_dlibs_float_test() {
         let thresholds = [
-            0.0, 0.5, -0.5, 3.0, -3.0, 3.25, -3.25, 254.5, 255.0, 255.5, 1e9, -255.5, -256.0, -256.5, -1e9,
-            f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, -f32::MIN_POSITIVE,
+            0.0,
+            0.5,
+            -0.5,
+            3.0,
+            -3.0,
+            3.25,
+            -3.25,
+            254.5,
+            255.0,
+            255.5,
+            1e9,
+            -255.5,
+            -256.0,
+            -256.5,
+            -1e9,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
         ];
         for t in thresholds {
             let it = integer_threshold(t);
             for d in -255..=255i32 {
-                assert_eq!(d > it, d as f32 > t, "difference {d}, threshold {t} -> {it}");
+                assert_eq!(
+                    d > it,
+                    d as f32 > t,
+                    "difference {d}, threshold {t} -> {it}"
+                );
             }
             // The compact encoding keeps the threshold and both indices.
             let packed = CompactSplit(1023 | (517 << 10) | ((it as u32 & 0xfff) << 20));
@@ -959,10 +1141,16 @@ mod tests {
         let model = ShapePredictorModel {
             initial_shape: vec![0.25, 0.5, 0.75, 0.5],
             cascades: vec![Cascade {
-                anchor_idx: (0..n as u32).map(|i| u32::from(i + 1 == n as u32)).collect(),
+                anchor_idx: (0..n as u32)
+                    .map(|i| u32::from(i + 1 == n as u32))
+                    .collect(),
                 deltas: vec![[0.0, 0.0]; n],
                 trees: vec![RegressionTree {
-                    splits: vec![Split { idx1: n as u32 - 2, idx2: n as u32 - 1, thresh: 10.0 }],
+                    splits: vec![Split {
+                        idx1: n as u32 - 2,
+                        idx2: n as u32 - 1,
+                        thresh: 10.0,
+                    }],
                     leaf_values: vec![0.1, 0.0, 0.1, 0.0, -0.1, 0.0, -0.1, 0.0],
                 }],
             }],
@@ -987,8 +1175,14 @@ mod tests {
         assert_eq!((r.width(), r.height()), (100.0, 120.0));
         assert_eq!(DlibRect::from_rect(&r), Some(d));
         // Edges round to the nearest pixel boundary.
-        assert_eq!(DlibRect::from_rect(&Rect::new(9.7, 19.2, 109.4, 139.9)), Some(d));
-        assert_eq!(DlibRect::from_rect(&Rect::new(f32::NAN, 0.0, 1.0, 1.0)), None);
+        assert_eq!(
+            DlibRect::from_rect(&Rect::new(9.7, 19.2, 109.4, 139.9)),
+            Some(d)
+        );
+        assert_eq!(
+            DlibRect::from_rect(&Rect::new(f32::NAN, 0.0, 1.0, 1.0)),
+            None
+        );
         assert_eq!(DlibRect::from_rect(&Rect::new(0.0, 0.0, 1e9, 1.0)), None);
         assert!(DlibRect::new(5, 5, 4, 9).is_empty());
         assert_eq!(DlibRect::new(5, 5, 4, 9).width(), 0);
@@ -1003,7 +1197,11 @@ mod tests {
                 anchor_idx: vec![0, 1],
                 deltas: vec![[0.0, 0.0], [0.0, 0.0]],
                 trees: vec![RegressionTree {
-                    splits: vec![Split { idx1: 0, idx2: 1, thresh }],
+                    splits: vec![Split {
+                        idx1: 0,
+                        idx2: 1,
+                        thresh,
+                    }],
                     leaf_values: vec![0.1, 0.0, 0.1, 0.0, -0.1, 0.0, -0.1, 0.0],
                 }],
             }],
@@ -1021,7 +1219,10 @@ mod tests {
         let rect = DlibRect::new(0, 0, 99, 99);
         // The mean shape's points land at (24.75, 49.5) and (74.25, 49.5): pixels (25, 50)
         // and (74, 50) after dlib's floor(v + 0.5).
-        assert_eq!(sp.mean_shape_in(rect), vec![Point::new(24.75, 49.5), Point::new(74.25, 49.5)]);
+        assert_eq!(
+            sp.mean_shape_in(rect),
+            vec![Point::new(24.75, 49.5), Point::new(74.25, 49.5)]
+        );
         let mut img = GrayImage::new(100, 100);
         img.put_pixel(25, 50, image::Luma([200]));
         img.put_pixel(74, 50, image::Luma([100]));
@@ -1029,7 +1230,10 @@ mod tests {
         assert_eq!(xs(&sp.predict(&img, rect)), vec![35.0, 84.0]);
         assert_eq!(sp.predict(&img, rect)[0].y, 50.0);
         let sub = sp.predict_subpixel(&img, rect);
-        assert!((sub[0][0] - 34.65).abs() < 1e-5 && (sub[1][0] - 84.15).abs() < 1e-5, "{sub:?}");
+        assert!(
+            (sub[0][0] - 34.65).abs() < 1e-5 && (sub[1][0] - 84.15).abs() < 1e-5,
+            "{sub:?}"
+        );
         img.put_pixel(74, 50, image::Luma([195]));
         // 200 - 195 = 5, not > 10: right leaf.
         assert_eq!(xs(&sp.predict(&img, rect)), vec![15.0, 64.0]);
@@ -1076,7 +1280,10 @@ mod tests {
             .chunks_exact(2)
             .flat_map(|p| {
                 let (x, y) = (f64::from(p[0]), f64::from(p[1]));
-                [(s * (a.cos() * x - a.sin() * y) + 0.3) as f32, (s * (a.sin() * x + a.cos() * y) - 0.2) as f32]
+                [
+                    (s * (a.cos() * x - a.sin() * y) + 0.3) as f32,
+                    (s * (a.sin() * x + a.cos() * y) - 0.2) as f32,
+                ]
             })
             .collect();
         let m = sp.similarity_to(&moved);
@@ -1085,7 +1292,10 @@ mod tests {
             assert!((f64::from(*g) - w).abs() < 1e-6, "{m:?} vs {want:?}");
         }
         // The mean shape onto itself: exactly the identity once cast to f32.
-        assert_eq!(sp.similarity_to(&sp.initial_shape.clone()), [1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(
+            sp.similarity_to(&sp.initial_shape.clone()),
+            [1.0, 0.0, 0.0, 1.0]
+        );
     }
 
     #[test]
@@ -1096,7 +1306,11 @@ mod tests {
                 anchor_idx: vec![0, 1],
                 deltas: vec![[0.0, 0.0], [0.0, 0.0]],
                 trees: vec![RegressionTree {
-                    splits: vec![Split { idx1: 0, idx2: 1, thresh: 0.0 }],
+                    splits: vec![Split {
+                        idx1: 0,
+                        idx2: 1,
+                        thresh: 0.0,
+                    }],
                     leaf_values: vec![0.0; 8],
                 }],
             }],
@@ -1107,19 +1321,28 @@ mod tests {
         assert!(ShapePredictor::from_model(m).is_err(), "odd mean shape");
         let mut m = base();
         m.cascades[0].anchor_idx[1] = 2;
-        assert!(ShapePredictor::from_model(m).is_err(), "anchor out of range");
+        assert!(
+            ShapePredictor::from_model(m).is_err(),
+            "anchor out of range"
+        );
         let mut m = base();
         m.cascades[0].deltas.pop();
         assert!(ShapePredictor::from_model(m).is_err(), "missing delta");
         let mut m = base();
         m.cascades[0].trees[0].splits[0].idx2 = 2;
-        assert!(ShapePredictor::from_model(m).is_err(), "feature out of range");
+        assert!(
+            ShapePredictor::from_model(m).is_err(),
+            "feature out of range"
+        );
         let mut m = base();
         m.cascades[0].trees[0].leaf_values.pop();
         assert!(ShapePredictor::from_model(m).is_err(), "short leaves");
         let mut m = base();
         m.initial_shape[0] = f32::NAN;
-        assert!(ShapePredictor::from_model(m).is_err(), "NaN in the mean shape");
+        assert!(
+            ShapePredictor::from_model(m).is_err(),
+            "NaN in the mean shape"
+        );
     }
 
     #[test]

@@ -55,8 +55,22 @@ impl Liveness {
         let side = face.width().max(face.height());
         let c = face.center();
         let (left, top) = (c.x - side / 2.0, c.y - side / 2.0);
-        self.resamplers[0].sample_square(image, left, top, side, ANTISPOOF_SIZE, &mut self.buf_antispoof);
-        self.resamplers[1].sample_square(image, left, top, side, LIVENESS_SIZE, &mut self.buf_liveness);
+        self.resamplers[0].sample_square(
+            image,
+            left,
+            top,
+            side,
+            ANTISPOOF_SIZE,
+            &mut self.buf_antispoof,
+        );
+        self.resamplers[1].sample_square(
+            image,
+            left,
+            top,
+            side,
+            LIVENESS_SIZE,
+            &mut self.buf_liveness,
+        );
         // To [0, 1]: two loops rather than one over a chain, so each vectorises, and a
         // multiplication rather than a division (1 ulp apart, and several times cheaper).
         for v in &mut self.buf_antispoof {
@@ -72,13 +86,19 @@ impl Liveness {
     /// the pipeline with the bare model runs.
     pub fn run_raw(&mut self) -> Result<LivenessScores> {
         let real = {
-            let t = TensorRef::from_array_view(([1usize, ANTISPOOF_SIZE, ANTISPOOF_SIZE, 3], &self.buf_antispoof[..]))?;
+            let t = TensorRef::from_array_view((
+                [1usize, ANTISPOOF_SIZE, ANTISPOOF_SIZE, 3],
+                &self.buf_antispoof[..],
+            ))?;
             let out = self.antispoof.run(ort::inputs![t])?;
             let (_, data) = out[0].try_extract_tensor::<f32>()?;
             data.first().copied().unwrap_or(0.0)
         };
         let live = {
-            let t = TensorRef::from_array_view(([1usize, LIVENESS_SIZE, LIVENESS_SIZE, 3], &self.buf_liveness[..]))?;
+            let t = TensorRef::from_array_view((
+                [1usize, LIVENESS_SIZE, LIVENESS_SIZE, 3],
+                &self.buf_liveness[..],
+            ))?;
             let out = self.liveness.run(ort::inputs![t])?;
             let (_, data) = out[0].try_extract_tensor::<f32>()?;
             data.first().copied().unwrap_or(0.0)

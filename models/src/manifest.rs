@@ -69,13 +69,20 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::model_file(&path, format!("{e}; run scripts/setup-models.sh to fetch and convert the models"))
+            Error::model_file(
+                &path,
+                format!("{e}; run scripts/setup-models.sh to fetch and convert the models"),
+            )
         })?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e))?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(Error::model_file(
                 &path,
-                format!("manifest format {} (expected {MANIFEST_FORMAT}); run scripts/setup-models.sh", manifest.format),
+                format!(
+                    "manifest format {} (expected {MANIFEST_FORMAT}); run scripts/setup-models.sh",
+                    manifest.format
+                ),
             ));
         }
         Ok(manifest)
@@ -104,7 +111,10 @@ impl Manifest {
             if self.files.iter().any(|f| f.path == name) {
                 Ok(dir.join(name))
             } else {
-                Err(Error::model_file(dir.join(MANIFEST_FILE), format!("does not list {name}")))
+                Err(Error::model_file(
+                    dir.join(MANIFEST_FILE),
+                    format!("does not list {name}"),
+                ))
             }
         };
         Ok(ModelPaths {
@@ -153,7 +163,9 @@ pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::model_file(path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::model_file(path, e))?;
         if n == 0 {
             break;
         }
@@ -170,17 +182,37 @@ mod tests {
     #[test]
     fn a_changed_byte_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let all = [files::DETECTOR, files::LANDMARKS, files::EMBEDDER, files::ANTISPOOF, files::LIVENESS, files::ONNXRUNTIME];
+        let all = [
+            files::DETECTOR,
+            files::LANDMARKS,
+            files::EMBEDDER,
+            files::ANTISPOOF,
+            files::LIVENESS,
+            files::ONNXRUNTIME,
+        ];
         let mut produced = Vec::new();
         for name in all {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, name.as_bytes()).unwrap();
             let (bytes, sha256) = sha256_file(&path).unwrap();
-            produced.push(ProducedFile { path: name.into(), sha256, bytes, source: "test".into() });
+            produced.push(ProducedFile {
+                path: name.into(),
+                sha256,
+                bytes,
+                source: "test".into(),
+            });
         }
-        let m = Manifest { format: MANIFEST_FORMAT, sources: vec![], files: produced };
-        std::fs::write(dir.path().join(MANIFEST_FILE), serde_json::to_string(&m).unwrap()).unwrap();
+        let m = Manifest {
+            format: MANIFEST_FORMAT,
+            sources: vec![],
+            files: produced,
+        };
+        std::fs::write(
+            dir.path().join(MANIFEST_FILE),
+            serde_json::to_string(&m).unwrap(),
+        )
+        .unwrap();
         let paths = verified_paths(dir.path()).unwrap();
         assert_eq!(paths.embedder, dir.path().join(files::EMBEDDER));
 

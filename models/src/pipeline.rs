@@ -119,10 +119,21 @@ impl Pipeline {
         let detector = Detector::new(&runtime, &paths.detector, config.detector.clone())?;
         let landmarks = ShapePredictor::load(&paths.landmarks)?;
         let embedder = Embedder::new(&runtime, &paths.embedder)?;
-        let liveness =
-            if config.liveness { Some(Liveness::new(&runtime, &paths.antispoof, &paths.liveness)?) } else { None };
+        let liveness = if config.liveness {
+            Some(Liveness::new(&runtime, &paths.antispoof, &paths.liveness)?)
+        } else {
+            None
+        };
         tracing::debug!(dir = %dir.display(), "face pipeline loaded");
-        Ok(Pipeline { paths, runtime, detector, landmarks, embedder, liveness, config })
+        Ok(Pipeline {
+            paths,
+            runtime,
+            detector,
+            landmarks,
+            embedder,
+            liveness,
+            config,
+        })
     }
 
     pub fn paths(&self) -> &ModelPaths {
@@ -138,8 +149,20 @@ impl Pipeline {
     }
 
     /// Direct access to the stages, for benchmarks and tools that run them one by one.
-    pub fn stages(&mut self) -> (&mut Detector, &ShapePredictor, &mut Embedder, Option<&mut Liveness>) {
-        (&mut self.detector, &self.landmarks, &mut self.embedder, self.liveness.as_mut())
+    pub fn stages(
+        &mut self,
+    ) -> (
+        &mut Detector,
+        &ShapePredictor,
+        &mut Embedder,
+        Option<&mut Liveness>,
+    ) {
+        (
+            &mut self.detector,
+            &self.landmarks,
+            &mut self.embedder,
+            self.liveness.as_mut(),
+        )
     }
 
     /// Analyses `image`: detection always, the rest for the faces `which` selects.
@@ -151,24 +174,34 @@ impl Pipeline {
 
         let selected: Vec<Detection> = match which {
             Faces::All => detections.clone(),
-            Faces::Main => main_face(&detections, image.width(), image.height()).into_iter().collect(),
+            Faces::Main => main_face(&detections, image.width(), image.height())
+                .into_iter()
+                .collect(),
         };
 
         // Liveness needs only the detector's box, so its two model runs overlap with the
         // landmarks, the chip and the quality measures on the other core: on a 2-core kiosk
         // that hides the pipeline's own CPU work behind ONNX Runtime's.
-        let Pipeline { landmarks, liveness, config, .. } = self;
+        let Pipeline {
+            landmarks,
+            liveness,
+            config,
+            ..
+        } = self;
         let geometry = |timings: &mut Timings| -> Result<Vec<Option<FaceGeometry>>> {
             selected
                 .iter()
                 .map(|det| {
                     let t = Instant::now();
-                    let Some(points) = dlib_box_for(det).and_then(|b| landmarks.predict5(image, b).ok()) else {
+                    let Some(points) =
+                        dlib_box_for(det).and_then(|b| landmarks.predict5(image, b).ok())
+                    else {
                         return Ok(None);
                     };
                     timings.landmarks_us += micros(t);
                     let t = Instant::now();
-                    let chip = extract_chip(image, &chip_transform(&points, CHIP_SIZE, CHIP_PADDING)?);
+                    let chip =
+                        extract_chip(image, &chip_transform(&points, CHIP_SIZE, CHIP_PADDING)?);
                     timings.align_us += micros(t);
                     let t = Instant::now();
                     let quality = assess(&points, &chip, &config.quality);
@@ -184,7 +217,10 @@ impl Pipeline {
                     || geometry(&mut geometry_timings),
                     || {
                         let t = Instant::now();
-                        let scores: Result<Vec<_>> = selected.iter().map(|d| live.score(image, &d.rect)).collect();
+                        let scores: Result<Vec<_>> = selected
+                            .iter()
+                            .map(|d| live.score(image, &d.rect))
+                            .collect();
                         (scores, micros(t))
                     },
                 );
@@ -201,8 +237,16 @@ impl Pipeline {
         let mut chips = Vec::with_capacity(selected.len());
         for ((det, g), liveness) in selected.into_iter().zip(geometry).zip(scores) {
             // A degenerate box gives no landmarks: that face is detected but not analysed.
-            let Some((landmarks, chip, quality)) = g else { continue };
-            faces.push(Face { detection: det, landmarks, quality, liveness, embedding: [0.0; 128] });
+            let Some((landmarks, chip, quality)) = g else {
+                continue;
+            };
+            faces.push(Face {
+                detection: det,
+                landmarks,
+                quality,
+                liveness,
+                embedding: [0.0; 128],
+            });
             chips.push(chip);
         }
 
@@ -213,7 +257,13 @@ impl Pipeline {
         }
         timings.embed_us = micros(t);
         timings.total_us = micros(start);
-        Ok(Analysis { width: image.width(), height: image.height(), detections, faces, timings })
+        Ok(Analysis {
+            width: image.width(),
+            height: image.height(),
+            detections,
+            faces,
+            timings,
+        })
     }
 
     /// dlib's five points for a BlazeFace detection; `None` if the box is degenerate.
@@ -231,7 +281,12 @@ pub fn dlib_box_for(det: &Detection) -> Option<DlibRect> {
     let side = det.rect.width().max(det.rect.height()) * BOX_SCALE;
     let c = det.rect.center();
     let (cx, cy) = (c.x + BOX_SHIFT_X * side, c.y + BOX_SHIFT_Y * side);
-    let r = Rect::new(cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0);
+    let r = Rect::new(
+        cx - side / 2.0,
+        cy - side / 2.0,
+        cx + side / 2.0,
+        cy + side / 2.0,
+    );
     DlibRect::from_rect(&r).filter(|r| r.width() >= 8 && r.height() >= 8)
 }
 
@@ -264,7 +319,11 @@ mod tests {
     use super::*;
 
     fn det(l: f32, t: f32, side: f32) -> Detection {
-        Detection { rect: Rect::new(l, t, l + side, t + side), score: 0.9, keypoints: [Point::default(); 6] }
+        Detection {
+            rect: Rect::new(l, t, l + side, t + side),
+            score: 0.9,
+            keypoints: [Point::default(); 6],
+        }
     }
 
     #[test]

@@ -92,8 +92,14 @@ impl Default for QualityPolicy {
 /// The eye centres from dlib's five points (two corners per eye, then the nose base),
 /// left-to-right in the image.
 pub fn eye_centres(landmarks: &[Point; 5]) -> (Point, Point) {
-    let a = Point::new((landmarks[0].x + landmarks[1].x) / 2.0, (landmarks[0].y + landmarks[1].y) / 2.0);
-    let b = Point::new((landmarks[2].x + landmarks[3].x) / 2.0, (landmarks[2].y + landmarks[3].y) / 2.0);
+    let a = Point::new(
+        (landmarks[0].x + landmarks[1].x) / 2.0,
+        (landmarks[0].y + landmarks[1].y) / 2.0,
+    );
+    let b = Point::new(
+        (landmarks[2].x + landmarks[3].x) / 2.0,
+        (landmarks[2].y + landmarks[3].y) / 2.0,
+    );
     if a.x <= b.x {
         (a, b)
     } else {
@@ -109,7 +115,10 @@ pub fn assess(landmarks: &[Point; 5], chip: &RgbImage, policy: &QualityPolicy) -
     // Project the nose onto the eye line: its offset from the midpoint along the line.
     let mid = Point::new((le.x + re.x) / 2.0, (le.y + re.y) / 2.0);
     let yaw = if eye_distance_px > 0.0 {
-        let (ux, uy) = ((re.x - le.x) / eye_distance_px, (re.y - le.y) / eye_distance_px);
+        let (ux, uy) = (
+            (re.x - le.x) / eye_distance_px,
+            (re.y - le.y) / eye_distance_px,
+        );
         ((landmarks[4].x - mid.x) * ux + (landmarks[4].y - mid.y) * uy) / eye_distance_px
     } else {
         0.0
@@ -123,7 +132,10 @@ pub fn assess(landmarks: &[Point; 5], chip: &RgbImage, policy: &QualityPolicy) -
             problems.push(problem)
         }
     };
-    check(eye_distance_px < p.min_eye_distance_px, QualityProblem::TooSmall);
+    check(
+        eye_distance_px < p.min_eye_distance_px,
+        QualityProblem::TooSmall,
+    );
     check(sharpness < p.min_sharpness, QualityProblem::Blurry);
     check(roll_deg.abs() > p.max_roll_deg, QualityProblem::Tilted);
     check(yaw.abs() > p.max_yaw, QualityProblem::TurnedAway);
@@ -141,7 +153,16 @@ pub fn assess(landmarks: &[Point; 5], chip: &RgbImage, policy: &QualityPolicy) -
         * ramp(255.0 - brightness, 255.0 - p.max_brightness)
         * ramp(contrast, p.min_contrast);
 
-    QualityReport { eye_distance_px, sharpness, roll_deg, yaw, brightness, contrast, score, problems }
+    QualityReport {
+        eye_distance_px,
+        sharpness,
+        roll_deg,
+        yaw,
+        brightness,
+        contrast,
+        score,
+        problems,
+    }
 }
 
 /// Mean, standard deviation and Laplacian variance of the grey levels of the chip's
@@ -168,7 +189,11 @@ fn chip_statistics(chip: &RgbImage) -> (f32, f32, f32) {
     let (mut n, mut sum, mut sum2) = (0f64, 0f64, 0f64);
     let (mut lsum, mut lsum2) = (0f64, 0f64);
     for y in y0..y1 {
-        let (up, row, down) = (&grey[(y - 1 - gy0) * gw..][..gw], &grey[(y - gy0) * gw..][..gw], &grey[(y + 1 - gy0) * gw..][..gw]);
+        let (up, row, down) = (
+            &grey[(y - 1 - gy0) * gw..][..gw],
+            &grey[(y - gy0) * gw..][..gw],
+            &grey[(y + 1 - gy0) * gw..][..gw],
+        );
         for x in x0 - gx0..x1 - gx0 {
             let v = row[x] as f64;
             sum += v;
@@ -203,14 +228,22 @@ mod tests {
 
     fn textured_chip(level: u8, amplitude: u8) -> RgbImage {
         RgbImage::from_fn(150, 150, |x, y| {
-            let v = if (x / 3 + y / 3) % 2 == 0 { level.saturating_add(amplitude) } else { level.saturating_sub(amplitude) };
+            let v = if (x / 3 + y / 3) % 2 == 0 {
+                level.saturating_add(amplitude)
+            } else {
+                level.saturating_sub(amplitude)
+            };
             image::Rgb([v, v, v])
         })
     }
 
     #[test]
     fn a_good_frontal_face_passes() {
-        let r = assess(&frontal(), &textured_chip(128, 40), &QualityPolicy::default());
+        let r = assess(
+            &frontal(),
+            &textured_chip(128, 40),
+            &QualityPolicy::default(),
+        );
         assert!(r.problems.is_empty(), "{r:?}");
         assert!((r.eye_distance_px - 50.0).abs() < 1e-4);
         assert!(r.roll_deg.abs() < 1e-4 && r.yaw.abs() < 1e-4);
@@ -233,7 +266,10 @@ mod tests {
                 let v = grey[y * w + x] as f64;
                 sum += v;
                 sum2 += v * v;
-                let lap = grey[(y - 1) * w + x] + grey[(y + 1) * w + x] + grey[y * w + x - 1] + grey[y * w + x + 1]
+                let lap = grey[(y - 1) * w + x]
+                    + grey[(y + 1) * w + x]
+                    + grey[y * w + x - 1]
+                    + grey[y * w + x + 1]
                     - 4.0 * grey[y * w + x];
                 lsum += lap as f64;
                 lsum2 += (lap as f64) * (lap as f64);
@@ -242,14 +278,24 @@ mod tests {
         }
         let mean = sum / n;
         let lmean = lsum / n;
-        (mean as f32, (sum2 / n - mean * mean).max(0.0).sqrt() as f32, (lsum2 / n - lmean * lmean).max(0.0) as f32)
+        (
+            mean as f32,
+            (sum2 / n - mean * mean).max(0.0).sqrt() as f32,
+            (lsum2 / n - lmean * lmean).max(0.0) as f32,
+        )
     }
 
     #[test]
     fn statistics_read_only_the_centre_but_agree_with_the_whole_chip() {
         for (w, h) in [(150, 150), (8, 8), (9, 13), (40, 23)] {
-            let chip = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 31 + y * 7) as u8, (x * y) as u8, ((x ^ y) * 9) as u8]));
-            assert_eq!(chip_statistics(&chip), statistics_reference(&chip), "{w}x{h}");
+            let chip = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 31 + y * 7) as u8, (x * y) as u8, ((x ^ y) * 9) as u8])
+            });
+            assert_eq!(
+                chip_statistics(&chip),
+                statistics_reference(&chip),
+                "{w}x{h}"
+            );
         }
     }
 
@@ -257,16 +303,29 @@ mod tests {
     fn each_problem_is_named() {
         let policy = QualityPolicy::default();
         let small: [Point; 5] = frontal().map(|p| Point::new(p.x / 4.0, p.y / 4.0));
-        assert!(assess(&small, &textured_chip(128, 40), &policy).problems.contains(&QualityProblem::TooSmall));
+        assert!(assess(&small, &textured_chip(128, 40), &policy)
+            .problems
+            .contains(&QualityProblem::TooSmall));
         let flat = RgbImage::from_pixel(150, 150, image::Rgb([128, 128, 128]));
         let r = assess(&frontal(), &flat, &policy);
-        assert!(r.problems.contains(&QualityProblem::Blurry) && r.problems.contains(&QualityProblem::LowContrast));
-        assert!(assess(&frontal(), &textured_chip(20, 10), &policy).problems.contains(&QualityProblem::TooDark));
-        assert!(assess(&frontal(), &textured_chip(240, 10), &policy).problems.contains(&QualityProblem::TooBright));
+        assert!(
+            r.problems.contains(&QualityProblem::Blurry)
+                && r.problems.contains(&QualityProblem::LowContrast)
+        );
+        assert!(assess(&frontal(), &textured_chip(20, 10), &policy)
+            .problems
+            .contains(&QualityProblem::TooDark));
+        assert!(assess(&frontal(), &textured_chip(240, 10), &policy)
+            .problems
+            .contains(&QualityProblem::TooBright));
         let mut turned = frontal();
         turned[4].x += 25.0;
-        assert!(assess(&turned, &textured_chip(128, 40), &policy).problems.contains(&QualityProblem::TurnedAway));
+        assert!(assess(&turned, &textured_chip(128, 40), &policy)
+            .problems
+            .contains(&QualityProblem::TurnedAway));
         let tilted: [Point; 5] = frontal().map(|p| Point::new(p.x, p.y + p.x * 0.6));
-        assert!(assess(&tilted, &textured_chip(128, 40), &policy).problems.contains(&QualityProblem::Tilted));
+        assert!(assess(&tilted, &textured_chip(128, 40), &policy)
+            .problems
+            .contains(&QualityProblem::Tilted));
     }
 }

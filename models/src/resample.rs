@@ -70,7 +70,11 @@ impl AxisTaps {
                 };
                 self.weights.push(w.max(0.0) / full);
             }
-            self.taps.push(Tap { start: first as usize, offset, len: (last - first + 1) as usize });
+            self.taps.push(Tap {
+                start: first as usize,
+                offset,
+                len: (last - first + 1) as usize,
+            });
         }
         self.key = Some(key);
     }
@@ -102,7 +106,15 @@ impl Resampler {
     }
 
     /// See [`sample_square`].
-    pub fn sample_square(&mut self, image: &RgbImage, left: f32, top: f32, size: f32, out_size: usize, out: &mut [f32]) {
+    pub fn sample_square(
+        &mut self,
+        image: &RgbImage,
+        left: f32,
+        top: f32,
+        size: f32,
+        out_size: usize,
+        out: &mut [f32],
+    ) {
         self.sample_region(image, left, top, size, size, out_size, out_size, out)
     }
 
@@ -155,7 +167,15 @@ impl Resampler {
     /// above the frame): each output is the mean of `step x step` pixels (those outside the
     /// image black), summed exactly in integers and scaled once. The general path gives the
     /// same means up to float rounding, at several times the cost.
-    fn sample_box(&mut self, image: &RgbImage, left: i64, top: i64, step: usize, out_w: usize, out: &mut [f32]) {
+    fn sample_box(
+        &mut self,
+        image: &RgbImage,
+        left: i64,
+        top: i64,
+        step: usize,
+        out_w: usize,
+        out: &mut [f32],
+    ) {
         let (w, h) = (i64::from(image.width()), i64::from(image.height()));
         let s = step as i64;
         let pixels = image.as_raw();
@@ -174,12 +194,14 @@ impl Resampler {
             }
             // At most 257 rows of 255 fit in 16 bits (`whole_box` bounds the step).
             for (k, y) in rows.enumerate() {
-                let row = &pixels[y as usize * image.width() as usize * 3 + 3 * x_lo as usize..][..span];
+                let row =
+                    &pixels[y as usize * image.width() as usize * 3 + 3 * x_lo as usize..][..span];
                 add_row(acc, row, k == 0);
             }
             for (ox, px) in dst.chunks_exact_mut(3).enumerate() {
                 let x0 = left + ox as i64 * s;
-                let cols = (x0.clamp(x_lo, x_hi) - x_lo) as usize..((x0 + s).clamp(x_lo, x_hi) - x_lo) as usize;
+                let cols = (x0.clamp(x_lo, x_hi) - x_lo) as usize
+                    ..((x0 + s).clamp(x_lo, x_hi) - x_lo) as usize;
                 let mut sum = [0u32; 3];
                 for p in acc[3 * cols.start..3 * cols.end].chunks_exact(3) {
                     for (t, &v) in sum.iter_mut().zip(p) {
@@ -232,8 +254,12 @@ fn add_row_portable(acc: &mut [u16], row: &[u8], first: bool) {
 /// 257 whole pixels (so a column of sums fits 16 bits) from a whole-pixel origin.
 fn whole_box(left: f32, top: f32, step_x: f32, step_y: f32) -> Option<usize> {
     let whole = |v: f32| v.is_finite() && v.abs() < 1.0e7 && v == v.round();
-    (step_x == step_y && whole(step_x) && (2.0..=257.0).contains(&step_x) && whole(left) && whole(top))
-        .then_some(step_x as usize)
+    (step_x == step_y
+        && whole(step_x)
+        && (2.0..=257.0).contains(&step_x)
+        && whole(left)
+        && whole(top))
+    .then_some(step_x as usize)
 }
 
 /// The horizontal pass of one output row: each output pixel the weighted sum of its taps
@@ -301,7 +327,14 @@ fn accumulate_portable(acc: &mut [f32], row: &[u8], wt: f32, first: bool) {
 /// `out_size x out_size` RGB values in `0.0..=255.0`, written HWC into `out`
 /// (`out_size * out_size * 3` floats). Callers that resample every frame should keep a
 /// [`Resampler`] instead, which reuses its tables and buffer.
-pub fn sample_square(image: &RgbImage, left: f32, top: f32, size: f32, out_size: usize, out: &mut [f32]) {
+pub fn sample_square(
+    image: &RgbImage,
+    left: f32,
+    top: f32,
+    size: f32,
+    out_size: usize,
+    out: &mut [f32],
+) {
     Resampler::new().sample_square(image, left, top, size, out_size, out)
 }
 
@@ -340,7 +373,13 @@ mod tests {
     fn shrinking_averages_areas() {
         // Vertical stripes one pixel wide, black and white: an area filter gives grey,
         // point sampling would give pure black or white.
-        let img = RgbImage::from_fn(64, 64, |x, _| if x % 2 == 0 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) });
+        let img = RgbImage::from_fn(64, 64, |x, _| {
+            if x % 2 == 0 {
+                image::Rgb([0, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        });
         let mut out = vec![0f32; 8 * 8 * 3];
         sample_square(&img, 0.0, 0.0, 64.0, 8, &mut out);
         for v in out {
@@ -350,13 +389,27 @@ mod tests {
 
     /// A deterministic test image with detail in every channel.
     fn pattern(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y / 3 + 50) as u8, ((x ^ y) * 5) as u8]))
+        RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([
+                (x * 7 + y * 3) as u8,
+                (x * y / 3 + 50) as u8,
+                ((x ^ y) * 5) as u8,
+            ])
+        })
     }
 
     /// The resampling written plainly, in f64, one output at a time: each output is the
     /// area-weighted (shrinking) or bilinear (enlarging) mean of the pixels under it, black
     /// outside the image.
-    fn reference(img: &RgbImage, left: f64, top: f64, width: f64, height: f64, out_w: usize, out_h: usize) -> Vec<f64> {
+    fn reference(
+        img: &RgbImage,
+        left: f64,
+        top: f64,
+        width: f64,
+        height: f64,
+        out_w: usize,
+        out_h: usize,
+    ) -> Vec<f64> {
         let weights = |origin: f64, step: f64, o: usize, len: u32| -> Vec<(u32, f64)> {
             (0..len)
                 .filter_map(|i| {
@@ -394,7 +447,10 @@ mod tests {
     fn assert_close(got: &[f32], want: &[f64], what: &str) {
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((f64::from(*g) - w).abs() < 2e-3, "{what}: value {i}: {g} vs {w}");
+            assert!(
+                (f64::from(*g) - w).abs() < 2e-3,
+                "{what}: value {i}: {g} vs {w}"
+            );
         }
     }
 
@@ -405,25 +461,32 @@ mod tests {
         // cached taps must follow each new geometry.
         let mut r = Resampler::new();
         let cases: &[(f32, f32, f32, f32, usize, usize)] = &[
-            (0.0, -11.0, 67.0, 67.0, 16, 16),  // letterbox, fractional step
+            (0.0, -11.0, 67.0, 67.0, 16, 16), // letterbox, fractional step
             (0.0, -10.5, 67.0, 67.0, 16, 16),
-            (-4.0, -8.0, 60.0, 60.0, 12, 12),  // whole step 5 from a whole origin: the box path
-            (3.0, 2.0, 40.0, 40.0, 8, 8),      // whole step 5 inside the image
+            (-4.0, -8.0, 60.0, 60.0, 12, 12), // whole step 5 from a whole origin: the box path
+            (3.0, 2.0, 40.0, 40.0, 8, 8),     // whole step 5 inside the image
             (-30.0, -30.0, 50.0, 50.0, 10, 10), // mostly outside
-            (60.0, 40.0, 20.0, 20.0, 4, 4),    // straddling the bottom-right corner
-            (10.3, 7.7, 31.9, 28.2, 13, 9),    // non-square, fractional everything
-            (5.5, 5.5, 10.0, 10.0, 32, 32),    // enlarging (bilinear)
-            (-2.0, -2.0, 8.0, 8.0, 20, 20),    // enlarging across the border
-            (100.0, 100.0, 10.0, 10.0, 4, 4),  // entirely outside
+            (60.0, 40.0, 20.0, 20.0, 4, 4),   // straddling the bottom-right corner
+            (10.3, 7.7, 31.9, 28.2, 13, 9),   // non-square, fractional everything
+            (5.5, 5.5, 10.0, 10.0, 32, 32),   // enlarging (bilinear)
+            (-2.0, -2.0, 8.0, 8.0, 20, 20),   // enlarging across the border
+            (100.0, 100.0, 10.0, 10.0, 4, 4), // entirely outside
         ];
         for &(left, top, w, h, ow, oh) in cases {
             let what = format!("region ({left}, {top}) {w}x{h} -> {ow}x{oh}");
             let mut out = vec![0f32; ow * oh * 3];
             r.sample_region(&img, left, top, w, h, ow, oh, &mut out);
-            assert_close(&out, &reference(&img, left.into(), top.into(), w.into(), h.into(), ow, oh), &what);
+            assert_close(
+                &out,
+                &reference(&img, left.into(), top.into(), w.into(), h.into(), ow, oh),
+                &what,
+            );
             let mut fresh = vec![0f32; ow * oh * 3];
             sample_region(&img, left, top, w, h, ow, oh, &mut fresh);
-            assert_eq!(out, fresh, "{what}: a reused resampler differs from a fresh one");
+            assert_eq!(
+                out, fresh,
+                "{what}: a reused resampler differs from a fresh one"
+            );
         }
     }
 
@@ -450,6 +513,9 @@ mod tests {
         sample_region(&img, 0.0, 0.0, 2.0, 1.0, 4, 1, &mut out);
         // Sample centres at source x = -0.25, 0.25, 0.75, 1.25.
         let reds: Vec<f32> = out.chunks(3).map(|p| p[0]).collect();
-        assert!((reds[1] - 25.0).abs() < 1e-4 && (reds[2] - 75.0).abs() < 1e-4, "{reds:?}");
+        assert!(
+            (reds[1] - 25.0).abs() < 1e-4 && (reds[2] - 75.0).abs() < 1e-4,
+            "{reds:?}"
+        );
     }
 }

@@ -27,7 +27,10 @@ pub struct RuntimeOptions {
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { intra_threads: 1, cuda: false }
+        RuntimeOptions {
+            intra_threads: 1,
+            cuda: false,
+        }
     }
 }
 
@@ -59,12 +62,19 @@ impl Runtime {
                     library.display()
                 ));
             }
-            let builder = ort::init_from(library).map_err(|e| format!("cannot load {}: {e}", library.display()))?;
-            let env = builder.with_name("cleanplate").build().map_err(|e| e.to_string())?;
+            let builder = ort::init_from(library)
+                .map_err(|e| format!("cannot load {}: {e}", library.display()))?;
+            let env = builder
+                .with_name("cleanplate")
+                .build()
+                .map_err(|e| e.to_string())?;
             Ok((library.to_path_buf(), env))
         });
         match loaded {
-            Ok((path, env)) if path == library => Ok(Runtime { env: env.clone(), options }),
+            Ok((path, env)) if path == library => Ok(Runtime {
+                env: env.clone(),
+                options,
+            }),
             Ok((path, _)) => Err(Error::Runtime(format!(
                 "ONNX Runtime is already loaded from {} in this process; cannot also load {}",
                 path.display(),
@@ -109,6 +119,8 @@ impl Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("options", &self.options).finish()
+        f.debug_struct("Runtime")
+            .field("options", &self.options)
+            .finish()
     }
 }

@@ -86,8 +86,12 @@ fn manifest_dir() -> PathBuf {
 
 fn read_json<T: for<'de> Deserialize<'de>>(name: &str) -> T {
     let path = manifest_dir().join("tests/fixtures").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (the fixture is committed with the repository)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the fixture is committed with the repository)",
+            path.display()
+        )
+    });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -97,7 +101,10 @@ fn faces_dir(test: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!("{test}: skipped: ../shared/faces not found (looked in {})", dir.display());
+        println!(
+            "{test}: skipped: ../shared/faces not found (looked in {})",
+            dir.display()
+        );
         None
     }
 }
@@ -121,7 +128,8 @@ fn predictor() -> ShapePredictor {
 }
 
 fn decode(path: &Path) -> RgbImage {
-    models::image_io::decode_file(path, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    models::image_io::decode_file(path, &Default::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -138,10 +146,18 @@ fn points(p: &[[i64; 2]; 5]) -> [Point; 5] {
 
 fn max_error(got: &[Point], want: &[[i64; 2]; 5]) -> f32 {
     assert_eq!(got.len(), 5);
-    got.iter().zip(want).map(|(g, w)| g.distance(Point::new(w[0] as f32, w[1] as f32))).fold(0.0, f32::max)
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| g.distance(Point::new(w[0] as f32, w[1] as f32)))
+        .fold(0.0, f32::max)
 }
 
-fn chip(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f32) -> (ChipTransform, RgbImage) {
+fn chip(
+    img: &RgbImage,
+    landmarks: &[Point; 5],
+    size: u32,
+    padding: f32,
+) -> (ChipTransform, RgbImage) {
     let t = align::chip_transform(landmarks, size, padding).expect("valid landmarks");
     let c = align::extract_chip(img, &t);
     (t, c)
@@ -168,19 +184,32 @@ fn pattern(width: u32, height: u32) -> RgbImage {
 #[test]
 fn synthetic_chips_match_dlib_byte_for_byte() {
     let fx: Decoded = read_json("dlib_reference_decoded.json");
-    assert!(fx.synthetic.len() >= 10, "the fixture lost its synthetic cases");
+    assert!(
+        fx.synthetic.len() >= 10,
+        "the fixture lost its synthetic cases"
+    );
     let mut failed = Vec::new();
     for s in &fx.synthetic {
         let img = pattern(s.image_size[0], s.image_size[1]);
         let (t, c) = chip(&img, &points(&s.landmarks), s.chip_size, s.padding);
         assert_eq!(c.dimensions(), (s.chip_size, s.chip_size));
         let got = sha256(c.as_raw());
-        println!("{}: scale {:.3}, angle {:.3} rad, sha256 {}", s.name, t.scale(), t.angle(), &got[..12]);
+        println!(
+            "{}: scale {:.3}, angle {:.3} rad, sha256 {}",
+            s.name,
+            t.scale(),
+            t.angle(),
+            &got[..12]
+        );
         if got != s.chip_sha256 {
             failed.push(s.name.as_str());
         }
     }
-    assert!(failed.is_empty(), "chips differing from dlib {}: {failed:?}", fx.dlib_version);
+    assert!(
+        failed.is_empty(),
+        "chips differing from dlib {}: {failed:?}",
+        fx.dlib_version
+    );
 }
 
 /// The predictor on the synthetic pattern, boxes partly outside the image included.
@@ -205,7 +234,9 @@ fn synthetic_landmarks_match_dlib() {
 /// on the 45 photos as our decoder sees them.
 #[test]
 fn landmarks_match_dlib_on_identical_pixels() {
-    let Some(faces) = faces_dir("landmarks_match_dlib_on_identical_pixels") else { return };
+    let Some(faces) = faces_dir("landmarks_match_dlib_on_identical_pixels") else {
+        return;
+    };
     let fx: Decoded = read_json("dlib_reference_decoded.json");
     let sp = predictor();
     let (mut exact, mut total, mut worst) = (0usize, 0usize, 0.0f32);
@@ -218,8 +249,8 @@ fn landmarks_match_dlib_on_identical_pixels() {
              regenerate it (see scripts/dev/dlib_reference_decoded.py)",
             f.image
         );
-        let cases =
-            std::iter::once((f.rect, &f.landmarks)).chain(f.shifted_boxes.iter().map(|b| (b.rect, &b.landmarks)));
+        let cases = std::iter::once((f.rect, &f.landmarks))
+            .chain(f.shifted_boxes.iter().map(|b| (b.rect, &b.landmarks)));
         for (r, want) in cases {
             let got = sp.predict(&img, rect(r));
             let err = max_error(&got, want);
@@ -243,7 +274,9 @@ fn landmarks_match_dlib_on_identical_pixels() {
 /// the photos as our decoder sees them. The four Obama photos need the pyramid.
 #[test]
 fn chips_match_dlib_on_identical_pixels() {
-    let Some(faces) = faces_dir("chips_match_dlib_on_identical_pixels") else { return };
+    let Some(faces) = faces_dir("chips_match_dlib_on_identical_pixels") else {
+        return;
+    };
     let fx: Decoded = read_json("dlib_reference_decoded.json");
     let reference: Reference = read_json("dlib_reference.json");
     let sp = predictor();
@@ -251,10 +284,24 @@ fn chips_match_dlib_on_identical_pixels() {
     for (f, r) in fx.faces.iter().zip(&reference.faces) {
         assert_eq!(f.image, r.image, "the two fixtures list different photos");
         let img = decode(&faces.join(&f.image));
-        assert_eq!(sha256(img.as_raw()), f.rgb_sha256, "{}: decoder output changed; regenerate the fixture", f.image);
-        let (t, c) = chip(&img, &points(&r.landmarks), align::CHIP_SIZE, align::CHIP_PADDING);
+        assert_eq!(
+            sha256(img.as_raw()),
+            f.rgb_sha256,
+            "{}: decoder output changed; regenerate the fixture",
+            f.image
+        );
+        let (t, c) = chip(
+            &img,
+            &points(&r.landmarks),
+            align::CHIP_SIZE,
+            align::CHIP_PADDING,
+        );
         if sha256(c.as_raw()) != f.chip_sha256_from_reference_landmarks {
-            failed.push(format!("{} (dlib's landmarks, scale {:.2})", f.image, t.scale()));
+            failed.push(format!(
+                "{} (dlib's landmarks, scale {:.2})",
+                f.image,
+                t.scale()
+            ));
         }
         let ours = sp.predict5(&img, rect(f.rect)).expect("a 5-point model");
         let (_, c) = chip(&img, &ours, align::CHIP_SIZE, align::CHIP_PADDING);
@@ -262,8 +309,15 @@ fn chips_match_dlib_on_identical_pixels() {
             failed.push(format!("{} (our landmarks)", f.image));
         }
     }
-    println!("{} of {} chips identical to dlib's", 2 * fx.faces.len() - failed.len(), 2 * fx.faces.len());
-    assert!(failed.is_empty(), "chips differing from dlib's: {failed:#?}");
+    println!(
+        "{} of {} chips identical to dlib's",
+        2 * fx.faces.len() - failed.len(),
+        2 * fx.faces.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "chips differing from dlib's: {failed:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -276,7 +330,9 @@ fn chips_match_dlib_on_identical_pixels() {
 /// photo (identical pixels) must match exactly.
 #[test]
 fn close_to_dlib_on_the_original_files() {
-    let Some(faces) = faces_dir("close_to_dlib_on_the_original_files") else { return };
+    let Some(faces) = faces_dir("close_to_dlib_on_the_original_files") else {
+        return;
+    };
     let fx: Reference = read_json("dlib_reference.json");
     let sp = predictor();
     let (mut exact, mut worst, mut sum, mut pngs) = (0usize, 0.0f32, 0.0f32, 0usize);
@@ -284,26 +340,47 @@ fn close_to_dlib_on_the_original_files() {
         let img = decode(&faces.join(&f.image));
         let got = sp.predict5(&img, rect(f.rect)).expect("a 5-point model");
         let err = max_error(&got, &f.landmarks);
-        let (_, c) = chip(&img, &points(&f.landmarks), align::CHIP_SIZE, align::CHIP_PADDING);
+        let (_, c) = chip(
+            &img,
+            &points(&f.landmarks),
+            align::CHIP_SIZE,
+            align::CHIP_PADDING,
+        );
         let same_chip = sha256(c.as_raw()) == f.chip_sha256;
         if f.image.ends_with(".png") {
-            assert_eq!(err, 0.0, "{}: lossless source, landmarks must be dlib's", f.image);
-            assert!(same_chip, "{}: lossless source, the chip must be dlib's", f.image);
+            assert_eq!(
+                err, 0.0,
+                "{}: lossless source, landmarks must be dlib's",
+                f.image
+            );
+            assert!(
+                same_chip,
+                "{}: lossless source, the chip must be dlib's",
+                f.image
+            );
             pngs += 1;
         }
         if let Some(png) = &f.chip_png {
             let want = image::open(manifest_dir().join("tests/fixtures").join(png))
                 .unwrap_or_else(|e| panic!("{png}: {e}"))
                 .to_rgb8();
-            let diffs: Vec<u32> =
-                c.as_raw().iter().zip(want.as_raw()).map(|(a, b)| u32::from(a.abs_diff(*b))).collect();
+            let diffs: Vec<u32> = c
+                .as_raw()
+                .iter()
+                .zip(want.as_raw())
+                .map(|(a, b)| u32::from(a.abs_diff(*b)))
+                .collect();
             let mean = diffs.iter().sum::<u32>() as f32 / diffs.len() as f32;
             println!(
                 "{}: chip vs dlib's {png}: mean |diff| {mean:.3}, max {}",
                 f.image,
                 diffs.iter().max().unwrap_or(&0)
             );
-            assert!(mean < 2.0, "{}: chip differs from dlib's by {mean} on average", f.image);
+            assert!(
+                mean < 2.0,
+                "{}: chip differs from dlib's by {mean} on average",
+                f.image
+            );
         }
         exact += usize::from(err == 0.0);
         worst = worst.max(err);
@@ -316,5 +393,9 @@ fn close_to_dlib_on_the_original_files() {
     );
     assert!(pngs >= 1, "the fixture has no lossless photo");
     assert!(worst <= 3.0, "a landmark is {worst} px from dlib's");
-    assert!(sum / (n as f32) <= 1.5, "landmarks are {} px from dlib's on average", sum / n as f32);
+    assert!(
+        sum / (n as f32) <= 1.5,
+        "landmarks are {} px from dlib's on average",
+        sum / n as f32
+    );
 }

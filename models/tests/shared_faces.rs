@@ -20,7 +20,8 @@ fn shared_faces() -> Option<PathBuf> {
 }
 
 fn pipeline() -> Pipeline {
-    Pipeline::load(PipelineConfig::default()).expect("the face pipeline loads (run scripts/setup-models.sh)")
+    Pipeline::load(PipelineConfig::default())
+        .expect("the face pipeline loads (run scripts/setup-models.sh)")
 }
 
 fn images_in(dir: &Path) -> Vec<PathBuf> {
@@ -37,20 +38,40 @@ fn photos_without_faces_give_none() {
     let Some(root) = shared_faces() else { return };
     let mut pipeline = pipeline();
     let mut photos = Vec::new();
-    for cat in ["lfw_subset_nonface_25px", "natural_nonface", "synthetic_nonface", "texture_nonface", "animal_face_nonhuman"] {
+    for cat in [
+        "lfw_subset_nonface_25px",
+        "natural_nonface",
+        "synthetic_nonface",
+        "texture_nonface",
+        "animal_face_nonhuman",
+    ] {
         photos.extend(images_in(&root.join("misc_skimage-A").join(cat)));
     }
     photos.extend(images_in(&root.join("bbt_hard-A/blank_nonface")));
-    assert!(photos.len() >= 110, "expected the non-face sets, found {} photos", photos.len());
+    assert!(
+        photos.len() >= 110,
+        "expected the non-face sets, found {} photos",
+        photos.len()
+    );
     let mut false_faces = Vec::new();
     for path in &photos {
         let image = decode_file(path, &DecodeLimits::default()).expect("decodes");
         let analysis = pipeline.analyze(&image, Faces::All).expect("analyses");
         if !analysis.detections.is_empty() {
-            false_faces.push((path.clone(), analysis.detections.iter().map(|d| d.score).collect::<Vec<_>>()));
+            false_faces.push((
+                path.clone(),
+                analysis
+                    .detections
+                    .iter()
+                    .map(|d| d.score)
+                    .collect::<Vec<_>>(),
+            ));
         }
     }
-    assert!(false_faces.is_empty(), "faces found in non-face photos: {false_faces:?}");
+    assert!(
+        false_faces.is_empty(),
+        "faces found in non-face photos: {false_faces:?}"
+    );
 }
 
 #[test]
@@ -84,7 +105,10 @@ fn every_face_of_the_group_photos_is_found() {
             let grow = r.width() * 0.25;
             for p in face.landmarks {
                 assert!(
-                    p.x > r.left - grow && p.x < r.right + grow && p.y > r.top - grow && p.y < r.bottom + grow,
+                    p.x > r.left - grow
+                        && p.x < r.right + grow
+                        && p.y > r.top - grow
+                        && p.y < r.bottom + grow,
                     "{rel}: landmark {p:?} outside {r:?}"
                 );
             }
@@ -99,16 +123,29 @@ fn photos_of_one_person_are_closer_than_photos_of_others() {
     let mut embed = |rel: &str| {
         let image = decode_file(root.join(rel), &DecodeLimits::default()).expect("decodes");
         let a = pipeline.analyze(&image, Faces::Main).expect("analyses");
-        a.faces.first().unwrap_or_else(|| panic!("{rel}: no face")).embedding
+        a.faces
+            .first()
+            .unwrap_or_else(|| panic!("{rel}: no face"))
+            .embedding
     };
-    let obama: Vec<_> = (1..=4).map(|i| embed(&format!("facerec-A/Barack_Obama/{i}.jpg"))).collect();
-    let others = [embed("facerec-A/Kit_Harington/1.jpg"), embed("facerec-A/Rose_Leslie/1.jpg"), embed("facerec-A/Alex_Lacamoire/2.jpg")];
+    let obama: Vec<_> = (1..=4)
+        .map(|i| embed(&format!("facerec-A/Barack_Obama/{i}.jpg")))
+        .collect();
+    let others = [
+        embed("facerec-A/Kit_Harington/1.jpg"),
+        embed("facerec-A/Rose_Leslie/1.jpg"),
+        embed("facerec-A/Alex_Lacamoire/2.jpg"),
+    ];
     for (i, a) in obama.iter().enumerate() {
         for b in &obama[i + 1..] {
             assert!(distance(a, b) < 0.5, "Obama vs Obama: {}", distance(a, b));
         }
         for o in &others {
-            assert!(distance(a, o) > 0.6, "Obama vs someone else: {}", distance(a, o));
+            assert!(
+                distance(a, o) > 0.6,
+                "Obama vs someone else: {}",
+                distance(a, o)
+            );
         }
     }
 }

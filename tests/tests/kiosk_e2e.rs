@@ -769,7 +769,11 @@ fn a_lost_answer_to_a_declined_charge_still_records_the_served_meal() {
         "{charges:?}"
     );
     assert!(charges.iter().all(|c| c["staff_id"] == wang));
-    assert_eq!(outbox_counts(&kiosk), (0, 2, 1), "pending, delivered, derived");
+    assert_eq!(
+        outbox_counts(&kiosk),
+        (0, 2, 1),
+        "pending, delivered, derived"
+    );
     let (ok, report) = backend.check();
     assert!(ok, "backend check failed:\n{report}");
 }
@@ -816,7 +820,11 @@ fn a_diner_refused_after_a_lost_answer_gets_the_accepted_charge_voided() {
     assert_eq!(charges[0]["staff_id"], wang);
     assert_eq!(charges[0]["status"], "refunded", "{charges:?}");
     assert_eq!(balance(), before, "balances restored");
-    assert_eq!(outbox_counts(&kiosk), (0, 2, 1), "pending, delivered, derived");
+    assert_eq!(
+        outbox_counts(&kiosk),
+        (0, 2, 1),
+        "pending, delivered, derived"
+    );
     let (ok, report) = backend.check();
     assert!(ok, "backend check failed:\n{report}");
 }

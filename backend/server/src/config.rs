@@ -52,6 +52,14 @@ pub struct Config {
     /// Group commit: under load, how long (microseconds) a writer lets charges gather before
     /// taking a batch; 0 = never wait.
     pub charge_linger_us: u64,
+    /// The face models for photo enrolment (what `scripts/setup-models.sh` writes). Unset: the
+    /// `models` crate's own search, as the kiosk and `faces` do: `$CLEANPLATE_MODELS_DIR`, else
+    /// the first `models/dist` with a manifest walking up from the working directory (then
+    /// from the executable). Missing models only disable the photo route (503).
+    pub models_dir: Option<PathBuf>,
+    /// ONNX Runtime threads per model run for photo enrolment. 1 keeps a photo from taking
+    /// every core away from charges; 0 lets ONNX Runtime use one per core.
+    pub face_threads: usize,
 }
 
 impl Default for Config {
@@ -75,6 +83,8 @@ impl Default for Config {
             charge_batch_max: 64,
             charge_writers: 0,
             charge_linger_us: 0,
+            models_dir: None,
+            face_threads: 1,
         }
     }
 }
@@ -152,10 +162,21 @@ mod tests {
         assert_eq!(c.max_connections, 3);
         assert_eq!(c.session_ttl_hours, 12);
         assert!(c.database_url().starts_with("sqlite://"));
+        assert_eq!(c.face_threads, 1);
         assert!(
             c.validate_for_serving().is_err(),
             "dev secrets must be refused outside dev mode"
         );
+    }
+
+    #[test]
+    fn models_dir_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "models_dir = \"/opt/cp/models\"\nface_threads = 2\n").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.models_dir.as_deref(), Some(Path::new("/opt/cp/models")));
+        assert_eq!(c.face_threads, 2);
     }
 
     #[test]

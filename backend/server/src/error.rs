@@ -29,10 +29,20 @@ pub enum ApiError {
     /// The thing existed but is used up or expired (410).
     #[error("{message}")]
     Gone { code: &'static str, message: String },
+    /// The body is larger than the route accepts (413).
+    #[error("{message}")]
+    PayloadTooLarge { code: &'static str, message: String },
+    /// The body's declared content type is not one the route reads (415).
+    #[error("{message}")]
+    UnsupportedMediaType { code: &'static str, message: String },
     #[error("too many requests")]
     TooManyRequests,
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// 503 whose cause the client must be told (a missing optional component, e.g. the face
+    /// models), unlike `Unavailable`, whose detail is only logged.
+    #[error("{message}")]
+    NotAvailable { code: &'static str, message: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -62,8 +72,13 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Gone { code, .. } => (StatusCode::GONE, code),
             ApiError::Missing { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::PayloadTooLarge { code, .. } => (StatusCode::PAYLOAD_TOO_LARGE, code),
+            ApiError::UnsupportedMediaType { code, .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code)
+            }
             ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::NotAvailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod face_photos;
 pub mod payments;
 pub mod state;
 
@@ -100,6 +101,7 @@ pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, Setup
         kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(
             cfg.kiosk_token_cache_seconds,
         ))),
+        faces: Arc::new(face_photos::FacePipeline::new(&cfg)),
         cfg: Arc::new(cfg),
     })
 }

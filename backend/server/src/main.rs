@@ -107,6 +107,15 @@ async fn serve(cfg: Config) -> Result<()> {
     tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
     tokio::spawn(log_batch_stats(store.clone()));
     let state = backend::build_state(store.clone(), cfg)?;
+    // The models are loaded on the first photo; say now if they are missing, since only the
+    // photo route needs them and everything else serves as usual.
+    match state.faces.probe() {
+        Ok(dir) => tracing::info!(dir = %dir.display(), "face models found for photo enrolment"),
+        // The error already says to run scripts/setup-models.sh.
+        Err(e) => {
+            tracing::warn!("photo enrolment unavailable until the face models are installed: {e}")
+        }
+    }
     tracing::info!(%addr, db = store.backend_name(), "serving");
     // Printed on stdout so scripts and tests can wait for readiness and learn the port.
     println!("listening on {addr}");
@@ -124,7 +133,9 @@ async fn log_batch_stats(store: std::sync::Arc<dyn store::Store>) {
     let mut last = store::ChargeBatchStats::default();
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let Some(s) = store.charge_batch_stats() else { return };
+        let Some(s) = store.charge_batch_stats() else {
+            return;
+        };
         if s != last {
             tracing::debug!(
                 target: "backend::batch",

@@ -1,10 +1,12 @@
 //! Shared application state handed to every handler. Everything here is either configuration or
 //! a handle to the database; the only in-memory data is a short-lived cache of kiosk-token
 //! lookups (bounded staleness, see `Config::kiosk_token_cache_seconds`), so any number of
-//! instances can serve one PostgreSQL database.
+//! instances can serve one PostgreSQL database. (The face pipeline for photo enrolment is
+//! in-process too, but it holds models, not data.)
 
 use crate::config::Config;
 use crate::crypto::FaceCipher;
+use crate::face_photos::FacePipeline;
 use crate::payments::{PaymentProvider, SandboxProvider};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,8 @@ pub struct AppState {
     /// Set when the configured provider is the built-in sandbox (serves its pay page).
     pub sandbox: Option<Arc<SandboxProvider>>,
     pub kiosk_cache: Arc<KioskCache>,
+    /// The face pipeline for photo enrolment, loaded on the first photo.
+    pub faces: Arc<FacePipeline>,
 }
 
 /// Token hash -> kiosk, for a few seconds: a charge burst should not cost a token lookup each.

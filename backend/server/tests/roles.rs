@@ -69,6 +69,7 @@ const MATRIX: &[(&str, &str, u8)] = &[
     ("put", "/api/v1/staff/{id}/consent", M),
     ("get", "/api/v1/staff/{id}/templates", M | U),
     ("post", "/api/v1/staff/{id}/templates", M),
+    ("post", "/api/v1/staff/{id}/face-photos", M),
     ("delete", "/api/v1/templates/{id}", M),
     ("get", "/api/v1/me/balance", S),
     ("get", "/api/v1/me/statement", S),

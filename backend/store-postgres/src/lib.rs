@@ -166,7 +166,10 @@ const BATCH_ATTEMPTS: usize = 3;
 /// accepted charges of a day, which always moves money), and writes nothing at all when one is
 /// not. The batch is then read and decided again. Decisions that move no money (declines,
 /// exceptions) rest on the read's snapshot, as if the batch had run at that instant.
-async fn apply_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> Result<Option<Vec<Plan>>, StoreError> {
+async fn apply_batch(
+    ctx: &BatchCtx,
+    items: &[PreparedCharge],
+) -> Result<Option<Vec<Plan>>, StoreError> {
     let keys = BatchKeys::of(items);
     let mut conn = ctx.pool.acquire().await.map_err(db)?;
     for attempt in 0..BATCH_ATTEMPTS {
@@ -175,11 +178,24 @@ async fn apply_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> Result<Option<
         if !plans.iter().any(|p| matches!(p, Plan::Write(_))) {
             return Ok(Some(plans));
         }
-        let written = write_batch(&mut conn, &ctx.sys, items, &mut plans, &read.versions, read.entry_ids, read.charge_ids).await?;
+        let written = write_batch(
+            &mut conn,
+            &ctx.sys,
+            items,
+            &mut plans,
+            &read.versions,
+            read.entry_ids,
+            read.charge_ids,
+        )
+        .await?;
         if written {
             return Ok(Some(plans));
         }
-        tracing::debug!(attempt, charges = items.len(), "wallets changed under a charge batch; deciding it again");
+        tracing::debug!(
+            attempt,
+            charges = items.len(),
+            "wallets changed under a charge batch; deciding it again"
+        );
     }
     Ok(None)
 }
@@ -205,7 +221,11 @@ struct BatchRead {
 /// which grows with the table. Plans are custom (planned per batch with the real arrays and the
 /// tables' current sizes): generic plans cached on a young database kept such choices long after
 /// the tables had grown.
-async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) -> Result<BatchRead, StoreError> {
+async fn read_batch(
+    conn: &mut sqlx::PgConnection,
+    k: &BatchKeys,
+    ids: usize,
+) -> Result<BatchRead, StoreError> {
     let day_staff: Vec<i64> = k.days.iter().map(|d| d.0).collect();
     let day_dates: Vec<String> = k.days.iter().map(|d| d.1.clone()).collect();
     let key_kiosks: Vec<i64> = k.keys.iter().map(|k| k.0).collect();
@@ -246,7 +266,11 @@ async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) ->
     .await
     .map_err(db)?;
     let mut out = BatchRead {
-        facts: BatchFacts { people: Vec::new(), totals: Vec::new(), seen: Vec::new() },
+        facts: BatchFacts {
+            people: Vec::new(),
+            totals: Vec::new(),
+            seen: Vec::new(),
+        },
         versions: Default::default(),
         entry_ids: Vec::new(),
         charge_ids: Vec::new(),
@@ -254,7 +278,10 @@ async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) ->
     let need = |v: Option<i64>| v.ok_or_else(|| corrupt("missing column in a batch read"));
     let need_text = |v: Option<String>| v.ok_or_else(|| corrupt("missing column in a batch read"));
     // staff id -> (cash account, balance), (subsidy account, balance)
-    let mut wallets: std::collections::HashMap<i64, (Option<AccountBalance>, Option<AccountBalance>)> = Default::default();
+    let mut wallets: std::collections::HashMap<
+        i64,
+        (Option<AccountBalance>, Option<AccountBalance>),
+    > = Default::default();
     let mut staff = Vec::new();
     for r in rows {
         match r.0 {
@@ -267,9 +294,22 @@ async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) ->
                     _ => w.1 = Some(account),
                 }
             }
-            1 => staff.push((need(r.1)?, need(r.2)?, r.5.ok_or_else(|| corrupt("missing column in a batch read"))?, need_text(r.6)?)),
-            2 => out.facts.totals.push((need(r.1)?, need_text(r.6)?, r.7, need(r.2)?, need(r.3)?)),
-            3 => out.facts.seen.push((need(r.1)?, need_text(r.6)?, need_text(r.7)?, need_text(r.8)?)),
+            1 => staff.push((
+                need(r.1)?,
+                need(r.2)?,
+                r.5.ok_or_else(|| corrupt("missing column in a batch read"))?,
+                need_text(r.6)?,
+            )),
+            2 => out
+                .facts
+                .totals
+                .push((need(r.1)?, need_text(r.6)?, r.7, need(r.2)?, need(r.3)?)),
+            3 => out.facts.seen.push((
+                need(r.1)?,
+                need_text(r.6)?,
+                need_text(r.7)?,
+                need_text(r.8)?,
+            )),
             4 => {
                 out.entry_ids.push(need(r.1)?);
                 out.charge_ids.push(need(r.2)?);
@@ -280,14 +320,23 @@ async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) ->
     for (id, meals, active, category) in staff {
         // A person without both wallets is not someone who can be charged (as on the one-charge
         // path, whose join finds no row): the charge answers "staff not found".
-        let Some((Some((cash_id, cash)), Some((subsidy_id, subsidy)))) = wallets.get(&id).copied() else { continue };
+        let Some((Some((cash_id, cash)), Some((subsidy_id, subsidy)))) = wallets.get(&id).copied()
+        else {
+            continue;
+        };
         out.facts.people.push((
             id,
             BatchPerson {
                 active,
                 meals_per_period: to_u32(meals)?,
                 category,
-                wallets: Wallets { staff_id: id, cash_id, cash: Fen(cash), subsidy_id, subsidy: Fen(subsidy) },
+                wallets: Wallets {
+                    staff_id: id,
+                    cash_id,
+                    cash: Fen(cash),
+                    subsidy_id,
+                    subsidy: Fen(subsidy),
+                },
             },
         ));
     }
@@ -298,7 +347,17 @@ async fn read_batch(conn: &mut sqlx::PgConnection, k: &BatchKeys, ids: usize) ->
 type AccountBalance = (i64, i64);
 
 /// One row of `read_batch`'s result (see the kinds there).
-type BatchRow = (i32, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<bool>, Option<String>, Option<String>, Option<String>);
+type BatchRow = (
+    i32,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Writes every planned charge of a batch in ONE statement, which is also its own transaction:
 /// the entries, postings, charges, idempotency records and audit entries, and the wallet
@@ -319,23 +378,36 @@ async fn write_batch(
     let (mut p_entry, mut p_acct, mut p_amt) = (Vec::new(), Vec::new(), Vec::new());
     let mut deltas: std::collections::BTreeMap<i64, i64> = Default::default();
     let mut c_id = Vec::new();
-    let (mut c_kiosk, mut c_key, mut c_staff, mut c_canteen) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut c_meal, mut c_date, mut c_ktime, mut c_recv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut c_amount, mut c_sub, mut c_cash, mut c_status) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_kiosk, mut c_key, mut c_staff, mut c_canteen) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_meal, mut c_date, mut c_ktime, mut c_recv) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut c_amount, mut c_sub, mut c_cash, mut c_status) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut c_reason, mut c_entry, mut c_offline) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut i_kiosk, mut i_key, mut i_hash, mut i_resp, mut i_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut a_at, mut a_actor, mut a_action, mut a_detail) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut i_kiosk, mut i_key, mut i_hash, mut i_resp, mut i_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a_at, mut a_actor, mut a_action, mut a_detail) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for plan in plans.iter_mut() {
         let Plan::Write(w) = plan else { continue };
         let cmd = &items[w.item].cmd;
         let mut entry_id = None;
         if let Some(entry) = &w.entry {
-            let id = entry_ids.next().ok_or_else(|| corrupt("ran out of reserved entry ids"))?;
+            let id = entry_ids
+                .next()
+                .ok_or_else(|| corrupt("ran out of reserved entry ids"))?;
             entry_id = Some(id);
             e_id.push(id);
             e_at.push(cmd.received_ms);
             e_memo.push(w.memo.clone());
-            let wallets = Wallets { staff_id: cmd.staff_id, cash_id: w.cash_id, cash: Fen::ZERO, subsidy_id: w.subsidy_id, subsidy: Fen::ZERO };
+            let wallets = Wallets {
+                staff_id: cmd.staff_id,
+                cash_id: w.cash_id,
+                cash: Fen::ZERO,
+                subsidy_id: w.subsidy_id,
+                subsidy: Fen::ZERO,
+            };
             for posting in entry.postings() {
                 p_entry.push(id);
                 p_acct.push(SqlStore::account_id(sys, &wallets, posting.account)?);
@@ -343,11 +415,15 @@ async fn write_batch(
             }
             // Both wallets of the person, always: a charge moves the day's totals even when it
             // takes nothing from one of them, and the version is how others notice.
-            *deltas.entry(w.cash_id).or_default() += entry.delta(BookAccount::StaffCash(cmd.staff_id)).0;
-            *deltas.entry(w.subsidy_id).or_default() += entry.delta(BookAccount::StaffSubsidy(cmd.staff_id)).0;
+            *deltas.entry(w.cash_id).or_default() +=
+                entry.delta(BookAccount::StaffCash(cmd.staff_id)).0;
+            *deltas.entry(w.subsidy_id).or_default() +=
+                entry.delta(BookAccount::StaffSubsidy(cmd.staff_id)).0;
         }
         if let Some(status) = w.status {
-            let id = charge_ids.next().ok_or_else(|| corrupt("ran out of reserved charge ids"))?;
+            let id = charge_ids
+                .next()
+                .ok_or_else(|| corrupt("ran out of reserved charge ids"))?;
             w.result.charge_id = Some(id);
             let r = &w.result;
             c_id.push(id);
@@ -382,7 +458,12 @@ async fn write_batch(
     let (b_id, b_delta): (Vec<i64>, Vec<i64>) = deltas.into_iter().unzip();
     let b_version = b_id
         .iter()
-        .map(|id| versions.get(id).copied().ok_or_else(|| corrupt(format!("no version read for account {id}"))))
+        .map(|id| {
+            versions
+                .get(id)
+                .copied()
+                .ok_or_else(|| corrupt(format!("no version read for account {id}")))
+        })
         .collect::<Result<Vec<i64>, StoreError>>()?;
     let (ok,): (bool,) = sqlx::query_as(
         "WITH l AS ( \

@@ -23,9 +23,16 @@ impl TestDb {
     /// backend process behind a load balancer would have.
     async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {
         std::sync::Arc::new(
-            PostgresStore::connect_database(&self.admin_url, &self.name, &PostgresSettings { max_connections: 12, ..Default::default() })
-                .await
-                .expect("connect a second instance"),
+            PostgresStore::connect_database(
+                &self.admin_url,
+                &self.name,
+                &PostgresSettings {
+                    max_connections: 12,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("connect a second instance"),
         )
     }
 

@@ -96,7 +96,10 @@ type LockedPersonRow = (i64, bool, i64, String, i64, i64, i64, i64);
 
 /// Reads the wallets of every person of a batch (`BEGIN IMMEDIATE` already holds the database's
 /// write lock, so nothing can change them until commit). Ids travel as a JSON array.
-async fn batch_lock(tx: &mut WriteTx, staff_ids: &[i64]) -> Result<Vec<(i64, BatchPerson)>, StoreError> {
+async fn batch_lock(
+    tx: &mut WriteTx,
+    staff_ids: &[i64],
+) -> Result<Vec<(i64, BatchPerson)>, StoreError> {
     let ids = serde_json::to_string(staff_ids).map_err(corrupt)?;
     let rows: Vec<LockedPersonRow> = sqlx::query_as(
         "SELECT s.id, s.active, s.meals_per_period, s.category, c.id, c.balance_fen, sb.id, sb.balance_fen \
@@ -117,7 +120,13 @@ async fn batch_lock(tx: &mut WriteTx, staff_ids: &[i64]) -> Result<Vec<(i64, Bat
                     active: r.1,
                     meals_per_period: to_u32(r.2)?,
                     category: r.3,
-                    wallets: Wallets { staff_id: r.0, cash_id: r.4, cash: Fen(r.5), subsidy_id: r.6, subsidy: Fen(r.7) },
+                    wallets: Wallets {
+                        staff_id: r.0,
+                        cash_id: r.4,
+                        cash: Fen(r.5),
+                        subsidy_id: r.6,
+                        subsidy: Fen(r.7),
+                    },
                 },
             ))
         })
@@ -143,7 +152,10 @@ async fn batch_totals(
 }
 
 /// Stored charge responses for the batch's (kiosk, key) pairs.
-async fn batch_seen(tx: &mut WriteTx, keys: &[(i64, String)]) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+async fn batch_seen(
+    tx: &mut WriteTx,
+    keys: &[(i64, String)],
+) -> Result<Vec<(i64, String, String, String)>, StoreError> {
     let keys = serde_json::to_string(keys).map_err(corrupt)?;
     sqlx::query_as(
         "SELECT i.kiosk_id, i.key, i.request_hash, i.response \
@@ -158,7 +170,10 @@ async fn batch_seen(tx: &mut WriteTx, keys: &[(i64, String)]) -> Result<Vec<(i64
 
 /// The database side of a charge batch: `BEGIN IMMEDIATE` (behind the writer gate), read,
 /// decide, write row by row, one commit (one fsync) for the whole batch.
-async fn apply_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> Result<Option<Vec<Plan>>, StoreError> {
+async fn apply_batch(
+    ctx: &BatchCtx,
+    items: &[PreparedCharge],
+) -> Result<Option<Vec<Plan>>, StoreError> {
     let mut tx = begin_gated(&ctx.pool, &ctx.gate).await?;
     let k = BatchKeys::of(items);
     let facts = BatchFacts {
@@ -174,7 +189,12 @@ async fn apply_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> Result<Option<
 
 /// Writes a batch's plans one charge at a time with the one-charge helpers (SQLite, where a
 /// statement costs microseconds and the saving is the shared commit).
-async fn write_batch_rows(tx: &mut Tx, sys: &SystemIds, items: &[PreparedCharge], plans: &mut [Plan]) -> SResult<()> {
+async fn write_batch_rows(
+    tx: &mut Tx,
+    sys: &SystemIds,
+    items: &[PreparedCharge],
+    plans: &mut [Plan],
+) -> SResult<()> {
     let insert_charge = "INSERT INTO charges (kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, \
          kiosk_time, received_at, amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
@@ -190,7 +210,10 @@ async fn write_batch_rows(tx: &mut Tx, sys: &SystemIds, items: &[PreparedCharge]
                     subsidy_id: w.subsidy_id,
                     subsidy: Fen::ZERO,
                 };
-                Some(SqlStore::post_entry(tx, sys, &mut wallets, entry, &w.memo, cmd.received_ms).await?)
+                Some(
+                    SqlStore::post_entry(tx, sys, &mut wallets, entry, &w.memo, cmd.received_ms)
+                        .await?,
+                )
             }
             None => None,
         };
@@ -218,12 +241,26 @@ async fn write_batch_rows(tx: &mut Tx, sys: &SystemIds, items: &[PreparedCharge]
             w.result.charge_id = Some(id);
         }
         let response = serde_json::to_string(&w.result).map_err(corrupt)?;
-        SqlStore::save_idempotency(tx, cmd.kiosk_id, "charge", &cmd.idempotency_key, &cmd.request_hash, &response, cmd.received_ms)
-            .await?;
+        SqlStore::save_idempotency(
+            tx,
+            cmd.kiosk_id,
+            "charge",
+            &cmd.idempotency_key,
+            &cmd.request_hash,
+            &response,
+            cmd.received_ms,
+        )
+        .await?;
         if let Some(action) = w.audit_action() {
-            SqlStore::audit(tx, &Actor::Kiosk { id: cmd.kiosk_id }, action, w.audit_detail(cmd), cmd.received_ms).await?;
+            SqlStore::audit(
+                tx,
+                &Actor::Kiosk { id: cmd.kiosk_id },
+                action,
+                w.audit_detail(cmd),
+                cmd.received_ms,
+            )
+            .await?;
         }
     }
     Ok(())
 }
-

@@ -21,7 +21,11 @@ impl TestDb {
     /// Another store instance (its own pool, writer gate and charge queue) on the same file, as
     /// a second process would have; the two meet at SQLite's own lock.
     async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {
-        std::sync::Arc::new(SqliteStore::connect(&self.url, &SqliteSettings::default()).await.expect("open a second instance"))
+        std::sync::Arc::new(
+            SqliteStore::connect(&self.url, &SqliteSettings::default())
+                .await
+                .expect("open a second instance"),
+        )
     }
 
     /// From now on, inserting a charge whose idempotency key starts with "boom" fails with a

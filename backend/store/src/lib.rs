@@ -204,15 +204,31 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- one-time pay codes ---------------------------------------------------------------
     /// Stores the hash of a code a person will show as a QR code.
-    async fn create_pay_code(&self, staff_id: i64, code_hash: &str, now_ms: i64, expires_ms: i64) -> Result<()>;
+    async fn create_pay_code(
+        &self,
+        staff_id: i64,
+        code_hash: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<()>;
     /// Redeems a code once (atomically marks it used) and says whose it was.
-    async fn redeem_pay_code(&self, code_hash: &str, kiosk_id: i64, now_ms: i64) -> Result<PayCodeRedemption>;
+    async fn redeem_pay_code(
+        &self,
+        code_hash: &str,
+        kiosk_id: i64,
+        now_ms: i64,
+    ) -> Result<PayCodeRedemption>;
 
     // ---- plate waste --------------------------------------------------------------------
     async fn record_waste(&self, cmd: WasteCommand) -> Result<WasteRecord>;
     async fn list_waste(&self, staff_id: Option<i64>, limit: i64) -> Result<Vec<WasteRecord>>;
     /// Average net grams since `since_ms`: the person's, and everyone's at this canteen.
-    async fn waste_stats(&self, staff_id: i64, canteen_id: i64, since_ms: i64) -> Result<WasteStats>;
+    async fn waste_stats(
+        &self,
+        staff_id: i64,
+        canteen_id: i64,
+        since_ms: i64,
+    ) -> Result<WasteStats>;
 
     // ---- face templates -----------------------------------------------------------------
     async fn set_consent(

@@ -530,7 +530,9 @@ pub struct SandboxPayment {
 /// What redeeming a pay code found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PayCodeRedemption {
-    Redeemed { staff_id: i64 },
+    Redeemed {
+        staff_id: i64,
+    },
     Unknown,
     AlreadyUsed,
     Expired,

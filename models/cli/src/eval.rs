@@ -18,7 +18,11 @@ use models::pipeline::{Faces, Pipeline, PipelineConfig};
 
 /// The embedding of the main face of each image (`None`: unreadable or no face), computed
 /// by `jobs` threads, each with its own pipeline.
-pub fn embed_all(config: &PipelineConfig, paths: &[PathBuf], jobs: usize) -> Result<Vec<Option<Embedding>>> {
+pub fn embed_all(
+    config: &PipelineConfig,
+    paths: &[PathBuf],
+    jobs: usize,
+) -> Result<Vec<Option<Embedding>>> {
     let mut config = config.clone();
     config.liveness = false;
     let next = AtomicUsize::new(0);
@@ -28,12 +32,19 @@ pub fn embed_all(config: &PipelineConfig, paths: &[PathBuf], jobs: usize) -> Res
         let workers: Vec<_> = (0..jobs.max(1))
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut pipeline = Pipeline::load(config.clone()).context("loading the face pipeline")?;
+                    let mut pipeline =
+                        Pipeline::load(config.clone()).context("loading the face pipeline")?;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { return Ok(()) };
+                        let Some(path) = paths.get(i) else {
+                            return Ok(());
+                        };
                         let embedding = match decode_file(path, &limits) {
-                            Ok(image) => pipeline.analyze(&image, Faces::Main)?.faces.first().map(|f| f.embedding),
+                            Ok(image) => pipeline
+                                .analyze(&image, Faces::Main)?
+                                .faces
+                                .first()
+                                .map(|f| f.embedding),
                             Err(e) => {
                                 eprintln!("{}: {e}", path.display());
                                 None
@@ -50,11 +61,14 @@ pub fn embed_all(config: &PipelineConfig, paths: &[PathBuf], jobs: usize) -> Res
             })
             .collect();
         for w in workers {
-            w.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         }
         Ok(())
     })?;
-    results.into_inner().map_err(|_| anyhow::anyhow!("results lock poisoned"))
+    results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("results lock poisoned"))
 }
 
 /// One verification pair: two image paths and whether they show the same person.
@@ -71,26 +85,50 @@ pub struct Pair {
 pub fn parse_pairs(text: &str, root: &Path) -> Result<Vec<Pair>> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = lines.next().context("empty pairs file")?;
-    let h: Vec<usize> = header.split_whitespace().map(str::parse).collect::<Result<_, _>>().context("pairs header")?;
-    let [folds, per_fold] = h[..] else { bail!("pairs header must be `folds<TAB>n`, got {header:?}") };
+    let h: Vec<usize> = header
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("pairs header")?;
+    let [folds, per_fold] = h[..] else {
+        bail!("pairs header must be `folds<TAB>n`, got {header:?}")
+    };
     let image = |name: &str, i: &str| -> Result<PathBuf> {
         let n: usize = i.parse().with_context(|| format!("image number {i:?}"))?;
         let direct = root.join(name).join(format!("{n}.jpg"));
-        Ok(if direct.exists() { direct } else { root.join("lfw-A").join(name).join(format!("{n}.jpg")) })
+        Ok(if direct.exists() {
+            direct
+        } else {
+            root.join("lfw-A").join(name).join(format!("{n}.jpg"))
+        })
     };
     let mut pairs = Vec::new();
     for (k, line) in lines.enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let fold = k / (2 * per_fold);
         let pair = match f[..] {
-            [name, i, j] => Pair { a: image(name, i)?, b: image(name, j)?, same: true, fold },
-            [n1, i, n2, j] => Pair { a: image(n1, i)?, b: image(n2, j)?, same: false, fold },
+            [name, i, j] => Pair {
+                a: image(name, i)?,
+                b: image(name, j)?,
+                same: true,
+                fold,
+            },
+            [n1, i, n2, j] => Pair {
+                a: image(n1, i)?,
+                b: image(n2, j)?,
+                same: false,
+                fold,
+            },
             _ => bail!("line {}: not a pair: {line:?}", k + 2),
         };
         pairs.push(pair);
     }
     if pairs.len() != folds * 2 * per_fold {
-        bail!("expected {} pairs ({folds} folds of {per_fold}+{per_fold}), found {}", folds * 2 * per_fold, pairs.len());
+        bail!(
+            "expected {} pairs ({folds} folds of {per_fold}+{per_fold}), found {}",
+            folds * 2 * per_fold,
+            pairs.len()
+        );
     }
     Ok(pairs)
 }
@@ -98,20 +136,30 @@ pub fn parse_pairs(text: &str, root: &Path) -> Result<Vec<Pair>> {
 /// Accuracy of `scored` at `threshold` (same person when distance ≤ threshold); a pair
 /// without a distance is wrong.
 fn accuracy(scored: &[(Option<f32>, bool)], threshold: f32) -> f64 {
-    let right = scored.iter().filter(|(d, same)| matches!(d, Some(d) if (*d <= threshold) == *same)).count();
+    let right = scored
+        .iter()
+        .filter(|(d, same)| matches!(d, Some(d) if (*d <= threshold) == *same))
+        .count();
     right as f64 / scored.len().max(1) as f64
 }
 
 /// The threshold maximising accuracy on `scored` (midpoints between sorted distances).
 fn best_threshold(scored: &[(Option<f32>, bool)]) -> f32 {
-    let mut ds: Vec<(f32, bool)> = scored.iter().filter_map(|(d, s)| d.map(|d| (d, *s))).collect();
+    let mut ds: Vec<(f32, bool)> = scored
+        .iter()
+        .filter_map(|(d, s)| d.map(|d| (d, *s)))
+        .collect();
     ds.sort_by(|a, b| a.0.total_cmp(&b.0));
     // Sweep: at threshold below everything, all "different" pairs are right.
     let mut right = ds.iter().filter(|(_, s)| !s).count() as i64;
     let (mut best, mut best_t) = (right, ds.first().map(|d| d.0 - 1e-3).unwrap_or(0.6));
     for i in 0..ds.len() {
         right += if ds[i].1 { 1 } else { -1 };
-        let t = if i + 1 < ds.len() { (ds[i].0 + ds[i + 1].0) / 2.0 } else { ds[i].0 + 1e-3 };
+        let t = if i + 1 < ds.len() {
+            (ds[i].0 + ds[i + 1].0) / 2.0
+        } else {
+            ds[i].0 + 1e-3
+        };
         if right > best {
             best = right;
             best_t = t;
@@ -125,12 +173,19 @@ fn best_threshold(scored: &[(Option<f32>, bool)]) -> f32 {
 fn tar_at_far(scored: &[(Option<f32>, bool)], far: f64) -> f64 {
     let impostors = scored.iter().filter(|(_, s)| !s).count();
     let allowed = (far * impostors as f64).floor() as usize;
-    let mut imp: Vec<f32> = scored.iter().filter(|(_, s)| !s).filter_map(|(d, _)| *d).collect();
+    let mut imp: Vec<f32> = scored
+        .iter()
+        .filter(|(_, s)| !s)
+        .filter_map(|(d, _)| *d)
+        .collect();
     imp.sort_by(f32::total_cmp);
     // Accept when distance < cut: exactly `allowed` impostors are below the cut.
     let cut = imp.get(allowed).copied().unwrap_or(f32::INFINITY);
     let genuine = scored.iter().filter(|(_, s)| *s).count();
-    let accepted = scored.iter().filter(|(d, s)| *s && matches!(d, Some(d) if *d < cut)).count();
+    let accepted = scored
+        .iter()
+        .filter(|(d, s)| *s && matches!(d, Some(d) if *d < cut))
+        .count();
     accepted as f64 / genuine.max(1) as f64
 }
 
@@ -151,7 +206,11 @@ pub struct VerifyReport {
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (k, (t, acc)) in self.folds.iter().enumerate() {
-            writeln!(f, "fold {}: accuracy {acc:.4} at threshold {t:.3} (chosen on the other folds)", k + 1)?;
+            writeln!(
+                f,
+                "fold {}: accuracy {acc:.4} at threshold {t:.3} (chosen on the other folds)",
+                k + 1
+            )?;
         }
         write!(
             f,
@@ -161,13 +220,27 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
-pub fn verify_pairs(config: &PipelineConfig, pairs_file: &Path, root: &Path, threshold: Option<f32>, jobs: usize) -> Result<VerifyReport> {
-    let text = std::fs::read_to_string(pairs_file).with_context(|| format!("reading {}", pairs_file.display()))?;
+pub fn verify_pairs(
+    config: &PipelineConfig,
+    pairs_file: &Path,
+    root: &Path,
+    threshold: Option<f32>,
+    jobs: usize,
+) -> Result<VerifyReport> {
+    let text = std::fs::read_to_string(pairs_file)
+        .with_context(|| format!("reading {}", pairs_file.display()))?;
     let pairs = parse_pairs(&text, root)?;
-    let mut unique: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    let mut unique: Vec<PathBuf> = pairs
+        .iter()
+        .flat_map(|p| [p.a.clone(), p.b.clone()])
+        .collect();
     unique.sort();
     unique.dedup();
-    eprintln!("verify-pairs: {} pairs, {} images", pairs.len(), unique.len());
+    eprintln!(
+        "verify-pairs: {} pairs, {} images",
+        pairs.len(),
+        unique.len()
+    );
     let embeddings = embed_all(config, &unique, jobs)?;
     let by_path: HashMap<&PathBuf, Option<Embedding>> = unique.iter().zip(embeddings).collect();
     let failures = by_path.values().filter(|e| e.is_none()).count();
@@ -182,8 +255,18 @@ pub fn verify_pairs(config: &PipelineConfig, pairs_file: &Path, root: &Path, thr
     let folds = pairs.iter().map(|p| p.fold).max().map_or(0, |m| m + 1);
     let mut fold_acc = Vec::new();
     for k in 0..folds {
-        let train: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold != k).map(|(s, _)| *s).collect();
-        let test: Vec<_> = scored.iter().zip(&pairs).filter(|(_, p)| p.fold == k).map(|(s, _)| *s).collect();
+        let train: Vec<_> = scored
+            .iter()
+            .zip(&pairs)
+            .filter(|(_, p)| p.fold != k)
+            .map(|(s, _)| *s)
+            .collect();
+        let test: Vec<_> = scored
+            .iter()
+            .zip(&pairs)
+            .filter(|(_, p)| p.fold == k)
+            .map(|(s, _)| *s)
+            .collect();
         let t = best_threshold(&train);
         fold_acc.push((t, accuracy(&test, t)));
     }
@@ -243,8 +326,14 @@ pub struct IdentificationSet {
 
 /// Reads a list of `role<TAB>identity<TAB>path` rows (paths relative to `root`), embeds
 /// every photo and enrols the gallery rows.
-pub fn load_identification(config: &PipelineConfig, list: &Path, root: &Path, jobs: usize) -> Result<IdentificationSet> {
-    let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+pub fn load_identification(
+    config: &PipelineConfig,
+    list: &Path,
+    root: &Path,
+    jobs: usize,
+) -> Result<IdentificationSet> {
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
     let mut gallery_rows = Vec::new();
     let mut probe_rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -253,11 +342,23 @@ pub fn load_identification(config: &PipelineConfig, list: &Path, root: &Path, jo
             ["role", ..] | [""] => {}
             ["gallery", id, path] => gallery_rows.push((id.to_string(), root.join(path))),
             ["probe", id, path] => probe_rows.push((id.to_string(), root.join(path))),
-            _ => bail!("{}:{}: expected `gallery|probe<TAB>identity<TAB>path`, got {line:?}", list.display(), n + 1),
+            _ => bail!(
+                "{}:{}: expected `gallery|probe<TAB>identity<TAB>path`, got {line:?}",
+                list.display(),
+                n + 1
+            ),
         }
     }
-    eprintln!("identify: {} gallery photos, {} probes", gallery_rows.len(), probe_rows.len());
-    let paths: Vec<PathBuf> = gallery_rows.iter().chain(&probe_rows).map(|(_, p)| p.clone()).collect();
+    eprintln!(
+        "identify: {} gallery photos, {} probes",
+        gallery_rows.len(),
+        probe_rows.len()
+    );
+    let paths: Vec<PathBuf> = gallery_rows
+        .iter()
+        .chain(&probe_rows)
+        .map(|(_, p)| p.clone())
+        .collect();
     let embeddings = embed_all(config, &paths, jobs)?;
     let (g_emb, p_emb) = embeddings.split_at(gallery_rows.len());
 
@@ -269,8 +370,16 @@ pub fn load_identification(config: &PipelineConfig, list: &Path, root: &Path, jo
             None => gallery_failures += 1,
         }
     }
-    let probes = probe_rows.into_iter().map(|(id, _)| id).zip(p_emb.iter().copied()).collect();
-    Ok(IdentificationSet { gallery, gallery_failures, probes })
+    let probes = probe_rows
+        .into_iter()
+        .map(|(id, _)| id)
+        .zip(p_emb.iter().copied())
+        .collect();
+    Ok(IdentificationSet {
+        gallery,
+        gallery_failures,
+        probes,
+    })
 }
 
 impl IdentificationSet {
@@ -278,7 +387,13 @@ impl IdentificationSet {
     pub fn score(&self, policy: &MatchPolicy) -> Result<IdentifyReport> {
         let gallery = &self.gallery;
         let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
-        let (mut enrolled_probes, mut rank1, mut false_accepts, mut false_rejects, mut probe_failures) = (0, 0, 0, 0, 0);
+        let (
+            mut enrolled_probes,
+            mut rank1,
+            mut false_accepts,
+            mut false_rejects,
+            mut probe_failures,
+        ) = (0, 0, 0, 0, 0);
         let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (id, e) in &self.probes {
             let is_enrolled = enrolled.contains(id);
@@ -293,7 +408,9 @@ impl IdentificationSet {
                 rank1 += 1;
             }
             match gallery.identify(e, policy)? {
-                Decision::Accepted { key, .. } if &key == id => *outcomes.entry("accepted").or_default() += 1,
+                Decision::Accepted { key, .. } if &key == id => {
+                    *outcomes.entry("accepted").or_default() += 1
+                }
                 Decision::Accepted { .. } => {
                     false_accepts += 1;
                     *outcomes.entry("accepted as someone else").or_default() += 1;
@@ -333,7 +450,10 @@ pub fn identify(
     jobs: usize,
 ) -> Result<IdentifyReport> {
     let defaults = MatchPolicy::default();
-    let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
+    let policy = MatchPolicy::new(
+        threshold.unwrap_or(defaults.threshold),
+        margin.unwrap_or(defaults.margin),
+    )?;
     load_identification(config, list, root, jobs)?.score(&policy)
 }
 
@@ -353,7 +473,13 @@ mod tests {
 
     #[test]
     fn failures_count_as_wrong_and_thresholds_separate() {
-        let scored = vec![(Some(0.3), true), (Some(0.4), true), (Some(0.7), false), (Some(0.8), false), (None, true)];
+        let scored = vec![
+            (Some(0.3), true),
+            (Some(0.4), true),
+            (Some(0.7), false),
+            (Some(0.8), false),
+            (None, true),
+        ];
         let t = best_threshold(&scored);
         assert!(t > 0.4 && t < 0.7, "{t}");
         assert!((accuracy(&scored, t) - 0.8).abs() < 1e-9);

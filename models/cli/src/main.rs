@@ -13,7 +13,10 @@ use models::pipeline::{Faces, Pipeline, PipelineConfig};
 use models::runtime::RuntimeOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "faces", about = "CleanPlate's face pipeline: detect, verify, identify")]
+#[command(
+    name = "faces",
+    about = "CleanPlate's face pipeline: detect, verify, identify"
+)]
 struct Cli {
     /// The model directory (default: models/dist found from the current directory).
     #[arg(long, global = true, env = "CLEANPLATE_MODELS_DIR")]
@@ -74,7 +77,9 @@ enum Command {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -86,24 +91,54 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let config = PipelineConfig {
         model_dir: cli.models.clone(),
-        runtime: RuntimeOptions { intra_threads: cli.threads, ..Default::default() },
+        runtime: RuntimeOptions {
+            intra_threads: cli.threads,
+            ..Default::default()
+        },
         ..Default::default()
     };
     match cli.command {
-        Command::Detect { images, json, main, min_face } => {
+        Command::Detect {
+            images,
+            json,
+            main,
+            min_face,
+        } => {
             let mut config = config;
             config.detector.min_face_px = min_face;
-            detect(config, &images, json, if main { Faces::Main } else { Faces::All })
+            detect(
+                config,
+                &images,
+                json,
+                if main { Faces::Main } else { Faces::All },
+            )
         }
-        Command::VerifyPairs { pairs, root, threshold, jobs } => {
-            println!("{}", eval::verify_pairs(&config, &pairs, &root, threshold, jobs)?);
+        Command::VerifyPairs {
+            pairs,
+            root,
+            threshold,
+            jobs,
+        } => {
+            println!(
+                "{}",
+                eval::verify_pairs(&config, &pairs, &root, threshold, jobs)?
+            );
             Ok(())
         }
-        Command::Identify { list, root, threshold, margin, jobs, sweep } => {
+        Command::Identify {
+            list,
+            root,
+            threshold,
+            margin,
+            jobs,
+            sweep,
+        } => {
             let set = eval::load_identification(&config, &list, &root, jobs)?;
             if sweep {
                 println!("threshold margin false_accepts false_rejects");
-                for t in [0.40f32, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56, 0.58, 0.60] {
+                for t in [
+                    0.40f32, 0.42, 0.44, 0.46, 0.48, 0.50, 0.52, 0.54, 0.56, 0.58, 0.60,
+                ] {
                     for m in [0.0f32, 0.02, 0.04, 0.06] {
                         let r = set.score(&MatchPolicy::new(t, m)?)?;
                         println!("{t:.2} {m:.2} {} {}", r.false_accepts, r.false_rejects);
@@ -111,7 +146,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             let defaults = MatchPolicy::default();
-            let policy = MatchPolicy::new(threshold.unwrap_or(defaults.threshold), margin.unwrap_or(defaults.margin))?;
+            let policy = MatchPolicy::new(
+                threshold.unwrap_or(defaults.threshold),
+                margin.unwrap_or(defaults.margin),
+            )?;
             println!("{}", set.score(&policy)?);
             Ok(())
         }
@@ -129,7 +167,10 @@ fn detect(config: PipelineConfig, images: &[PathBuf], json: bool, which: Faces) 
             Err(e) => {
                 failures += 1;
                 if json {
-                    println!("{}", serde_json::json!({ "image": path, "error": e.to_string() }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "image": path, "error": e.to_string() })
+                    );
                 } else {
                     println!("{}: error: {e}", path.display());
                 }
@@ -162,7 +203,13 @@ fn detect(config: PipelineConfig, images: &[PathBuf], json: bool, which: Faces) 
             );
         } else {
             let t = &analysis.timings;
-            println!("{} ({}x{}): {} face(s)", path.display(), analysis.width, analysis.height, analysis.faces.len());
+            println!(
+                "{} ({}x{}): {} face(s)",
+                path.display(),
+                analysis.width,
+                analysis.height,
+                analysis.faces.len()
+            );
             for (i, f) in analysis.faces.iter().enumerate() {
                 let r = &f.detection.rect;
                 println!(
@@ -180,7 +227,11 @@ fn detect(config: PipelineConfig, images: &[PathBuf], json: bool, which: Faces) 
                     },
                     f.liveness.map(|l| format!("real {:.2} live {:.2}", l.real, l.live)).unwrap_or_else(|| "-".into()),
                 );
-                let lm: Vec<String> = f.landmarks.iter().map(|p| format!("({:.0},{:.0})", p.x, p.y)).collect();
+                let lm: Vec<String> = f
+                    .landmarks
+                    .iter()
+                    .map(|p| format!("({:.0},{:.0})", p.x, p.y))
+                    .collect();
                 println!("          landmarks {}", lm.join(" "));
             }
             println!(

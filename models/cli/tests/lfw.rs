@@ -23,8 +23,14 @@ fn shared_faces() -> Option<PathBuf> {
 #[test]
 fn lfw_pairs_verification_accuracy() {
     let Some(root) = shared_faces() else { return };
-    let report = eval::verify_pairs(&PipelineConfig::default(), &root.join("protocols/lfw-A_pairs.txt"), &root, None, 2)
-        .expect("evaluation runs");
+    let report = eval::verify_pairs(
+        &PipelineConfig::default(),
+        &root.join("protocols/lfw-A_pairs.txt"),
+        &root,
+        None,
+        2,
+    )
+    .expect("evaluation runs");
     println!("{report}");
     assert_eq!(report.pairs, 1800);
     assert!(report.accuracy_cv >= 0.985, "{report}");
@@ -36,8 +42,13 @@ fn lfw_pairs_verification_accuracy() {
 #[test]
 fn lfw_identification_under_the_operating_policy() {
     let Some(root) = shared_faces() else { return };
-    let set = eval::load_identification(&PipelineConfig::default(), &root.join("protocols/lfw-A_identification.tsv"), &root, 2)
-        .expect("evaluation runs");
+    let set = eval::load_identification(
+        &PipelineConfig::default(),
+        &root.join("protocols/lfw-A_identification.tsv"),
+        &root,
+        2,
+    )
+    .expect("evaluation runs");
     let report = set.score(&MatchPolicy::default()).expect("scores");
     println!("{report}");
     assert_eq!(report.probes, 2416);
@@ -46,6 +57,11 @@ fn lfw_identification_under_the_operating_policy() {
     // 1,781 people enrolled from one news photo each.
     assert!(report.false_accepts * 200 <= report.probes, "{report}");
     // A stricter policy never accepts more wrong people (the rules are monotone).
-    let strict = set.score(&MatchPolicy::new(report.threshold - 0.05, report.margin + 0.02).expect("valid")).expect("scores");
-    assert!(strict.false_accepts <= report.false_accepts && strict.false_rejects >= report.false_rejects);
+    let strict = set
+        .score(&MatchPolicy::new(report.threshold - 0.05, report.margin + 0.02).expect("valid"))
+        .expect("scores");
+    assert!(
+        strict.false_accepts <= report.false_accepts
+            && strict.false_rejects >= report.false_rejects
+    );
 }

@@ -21,22 +21,34 @@ use sha2::{Digest, Sha256};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
-    let out = PathBuf::from(args.next().context("usage: decode_for_dlib OUT_DIR [FACES_DIR]")?);
+    let out = PathBuf::from(
+        args.next()
+            .context("usage: decode_for_dlib OUT_DIR [FACES_DIR]")?,
+    );
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let faces = args.next().map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("../../../shared/faces"));
+    let faces = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("../../../shared/faces"));
     let fixture = manifest_dir.join("../tests/fixtures/dlib_reference.json");
-    let text = std::fs::read_to_string(&fixture).with_context(|| format!("reading {}", fixture.display()))?;
+    let text = std::fs::read_to_string(&fixture)
+        .with_context(|| format!("reading {}", fixture.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)?;
-    let list = json["faces"].as_array().context("no faces in the fixture")?;
+    let list = json["faces"]
+        .as_array()
+        .context("no faces in the fixture")?;
     std::fs::create_dir_all(&out)?;
     let mut decoded = Vec::new();
     for face in list {
-        let rel = face["image"].as_str().context("a face without an image path")?;
+        let rel = face["image"]
+            .as_str()
+            .context("a face without an image path")?;
         let path = faces.join(rel);
         let img = models::image_io::decode_file(&path, &Default::default())
             .with_context(|| format!("decoding {}", path.display()))?;
         let png = out.join(format!("{}.png", rel.replace('/', "__")));
-        img.save(&png).with_context(|| format!("writing {}", png.display()))?;
+        img.save(&png)
+            .with_context(|| format!("writing {}", png.display()))?;
         decoded.push(serde_json::json!({
             "image": rel,
             "png": png.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -44,7 +56,10 @@ fn main() -> anyhow::Result<()> {
             "rgb_sha256": hex::encode(Sha256::digest(img.as_raw())),
         }));
     }
-    std::fs::write(out.join("decoded.json"), serde_json::to_string_pretty(&decoded)?)?;
+    std::fs::write(
+        out.join("decoded.json"),
+        serde_json::to_string_pretty(&decoded)?,
+    )?;
     println!("{} images decoded into {}", decoded.len(), out.display());
     Ok(())
 }

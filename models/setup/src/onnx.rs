@@ -161,7 +161,10 @@ pub enum Attr {
 
 impl Attr {
     fn into_proto(self, name: &str) -> AttributeProto {
-        let mut a = AttributeProto { name: name.to_string(), ..Default::default() };
+        let mut a = AttributeProto {
+            name: name.to_string(),
+            ..Default::default()
+        };
         match self {
             Attr::Int(v) => {
                 a.i = v;
@@ -207,7 +210,13 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new(name: &str) -> Self {
-        GraphBuilder { graph: GraphProto { name: name.to_string(), ..Default::default() }, counter: 0 }
+        GraphBuilder {
+            graph: GraphProto {
+                name: name.to_string(),
+                ..Default::default()
+            },
+            counter: 0,
+        }
     }
 
     /// A fresh, unique tensor name with a readable prefix.
@@ -227,7 +236,12 @@ impl GraphBuilder {
     /// Adds a float32 constant (weights) and returns its name.
     pub fn initializer_f32(&mut self, name: &str, dims: &[i64], values: &[f32]) -> String {
         let expected: i64 = dims.iter().product();
-        assert_eq!(expected as usize, values.len(), "initializer {name}: dims {dims:?} do not match {} values", values.len());
+        assert_eq!(
+            expected as usize,
+            values.len(),
+            "initializer {name}: dims {dims:?} do not match {} values",
+            values.len()
+        );
         let mut raw = Vec::with_capacity(values.len() * 4);
         for v in values {
             raw.extend_from_slice(&v.to_le_bytes());
@@ -244,7 +258,12 @@ impl GraphBuilder {
     /// Adds an int64 constant (shapes, pads, axes) and returns its name.
     pub fn initializer_i64(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
         let expected: i64 = dims.iter().product();
-        assert_eq!(expected as usize, values.len(), "initializer {name}: dims {dims:?} do not match {} values", values.len());
+        assert_eq!(
+            expected as usize,
+            values.len(),
+            "initializer {name}: dims {dims:?} do not match {} values",
+            values.len()
+        );
         let mut raw = Vec::with_capacity(values.len() * 8);
         for v in values {
             raw.extend_from_slice(&v.to_le_bytes());
@@ -260,9 +279,19 @@ impl GraphBuilder {
 
     /// Adds a node; `name` is used for the node itself and, if `outputs` is empty, a single
     /// output tensor of the same name is created. Returns the first output's name.
-    pub fn node(&mut self, op_type: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
-        let outputs: Vec<String> =
-            if outputs.is_empty() { vec![name.to_string()] } else { outputs.iter().map(|s| s.to_string()).collect() };
+    pub fn node(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<(&str, Attr)>,
+    ) -> String {
+        let outputs: Vec<String> = if outputs.is_empty() {
+            vec![name.to_string()]
+        } else {
+            outputs.iter().map(|s| s.to_string()).collect()
+        };
         let first = outputs[0].clone();
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -283,7 +312,10 @@ impl GraphBuilder {
             producer_version: env!("CARGO_PKG_VERSION").to_string(),
             doc_string: doc.to_string(),
             graph: Some(self.graph),
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
         };
         model.encode_to_vec()
     }
@@ -293,14 +325,23 @@ fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
-            Dim::Fixed(v) => Dimension { dim_value: Some(*v), dim_param: None },
-            Dim::Named(n) => Dimension { dim_value: None, dim_param: Some(n.to_string()) },
+            Dim::Fixed(v) => Dimension {
+                dim_value: Some(*v),
+                dim_param: None,
+            },
+            Dim::Named(n) => Dimension {
+                dim_value: None,
+                dim_param: Some(n.to_string()),
+            },
         })
         .collect();
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type, shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(TypeProtoTensor {
+                elem_type,
+                shape: Some(TensorShapeProto { dim }),
+            }),
         }),
     }
 }

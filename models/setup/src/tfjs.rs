@@ -43,7 +43,11 @@ pub enum TfjsError {
     #[error("node {node:?}: op {op} is not supported by the TF.js converter (supported: {})", SUPPORTED_OPS.join(", "))]
     UnsupportedOp { node: String, op: String },
     #[error("node {node:?} ({op}): {msg}")]
-    Node { node: String, op: String, msg: String },
+    Node {
+        node: String,
+        op: String,
+        msg: String,
+    },
     #[error("unknown TF.js model {0:?}: expected \"antispoof\" or \"liveness\"")]
     UnknownModel(String),
 }
@@ -80,13 +84,23 @@ pub fn convert_with_names(
         serde_json::from_slice(model_json).map_err(|e| TfjsError::Json(e.to_string()))?;
     if let Some(format) = model.format.as_deref() {
         if format != "graph-model" {
-            return Err(TfjsError::Format(format!("format {format:?}: only TF.js graph models are supported")));
+            return Err(TfjsError::Format(format!(
+                "format {format:?}: only TF.js graph models are supported"
+            )));
         }
     }
     let tensors = weights::decode(&model.weights_manifest, weights)?;
-    let iface = lower::Interface { graph_name, input, output };
+    let iface = lower::Interface {
+        graph_name,
+        input,
+        output,
+    };
     let onnx = lower::lower(&model, &tensors, &iface)?;
-    tracing::debug!(model = graph_name, bytes = onnx.len(), "converted TF.js graph model");
+    tracing::debug!(
+        model = graph_name,
+        bytes = onnx.len(),
+        "converted TF.js graph model"
+    );
     Ok(onnx)
 }
 
@@ -104,11 +118,15 @@ mod tests {
     fn tiny(extra_node: Option<&str>) -> (Vec<u8>, Vec<u8>) {
         let b64 = |s: &str| {
             // Minimal encoder for the test's ASCII attribute strings.
-            const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
             let b = s.as_bytes();
             let mut out = String::new();
             for chunk in b.chunks(3) {
-                let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &c)| acc | (u32::from(c) << (16 - 8 * i)));
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |acc, (i, &c)| acc | (u32::from(c) << (16 - 8 * i)));
                 for i in 0..4 {
                     if i <= chunk.len() {
                         out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -172,20 +190,49 @@ mod tests {
         let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(
             ops,
-            ["Transpose", "Conv", "Relu", "MaxPool", "Transpose", "Reshape", "Gemm", "Softmax", "Identity"]
+            [
+                "Transpose",
+                "Conv",
+                "Relu",
+                "MaxPool",
+                "Transpose",
+                "Reshape",
+                "Gemm",
+                "Softmax",
+                "Identity"
+            ]
         );
         // SAME 3x3 stride 1: one pixel each side.
         let conv = &graph.node[1];
-        let pads = conv.attribute.iter().find(|a| a.name == "pads").expect("pads");
+        let pads = conv
+            .attribute
+            .iter()
+            .find(|a| a.name == "pads")
+            .expect("pads");
         assert_eq!(pads.ints, vec![1, 1, 1, 1]);
         // HWIO -> OIHW: output channel 0 takes every second value of the TF filter.
-        let w = graph.initializer.iter().find(|t| t.name == "w/oihw").expect("filter");
+        let w = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == "w/oihw")
+            .expect("filter");
         assert_eq!(w.dims, vec![2, 1, 3, 3]);
-        let first: Vec<f32> =
-            w.raw_data.chunks_exact(4).take(3).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let first: Vec<f32> = w
+            .raw_data
+            .chunks_exact(4)
+            .take(3)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         assert_eq!(first, vec![-0.5, -0.5 + 0.2, -0.5 + 0.4]);
-        let b = graph.initializer.iter().find(|t| t.name == "b/bias").expect("bias");
-        assert_eq!(b.raw_data, [1.0f32.to_le_bytes(), (-0.5f32).to_le_bytes()].concat());
+        let b = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == "b/bias")
+            .expect("bias");
+        assert_eq!(
+            b.raw_data,
+            [1.0f32.to_le_bytes(), (-0.5f32).to_le_bytes()].concat()
+        );
         assert_eq!(graph.input[0].name, "image");
         assert_eq!(graph.output[0].name, "out");
         let out_dims = graph.output[0]
@@ -197,16 +244,25 @@ mod tests {
         assert_eq!(out_dims.dim[0].dim_param.as_deref(), Some("N"));
         assert_eq!(out_dims.dim[1].dim_value, Some(2));
         // Same input, same bytes.
-        assert_eq!(onnx, convert_with_names(&json, &bin, "tiny", "image", "out").expect("converts"));
+        assert_eq!(
+            onnx,
+            convert_with_names(&json, &bin, "tiny", "image", "out").expect("converts")
+        );
     }
 
     #[test]
     fn unsupported_ops_are_named() {
         // An unsupported op on the output's path fails; its name is in the message.
         let (json, bin) = tiny(None);
-        let text = String::from_utf8(json).expect("utf8").replace(r#""op":"Softmax""#, r#""op":"Tanh""#);
-        let e = convert_with_names(text.as_bytes(), &bin, "tiny", "image", "out").expect_err("Tanh is unsupported");
-        assert!(matches!(&e, TfjsError::UnsupportedOp { op, node } if op == "Tanh" && node == "sm"), "{e}");
+        let text = String::from_utf8(json)
+            .expect("utf8")
+            .replace(r#""op":"Softmax""#, r#""op":"Tanh""#);
+        let e = convert_with_names(text.as_bytes(), &bin, "tiny", "image", "out")
+            .expect_err("Tanh is unsupported");
+        assert!(
+            matches!(&e, TfjsError::UnsupportedOp { op, node } if op == "Tanh" && node == "sm"),
+            "{e}"
+        );
         // One off the output's path is never lowered, so it does no harm.
         let (json, bin) = tiny(Some(r#"{"name":"dead","op":"Tanh","input":["x"]}"#));
         assert!(convert_with_names(&json, &bin, "tiny", "image", "out").is_ok());
@@ -215,10 +271,22 @@ mod tests {
     #[test]
     fn malformed_inputs_are_errors() {
         let (json, bin) = tiny(None);
-        assert!(matches!(convert_with_names(b"{not json", &bin, "t", "i", "o"), Err(TfjsError::Json(_))));
-        assert!(matches!(convert_with_names(&json[..json.len() / 2], &bin, "t", "i", "o"), Err(TfjsError::Json(_))));
-        assert!(matches!(convert_with_names(&json, &bin[..bin.len() - 1], "t", "i", "o"), Err(TfjsError::Weights(_))));
-        assert!(matches!(convert_with_names(&json, &[], "t", "i", "o"), Err(TfjsError::Weights(_))));
+        assert!(matches!(
+            convert_with_names(b"{not json", &bin, "t", "i", "o"),
+            Err(TfjsError::Json(_))
+        ));
+        assert!(matches!(
+            convert_with_names(&json[..json.len() / 2], &bin, "t", "i", "o"),
+            Err(TfjsError::Json(_))
+        ));
+        assert!(matches!(
+            convert_with_names(&json, &bin[..bin.len() - 1], "t", "i", "o"),
+            Err(TfjsError::Weights(_))
+        ));
+        assert!(matches!(
+            convert_with_names(&json, &[], "t", "i", "o"),
+            Err(TfjsError::Weights(_))
+        ));
         let text = String::from_utf8(json.clone()).expect("utf8");
         let cyclic = text.replace(r#""input":["conv"]"#, r#""input":["flat"]"#);
         let e = convert_with_names(cyclic.as_bytes(), &bin, "t", "i", "o").expect_err("cycle");
@@ -226,10 +294,19 @@ mod tests {
         let dangling = text.replace(r#""input":["conv"]"#, r#""input":["nowhere"]"#);
         assert!(convert_with_names(dangling.as_bytes(), &bin, "t", "i", "o").is_err());
         let layers = text.replace("graph-model", "layers-model");
-        assert!(matches!(convert_with_names(layers.as_bytes(), &bin, "t", "i", "o"), Err(TfjsError::Format(_))));
+        assert!(matches!(
+            convert_with_names(layers.as_bytes(), &bin, "t", "i", "o"),
+            Err(TfjsError::Format(_))
+        ));
         // A filter whose input channels do not match the input.
         let wrong = text.replace(r#"{"size":"1"}]"#, r#"{"size":"3"}]"#);
-        assert!(matches!(convert_with_names(wrong.as_bytes(), &bin, "t", "i", "o"), Err(TfjsError::Node { .. })));
-        assert!(matches!(convert(&json, &bin, "blazeface"), Err(TfjsError::UnknownModel(_))));
+        assert!(matches!(
+            convert_with_names(wrong.as_bytes(), &bin, "t", "i", "o"),
+            Err(TfjsError::Node { .. })
+        ));
+        assert!(matches!(
+            convert(&json, &bin, "blazeface"),
+            Err(TfjsError::UnknownModel(_))
+        ));
     }
 }

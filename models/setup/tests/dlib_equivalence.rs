@@ -45,12 +45,13 @@ fn dump_name(image: &str) -> String {
 fn photo(image: &str) -> Option<(image::RgbImage, bool)> {
     if let Some(dir) = dlib_dump() {
         let p = dir.join(format!("{}.png", dump_name(image)));
-        let img =
-            models::image_io::decode_file(&p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let img = models::image_io::decode_file(&p, &Default::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         return Some((img, true));
     }
     let root = shared_faces()?;
-    let img = models::image_io::decode_file(root.join(image), &Default::default()).expect("decoding a shared photo");
+    let img = models::image_io::decode_file(root.join(image), &Default::default())
+        .expect("decoding a shared photo");
     Some((img, image.ends_with(".png")))
 }
 
@@ -84,14 +85,16 @@ fn dat(name: &str) -> Vec<u8> {
 }
 
 fn runtime() -> Runtime {
-    let lib = std::env::var_os("ORT_DYLIB").map(PathBuf::from).unwrap_or_else(|| {
-        let dist = repo().join("models/dist/onnxruntime/libonnxruntime.so");
-        if dist.is_file() {
-            dist
-        } else {
-            PathBuf::from("/tmp/dl/x/onnxruntime/capi/libonnxruntime.so.1.32.0")
-        }
-    });
+    let lib = std::env::var_os("ORT_DYLIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let dist = repo().join("models/dist/onnxruntime/libonnxruntime.so");
+            if dist.is_file() {
+                dist
+            } else {
+                PathBuf::from("/tmp/dl/x/onnxruntime/capi/libonnxruntime.so.1.32.0")
+            }
+        });
     assert!(
         lib.is_file(),
         "ONNX Runtime library {} not found; run scripts/setup-models.sh (or set ORT_DYLIB)",
@@ -123,7 +126,11 @@ fn fixture() -> Vec<Face> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
     let ints = |v: &serde_json::Value| -> Vec<i64> {
-        v.as_array().expect("array").iter().map(|x| x.as_i64().expect("int")).collect()
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_i64().expect("int"))
+            .collect()
     };
     v["faces"]
         .as_array()
@@ -150,7 +157,10 @@ fn fixture() -> Vec<Face> {
                     .iter()
                     .map(|x| x.as_f64().expect("float") as f32)
                     .collect(),
-                chip_png: f.get("chip_png").and_then(|v| v.as_str()).map(str::to_string),
+                chip_png: f
+                    .get("chip_png")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
             }
         })
         .collect()
@@ -168,17 +178,24 @@ fn embed(session: &mut ort::session::Session, chips: &[&[u8]]) -> Vec<Vec<f32>> 
             }
         }
     }
-    let tensor =
-        ort::value::TensorRef::from_array_view(([chips.len(), 3, 150, 150], &input[..])).expect("input tensor");
-    let outputs = session.run(ort::inputs!["chip" => tensor]).expect("running the embedder");
-    let out = outputs["descriptor"].try_extract_array::<f32>().expect("descriptor output");
+    let tensor = ort::value::TensorRef::from_array_view(([chips.len(), 3, 150, 150], &input[..]))
+        .expect("input tensor");
+    let outputs = session
+        .run(ort::inputs!["chip" => tensor])
+        .expect("running the embedder");
+    let out = outputs["descriptor"]
+        .try_extract_array::<f32>()
+        .expect("descriptor output");
     assert_eq!(out.shape(), &[chips.len(), 128]);
     out.rows().into_iter().map(|r| r.to_vec()).collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -187,11 +204,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn converted_embedder_matches_dlib_on_the_committed_chips() {
-    let faces: Vec<Face> = fixture().into_iter().filter(|f| f.chip_png.is_some()).collect();
-    assert!(faces.len() >= 5, "the fixture should carry the public-domain chips");
+    let faces: Vec<Face> = fixture()
+        .into_iter()
+        .filter(|f| f.chip_png.is_some())
+        .collect();
+    assert!(
+        faces.len() >= 5,
+        "the fixture should carry the public-domain chips"
+    );
     let mut chips = Vec::new();
     for f in &faces {
-        let path = repo().join("models/tests/fixtures").join(f.chip_png.as_deref().unwrap_or_default());
+        let path = repo()
+            .join("models/tests/fixtures")
+            .join(f.chip_png.as_deref().unwrap_or_default());
         let chip = models::image_io::decode_file(&path, &Default::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!((chip.width(), chip.height()), (150, 150));
@@ -203,7 +228,9 @@ fn converted_embedder_matches_dlib_on_the_committed_chips() {
         );
         chips.push(chip.into_raw());
     }
-    let mut session = runtime().session_from_memory(embedder_onnx()).expect("building a session");
+    let mut session = runtime()
+        .session_from_memory(embedder_onnx())
+        .expect("building a session");
     // All at once: the batch dimension is dynamic.
     let refs: Vec<&[u8]> = chips.iter().map(Vec::as_slice).collect();
     let got = embed(&mut session, &refs);
@@ -211,13 +238,20 @@ fn converted_embedder_matches_dlib_on_the_committed_chips() {
     for (f, d) in faces.iter().zip(&got) {
         let diff = max_abs_diff(d, &f.descriptor);
         eprintln!("{}: max |diff| {diff:.3e}", f.image);
-        assert!(diff < MAX_DESCRIPTOR_DIFF, "{}: descriptor differs from dlib's by {diff}", f.image);
+        assert!(
+            diff < MAX_DESCRIPTOR_DIFF,
+            "{}: descriptor differs from dlib's by {diff}",
+            f.image
+        );
         worst = worst.max(diff);
     }
     // One at a time gives the same numbers as the batch.
     let single = embed(&mut session, &refs[..1]);
     assert!(max_abs_diff(&single[0], &got[0]) < 1e-6);
-    eprintln!("{} public-domain chips: worst max |diff| {worst:.3e}", faces.len());
+    eprintln!(
+        "{} public-domain chips: worst max |diff| {worst:.3e}",
+        faces.len()
+    );
 }
 
 #[test]
@@ -228,7 +262,9 @@ fn converted_embedder_matches_dlib_on_all_reference_chips() {
         return;
     };
     let faces = fixture();
-    let mut session = runtime().session_from_memory(embedder_onnx()).expect("building a session");
+    let mut session = runtime()
+        .session_from_memory(embedder_onnx())
+        .expect("building a session");
     let mut worst = 0f32;
     for batch in faces.chunks(8) {
         let chips: Vec<Vec<u8>> = batch
@@ -237,14 +273,23 @@ fn converted_embedder_matches_dlib_on_all_reference_chips() {
                 let p = dir.join(format!("{}.chip.png", dump_name(&f.image)));
                 let chip = models::image_io::decode_file(&p, &Default::default())
                     .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                assert_eq!(sha256_hex(chip.as_raw()), f.chip_sha256, "{} is not the fixture's chip", p.display());
+                assert_eq!(
+                    sha256_hex(chip.as_raw()),
+                    f.chip_sha256,
+                    "{} is not the fixture's chip",
+                    p.display()
+                );
                 chip.into_raw()
             })
             .collect();
         let refs: Vec<&[u8]> = chips.iter().map(Vec::as_slice).collect();
         for (f, d) in batch.iter().zip(embed(&mut session, &refs)) {
             let diff = max_abs_diff(&d, &f.descriptor);
-            assert!(diff < MAX_DESCRIPTOR_DIFF, "{}: descriptor differs from dlib's by {diff}", f.image);
+            assert!(
+                diff < MAX_DESCRIPTOR_DIFF,
+                "{}: descriptor differs from dlib's by {diff}",
+                f.image
+            );
             worst = worst.max(diff);
         }
     }
@@ -257,7 +302,9 @@ fn models_align_and_the_converted_embedder_reproduce_dlib_from_the_photo() {
     // descriptor must be dlib's. Only photos whose pixels are exactly dlib's qualify: the
     // PNG one among the shared faces, or all of them with DLIB_DUMP_DIR.
     let faces = fixture();
-    let mut session = runtime().session_from_memory(embedder_onnx()).expect("building a session");
+    let mut session = runtime()
+        .session_from_memory(embedder_onnx())
+        .expect("building a session");
     let (mut compared, mut worst) = (0usize, 0f32);
     for f in &faces {
         let Some((img, exact_pixels)) = photo(&f.image) else {
@@ -267,18 +314,34 @@ fn models_align_and_the_converted_embedder_reproduce_dlib_from_the_photo() {
         if !exact_pixels {
             continue;
         }
-        let lm: Vec<Point> = f.landmarks.iter().map(|p| Point::new(p[0] as f32, p[1] as f32)).collect();
+        let lm: Vec<Point> = f
+            .landmarks
+            .iter()
+            .map(|p| Point::new(p[0] as f32, p[1] as f32))
+            .collect();
         let lm: [Point; 5] = lm.try_into().expect("5 landmarks");
         let t = models::align::chip_transform(&lm, 150, 0.25).expect("chip transform");
         let chip = models::align::extract_chip(&img, &t);
-        assert_eq!(sha256_hex(chip.as_raw()), f.chip_sha256, "{}: models::align cut another chip than dlib", f.image);
+        assert_eq!(
+            sha256_hex(chip.as_raw()),
+            f.chip_sha256,
+            "{}: models::align cut another chip than dlib",
+            f.image
+        );
         let d = embed(&mut session, &[chip.as_raw()]).remove(0);
         let diff = max_abs_diff(&d, &f.descriptor);
-        assert!(diff < MAX_DESCRIPTOR_DIFF, "{}: descriptor differs from dlib's by {diff}", f.image);
+        assert!(
+            diff < MAX_DESCRIPTOR_DIFF,
+            "{}: descriptor differs from dlib's by {diff}",
+            f.image
+        );
         worst = worst.max(diff);
         compared += 1;
     }
-    assert!(compared > 0, "no photo with dlib's exact pixels among the fixture's faces");
+    assert!(
+        compared > 0,
+        "no photo with dlib's exact pixels among the fixture's faces"
+    );
     eprintln!("{compared} photos -> chip -> descriptor as dlib: worst max |diff| {worst:.3e}");
 }
 
@@ -288,21 +351,41 @@ fn embedder_conversion_is_deterministic() {
     let a = model_setup::dlib::convert_embedder(&dat).expect("first conversion");
     let b = model_setup::dlib::convert_embedder(&dat).expect("second conversion");
     assert!(a == b, "two conversions of the same file differ");
-    eprintln!("embedder.onnx: {} bytes, sha256 {}", a.len(), sha256_hex(&a));
+    eprintln!(
+        "embedder.onnx: {} bytes, sha256 {}",
+        a.len(),
+        sha256_hex(&a)
+    );
 }
 
 #[test]
 fn a_truncated_or_corrupt_resnet_is_an_error() {
     let dat = dat("dlib_face_recognition_resnet_model_v1.dat");
-    for cut in [0, 1, 2, 20, 300, 400, dat.len() / 3, dat.len() / 2, dat.len() - 100, dat.len() - 1] {
-        let e = model_setup::dlib::convert_embedder(&dat[..cut]).expect_err("a truncated file must be refused");
+    for cut in [
+        0,
+        1,
+        2,
+        20,
+        300,
+        400,
+        dat.len() / 3,
+        dat.len() / 2,
+        dat.len() - 100,
+        dat.len() - 1,
+    ] {
+        let e = model_setup::dlib::convert_embedder(&dat[..cut])
+            .expect_err("a truncated file must be refused");
         eprintln!("cut at {cut}: {e}");
     }
     // A layer whose type string is damaged.
-    let at = dat.windows(5).position(|w| w == b"con_4").expect("a con_4 layer");
+    let at = dat
+        .windows(5)
+        .position(|w| w == b"con_4")
+        .expect("a con_4 layer");
     let mut bad = dat.clone();
     bad[at + 4] = b'9';
-    let e = model_setup::dlib::convert_embedder(&bad).expect_err("an unknown layer type must be refused");
+    let e = model_setup::dlib::convert_embedder(&bad)
+        .expect_err("an unknown layer type must be refused");
     assert!(e.to_string().contains("con_9"), "{e}");
     // A wrong string length puts the reader out of step.
     let mut bad = dat.clone();
@@ -317,19 +400,26 @@ fn a_truncated_or_corrupt_resnet_is_an_error() {
 #[test]
 fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
     let dat = dat("shape_predictor_5_face_landmarks.dat");
-    let model = model_setup::dlib::convert_shape_predictor(&dat).expect("converting the shape predictor");
+    let model =
+        model_setup::dlib::convert_shape_predictor(&dat).expect("converting the shape predictor");
     // dlib's 5-point model: 15 cascades of 500 depth-4 trees over 800 feature pixels.
     assert_eq!(model.num_parts(), 5);
     assert_eq!(model.cascades.len(), 15);
     for c in &model.cascades {
         assert_eq!(c.anchor_idx.len(), 800);
         assert_eq!(c.trees.len(), 500);
-        assert!(c.trees.iter().all(|t| t.splits.len() == 15 && t.leaf_values.len() == 16 * 10));
+        assert!(c
+            .trees
+            .iter()
+            .all(|t| t.splits.len() == 15 && t.leaf_values.len() == 16 * 10));
     }
     // Survives our .ert format unchanged.
     let mut ert = Vec::new();
     model.write(&mut ert).expect("writing .ert");
-    assert_eq!(models::landmarks::ShapePredictorModel::read(&mut ert.as_slice()).expect("reading .ert"), model);
+    assert_eq!(
+        models::landmarks::ShapePredictorModel::read(&mut ert.as_slice()).expect("reading .ert"),
+        model
+    );
     assert!(
         model_setup::dlib::convert_shape_predictor(&dat).expect("again") == model,
         "conversion is not deterministic"
@@ -337,7 +427,8 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
 
     let sp = ShapePredictor::from_model(model).expect("a valid model");
     let faces = fixture();
-    let (mut n_exact_pixels, mut exact, mut worst_exact_pixels, mut worst_other) = (0usize, 0usize, 0f64, 0f64);
+    let (mut n_exact_pixels, mut exact, mut worst_exact_pixels, mut worst_other) =
+        (0usize, 0usize, 0f64, 0f64);
     for f in &faces {
         let Some((img, exact_pixels)) = photo(&f.image) else {
             eprintln!("skipped the landmark comparison: ../shared/faces not found");
@@ -360,7 +451,11 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
             eprintln!(
                 "{}: a landmark {err:.2} px from dlib's{}",
                 f.image,
-                if exact_pixels { "" } else { " (our JPEG decoding)" }
+                if exact_pixels {
+                    ""
+                } else {
+                    " (our JPEG decoding)"
+                }
             );
         }
     }
@@ -373,19 +468,28 @@ fn the_real_shape_predictor_converts_and_reproduces_dlibs_landmarks() {
     // one-pixel ties; on pixels from another JPEG decoder (a few levels apart) the trees
     // take other branches now and then, which moves a point by a pixel or two.
     assert!(n_exact_pixels > 0);
-    assert!(worst_exact_pixels <= 1.5, "a landmark is {worst_exact_pixels:.2} px from dlib's on dlib's pixels");
+    assert!(
+        worst_exact_pixels <= 1.5,
+        "a landmark is {worst_exact_pixels:.2} px from dlib's on dlib's pixels"
+    );
     assert!(
         exact * 10 >= n_exact_pixels * 8,
         "only {exact}/{n_exact_pixels} faces match dlib exactly on dlib's pixels"
     );
-    assert!(worst_other <= 3.0, "a landmark is {worst_other:.2} px from dlib's on our decoding");
+    assert!(
+        worst_other <= 3.0,
+        "a landmark is {worst_other:.2} px from dlib's on our decoding"
+    );
 }
 
 #[test]
 fn a_truncated_or_corrupt_shape_predictor_is_an_error() {
     let dat = dat("shape_predictor_5_face_landmarks.dat");
     for cut in [0, 1, 5, 100, dat.len() / 2, dat.len() - 1] {
-        assert!(model_setup::dlib::convert_shape_predictor(&dat[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            model_setup::dlib::convert_shape_predictor(&dat[..cut]).is_err(),
+            "cut at {cut}"
+        );
     }
     let mut bad = dat.clone();
     bad[1] = 2; // version 2

@@ -29,9 +29,10 @@ fn model_files(name: &str) -> (Vec<u8>, Vec<u8>) {
         PathBuf::from("/tmp/dl/extract/package/models"),
     ];
     for d in &dirs {
-        if let (Ok(j), Ok(b)) =
-            (std::fs::read(d.join(format!("{name}.json"))), std::fs::read(d.join(format!("{name}.bin"))))
-        {
+        if let (Ok(j), Ok(b)) = (
+            std::fs::read(d.join(format!("{name}.json"))),
+            std::fs::read(d.join(format!("{name}.bin"))),
+        ) {
             return (j, b);
         }
     }
@@ -50,7 +51,10 @@ fn ort_library() -> PathBuf {
     if scratch.exists() {
         return scratch;
     }
-    panic!("ONNX Runtime not found (set ORT_DYLIB, or run scripts/setup-models.sh to make {})", dist.display());
+    panic!(
+        "ONNX Runtime not found (set ORT_DYLIB, or run scripts/setup-models.sh to make {})",
+        dist.display()
+    );
 }
 
 fn session(onnx: &[u8]) -> Result<Session, Box<dyn std::error::Error>> {
@@ -76,18 +80,26 @@ struct Reference {
 
 impl Reference {
     fn text(&self, key: &str) -> &str {
-        self.entry[key].as_str().unwrap_or_else(|| panic!("fixture: {key} missing"))
+        self.entry[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("fixture: {key} missing"))
     }
 }
 
 fn reference(model: &str) -> Reference {
     let path = repo().join("models/tests/fixtures/tfjs_reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (regenerate it with scripts/dev/tfjs_reference/reference.js)", path.display())
+        panic!(
+            "{}: {e} (regenerate it with scripts/dev/tfjs_reference/reference.js)",
+            path.display()
+        )
     });
     let mut root: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
     let m = root["models"][model].take();
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("fixture: {model}: bad number {v}")) as usize;
+    let n = |v: &serde_json::Value| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("fixture: {model}: bad number {v}")) as usize
+    };
     let shape: Vec<usize> = m["input_shape"]
         .as_array()
         .unwrap_or_else(|| panic!("fixture: {model}.input_shape missing"))
@@ -113,7 +125,10 @@ fn reference(model: &str) -> Reference {
         .collect();
     Reference {
         hw: [shape[0], shape[1]],
-        output: m["output_name"].as_str().expect("fixture: output_name").to_string(),
+        output: m["output_name"]
+            .as_str()
+            .expect("fixture: output_name")
+            .to_string(),
         width: n(&m["output_width"]),
         cases,
         entry: m,
@@ -135,7 +150,10 @@ fn b64(text: &str) -> Vec<u8> {
     let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
     let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
     for chunk in bytes.chunks(4) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &c)| acc | (val(c) << (18 - 6 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | (val(c) << (18 - 6 * i)));
         for i in 0..chunk.len() - 1 {
             out.push((n >> (16 - 8 * i)) as u8);
         }
@@ -144,7 +162,10 @@ fn b64(text: &str) -> Vec<u8> {
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Runs `batch` images (bytes, NHWC) through the model as byte / 255, like the fixture.
@@ -154,7 +175,10 @@ fn run(
     [h, w]: [usize; 2],
     batch: &[&[u8]],
 ) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
-    let data: Vec<f32> = batch.iter().flat_map(|p| p.iter().map(|&b| f32::from(b) / 255.0)).collect();
+    let data: Vec<f32> = batch
+        .iter()
+        .flat_map(|p| p.iter().map(|&b| f32::from(b) / 255.0))
+        .collect();
     let input = TensorRef::from_array_view(([batch.len(), h, w, 3], &data[..]))?;
     let outputs = session.run(ort::inputs!["image" => input])?;
     let (_, values) = outputs[output].try_extract_tensor::<f32>()?;
@@ -170,7 +194,11 @@ fn equivalence(model: &str) -> TestResult {
         r.text("json_sha256"),
         "{model}.json differs from the file the fixture was made with"
     );
-    assert_eq!(sha256_hex(&bin), r.text("bin_sha256"), "{model}.bin differs from the file the fixture was made with");
+    assert_eq!(
+        sha256_hex(&bin),
+        r.text("bin_sha256"),
+        "{model}.bin differs from the file the fixture was made with"
+    );
     assert!(r.cases.len() >= 4, "fixture has too few cases");
     compare(model, &model_setup::tfjs::convert(&json, &bin, model)?, &r)
 }
@@ -180,24 +208,61 @@ fn compare(model: &str, onnx: &[u8], r: &Reference) -> TestResult {
     let mut s = session(onnx)?;
     let mut worst = 0f32;
     for c in &r.cases {
-        assert_eq!(c.pixels.len(), r.hw[0] * r.hw[1] * 3, "{model}/{}: pixel count", c.name);
-        assert_eq!(c.expected.len(), r.width, "{model}/{}: output width", c.name);
+        assert_eq!(
+            c.pixels.len(),
+            r.hw[0] * r.hw[1] * 3,
+            "{model}/{}: pixel count",
+            c.name
+        );
+        assert_eq!(
+            c.expected.len(),
+            r.width,
+            "{model}/{}: output width",
+            c.name
+        );
         let got = run(&mut s, &r.output, r.hw, &[&c.pixels])?;
         assert_eq!(got.len(), r.width, "{model}/{}: ONNX output width", c.name);
-        let diff = got.iter().zip(&c.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        eprintln!("{model} {:<16} onnx {:?} tfjs {:?} max|diff| {diff:.2e}", c.name, got, c.expected);
-        assert!(diff < TOLERANCE, "{model}/{}: ONNX {got:?} vs TF.js {:?}", c.name, c.expected);
+        let diff = got
+            .iter()
+            .zip(&c.expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{model} {:<16} onnx {:?} tfjs {:?} max|diff| {diff:.2e}",
+            c.name, got, c.expected
+        );
+        assert!(
+            diff < TOLERANCE,
+            "{model}/{}: ONNX {got:?} vs TF.js {:?}",
+            c.name,
+            c.expected
+        );
         worst = worst.max(diff);
     }
 
     // The same cases as one batch: the dynamic batch dimension must not mix images.
     let all: Vec<&[u8]> = r.cases.iter().map(|c| c.pixels.as_slice()).collect();
     let got = run(&mut s, &r.output, r.hw, &all)?;
-    let expected: Vec<f32> = r.cases.iter().flat_map(|c| c.expected.iter().copied()).collect();
+    let expected: Vec<f32> = r
+        .cases
+        .iter()
+        .flat_map(|c| c.expected.iter().copied())
+        .collect();
     assert_eq!(got.len(), expected.len());
-    let diff = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(diff < TOLERANCE, "{model}: batched run differs from TF.js by {diff}");
-    eprintln!("{model}: {} cases, max|ONNX - TF.js| {:.2e} single, {diff:.2e} batched", r.cases.len(), worst);
+    let diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < TOLERANCE,
+        "{model}: batched run differs from TF.js by {diff}"
+    );
+    eprintln!(
+        "{model}: {} cases, max|ONNX - TF.js| {:.2e} single, {diff:.2e} batched",
+        r.cases.len(),
+        worst
+    );
     Ok(())
 }
 
@@ -248,28 +313,46 @@ fn corrupt_files_are_errors_not_panics() {
     }
     let mut long = bin.clone();
     long.push(0);
-    assert!(matches!(convert(&json, &long, "antispoof"), Err(TfjsError::Weights(_))));
+    assert!(matches!(
+        convert(&json, &long, "antispoof"),
+        Err(TfjsError::Weights(_))
+    ));
     // The other model's weights.
     let (_, liveness_bin) = model_files("liveness");
     assert!(convert(&json, &liveness_bin, "antispoof").is_err());
 
     // Bad JSON.
     for cut in [0, 1, json.len() / 3, json.len() - 1] {
-        assert!(matches!(convert(&json[..cut], &bin, "antispoof"), Err(TfjsError::Json(_))), "JSON cut at {cut}");
+        assert!(
+            matches!(
+                convert(&json[..cut], &bin, "antispoof"),
+                Err(TfjsError::Json(_))
+            ),
+            "JSON cut at {cut}"
+        );
     }
 
     // An op we do not lower, on the output's path.
     let mut doc: serde_json::Value = serde_json::from_slice(&json).expect("model.json parses");
     let nodes = doc["modelTopology"]["node"].as_array_mut().expect("nodes");
-    let sigmoid = nodes.iter_mut().find(|n| n["op"] == "Sigmoid").expect("antispoof has a Sigmoid");
+    let sigmoid = nodes
+        .iter_mut()
+        .find(|n| n["op"] == "Sigmoid")
+        .expect("antispoof has a Sigmoid");
     sigmoid["op"] = "Tanh".into();
     let changed = serde_json::to_vec(&doc).expect("serialises");
     let e = convert(&changed, &bin, "antispoof").expect_err("Tanh is unsupported");
-    assert!(matches!(&e, TfjsError::UnsupportedOp { op, .. } if op == "Tanh"), "{e}");
+    assert!(
+        matches!(&e, TfjsError::UnsupportedOp { op, .. } if op == "Tanh"),
+        "{e}"
+    );
     assert!(e.to_string().contains("Tanh"), "{e}");
 
     // An unknown model name.
-    assert!(matches!(convert(&json, &bin, "blazeface"), Err(TfjsError::UnknownModel(_))));
+    assert!(matches!(
+        convert(&json, &bin, "blazeface"),
+        Err(TfjsError::UnknownModel(_))
+    ));
 
     // Byte flips all over model.json: any result but a panic is acceptable.
     let (ljson, lbin) = model_files("liveness");

@@ -1,13 +1,19 @@
 //! Manager routes for face data: consent, enrolling templates (encrypted with AES-256-GCM before
 //! they reach the database, and only after consent is recorded) and deleting them. Deletions
-//! become tombstones that kiosks pick up on their next gallery sync.
+//! become tombstones that kiosks pick up on their next gallery sync. Templates arrive either as
+//! embeddings computed by the kiosk's enrolment desk or as photos the server analyses itself
+//! (`face_photos`); both are stored by the same store call.
 
 use super::types::*;
 use crate::auth::{Need, AUDITOR, MANAGER};
 use crate::error::ApiPath;
 use crate::error::{ApiError, JsonBody};
+use crate::face_photos::PhotoError;
 use crate::state::{now_ms, AppState};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 
 /// A person's consent. Roles: manager, auditor.
@@ -73,16 +79,132 @@ pub async fn add_template(
             "an embedding is 1-4096 finite numbers",
         ));
     }
-    let sealed = st
-        .cipher
-        .seal(id, &b.embedding)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(
-        st.store
-            .add_template(id, sealed, now_ms(), &p.actor())
+        store_template(&st, id, &b.embedding, &p.actor())
             .await?
             .into(),
     ))
+}
+
+/// Encrypts and stores one template: the store checks consent under a lock, bumps the gallery
+/// version kiosks sync by and writes the audit entry, all in one transaction.
+async fn store_template(
+    st: &AppState,
+    staff_id: i64,
+    embedding: &[f32],
+    actor: &store::Actor,
+) -> Result<store::TemplateMeta, ApiError> {
+    let sealed = st
+        .cipher
+        .seal(staff_id, embedding)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(st
+        .store
+        .add_template(staff_id, sealed, now_ms(), actor)
+        .await?)
+}
+
+/// Content types the photo route reads. The decoder goes by the bytes, not by this header;
+/// the check only turns away clients that meant to send something else (JSON, a form).
+const PHOTO_TYPES: [&str; 4] = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "application/octet-stream",
+];
+
+/// Enrol a face template from a photo: the server finds the main face, refuses unusable photos
+/// (`bad_image`, `no_face`, `several_faces`, `poor_quality`) and stores the embedding encrypted
+/// like `POST /staff/{id}/templates` (refused without consent). Body: the image bytes (JPEG, PNG
+/// or WebP, at most 10 MB). 503 `face_pipeline_unavailable` when the face models are not
+/// installed. Roles: manager.
+#[utoipa::path(post, path = "/api/v1/staff/{id}/face-photos", tag = "faces", params(("id" = i64, Path)),
+    request_body(description = "The photo's bytes, at most 10 MB", content(
+        (PhotoBytes = "image/jpeg"), (PhotoBytes = "image/png"), (PhotoBytes = "image/webp"),
+        (PhotoBytes = "application/octet-stream"))),
+    responses((status = 200, body = FacePhotoOut), (status = 404, body = wire::ErrorBody),
+        (status = 413, body = wire::ErrorBody), (status = 415, body = wire::ErrorBody),
+        (status = 422, body = wire::ErrorBody), (status = 503, body = wire::ErrorBody)))]
+pub async fn add_face_photo(
+    State(st): State<AppState>,
+    Need(p): Need<MANAGER>,
+    ApiPath(id): ApiPath<i64>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<FacePhotoOut>, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        // The media type without parameters (`image/jpeg; charset=...` is still JPEG).
+        let media = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !PHOTO_TYPES.contains(&media.as_str()) {
+            return Err(ApiError::UnsupportedMediaType {
+                code: "unsupported_media_type",
+                message: format!(
+                    "send the photo's bytes as {} (got {media:?})",
+                    PHOTO_TYPES.join(", ")
+                ),
+            });
+        }
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                code: "photo_too_large",
+                message: format!(
+                    "the photo is larger than {} MB",
+                    crate::face_photos::MAX_PHOTO_BYTES / (1024 * 1024)
+                ),
+            }
+        } else {
+            ApiError::bad_request("bad_body", e.body_text())
+        }
+    })?;
+    st.store.get_staff(id).await?;
+    // The store checks consent again under a lock when writing; checking first spares the
+    // pipeline a photo that could never be stored. Same code and words as the store's refusal.
+    if !st.store.consent(id).await?.granted {
+        return Err(ApiError::unprocessable(
+            "consent_required",
+            "record the person's consent before storing face templates",
+        ));
+    }
+    let faces = st.faces.clone();
+    let face = tokio::task::spawn_blocking(move || faces.enrol_photo(&body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("photo analysis task: {e}")))?
+        .map_err(photo_error)?;
+    let t = store_template(&st, id, &face.embedding, &p.actor()).await?;
+    Ok(Json(FacePhotoOut {
+        id: t.id,
+        staff_id: t.staff_id,
+        version: t.version,
+        deleted: t.deleted,
+        quality_score: face.quality.score,
+        detection_score: face.detection_score,
+        eye_distance_px: face.quality.eye_distance_px,
+        faces_detected: face.faces_detected,
+    }))
+}
+
+fn photo_error(e: PhotoError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        PhotoError::Unavailable(_) => ApiError::NotAvailable {
+            code: "face_pipeline_unavailable",
+            message,
+        },
+        PhotoError::BadImage(_) => ApiError::unprocessable("bad_image", message),
+        PhotoError::NoFace => ApiError::unprocessable("no_face", message),
+        PhotoError::SeveralFaces { .. } => ApiError::unprocessable("several_faces", message),
+        PhotoError::PoorQuality { .. } => ApiError::unprocessable("poor_quality", message),
+        PhotoError::Pipeline(_) => ApiError::Internal(message),
+    }
 }
 
 /// Delete a template (logged; kiosks receive a tombstone). Roles: manager.

@@ -14,6 +14,7 @@ pub mod session;
 pub mod types;
 
 use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -39,8 +40,16 @@ use utoipa_axum::routes;
 )]
 struct ApiDoc;
 
+/// Largest body of every route but the photo upload.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// The routes with their OpenAPI description, before state is attached.
 pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    // Photos are far larger than any JSON body, so the photo route gets its own limit (axum's,
+    // for that route) and stays outside the 1 MB limit every other route has.
+    let photos = OpenApiRouter::new()
+        .routes(routes!(faces::add_face_photo))
+        .layer(DefaultBodyLimit::max(crate::face_photos::MAX_PHOTO_BYTES));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
@@ -95,6 +104,10 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::delete_template))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::check))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .merge(photos)
         .split_for_parts()
 }
 
@@ -112,7 +125,6 @@ pub fn router(state: AppState) -> Router {
     .route("/health", get(|| async { "ok" }))
     // Unknown routes answer with the same JSON error shape as everything else.
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
-    .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

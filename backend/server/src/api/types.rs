@@ -518,6 +518,29 @@ impl From<store::TemplateMeta> for TemplateOut {
     }
 }
 
+/// The body of `POST /staff/{id}/face-photos`: the photo's bytes (documentation only; the
+/// handler reads the raw body).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct PhotoBytes(pub Vec<u8>);
+
+/// A template enrolled from a photo: the template's metadata and what the photo measured.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct FacePhotoOut {
+    pub id: i64,
+    pub staff_id: i64,
+    pub version: i64,
+    pub deleted: bool,
+    /// 0..1, the face quality score (1 is an ideal enrolment photo).
+    pub quality_score: f32,
+    /// The face detector's confidence, 0..1.
+    pub detection_score: f32,
+    /// Distance between the eye centres in the photo, pixels.
+    pub eye_distance_px: f32,
+    /// Faces the detector found in the photo (the enrolled one included).
+    pub faces_detected: usize,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct AuditOut {
     pub id: i64,

@@ -77,10 +77,17 @@ impl Server {
         }
         let field = |name: &str| -> Option<u64> {
             let start = line.find(&format!("{name}="))? + name.len() + 1;
-            line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            line[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
         };
         let (b, c, l) = (field("batches")?, field("charges")?, field("largest")?);
-        Some(format!("{b} batches, {c} charges (avg {:.1}, largest {l})", c as f64 / b.max(1) as f64))
+        Some(format!(
+            "{b} batches, {c} charges (avg {:.1}, largest {l})",
+            c as f64 / b.max(1) as f64
+        ))
     }
 }
 
@@ -129,7 +136,10 @@ fn start_server(
         .env("CLEANPLATE_DEV_MODE", "true")
         .env("CLEANPLATE_DATA_DIR", data_dir)
         .env("CLEANPLATE_MAX_CONNECTIONS", pool.to_string())
-        .env("CLEANPLATE_SEALER_INTERVAL_MS", a.sealer_interval_ms.to_string())
+        .env(
+            "CLEANPLATE_SEALER_INTERVAL_MS",
+            a.sealer_interval_ms.to_string(),
+        )
         .env("CLEANPLATE_CHARGE_BATCH_MAX", a.batch_max.to_string())
         .env("CLEANPLATE_CHARGE_WRITERS", a.writers.to_string())
         .env("CLEANPLATE_CHARGE_LINGER_US", a.linger_us.to_string())
@@ -472,12 +482,23 @@ impl Cpu {
         let mut c = Cpu::default();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for e in dir.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                    continue;
+                };
                 let name = &stat[open + 1..close];
                 let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-                let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let ticks = |i: usize| {
+                    fields
+                        .get(i)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
                 let secs = (ticks(11) + ticks(12)) / tick;
                 if name == "postgres" {
                     c.postgres += secs;
@@ -493,7 +514,11 @@ impl Cpu {
         if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
             if let Some(line) = stat.lines().next() {
                 // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-                let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                let v: Vec<f64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
                 if v.len() >= 8 {
                     c.machine = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / tick;
                 }
@@ -659,12 +684,22 @@ async fn main() -> Result<()> {
             "FULL"
         };
         if a.direct {
-            let r = load_direct(std::process::id(), store.clone(), people.clone(), a.clients, a.seconds).await?;
+            let r = load_direct(
+                std::process::id(),
+                store.clone(),
+                people.clone(),
+                a.clients,
+                a.seconds,
+            )
+            .await?;
             report(
                 &format!("store only (no HTTP), SQLite (synchronous={sync})"),
                 &r,
             );
-            stats.push(format!("store only, SQLite: {}", describe_stats(store.charge_batch_stats())));
+            stats.push(format!(
+                "store only, SQLite: {}",
+                describe_stats(store.charge_batch_stats())
+            ));
             stats.push(report_cpu("store only, SQLite", &r, true));
         }
         drop(store);
@@ -676,7 +711,9 @@ async fn main() -> Result<()> {
         );
         stats.push(format!(
             "HTTP, SQLite: {}",
-            server.batch_stats().unwrap_or_else(|| "no batch report".into())
+            server
+                .batch_stats()
+                .unwrap_or_else(|| "no batch report".into())
         ));
         stats.push(report_cpu("HTTP, SQLite", &r, false));
     }
@@ -699,9 +736,19 @@ async fn main() -> Result<()> {
         let store = backend::open_store(&cfg).await?;
         let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
         if a.direct {
-            let r = load_direct(std::process::id(), store.clone(), people.clone(), a.clients, a.seconds).await?;
+            let r = load_direct(
+                std::process::id(),
+                store.clone(),
+                people.clone(),
+                a.clients,
+                a.seconds,
+            )
+            .await?;
             report("store only (no HTTP), PostgreSQL", &r);
-            stats.push(format!("store only, PostgreSQL: {}", describe_stats(store.charge_batch_stats())));
+            stats.push(format!(
+                "store only, PostgreSQL: {}",
+                describe_stats(store.charge_batch_stats())
+            ));
             stats.push(report_cpu("store only, PostgreSQL", &r, true));
         }
         drop(store);
@@ -710,7 +757,9 @@ async fn main() -> Result<()> {
             let r = load(&addr, server.0.id(), people, a.clients, a.seconds).await?;
             stats.push(format!(
                 "HTTP, PostgreSQL: {}",
-                server.batch_stats().unwrap_or_else(|| "no batch report".into())
+                server
+                    .batch_stats()
+                    .unwrap_or_else(|| "no batch report".into())
             ));
             stats.push(report_cpu("HTTP, PostgreSQL", &r, false));
             r
@@ -741,6 +790,9 @@ async fn main() -> Result<()> {
     for s in &stats {
         println!("  {s}");
     }
-    println!("load average before: {load_before}; after: {}", load_average());
+    println!(
+        "load average before: {load_before}; after: {}",
+        load_average()
+    );
     Ok(())
 }

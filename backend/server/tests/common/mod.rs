@@ -121,7 +121,13 @@ pub fn pg_url_or_skip() -> Option<String> {
 
 impl TestApp {
     pub async fn new(db: Db) -> Option<TestApp> {
+        Self::with_config(db, |_| {}).await
+    }
+
+    /// As [`TestApp::new`], with the test configuration changed by `edit` first.
+    pub async fn with_config(db: Db, edit: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let mut cfg = test_config();
+        edit(&mut cfg);
         let (store, guard): (Arc<dyn Store>, Guard) = match db {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");

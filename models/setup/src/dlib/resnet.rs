@@ -103,8 +103,13 @@ pub enum Layer {
 impl Layer {
     fn describe(&self) -> String {
         match self {
-            Layer::Con { filters, window, .. } => {
-                format!("con({filters} filters, {}x{}, stride {})", window.rows, window.cols, window.stride_y)
+            Layer::Con {
+                filters, window, ..
+            } => {
+                format!(
+                    "con({filters} filters, {}x{}, stride {})",
+                    window.rows, window.cols, window.stride_y
+                )
             }
             Layer::Affine { .. } => "affine".into(),
             Layer::Relu => "relu".into(),
@@ -112,7 +117,10 @@ impl Layer {
             Layer::AvgPool(w) => format!("avg_pool({}x{}, stride {})", w.rows, w.cols, w.stride_y),
             Layer::AddPrev => "add_prev".into(),
             Layer::Fc { outputs, bias, .. } => {
-                format!("fc({outputs} outputs{})", if bias.is_some() { "" } else { ", no bias" })
+                format!(
+                    "fc({outputs} outputs{})",
+                    if bias.is_some() { "" } else { ", no bias" }
+                )
             }
         }
     }
@@ -168,7 +176,11 @@ pub fn parse(dat: &[u8]) -> Result<Network> {
         wrappers.push(match v {
             2 => Wrapper::AddLayer { version: v },
             1 => Wrapper::TagOrSkip,
-            _ => return Err(r.unsupported(format!("layer wrapper version {v} (not add_layer 2, tag/skip 1)"))),
+            _ => {
+                return Err(r.unsupported(format!(
+                    "layer wrapper version {v} (not add_layer 2, tag/skip 1)"
+                )))
+            }
         });
         // A network deeper than the file has bytes is corrupt; stop before it grows.
         if wrappers.len() > r.remaining() {
@@ -237,13 +249,18 @@ fn read_tensor(r: &mut Reader<'_>, keep: bool, what: &str) -> Result<([usize; 4]
     let mut dims = [0usize; 4];
     for d in &mut dims {
         let v = r.i64(what)?;
-        *d = usize::try_from(v)
-            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {v}") })?;
+        *d = usize::try_from(v).map_err(|_| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what}: dim {v}"),
+        })?;
     }
     let n = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| DlibError::Malformed { offset: start, reason: format!("{what}: dims {dims:?} overflow") })?;
+        .ok_or_else(|| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what}: dims {dims:?} overflow"),
+        })?;
     let mut values = Vec::new();
     match version {
         // Version 2: raw little-endian IEEE floats.
@@ -251,7 +268,10 @@ fn read_tensor(r: &mut Reader<'_>, keep: bool, what: &str) -> Result<([usize; 4]
             r.check_fits(start, n, 4, what)?;
             let bytes = r.bytes(n * 4, what)?;
             if keep {
-                values = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                values = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
             }
         }
         // Version 1: dlib's portable floats.
@@ -267,7 +287,12 @@ fn read_tensor(r: &mut Reader<'_>, keep: bool, what: &str) -> Result<([usize; 4]
                 }
             }
         }
-        v => return Err(DlibError::Unsupported { offset: start, reason: format!("{what}: tensor version {v}") }),
+        v => {
+            return Err(DlibError::Unsupported {
+                offset: start,
+                reason: format!("{what}: tensor version {v}"),
+            })
+        }
     }
     Ok((dims, values))
 }
@@ -277,13 +302,18 @@ fn read_alias(r: &mut Reader<'_>, what: &str) -> Result<[usize; 4]> {
     let start = r.pos();
     let v = r.i64(what)?;
     if v != 1 {
-        return Err(DlibError::Unsupported { offset: start, reason: format!("{what}: alias_tensor version {v}") });
+        return Err(DlibError::Unsupported {
+            offset: start,
+            reason: format!("{what}: alias_tensor version {v}"),
+        });
     }
     let mut dims = [0usize; 4];
     for d in &mut dims {
         let x = r.i64(what)?;
-        *d = usize::try_from(x)
-            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what}: dim {x}") })?;
+        *d = usize::try_from(x).map_err(|_| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what}: dim {x}"),
+        })?;
     }
     Ok(dims)
 }
@@ -313,7 +343,13 @@ fn read_window(r: &mut Reader<'_>, what: &str, allow_zero: bool) -> Result<Windo
     let sx = r.i64(what)?;
     let py = r.i64(what)?;
     let px = r.i64(what)?;
-    let size = |r: &Reader<'_>, v, name| if allow_zero { non_negative(r, v, name) } else { positive(r, v, name) };
+    let size = |r: &Reader<'_>, v, name| {
+        if allow_zero {
+            non_negative(r, v, name)
+        } else {
+            positive(r, v, name)
+        }
+    };
     let w = Window {
         rows: size(r, rows, "window rows")?,
         cols: size(r, cols, "window cols")?,
@@ -346,9 +382,21 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
             for _ in 0..4 {
                 r.f64("learning rate / weight decay multiplier")?;
             }
-            let use_bias = if name != "con_4" { r.bool("use_bias")? } else { true };
-            let relu = if name == "con_6" { r.bool("use_relu")? } else { false };
-            if fdims[0] != filters || fdims[2] != window.rows || fdims[3] != window.cols || fdims[1] == 0 {
+            let use_bias = if name != "con_4" {
+                r.bool("use_bias")?
+            } else {
+                true
+            };
+            let relu = if name == "con_6" {
+                r.bool("use_relu")?
+            } else {
+                false
+            };
+            if fdims[0] != filters
+                || fdims[2] != window.rows
+                || fdims[3] != window.cols
+                || fdims[1] == 0
+            {
                 return Err(r.malformed(format!(
                     "con filters shaped {fdims:?} for {filters} {}x{} filters",
                     window.rows, window.cols
@@ -356,24 +404,46 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
             }
             let channels = fdims[1];
             let nw = size_of(&fdims).ok_or_else(|| r.malformed("con filter size overflows"))?;
-            let nb = if use_bias { size_of(&bdims).ok_or_else(|| r.malformed("con bias size overflows"))? } else { 0 };
+            let nb = if use_bias {
+                size_of(&bdims).ok_or_else(|| r.malformed("con bias size overflows"))?
+            } else {
+                0
+            };
             if use_bias && nb != filters {
-                return Err(r.malformed(format!("con biases shaped {bdims:?} for {filters} filters")));
+                return Err(
+                    r.malformed(format!("con biases shaped {bdims:?} for {filters} filters"))
+                );
             }
             if params.len() != nw + nb {
-                return Err(r.malformed(format!("con has {} parameters, expected {} + {}", params.len(), nw, nb)));
+                return Err(r.malformed(format!(
+                    "con has {} parameters, expected {} + {}",
+                    params.len(),
+                    nw,
+                    nb
+                )));
             }
             let bias = use_bias.then(|| params[nw..].to_vec());
             let mut weights = params;
             weights.truncate(nw);
-            Ok(Layer::Con { filters, channels, window, weights, bias, relu })
+            Ok(Layer::Con {
+                filters,
+                channels,
+                window,
+                weights,
+                bias,
+                relu,
+            })
         }
         "affine_" | "affine_2" => {
             let (_, params) = read_tensor(r, true, "affine params")?;
             let g = read_alias(r, "affine gamma")?;
             let b = read_alias(r, "affine beta")?;
             let mode = r.i32("affine mode")?;
-            let disabled = if name == "affine_2" { r.bool("affine disabled")? } else { false };
+            let disabled = if name == "affine_2" {
+                r.bool("affine disabled")?
+            } else {
+                false
+            };
             if disabled {
                 return Err(r.unsupported("a disabled affine layer"));
             }
@@ -384,13 +454,21 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
             };
             let n = size_of(&g).ok_or_else(|| r.malformed("affine size overflows"))?;
             if g != b || g[0] != 1 || params.len() != 2 * n || n == 0 {
-                return Err(r.malformed(format!("affine gamma {g:?}, beta {b:?}, {} parameters", params.len())));
+                return Err(r.malformed(format!(
+                    "affine gamma {g:?}, beta {b:?}, {} parameters",
+                    params.len()
+                )));
             }
             if mode == AffineMode::Conv && (g[2] != 1 || g[3] != 1) {
                 return Err(r.malformed(format!("conv-mode affine shaped {g:?}")));
             }
             let (gamma, beta) = params.split_at(n);
-            Ok(Layer::Affine { mode, gamma: gamma.to_vec(), beta: beta.to_vec(), dims: [g[1], g[2], g[3]] })
+            Ok(Layer::Affine {
+                mode,
+                gamma: gamma.to_vec(),
+                beta: beta.to_vec(),
+                dims: [g[1], g[2], g[3]],
+            })
         }
         "relu_" => Ok(Layer::Relu),
         "max_pool_2" => Ok(Layer::MaxPool(read_window(r, "max_pool", true)?)),
@@ -412,23 +490,46 @@ fn read_layer(r: &mut Reader<'_>) -> Result<Layer> {
                 m => return Err(r.malformed(format!("fc bias mode {m}"))),
             };
             // dlib multiplies the flattened input (rows) by a num_inputs x num_outputs matrix.
-            if w[0] != inputs || w[1] != outputs || w[2] != 1 || w[3] != 1 || inputs == 0 || outputs == 0 {
-                return Err(r.malformed(format!("fc weights shaped {w:?} for {inputs} -> {outputs}")));
+            if w[0] != inputs
+                || w[1] != outputs
+                || w[2] != 1
+                || w[3] != 1
+                || inputs == 0
+                || outputs == 0
+            {
+                return Err(
+                    r.malformed(format!("fc weights shaped {w:?} for {inputs} -> {outputs}"))
+                );
             }
-            let nw = inputs.checked_mul(outputs).ok_or_else(|| r.malformed("fc size overflows"))?;
+            let nw = inputs
+                .checked_mul(outputs)
+                .ok_or_else(|| r.malformed("fc size overflows"))?;
             let nb = if has_bias { outputs } else { 0 };
             if has_bias && size_of(&b) != Some(outputs) {
                 return Err(r.malformed(format!("fc biases shaped {b:?} for {outputs} outputs")));
             }
             if params.len() != nw + nb {
-                return Err(r.malformed(format!("fc has {} parameters, expected {} + {}", params.len(), nw, nb)));
+                return Err(r.malformed(format!(
+                    "fc has {} parameters, expected {} + {}",
+                    params.len(),
+                    nw,
+                    nb
+                )));
             }
             let bias = has_bias.then(|| params[nw..].to_vec());
             let mut weights = params;
             weights.truncate(nw);
-            Ok(Layer::Fc { inputs, outputs, weights, bias })
+            Ok(Layer::Fc {
+                inputs,
+                outputs,
+                weights,
+                bias,
+            })
         }
-        other => Err(DlibError::Unsupported { offset: start, reason: format!("layer type {other:?}") }),
+        other => Err(DlibError::Unsupported {
+            offset: start,
+            reason: format!("layer type {other:?}"),
+        }),
     }
 }
 
@@ -471,10 +572,18 @@ pub fn anet_type() -> Vec<Step> {
     // block<N,BN,stride> = BN<con<N,3,3,1,1,relu<BN<con<N,3,3,stride,stride,SUBNET>>>>>
     fn block(s: &mut Vec<Step>, n: usize, stride: usize) {
         s.extend([
-            Step::Con { filters: n, size: 3, stride },
+            Step::Con {
+                filters: n,
+                size: 3,
+                stride,
+            },
             Step::Affine,
             Step::Relu,
-            Step::Con { filters: n, size: 3, stride: 1 },
+            Step::Con {
+                filters: n,
+                size: 3,
+                stride: 1,
+            },
             Step::Affine,
         ]);
     }
@@ -488,10 +597,20 @@ pub fn anet_type() -> Vec<Step> {
     fn ares_down(s: &mut Vec<Step>, n: usize) {
         s.push(Step::Tag(1));
         block(s, n, 2);
-        s.extend([Step::Tag(2), Step::Skip(1), Step::AvgPool { size: 2, stride: 2 }, Step::AddPrev(2), Step::Relu]);
+        s.extend([
+            Step::Tag(2),
+            Step::Skip(1),
+            Step::AvgPool { size: 2, stride: 2 },
+            Step::AddPrev(2),
+            Step::Relu,
+        ]);
     }
     let mut s = vec![
-        Step::Con { filters: 32, size: 7, stride: 2 },
+        Step::Con {
+            filters: 32,
+            size: 7,
+            stride: 2,
+        },
         Step::Affine,
         Step::Relu,
         Step::MaxPool { size: 3, stride: 2 },
@@ -523,7 +642,10 @@ pub fn anet_type() -> Vec<Step> {
 
 /// Pairs every parsed item with its step of the network type, failing at the first
 /// disagreement (a different network, or a misread file).
-fn match_architecture<'n>(net: &'n Network, steps: &[Step]) -> Result<Vec<(Step, Option<&'n Layer>)>> {
+fn match_architecture<'n>(
+    net: &'n Network,
+    steps: &[Step],
+) -> Result<Vec<(Step, Option<&'n Layer>)>> {
     let mismatch = |i: usize, expected: String, found: String| {
         DlibError::Structure(format!(
             "layer {i} (from the input): expected {expected}, found {found}; not dlib's face-recognition ResNet"
@@ -544,20 +666,54 @@ fn match_architecture<'n>(net: &'n Network, steps: &[Step]) -> Result<Vec<(Step,
         };
         let ok = match (step, layer) {
             (Step::Tag(_) | Step::Skip(_), None) => true,
-            (Step::Con { filters, size, stride }, Some(Layer::Con { filters: f, window: w, relu: false, .. })) => {
-                f == filters && w.rows == *size && w.cols == *size && w.stride_y == *stride && w.stride_x == *stride
+            (
+                Step::Con {
+                    filters,
+                    size,
+                    stride,
+                },
+                Some(Layer::Con {
+                    filters: f,
+                    window: w,
+                    relu: false,
+                    ..
+                }),
+            ) => {
+                f == filters
+                    && w.rows == *size
+                    && w.cols == *size
+                    && w.stride_y == *stride
+                    && w.stride_x == *stride
             }
-            (Step::Affine, Some(Layer::Affine { mode: AffineMode::Conv, .. })) => true,
+            (
+                Step::Affine,
+                Some(Layer::Affine {
+                    mode: AffineMode::Conv,
+                    ..
+                }),
+            ) => true,
             (Step::Relu, Some(Layer::Relu)) => true,
             (Step::MaxPool { size, stride }, Some(Layer::MaxPool(w)))
             | (Step::AvgPool { size, stride }, Some(Layer::AvgPool(w))) => {
                 w.rows == *size && w.cols == *size && w.stride_y == *stride && w.stride_x == *stride
             }
             (Step::AvgPoolEverything, Some(Layer::AvgPool(w))) => {
-                w.rows == 0 && w.cols == 0 && w.stride_y == 1 && w.stride_x == 1 && w.pad_y == 0 && w.pad_x == 0
+                w.rows == 0
+                    && w.cols == 0
+                    && w.stride_y == 1
+                    && w.stride_x == 1
+                    && w.pad_y == 0
+                    && w.pad_x == 0
             }
             (Step::AddPrev(_), Some(Layer::AddPrev)) => true,
-            (Step::FcNoBias { outputs }, Some(Layer::Fc { outputs: o, bias: None, .. })) => o == outputs,
+            (
+                Step::FcNoBias { outputs },
+                Some(Layer::Fc {
+                    outputs: o,
+                    bias: None,
+                    ..
+                }),
+            ) => o == outputs,
             _ => false,
         };
         if !ok {
@@ -589,7 +745,9 @@ fn dim(v: usize) -> i64 {
 fn out_size(input: usize, window: usize, stride: usize, pad: usize, what: &str) -> Result<usize> {
     let padded = input + 2 * pad;
     if window > padded {
-        return Err(DlibError::Structure(format!("{what}: window {window} larger than its padded input {padded}")));
+        return Err(DlibError::Structure(format!(
+            "{what}: window {window} larger than its padded input {padded}"
+        )));
     }
     Ok((padded - window) / stride + 1)
 }
@@ -597,7 +755,16 @@ fn out_size(input: usize, window: usize, stride: usize, pad: usize, what: &str) 
 fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u8>> {
     let mut g = GraphBuilder::new("dlib_face_recognition_resnet_model_v1");
     let (rows, cols) = (net.input.rows, net.input.cols);
-    g.input("chip", data_type::FLOAT, &[Dim::Named("N"), Dim::Fixed(3), Dim::Fixed(dim(rows)), Dim::Fixed(dim(cols))]);
+    g.input(
+        "chip",
+        data_type::FLOAT,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(dim(rows)),
+            Dim::Fixed(dim(cols)),
+        ],
+    );
 
     // dlib's input layer: (pixel - mean) / 256, computed in float; dividing by a power
     // of two is exact, so multiplying by 1/256 gives the very same values.
@@ -607,7 +774,10 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
     g.node("Sub", &centred, &["chip", &mean], &[], vec![]);
     let normalised = g.fresh("normalised");
     g.node("Mul", &normalised, &[&centred, &scale], &[], vec![]);
-    let mut cur = Value { name: normalised, shape: [3, rows, cols] };
+    let mut cur = Value {
+        name: normalised,
+        shape: [3, rows, cols],
+    };
     let mut tags: BTreeMap<u32, Value> = BTreeMap::new();
 
     let mut i = 0;
@@ -618,20 +788,47 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 tags.insert(id, cur.clone());
             }
             (Step::Skip(id), _) => {
-                cur = tags.get(&id).cloned().ok_or_else(|| structure(format!("skip{id} before any tag{id}")))?;
+                cur = tags
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| structure(format!("skip{id} before any tag{id}")))?;
             }
-            (_, Some(Layer::Con { filters, channels, window, weights, bias, relu })) => {
+            (
+                _,
+                Some(Layer::Con {
+                    filters,
+                    channels,
+                    window,
+                    weights,
+                    bias,
+                    relu,
+                }),
+            ) => {
                 if *channels != cur.shape[0] {
-                    return Err(structure(format!("con expects {channels} channels, gets {}", cur.shape[0])));
+                    return Err(structure(format!(
+                        "con expects {channels} channels, gets {}",
+                        cur.shape[0]
+                    )));
                 }
                 let mut w = weights.clone();
                 let mut b = bias.clone().unwrap_or_else(|| vec![0.0; *filters]);
                 // Fold a following conv-mode affine (dlib's frozen batch norm):
                 // gamma * (W x + b) + beta = (gamma W) x + (gamma b + beta).
-                if let Some((_, Some(Layer::Affine { mode: AffineMode::Conv, gamma, beta, dims }))) = program.get(i + 1)
+                if let Some((
+                    _,
+                    Some(Layer::Affine {
+                        mode: AffineMode::Conv,
+                        gamma,
+                        beta,
+                        dims,
+                    }),
+                )) = program.get(i + 1)
                 {
                     if dims[0] != *filters {
-                        return Err(structure(format!("affine of {} channels after con of {filters}", dims[0])));
+                        return Err(structure(format!(
+                            "affine of {} channels after con of {filters}",
+                            dims[0]
+                        )));
                     }
                     let per_filter = w.len() / filters;
                     for (o, chunk) in w.chunks_mut(per_filter).enumerate() {
@@ -646,7 +843,12 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 let name = g.fresh("conv");
                 let wn = g.initializer_f32(
                     &format!("{name}_w"),
-                    &[dim(*filters), dim(*channels), dim(window.rows), dim(window.cols)],
+                    &[
+                        dim(*filters),
+                        dim(*channels),
+                        dim(window.rows),
+                        dim(window.cols),
+                    ],
                     &w,
                 );
                 let bn = g.initializer_f32(&format!("{name}_b"), &[dim(*filters)], &b);
@@ -656,8 +858,14 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                     &[&cur.name, &wn, &bn],
                     &[],
                     vec![
-                        ("kernel_shape", Attr::Ints(vec![dim(window.rows), dim(window.cols)])),
-                        ("strides", Attr::Ints(vec![dim(window.stride_y), dim(window.stride_x)])),
+                        (
+                            "kernel_shape",
+                            Attr::Ints(vec![dim(window.rows), dim(window.cols)]),
+                        ),
+                        (
+                            "strides",
+                            Attr::Ints(vec![dim(window.stride_y), dim(window.stride_x)]),
+                        ),
                         (
                             "pads",
                             Attr::Ints(vec![
@@ -669,14 +877,37 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                         ),
                     ],
                 );
-                let h = out_size(cur.shape[1], window.rows, window.stride_y, window.pad_y, "con")?;
-                let wd = out_size(cur.shape[2], window.cols, window.stride_x, window.pad_x, "con")?;
-                cur = Value { name, shape: [*filters, h, wd] };
+                let h = out_size(
+                    cur.shape[1],
+                    window.rows,
+                    window.stride_y,
+                    window.pad_y,
+                    "con",
+                )?;
+                let wd = out_size(
+                    cur.shape[2],
+                    window.cols,
+                    window.stride_x,
+                    window.pad_x,
+                    "con",
+                )?;
+                cur = Value {
+                    name,
+                    shape: [*filters, h, wd],
+                };
                 if *relu {
                     cur = relu_node(&mut g, cur);
                 }
             }
-            (_, Some(Layer::Affine { mode, gamma, beta, dims })) => {
+            (
+                _,
+                Some(Layer::Affine {
+                    mode,
+                    gamma,
+                    beta,
+                    dims,
+                }),
+            ) => {
                 // Only reached when no convolution precedes it.
                 let shape = match mode {
                     AffineMode::Conv => [dims[0], 1, 1],
@@ -687,7 +918,10 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                     AffineMode::Fc => shape == cur.shape,
                 };
                 if !fits {
-                    return Err(structure(format!("affine shaped {dims:?} on a {:?} tensor", cur.shape)));
+                    return Err(structure(format!(
+                        "affine shaped {dims:?} on a {:?} tensor",
+                        cur.shape
+                    )));
                 }
                 let d = [1, dim(shape[0]), dim(shape[1]), dim(shape[2])];
                 let name = g.fresh("affine");
@@ -711,20 +945,42 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 } else {
                     let mut attrs = vec![
                         ("kernel_shape", Attr::Ints(vec![dim(wr), dim(wc)])),
-                        ("strides", Attr::Ints(vec![dim(w.stride_y), dim(w.stride_x)])),
-                        ("pads", Attr::Ints(vec![dim(w.pad_y), dim(w.pad_x), dim(w.pad_y), dim(w.pad_x)])),
+                        (
+                            "strides",
+                            Attr::Ints(vec![dim(w.stride_y), dim(w.stride_x)]),
+                        ),
+                        (
+                            "pads",
+                            Attr::Ints(vec![
+                                dim(w.pad_y),
+                                dim(w.pad_x),
+                                dim(w.pad_y),
+                                dim(w.pad_x),
+                            ]),
+                        ),
                     ];
                     if !is_max {
                         // dlib averages over the part of the window inside the image.
                         attrs.push(("count_include_pad", Attr::Int(0)));
                     }
-                    g.node(if is_max { "MaxPool" } else { "AveragePool" }, &name, &[&cur.name], &[], attrs);
+                    g.node(
+                        if is_max { "MaxPool" } else { "AveragePool" },
+                        &name,
+                        &[&cur.name],
+                        &[],
+                        attrs,
+                    );
                 }
-                cur = Value { name, shape: [cur.shape[0], h, wd] };
+                cur = Value {
+                    name,
+                    shape: [cur.shape[0], h, wd],
+                };
             }
             (Step::AddPrev(id), Some(Layer::AddPrev)) => {
-                let other =
-                    tags.get(&id).cloned().ok_or_else(|| structure(format!("add_prev{id} before any tag{id}")))?;
+                let other = tags
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| structure(format!("add_prev{id} before any tag{id}")))?;
                 // dlib's add_prev: the output takes the larger size in every dimension and
                 // each input contributes zeros where it has no element (top-left aligned).
                 let shape = [0, 1, 2].map(|d| cur.shape[d].max(other.shape[d]));
@@ -734,17 +990,38 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 g.node("Add", &name, &[&a, &b], &[], vec![]);
                 cur = Value { name, shape };
             }
-            (_, Some(Layer::Fc { inputs, outputs, weights, bias })) => {
+            (
+                _,
+                Some(Layer::Fc {
+                    inputs,
+                    outputs,
+                    weights,
+                    bias,
+                }),
+            ) => {
                 let flat = cur.shape.iter().product::<usize>();
                 if flat != *inputs {
-                    return Err(structure(format!("fc expects {inputs} inputs, gets {:?}", cur.shape)));
+                    return Err(structure(format!(
+                        "fc expects {inputs} inputs, gets {:?}",
+                        cur.shape
+                    )));
                 }
                 let name = g.fresh("flatten");
-                g.node("Flatten", &name, &[&cur.name], &[], vec![("axis", Attr::Int(1))]);
+                g.node(
+                    "Flatten",
+                    &name,
+                    &[&cur.name],
+                    &[],
+                    vec![("axis", Attr::Int(1))],
+                );
                 let mm = g.fresh("fc");
-                let wn = g.initializer_f32(&format!("{mm}_w"), &[dim(*inputs), dim(*outputs)], weights);
+                let wn =
+                    g.initializer_f32(&format!("{mm}_w"), &[dim(*inputs), dim(*outputs)], weights);
                 g.node("MatMul", &mm, &[&name, &wn], &[], vec![]);
-                cur = Value { name: mm, shape: [*outputs, 1, 1] };
+                cur = Value {
+                    name: mm,
+                    shape: [*outputs, 1, 1],
+                };
                 if let Some(b) = bias {
                     let bn = g.initializer_f32(&format!("{}_b", cur.name), &[dim(*outputs)], b);
                     let added = g.fresh("fc_bias");
@@ -753,17 +1030,33 @@ fn build_onnx(net: &Network, program: &[(Step, Option<&Layer>)]) -> Result<Vec<u
                 }
             }
             (step, layer) => {
-                return Err(structure(format!("cannot emit {step:?} for {:?}", layer.map(Layer::describe))));
+                return Err(structure(format!(
+                    "cannot emit {step:?} for {:?}",
+                    layer.map(Layer::describe)
+                )));
             }
         }
         i += 1;
     }
 
     if cur.shape[1] != 1 || cur.shape[2] != 1 {
-        return Err(structure(format!("the network ends in a {:?} tensor, not a vector", cur.shape)));
+        return Err(structure(format!(
+            "the network ends in a {:?} tensor, not a vector",
+            cur.shape
+        )));
     }
-    g.node("Identity", "descriptor_identity", &[&cur.name], &["descriptor"], vec![]);
-    g.output("descriptor", data_type::FLOAT, &[Dim::Named("N"), Dim::Fixed(dim(cur.shape[0]))]);
+    g.node(
+        "Identity",
+        "descriptor_identity",
+        &[&cur.name],
+        &["descriptor"],
+        vec![],
+    );
+    g.output(
+        "descriptor",
+        data_type::FLOAT,
+        &[Dim::Named("N"), Dim::Fixed(dim(cur.shape[0]))],
+    );
     let doc = format!(
         "dlib_face_recognition_resnet_model_v1 (dlib {}), converted by CleanPlate's model-setup. \
          Input: raw RGB 0..255, NCHW; the graph subtracts the mean {:?} and divides by 256. \
@@ -780,7 +1073,10 @@ fn structure(reason: String) -> DlibError {
 fn relu_node(g: &mut GraphBuilder, v: Value) -> Value {
     let name = g.fresh("relu");
     g.node("Relu", &name, &[&v.name], &[], vec![]);
-    Value { name, shape: v.shape }
+    Value {
+        name,
+        shape: v.shape,
+    }
 }
 
 /// Zero-pads `v` at the end of each dimension up to `shape` (a no-op when equal).
@@ -790,9 +1086,24 @@ fn pad_to(g: &mut GraphBuilder, v: &Value, shape: [usize; 3]) -> String {
     }
     let name = g.fresh("pad");
     // ONNX pads: all begins (N, C, H, W), then all ends.
-    let pads = [0, 0, 0, 0, 0, dim(shape[0] - v.shape[0]), dim(shape[1] - v.shape[1]), dim(shape[2] - v.shape[2])];
+    let pads = [
+        0,
+        0,
+        0,
+        0,
+        0,
+        dim(shape[0] - v.shape[0]),
+        dim(shape[1] - v.shape[1]),
+        dim(shape[2] - v.shape[2]),
+    ];
     let pn = g.initializer_i64(&format!("{name}_pads"), &[8], &pads);
-    g.node("Pad", &name, &[&v.name, &pn], &[], vec![("mode", Attr::Str("constant".into()))]);
+    g.node(
+        "Pad",
+        &name,
+        &[&v.name, &pn],
+        &[],
+        vec![("mode", Attr::Str("constant".into()))],
+    );
     name
 }
 
@@ -809,8 +1120,14 @@ mod tests {
         assert_eq!(count(&|x| matches!(x, Step::Affine)), 29);
         assert_eq!(count(&|x| matches!(x, Step::Relu)), 29);
         assert_eq!(count(&|x| matches!(x, Step::AddPrev(_))), 14);
-        assert_eq!(count(&|x| matches!(x, Step::AvgPool { .. } | Step::AvgPoolEverything)), 5);
-        assert_eq!(count(&|x| matches!(x, Step::Tag(_) | Step::Skip(_))), 14 + 2 * 4);
+        assert_eq!(
+            count(&|x| matches!(x, Step::AvgPool { .. } | Step::AvgPoolEverything)),
+            5
+        );
+        assert_eq!(
+            count(&|x| matches!(x, Step::Tag(_) | Step::Skip(_))),
+            14 + 2 * 4
+        );
     }
 
     #[test]
@@ -873,7 +1190,10 @@ mod tests {
         b.extend(int(2));
         // con_4: 2 filters of 3x1x1 plus 2 biases.
         b.extend(string("con_4"));
-        b.extend(tensor_v2([8, 1, 1, 1], &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, -0.5]));
+        b.extend(tensor_v2(
+            [8, 1, 1, 1],
+            &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.5, -0.5],
+        ));
         b.extend(int(2));
         for v in [1, 1, 1, 1, 0, 0] {
             b.extend(int(v));
@@ -905,10 +1225,23 @@ mod tests {
     #[test]
     fn parses_a_small_network_bottom_up() {
         let net = parse(&tiny_net()).unwrap();
-        assert_eq!(net.input, InputLayer { mean: [122.782, 117.001, 104.298], rows: 2, cols: 2 });
+        assert_eq!(
+            net.input,
+            InputLayer {
+                mean: [122.782, 117.001, 104.298],
+                rows: 2,
+                cols: 2
+            }
+        );
         assert_eq!(net.items.len(), 4);
         match &net.items[0] {
-            Item::Layer(Layer::Con { filters: 2, channels: 3, weights, bias: Some(b), .. }) => {
+            Item::Layer(Layer::Con {
+                filters: 2,
+                channels: 3,
+                weights,
+                bias: Some(b),
+                ..
+            }) => {
                 assert_eq!(weights, &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
                 assert_eq!(b, &[0.5, -0.5]);
             }
@@ -916,7 +1249,15 @@ mod tests {
         }
         assert_eq!(net.items[1], Item::TagOrSkip);
         assert_eq!(net.items[2], Item::Layer(Layer::Relu));
-        assert!(matches!(&net.items[3], Item::Layer(Layer::Fc { inputs: 8, outputs: 2, bias: None, .. })));
+        assert!(matches!(
+            &net.items[3],
+            Item::Layer(Layer::Fc {
+                inputs: 8,
+                outputs: 2,
+                bias: None,
+                ..
+            })
+        ));
         // It is not dlib's ResNet, and says so.
         let e = convert(&tiny_net()).unwrap_err();
         assert!(matches!(e, DlibError::Structure(_)), "{e}");
@@ -927,13 +1268,30 @@ mod tests {
         use crate::onnx::ModelProto;
         use prost::Message;
         let net = parse(&tiny_net()).unwrap();
-        let steps =
-            [Step::Con { filters: 2, size: 1, stride: 1 }, Step::Tag(1), Step::Relu, Step::FcNoBias { outputs: 2 }];
+        let steps = [
+            Step::Con {
+                filters: 2,
+                size: 1,
+                stride: 1,
+            },
+            Step::Tag(1),
+            Step::Relu,
+            Step::FcNoBias { outputs: 2 },
+        ];
         let program = match_architecture(&net, &steps).unwrap();
         let bytes = build_onnx(&net, &program).unwrap();
         let m = ModelProto::decode(bytes.as_slice()).unwrap();
-        let ops: Vec<_> = m.graph.unwrap().node.iter().map(|n| n.op_type.clone()).collect();
-        assert_eq!(ops, ["Sub", "Mul", "Conv", "Relu", "Flatten", "MatMul", "Identity"]);
+        let ops: Vec<_> = m
+            .graph
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.clone())
+            .collect();
+        assert_eq!(
+            ops,
+            ["Sub", "Mul", "Conv", "Relu", "Flatten", "MatMul", "Identity"]
+        );
     }
 
     #[test]

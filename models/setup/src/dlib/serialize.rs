@@ -14,7 +14,11 @@
 pub enum DlibError {
     /// The data ended in the middle of a value.
     #[error("dlib file truncated at byte {offset}: needed {needed} more byte(s) for {what}")]
-    Truncated { offset: usize, needed: usize, what: String },
+    Truncated {
+        offset: usize,
+        needed: usize,
+        what: String,
+    },
     /// The bytes are not what dlib writes there.
     #[error("malformed dlib file at byte {offset}: {reason}")]
     Malformed { offset: usize, reason: String },
@@ -60,11 +64,17 @@ impl<'a> Reader<'a> {
 
     /// An error at the current offset (for callers validating what they read).
     pub fn malformed(&self, reason: impl Into<String>) -> DlibError {
-        DlibError::Malformed { offset: self.pos, reason: reason.into() }
+        DlibError::Malformed {
+            offset: self.pos,
+            reason: reason.into(),
+        }
     }
 
     pub fn unsupported(&self, reason: impl Into<String>) -> DlibError {
-        DlibError::Unsupported { offset: self.pos, reason: reason.into() }
+        DlibError::Unsupported {
+            offset: self.pos,
+            reason: reason.into(),
+        }
     }
 
     /// Fails unless every byte has been consumed: trailing bytes mean we misread the
@@ -73,7 +83,10 @@ impl<'a> Reader<'a> {
         if self.is_at_end() {
             Ok(())
         } else {
-            Err(self.malformed(format!("{} unexpected trailing byte(s) after {what}", self.remaining())))
+            Err(self.malformed(format!(
+                "{} unexpected trailing byte(s) after {what}",
+                self.remaining()
+            )))
         }
     }
 
@@ -113,7 +126,10 @@ impl<'a> Reader<'a> {
         }
         let len = usize::from(control & 0x0f);
         if len > 8 {
-            return Err(DlibError::Malformed { offset: start, reason: format!("{len}-byte integer for {what}") });
+            return Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("{len}-byte integer for {what}"),
+            });
         }
         let mut magnitude = 0u64;
         for (i, b) in self.bytes(len, what)?.iter().enumerate() {
@@ -126,11 +142,16 @@ impl<'a> Reader<'a> {
     pub fn i64(&mut self, what: &str) -> Result<i64> {
         let start = self.pos;
         let (negative, magnitude) = self.int_parts(what)?;
-        let out_of_range = || DlibError::Malformed { offset: start, reason: format!("{what} out of range") };
+        let out_of_range = || DlibError::Malformed {
+            offset: start,
+            reason: format!("{what} out of range"),
+        };
         if negative {
             // dlib negates the absolute value; -2^63 has no positive counterpart, so it
             // cannot have been written by dlib either.
-            i64::try_from(magnitude).map(|m| -m).map_err(|_| out_of_range())
+            i64::try_from(magnitude)
+                .map(|m| -m)
+                .map_err(|_| out_of_range())
         } else {
             i64::try_from(magnitude).map_err(|_| out_of_range())
         }
@@ -142,7 +163,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let (negative, magnitude) = self.int_parts(what)?;
         if negative {
-            return Err(DlibError::Malformed { offset: start, reason: format!("negative value for unsigned {what}") });
+            return Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("negative value for unsigned {what}"),
+            });
         }
         Ok(magnitude)
     }
@@ -150,16 +174,20 @@ impl<'a> Reader<'a> {
     pub fn i32(&mut self, what: &str) -> Result<i32> {
         let start = self.pos;
         let v = self.i64(what)?;
-        i32::try_from(v)
-            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} exceeds int") })
+        i32::try_from(v).map_err(|_| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what} = {v} exceeds int"),
+        })
     }
 
     /// An unsigned value used as a count or index, checked to fit `usize`.
     pub fn usize(&mut self, what: &str) -> Result<usize> {
         let start = self.pos;
         let v = self.u64(what)?;
-        usize::try_from(v)
-            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} = {v} too large") })
+        usize::try_from(v).map_err(|_| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what} = {v} too large"),
+        })
     }
 
     /// A container length, refused when `len` elements of at least `min_elem_bytes` each
@@ -173,12 +201,21 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks that `n` elements of at least `min_elem_bytes` each fit in what is left.
-    pub fn check_fits(&self, offset: usize, n: usize, min_elem_bytes: usize, what: &str) -> Result<()> {
+    pub fn check_fits(
+        &self,
+        offset: usize,
+        n: usize,
+        min_elem_bytes: usize,
+        what: &str,
+    ) -> Result<()> {
         match n.checked_mul(min_elem_bytes) {
             Some(b) if b <= self.remaining() => Ok(()),
             _ => Err(DlibError::Malformed {
                 offset,
-                reason: format!("{what}: {n} element(s) cannot fit in the {} byte(s) left", self.remaining()),
+                reason: format!(
+                    "{what}: {n} element(s) cannot fit in the {} byte(s) left",
+                    self.remaining()
+                ),
             }),
         }
     }
@@ -246,7 +283,10 @@ impl<'a> Reader<'a> {
         match self.u8(what)? {
             b'1' => Ok(true),
             b'0' => Ok(false),
-            b => Err(DlibError::Malformed { offset: start, reason: format!("bool {what} is byte 0x{b:02x}") }),
+            b => Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("bool {what} is byte 0x{b:02x}"),
+            }),
         }
     }
 
@@ -255,8 +295,10 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let n = self.len(1, what)?;
         let bytes = self.bytes(n, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| DlibError::Malformed { offset: start, reason: format!("{what} is not UTF-8") })
+        String::from_utf8(bytes.to_vec()).map_err(|_| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what} is not UTF-8"),
+        })
     }
 
     /// If the next value is a string equal to `expected`, consumes it and returns true;
@@ -279,7 +321,10 @@ impl<'a> Reader<'a> {
         if expected.contains(&s.as_str()) {
             Ok(s)
         } else {
-            Err(DlibError::Malformed { offset: start, reason: format!("expected {what} {expected:?}, found {s:?}") })
+            Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("expected {what} {expected:?}, found {s:?}"),
+            })
         }
     }
 
@@ -294,12 +339,16 @@ impl<'a> Reader<'a> {
             cols = -cols;
         }
         if rows < 0 || cols < 0 {
-            return Err(DlibError::Malformed { offset: start, reason: format!("{what}: size {rows}x{cols}") });
+            return Err(DlibError::Malformed {
+                offset: start,
+                reason: format!("{what}: size {rows}x{cols}"),
+            });
         }
         let (rows, cols) = (rows as usize, cols as usize);
-        let n = rows
-            .checked_mul(cols)
-            .ok_or_else(|| DlibError::Malformed { offset: start, reason: format!("{what}: size {rows}x{cols}") })?;
+        let n = rows.checked_mul(cols).ok_or_else(|| DlibError::Malformed {
+            offset: start,
+            reason: format!("{what}: size {rows}x{cols}"),
+        })?;
         self.check_fits(start, n, MIN_FLOAT_BYTES, what)?;
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {
@@ -366,7 +415,11 @@ pub(crate) mod tests {
         let sign = if bits >> 31 == 1 { -1i64 } else { 1 };
         let exp = ((bits >> 23) & 0xff) as i64;
         let frac = (bits & 0x7f_ffff) as i64;
-        let (mut m, mut e) = if exp == 0 { (frac, -149) } else { (frac | 0x80_0000, exp - 150) };
+        let (mut m, mut e) = if exp == 0 {
+            (frac, -149)
+        } else {
+            (frac | 0x80_0000, exp - 150)
+        };
         while m & 0xff == 0 {
             m >>= 8;
             e += 8;
@@ -384,7 +437,20 @@ pub(crate) mod tests {
 
     #[test]
     fn integers_decode_like_dlib_writes_them() {
-        for v in [0i64, 1, -1, 127, 128, 255, 256, -300, 65_535, 1 << 40, i64::MAX, -i64::MAX] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            127,
+            128,
+            255,
+            256,
+            -300,
+            65_535,
+            1 << 40,
+            i64::MAX,
+            -i64::MAX,
+        ] {
             let bytes = int(v);
             let mut r = Reader::new(&bytes);
             assert_eq!(r.i64("v").unwrap(), v, "{bytes:02x?}");
@@ -399,7 +465,19 @@ pub(crate) mod tests {
 
     #[test]
     fn floats_round_trip_exactly() {
-        for v in [0.0f32, 1.0, -1.0, 0.04, 0.6, 122.782, -3.5e-20, 7.1e30, f32::MIN_POSITIVE, 1e-45, f32::MAX] {
+        for v in [
+            0.0f32,
+            1.0,
+            -1.0,
+            0.04,
+            0.6,
+            122.782,
+            -3.5e-20,
+            7.1e30,
+            f32::MIN_POSITIVE,
+            1e-45,
+            f32::MAX,
+        ] {
             let bytes = float(v);
             let mut r = Reader::new(&bytes);
             assert_eq!(r.f32("v").unwrap().to_bits(), v.to_bits(), "{v}");
@@ -455,15 +533,33 @@ pub(crate) mod tests {
             assert!(res.is_err(), "cut {cut}");
         }
         // Control bytes dlib never writes.
-        assert!(matches!(Reader::new(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0]).i64("v"), Err(DlibError::Malformed { .. })));
-        assert!(matches!(Reader::new(&[0x31]).i64("v"), Err(DlibError::Malformed { .. })));
-        assert!(matches!(Reader::new(&[0x81, 0x01]).u64("v"), Err(DlibError::Malformed { .. })));
-        assert!(matches!(Reader::new(b"2").bool("v"), Err(DlibError::Malformed { .. })));
+        assert!(matches!(
+            Reader::new(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0]).i64("v"),
+            Err(DlibError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0x31]).i64("v"),
+            Err(DlibError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&[0x81, 0x01]).u64("v"),
+            Err(DlibError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Reader::new(b"2").bool("v"),
+            Err(DlibError::Malformed { .. })
+        ));
         // A huge length is refused before any allocation.
         let mut huge = int(i64::MAX);
         huge.extend(int(-1));
-        assert!(matches!(Reader::new(&huge).matrix_f32("m"), Err(DlibError::Malformed { .. })));
-        assert!(matches!(Reader::new(&int(1 << 40)).len(1, "v"), Err(DlibError::Malformed { .. })));
+        assert!(matches!(
+            Reader::new(&huge).matrix_f32("m"),
+            Err(DlibError::Malformed { .. })
+        ));
+        assert!(matches!(
+            Reader::new(&int(1 << 40)).len(1, "v"),
+            Err(DlibError::Malformed { .. })
+        ));
         // i64::MIN magnitude with the sign bit.
         let mut min = vec![0x88];
         min.extend((i64::MIN as u64).to_le_bytes());
@@ -473,8 +569,11 @@ pub(crate) mod tests {
     #[test]
     fn pow2_is_exact() {
         for e in -1074..=1023i64 {
-            let expected =
-                if e >= -1022 { f64::from_bits(((e + 1023) as u64) << 52) } else { f64::from_bits(1u64 << (e + 1074)) };
+            let expected = if e >= -1022 {
+                f64::from_bits(((e + 1023) as u64) << 52)
+            } else {
+                f64::from_bits(1u64 << (e + 1074))
+            };
             assert_eq!(pow2(e), expected, "2^{e}");
         }
         assert_eq!(pow2(-3), 0.125);

@@ -28,7 +28,9 @@ pub fn parse(dat: &[u8]) -> Result<ShapePredictorModel> {
 
     let (rows, cols, initial_shape) = r.matrix_f32("initial_shape")?;
     if cols != 1 || rows == 0 || rows % 2 != 0 {
-        return Err(r.malformed(format!("initial_shape is {rows}x{cols}, expected a 2*parts x 1 column")));
+        return Err(r.malformed(format!(
+            "initial_shape is {rows}x{cols}, expected a 2*parts x 1 column"
+        )));
     }
     let dims = rows;
     let num_parts = dims / 2;
@@ -81,14 +83,22 @@ pub fn parse(dat: &[u8]) -> Result<ShapePredictorModel> {
         )));
     }
     let mut cascades = Vec::with_capacity(forests.len());
-    for (c, ((trees, anchor_idx), deltas)) in forests.into_iter().zip(anchors).zip(deltas).enumerate() {
+    for (c, ((trees, anchor_idx), deltas)) in
+        forests.into_iter().zip(anchors).zip(deltas).enumerate()
+    {
         if anchor_idx.len() != deltas.len() {
-            return Err(r.malformed(format!("cascade {c}: {} anchors but {} offsets", anchor_idx.len(), deltas.len())));
+            return Err(r.malformed(format!(
+                "cascade {c}: {} anchors but {} offsets",
+                anchor_idx.len(),
+                deltas.len()
+            )));
         }
         let num_features = anchor_idx.len();
         for (t, tree) in trees.iter().enumerate() {
-            if let Some(s) =
-                tree.splits.iter().find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features)
+            if let Some(s) = tree
+                .splits
+                .iter()
+                .find(|s| s.idx1 as usize >= num_features || s.idx2 as usize >= num_features)
             {
                 return Err(r.malformed(format!(
                     "cascade {c} tree {t}: split reads feature {}/{} of {num_features}",
@@ -96,9 +106,16 @@ pub fn parse(dat: &[u8]) -> Result<ShapePredictorModel> {
                 )));
             }
         }
-        cascades.push(Cascade { anchor_idx, deltas, trees });
+        cascades.push(Cascade {
+            anchor_idx,
+            deltas,
+            trees,
+        });
     }
-    Ok(ShapePredictorModel { initial_shape, cascades })
+    Ok(ShapePredictorModel {
+        initial_shape,
+        cascades,
+    })
 }
 
 fn read_tree(r: &mut Reader<'_>, dims: usize) -> Result<RegressionTree> {
@@ -118,7 +135,9 @@ fn read_tree(r: &mut Reader<'_>, dims: usize) -> Result<RegressionTree> {
     // dlib walks a tree as a complete binary tree (children of i at 2i+1, 2i+2) and
     // indexes leaves from the number of splits, so anything else would read past the end.
     if num_leaves != num_splits + 1 || !num_leaves.is_power_of_two() {
-        return Err(r.malformed(format!("a complete tree with {num_splits} splits cannot have {num_leaves} leaves")));
+        return Err(r.malformed(format!(
+            "a complete tree with {num_splits} splits cannot have {num_leaves} leaves"
+        )));
     }
     let mut leaf_values = Vec::with_capacity(num_leaves * dims);
     for _ in 0..num_leaves {
@@ -128,14 +147,18 @@ fn read_tree(r: &mut Reader<'_>, dims: usize) -> Result<RegressionTree> {
         }
         leaf_values.extend(values);
     }
-    Ok(RegressionTree { splits, leaf_values })
+    Ok(RegressionTree {
+        splits,
+        leaf_values,
+    })
 }
 
 fn context(e: DlibError, cascade: usize, tree: usize) -> DlibError {
     match e {
-        DlibError::Malformed { offset, reason } => {
-            DlibError::Malformed { offset, reason: format!("cascade {cascade} tree {tree}: {reason}") }
-        }
+        DlibError::Malformed { offset, reason } => DlibError::Malformed {
+            offset,
+            reason: format!("cascade {cascade} tree {tree}: {reason}"),
+        },
         other => other,
     }
 }
@@ -196,8 +219,18 @@ mod tests {
         let c = &m.cascades[0];
         assert_eq!(c.anchor_idx, vec![0, 1]);
         assert_eq!(c.deltas, vec![[0.0625, -0.03125], [0.0, 0.5]]);
-        assert_eq!(c.trees[0].splits, vec![Split { idx1: 0, idx2: 1, thresh: 12.5 }]);
-        assert_eq!(c.trees[0].leaf_values, vec![0.5, -0.5, 1.0, -1.0, 0.125, 0.25, -0.125, -0.25]);
+        assert_eq!(
+            c.trees[0].splits,
+            vec![Split {
+                idx1: 0,
+                idx2: 1,
+                thresh: 12.5
+            }]
+        );
+        assert_eq!(
+            c.trees[0].leaf_values,
+            vec![0.5, -0.5, 1.0, -1.0, 0.125, 0.25, -0.125, -0.25]
+        );
         // And it survives our own .ert format.
         let mut ert = Vec::new();
         m.write(&mut ert).unwrap();

@@ -79,12 +79,20 @@ pub(crate) fn lower(
     let mut nodes: BTreeMap<&str, &NodeDef> = BTreeMap::new();
     for n in &model.model_topology.node {
         if nodes.insert(n.name.as_str(), n).is_some() {
-            return Err(TfjsError::Format(format!("two nodes are named {:?}", n.name)));
+            return Err(TfjsError::Format(format!(
+                "two nodes are named {:?}",
+                n.name
+            )));
         }
     }
     let output = output_node(model, &nodes)?;
     let order = topological_order(&nodes, output)?;
-    tracing::debug!(graph = iface.graph_name, nodes = order.len(), output, "lowering TF.js graph");
+    tracing::debug!(
+        graph = iface.graph_name,
+        nodes = order.len(),
+        output,
+        "lowering TF.js graph"
+    );
 
     let mut l = Lower {
         g: GraphBuilder::new(iface.graph_name),
@@ -92,7 +100,9 @@ pub(crate) fn lower(
         values: BTreeMap::new(),
         converted: BTreeMap::new(),
         consts: BTreeMap::new(),
-        used: [iface.input.to_string(), iface.output.to_string()].into_iter().collect(),
+        used: [iface.input.to_string(), iface.output.to_string()]
+            .into_iter()
+            .collect(),
         iface,
         has_input: false,
     };
@@ -100,11 +110,17 @@ pub(crate) fn lower(
         l.node(node)?;
     }
     if !l.has_input {
-        return Err(TfjsError::Format(format!("the output {output:?} does not depend on any Placeholder input")));
+        return Err(TfjsError::Format(format!(
+            "the output {output:?} does not depend on any Placeholder input"
+        )));
     }
     let out = match l.values.get(output) {
         Some(Value::Act(a)) => a.clone(),
-        _ => return Err(TfjsError::Format(format!("the output {output:?} is a constant"))),
+        _ => {
+            return Err(TfjsError::Format(format!(
+                "the output {output:?} is a constant"
+            )))
+        }
     };
     let last = l.in_layout(&out, Layout::Tf)?;
     l.g.node("Identity", iface.output, &[&last], &[], vec![]);
@@ -119,7 +135,10 @@ pub(crate) fn lower(
 }
 
 fn dims(shape: &[Option<i64>]) -> Vec<Dim> {
-    shape.iter().map(|d| d.map(Dim::Fixed).unwrap_or(Dim::Named("N"))).collect()
+    shape
+        .iter()
+        .map(|d| d.map(Dim::Fixed).unwrap_or(Dim::Named("N")))
+        .collect()
 }
 
 /// `name`, `name:0` -> Some(name); `^name` (a control dependency) -> None.
@@ -130,7 +149,9 @@ fn parse_input<'n>(node: &NodeDef, input: &'n str) -> Result<Option<&'n str>, Tf
     match input.rsplit_once(':') {
         None => Ok(Some(input)),
         Some((name, "0")) => Ok(Some(name)),
-        Some(_) => Err(node.err(format!("input {input:?}: only the first output of a node is supported"))),
+        Some(_) => Err(node.err(format!(
+            "input {input:?}: only the first output of a node is supported"
+        ))),
     }
 }
 
@@ -146,7 +167,10 @@ fn data_inputs(node: &NodeDef) -> Result<Vec<&str>, TfjsError> {
 
 /// The one node whose output the model returns: the signature's, or else the only node
 /// nothing consumes.
-fn output_node<'n>(model: &'n ModelJson, nodes: &BTreeMap<&'n str, &'n NodeDef>) -> Result<&'n str, TfjsError> {
+fn output_node<'n>(
+    model: &'n ModelJson,
+    nodes: &BTreeMap<&'n str, &'n NodeDef>,
+) -> Result<&'n str, TfjsError> {
     if let Some(sig) = model.signature.as_ref().filter(|s| !s.outputs.is_empty()) {
         if sig.outputs.len() != 1 {
             return Err(TfjsError::Format(format!(
@@ -154,10 +178,17 @@ fn output_node<'n>(model: &'n ModelJson, nodes: &BTreeMap<&'n str, &'n NodeDef>)
                 sig.outputs.len()
             )));
         }
-        let name = sig.outputs.values().next().map(|t| t.name.as_str()).unwrap_or_default();
+        let name = sig
+            .outputs
+            .values()
+            .next()
+            .map(|t| t.name.as_str())
+            .unwrap_or_default();
         let name = name.strip_suffix(":0").unwrap_or(name);
         if !nodes.contains_key(name) {
-            return Err(TfjsError::Format(format!("the signature's output {name:?} is not a node of the graph")));
+            return Err(TfjsError::Format(format!(
+                "the signature's output {name:?} is not a node of the graph"
+            )));
         }
         return Ok(name);
     }
@@ -198,13 +229,16 @@ fn topological_order<'n>(
     let mut order = Vec::new();
     let mut stack: Vec<(&str, usize)> = vec![(output, 0)];
     while let Some((name, next)) = stack.pop() {
-        let node =
-            *nodes.get(name).ok_or_else(|| TfjsError::Format(format!("input {name:?} is not a node of the graph")))?;
+        let node = *nodes.get(name).ok_or_else(|| {
+            TfjsError::Format(format!("input {name:?} is not a node of the graph"))
+        })?;
         if next == 0 {
             match state.get(name) {
                 Some(State::Done) => continue,
                 Some(State::Visiting) => {
-                    return Err(TfjsError::Format(format!("the graph has a cycle through {name:?}")))
+                    return Err(TfjsError::Format(format!(
+                        "the graph has a cycle through {name:?}"
+                    )))
                 }
                 None => {
                     state.insert(name, State::Visiting);
@@ -217,7 +251,9 @@ fn topological_order<'n>(
             match state.get(child) {
                 Some(State::Done) => {}
                 Some(State::Visiting) => {
-                    return Err(TfjsError::Format(format!("the graph has a cycle through {child:?}")))
+                    return Err(TfjsError::Format(format!(
+                        "the graph has a cycle through {child:?}"
+                    )))
                 }
                 None => stack.push((child, 0)),
             }
@@ -243,7 +279,9 @@ fn window(
     const LIMIT: i64 = 1 << 24;
     let ok = |v: i64| (1..=LIMIT).contains(&v);
     if !(ok(size) && ok(k) && ok(stride) && ok(dil)) {
-        return Err(node.err(format!("invalid window: input {size}, kernel {k}, stride {stride}, dilation {dil}")));
+        return Err(node.err(format!(
+            "invalid window: input {size}, kernel {k}, stride {stride}, dilation {dil}"
+        )));
     }
     if let Some((b, e)) = explicit {
         if !((0..=LIMIT).contains(&b) && (0..=LIMIT).contains(&e)) {
@@ -259,12 +297,17 @@ fn window(
             let total = ((out - 1) * stride + k_eff - size).max(0);
             (total / 2, total - total / 2)
         }
-        "EXPLICIT" => explicit.ok_or_else(|| node.err("padding EXPLICIT without explicit_paddings"))?,
+        "EXPLICIT" => {
+            explicit.ok_or_else(|| node.err("padding EXPLICIT without explicit_paddings"))?
+        }
         other => return Err(node.err(format!("unsupported padding {other:?}"))),
     };
     let span = size + begin + end - k_eff;
     if span < 0 {
-        return Err(node.err(format!("window {k_eff} larger than the padded input {}", size + begin + end)));
+        return Err(node.err(format!(
+            "window {k_eff} larger than the padded input {}",
+            size + begin + end
+        )));
     }
     Ok((span / stride + 1, begin, end))
 }
@@ -284,18 +327,19 @@ impl<'a> Lower<'a> {
     fn act(&self, node: &NodeDef, name: &str) -> Result<Act, TfjsError> {
         match self.values.get(name) {
             Some(Value::Act(a)) => Ok(a.clone()),
-            Some(Value::Const(_)) => {
-                Err(node.err(format!("input {name:?} is a constant where an activation is expected")))
-            }
+            Some(Value::Const(_)) => Err(node.err(format!(
+                "input {name:?} is a constant where an activation is expected"
+            ))),
             None => Err(node.err(format!("input {name:?} has no value"))),
         }
     }
 
     fn konst(&self, node: &NodeDef, name: &str) -> Result<&'a Tensor, TfjsError> {
         match self.values.get(name) {
-            Some(Value::Const(w)) => {
-                self.weights.get(w).ok_or_else(|| node.err(format!("constant {w:?} has no weights")))
-            }
+            Some(Value::Const(w)) => self
+                .weights
+                .get(w)
+                .ok_or_else(|| node.err(format!("constant {w:?} has no weights"))),
             _ => Err(node.err(format!("input {name:?} must be a constant (weights)"))),
         }
     }
@@ -332,12 +376,24 @@ impl<'a> Lower<'a> {
             Layout::Tf => ("nhwc", vec![0, 2, 3, 1]),
         };
         let name = self.unique(&format!("{}/{suffix}", a.onnx));
-        self.g.node("Transpose", &name, &[&a.onnx], &[], vec![("perm", Attr::Ints(perm))]);
+        self.g.node(
+            "Transpose",
+            &name,
+            &[&a.onnx],
+            &[],
+            vec![("perm", Attr::Ints(perm))],
+        );
         self.converted.insert(key, name.clone());
         Ok(name)
     }
 
-    fn initializer(&mut self, weight: &str, form: &'static str, dims: &[i64], values: &[f32]) -> String {
+    fn initializer(
+        &mut self,
+        weight: &str,
+        form: &'static str,
+        dims: &[i64],
+        values: &[f32],
+    ) -> String {
         if let Some(name) = self.consts.get(&(weight.to_string(), form)) {
             return name.clone();
         }
@@ -391,8 +447,14 @@ impl<'a> Lower<'a> {
             "Placeholder" => self.placeholder(node),
             "Identity" => {
                 let inputs = data_inputs(node)?;
-                let [x] = inputs.as_slice() else { return Err(node.err("expects one input")) };
-                let v = self.values.get(*x).cloned().ok_or_else(|| node.err(format!("input {x:?} has no value")))?;
+                let [x] = inputs.as_slice() else {
+                    return Err(node.err("expects one input"));
+                };
+                let v = self
+                    .values
+                    .get(*x)
+                    .cloned()
+                    .ok_or_else(|| node.err(format!("input {x:?} has no value")))?;
                 self.values.insert(node.name.clone(), v);
                 Ok(())
             }
@@ -403,30 +465,46 @@ impl<'a> Lower<'a> {
             "Reshape" => self.reshape(node),
             "_FusedMatMul" => self.matmul(node),
             "Softmax" => self.softmax(node),
-            other => Err(TfjsError::UnsupportedOp { node: node.name.clone(), op: other.to_string() }),
+            other => Err(TfjsError::UnsupportedOp {
+                node: node.name.clone(),
+                op: other.to_string(),
+            }),
         }
     }
 
     fn constant(&mut self, node: &NodeDef) -> Result<(), TfjsError> {
         let t = self.weights.get(&node.name).ok_or_else(|| {
-            node.err("constant not found in the weights manifest (inline constants are not supported)")
+            node.err(
+                "constant not found in the weights manifest (inline constants are not supported)",
+            )
         })?;
-        let declared = node.const_declared_dtype().or_else(|| node.attr_type("dtype"));
+        let declared = node
+            .const_declared_dtype()
+            .or_else(|| node.attr_type("dtype"));
         let dtype_ok = matches!(
             (declared, &t.data),
             (None, _) | (Some("DT_FLOAT"), Data::F32(_)) | (Some("DT_INT32"), Data::I32(_))
         );
         if !dtype_ok {
-            return Err(node.err(format!("declared type {declared:?} differs from the manifest's")));
+            return Err(node.err(format!(
+                "declared type {declared:?} differs from the manifest's"
+            )));
         }
         if let Some(declared) = node.const_declared_shape()? {
             let ok = declared.len() == t.shape.len()
-                && declared.iter().zip(&t.shape).all(|(d, &s)| d.map(|d| d as usize == s).unwrap_or(false));
+                && declared
+                    .iter()
+                    .zip(&t.shape)
+                    .all(|(d, &s)| d.map(|d| d as usize == s).unwrap_or(false));
             if !ok {
-                return Err(node.err(format!("declared shape {declared:?} differs from the manifest's {:?}", t.shape)));
+                return Err(node.err(format!(
+                    "declared shape {declared:?} differs from the manifest's {:?}",
+                    t.shape
+                )));
             }
         }
-        self.values.insert(node.name.clone(), Value::Const(node.name.clone()));
+        self.values
+            .insert(node.name.clone(), Value::Const(node.name.clone()));
         Ok(())
     }
 
@@ -436,20 +514,29 @@ impl<'a> Lower<'a> {
         }
         match node.attr_type("dtype") {
             None | Some("DT_FLOAT") => {}
-            Some(t) => return Err(node.err(format!("input type {t} is not supported (only DT_FLOAT)"))),
+            Some(t) => {
+                return Err(node.err(format!("input type {t} is not supported (only DT_FLOAT)")))
+            }
         }
-        let shape = node.attr_shape("shape")?.ok_or_else(|| node.err("the input has no shape"))?;
+        let shape = node
+            .attr_shape("shape")?
+            .ok_or_else(|| node.err("the input has no shape"))?;
         if shape.len() != 4 || shape[1..].iter().any(|d| d.is_none()) {
-            return Err(
-                node.err(format!("input shape {shape:?}: expected [batch, height, width, channels] with known sizes"))
-            );
+            return Err(node.err(format!(
+                "input shape {shape:?}: expected [batch, height, width, channels] with known sizes"
+            )));
         }
         // The batch stays dynamic in ONNX even where TF fixed it: more general, same values.
         let mut shape = shape;
         shape[0] = None;
-        self.g.input(self.iface.input, data_type::FLOAT, &dims(&shape));
+        self.g
+            .input(self.iface.input, data_type::FLOAT, &dims(&shape));
         self.has_input = true;
-        let act = Act { onnx: self.iface.input.to_string(), layout: Layout::Tf, shape };
+        let act = Act {
+            onnx: self.iface.input.to_string(),
+            layout: Layout::Tf,
+            shape,
+        };
         self.set(node, act);
         Ok(())
     }
@@ -467,10 +554,9 @@ impl<'a> Lower<'a> {
             ["BiasAdd"] => (true, Activation::None),
             ["BiasAdd", "Relu"] => (true, Activation::Relu),
             ["BiasAdd", "Relu6"] => (true, Activation::Relu6),
-            other => {
-                return Err(node
-                    .err(format!("fused_ops {other:?} not supported (BiasAdd optionally followed by Relu or Relu6)")))
-            }
+            other => return Err(node.err(format!(
+                "fused_ops {other:?} not supported (BiasAdd optionally followed by Relu or Relu6)"
+            ))),
         };
         if n_args != usize::from(bias) {
             return Err(node.err(format!("fused_ops {ops:?} with {n_args} extra inputs")));
@@ -496,14 +582,16 @@ impl<'a> Lower<'a> {
 
     /// The padding mode and, for EXPLICIT, (begin, end) per spatial axis.
     fn padding(node: &NodeDef) -> Result<(String, ExplicitPads), TfjsError> {
-        let padding = node.attr_str("padding")?.ok_or_else(|| node.err("no padding attribute"))?;
+        let padding = node
+            .attr_str("padding")?
+            .ok_or_else(|| node.err("no padding attribute"))?;
         let explicit = match node.attr_ints("explicit_paddings")?.as_deref() {
             None | Some([]) => None,
             Some([0, 0, t, b, l, r, 0, 0]) => Some([(*t, *b), (*l, *r)]),
             Some(other) => {
-                return Err(
-                    node.err(format!("explicit_paddings {other:?}: expected NHWC with no batch/channel padding"))
-                )
+                return Err(node.err(format!(
+                    "explicit_paddings {other:?}: expected NHWC with no batch/channel padding"
+                )))
             }
         };
         Ok((padding, explicit))
@@ -522,7 +610,15 @@ impl<'a> Lower<'a> {
         let mut pads = vec![0; 4];
         for ax in 0..2 {
             let size = x.shape[1 + ax].ok_or_else(|| node.err("unknown spatial size"))?;
-            let (o, b, e) = window(node, &padding, explicit.map(|p| p[ax]), size, k[ax], strides[ax], dil[ax])?;
+            let (o, b, e) = window(
+                node,
+                &padding,
+                explicit.map(|p| p[ax]),
+                size,
+                k[ax],
+                strides[ax],
+                dil[ax],
+            )?;
             out[ax] = o;
             pads[ax] = b;
             pads[2 + ax] = e;
@@ -532,7 +628,10 @@ impl<'a> Lower<'a> {
 
     fn rank4(node: &NodeDef, x: &Act) -> Result<(), TfjsError> {
         if x.shape.len() != 4 {
-            return Err(node.err(format!("expects a rank-4 NHWC input, got shape {:?}", x.shape)));
+            return Err(node.err(format!(
+                "expects a rank-4 NHWC input, got shape {:?}",
+                x.shape
+            )));
         }
         Ok(())
     }
@@ -552,7 +651,10 @@ impl<'a> Lower<'a> {
             return Err(node.err(format!("filter shape {wshape:?}: expected [h, w, in, out]")));
         };
         if x.shape[3] != Some(cin as i64) {
-            return Err(node.err(format!("filter expects {cin} input channels, the input has {:?}", x.shape[3])));
+            return Err(node.err(format!(
+                "filter expects {cin} input channels, the input has {:?}",
+                x.shape[3]
+            )));
         }
         let strides = Self::spatial(node, "strides")?;
         let dil = Self::spatial(node, "dilations")?;
@@ -564,7 +666,8 @@ impl<'a> Lower<'a> {
             for ww in 0..kw {
                 for i in 0..cin {
                     for o in 0..cout {
-                        oihw[((o * cin + i) * kh + h) * kw + ww] = w[((h * kw + ww) * cin + i) * cout + o];
+                        oihw[((o * cin + i) * kh + h) * kw + ww] =
+                            w[((h * kw + ww) * cin + i) * cout + o];
                     }
                 }
             }
@@ -588,7 +691,11 @@ impl<'a> Lower<'a> {
         let result = self.emit_fused(node, "Conv", &conv_inputs, attrs, act);
         self.set(
             node,
-            Act { onnx: result, layout: Layout::Nchw, shape: vec![x.shape[0], Some(oh), Some(ow), Some(cout as i64)] },
+            Act {
+                onnx: result,
+                layout: Layout::Nchw,
+                shape: vec![x.shape[0], Some(oh), Some(ow), Some(cout as i64)],
+            },
         );
         Ok(())
     }
@@ -597,7 +704,9 @@ impl<'a> Lower<'a> {
         Self::check_float(node)?;
         Self::check_nhwc(node)?;
         let inputs = data_inputs(node)?;
-        let [input] = inputs.as_slice() else { return Err(node.err("expects one input")) };
+        let [input] = inputs.as_slice() else {
+            return Err(node.err("expects one input"));
+        };
         let x = self.act(node, input)?;
         Self::rank4(node, &x)?;
         let k = Self::spatial(node, "ksize")?;
@@ -619,7 +728,11 @@ impl<'a> Lower<'a> {
         );
         self.set(
             node,
-            Act { onnx: out, layout: Layout::Nchw, shape: vec![x.shape[0], Some(oh), Some(ow), x.shape[3]] },
+            Act {
+                onnx: out,
+                layout: Layout::Nchw,
+                shape: vec![x.shape[0], Some(oh), Some(ow), x.shape[3]],
+            },
         );
         Ok(())
     }
@@ -627,7 +740,9 @@ impl<'a> Lower<'a> {
     fn unary(&mut self, node: &NodeDef) -> Result<(), TfjsError> {
         Self::check_float(node)?;
         let inputs = data_inputs(node)?;
-        let [input] = inputs.as_slice() else { return Err(node.err("expects one input")) };
+        let [input] = inputs.as_slice() else {
+            return Err(node.err("expects one input"));
+        };
         let x = self.act(node, input)?;
         let out = self.unique(&node.name);
         self.g.node(&node.op, &out, &[&x.onnx], &[], vec![]);
@@ -638,7 +753,9 @@ impl<'a> Lower<'a> {
     fn binary(&mut self, node: &NodeDef) -> Result<(), TfjsError> {
         Self::check_float(node)?;
         let inputs = data_inputs(node)?;
-        let [a, b] = inputs.as_slice() else { return Err(node.err("expects two inputs")) };
+        let [a, b] = inputs.as_slice() else {
+            return Err(node.err("expects two inputs"));
+        };
         let op = if node.op == "Mul" { "Mul" } else { "Add" };
         let (va, vb) = (self.values.get(*a).cloned(), self.values.get(*b).cloned());
         let (names, result) = match (va, vb) {
@@ -649,7 +766,11 @@ impl<'a> Lower<'a> {
                         x.shape, y.shape
                     )));
                 }
-                let layout = if x.layout == y.layout { x.layout } else { Layout::Nchw };
+                let layout = if x.layout == y.layout {
+                    x.layout
+                } else {
+                    Layout::Nchw
+                };
                 let (nx, ny) = (self.in_layout(&x, layout)?, self.in_layout(&y, layout)?);
                 ([nx, ny], Act { layout, ..x })
             }
@@ -662,20 +783,33 @@ impl<'a> Lower<'a> {
                 ([c, y.onnx.clone()], y)
             }
             (Some(_), Some(_)) => {
-                return Err(node.err("both operands are constants (constant folding is not supported)"))
+                return Err(
+                    node.err("both operands are constants (constant folding is not supported)")
+                )
             }
             _ => return Err(node.err("an input has no value")),
         };
         let out = self.unique(&node.name);
         self.g.node(op, &out, &[&names[0], &names[1]], &[], vec![]);
-        self.set(node, Act { onnx: out, ..result });
+        self.set(
+            node,
+            Act {
+                onnx: out,
+                ..result
+            },
+        );
         Ok(())
     }
 
     /// A constant operand of an element-wise op, laid out to broadcast against `x` in
     /// `x`'s layout exactly as TF broadcasts it against the NHWC tensor. Only constants that
     /// do not enlarge `x` are supported.
-    fn broadcast_const(&mut self, node: &NodeDef, name: &str, x: &Act) -> Result<String, TfjsError> {
+    fn broadcast_const(
+        &mut self,
+        node: &NodeDef,
+        name: &str,
+        x: &Act,
+    ) -> Result<String, TfjsError> {
         let (cshape, data) = self.konst_f32(node, name)?;
         let rank = x.shape.len();
         if cshape.len() > rank {
@@ -688,9 +822,10 @@ impl<'a> Lower<'a> {
         padded.extend_from_slice(cshape);
         for (c, d) in padded.iter().zip(&x.shape) {
             if *c != 1 && Some(*c as i64) != *d {
-                return Err(
-                    node.err(format!("constant {name:?} of shape {cshape:?} does not broadcast onto {:?}", x.shape))
-                );
+                return Err(node.err(format!(
+                    "constant {name:?} of shape {cshape:?} does not broadcast onto {:?}",
+                    x.shape
+                )));
             }
         }
         let (dims, values, form) = if x.layout == Layout::Nchw {
@@ -700,14 +835,19 @@ impl<'a> Lower<'a> {
                 for ih in 0..h {
                     for iw in 0..w {
                         for ic in 0..c {
-                            nchw[((in_ * c + ic) * h + ih) * w + iw] = data[((in_ * h + ih) * w + iw) * c + ic];
+                            nchw[((in_ * c + ic) * h + ih) * w + iw] =
+                                data[((in_ * h + ih) * w + iw) * c + ic];
                         }
                     }
                 }
             }
             (vec![n as i64, c as i64, h as i64, w as i64], nchw, "nchw")
         } else {
-            (padded.iter().map(|&d| d as i64).collect(), data.to_vec(), "tf")
+            (
+                padded.iter().map(|&d| d as i64).collect(),
+                data.to_vec(),
+                "tf",
+            )
         };
         Ok(self.initializer(name, form, &dims, &values))
     }
@@ -715,16 +855,23 @@ impl<'a> Lower<'a> {
     fn reshape(&mut self, node: &NodeDef) -> Result<(), TfjsError> {
         Self::check_float(node)?;
         let inputs = data_inputs(node)?;
-        let [input, shape] = inputs.as_slice() else { return Err(node.err("expects a tensor and a shape")) };
+        let [input, shape] = inputs.as_slice() else {
+            return Err(node.err("expects a tensor and a shape"));
+        };
         let x = self.act(node, input)?;
         let target = match &self.konst(node, shape)?.data {
             Data::I32(v) => v.iter().map(|&d| i64::from(d)).collect::<Vec<_>>(),
             Data::F32(_) => return Err(node.err("the shape must be int32")),
         };
-        let known: Option<i64> = x.shape[1..].iter().try_fold(1i64, |acc, d| d.and_then(|d| acc.checked_mul(d)));
-        let rest: Option<i64> = target
-            .get(1..)
-            .and_then(|r| r.iter().try_fold(1i64, |acc, &d| if d > 0 { acc.checked_mul(d) } else { None }));
+        let known: Option<i64> = x.shape[1..]
+            .iter()
+            .try_fold(1i64, |acc, d| d.and_then(|d| acc.checked_mul(d)));
+        let rest: Option<i64> = target.get(1..).and_then(|r| {
+            r.iter().try_fold(
+                1i64,
+                |acc, &d| if d > 0 { acc.checked_mul(d) } else { None },
+            )
+        });
         // TF's flatten keeps the batch (-1) and fixes the rest: the only kind Keras emits here.
         if target.first() != Some(&-1) || known.is_none() || known != rest {
             return Err(node.err(format!(
@@ -735,12 +882,20 @@ impl<'a> Lower<'a> {
         // TF flattens in NHWC order, so go back to TF's layout first.
         let xin = self.in_layout(&x, Layout::Tf)?;
         let sname = self.unique(&format!("{}/shape", node.name));
-        self.g.initializer_i64(&sname, &[target.len() as i64], &target);
+        self.g
+            .initializer_i64(&sname, &[target.len() as i64], &target);
         let out = self.unique(&node.name);
         self.g.node("Reshape", &out, &[&xin, &sname], &[], vec![]);
         let mut shape = vec![x.shape[0]];
         shape.extend(target[1..].iter().map(|&d| Some(d)));
-        self.set(node, Act { onnx: out, layout: Layout::Tf, shape });
+        self.set(
+            node,
+            Act {
+                onnx: out,
+                layout: Layout::Tf,
+                shape,
+            },
+        );
         Ok(())
     }
 
@@ -760,10 +915,15 @@ impl<'a> Lower<'a> {
             return Err(node.err(format!("expects a rank-2 input, got {:?}", x.shape)));
         }
         let (wshape, w) = self.konst_f32(node, inputs[1])?;
-        let &[r, c] = wshape else { return Err(node.err(format!("weight shape {wshape:?}: expected rank 2"))) };
+        let &[r, c] = wshape else {
+            return Err(node.err(format!("weight shape {wshape:?}: expected rank 2")));
+        };
         let (k, m) = if transpose_b { (c, r) } else { (r, c) };
         if x.shape[1] != Some(k as i64) {
-            return Err(node.err(format!("weights expect {k} inputs, the input has {:?}", x.shape[1])));
+            return Err(node.err(format!(
+                "weights expect {k} inputs, the input has {:?}",
+                x.shape[1]
+            )));
         }
         let wname = self.initializer(inputs[1], "matrix", &[r as i64, c as i64], w);
         let mut gemm_inputs = vec![x.onnx.clone(), wname];
@@ -774,21 +934,40 @@ impl<'a> Lower<'a> {
             }
             gemm_inputs.push(self.initializer(inputs[2], "bias", &[m as i64], b));
         }
-        let attrs = if transpose_b { vec![("transB", Attr::Int(1))] } else { vec![] };
+        let attrs = if transpose_b {
+            vec![("transB", Attr::Int(1))]
+        } else {
+            vec![]
+        };
         let result = self.emit_fused(node, "Gemm", &gemm_inputs, attrs, act);
-        self.set(node, Act { onnx: result, layout: Layout::Tf, shape: vec![x.shape[0], Some(m as i64)] });
+        self.set(
+            node,
+            Act {
+                onnx: result,
+                layout: Layout::Tf,
+                shape: vec![x.shape[0], Some(m as i64)],
+            },
+        );
         Ok(())
     }
 
     fn softmax(&mut self, node: &NodeDef) -> Result<(), TfjsError> {
         Self::check_float(node)?;
         let inputs = data_inputs(node)?;
-        let [input] = inputs.as_slice() else { return Err(node.err("expects one input")) };
+        let [input] = inputs.as_slice() else {
+            return Err(node.err("expects one input"));
+        };
         let x = self.act(node, input)?;
         // TF normalises over the last logical axis: channels, which NCHW keeps at 1.
         let axis = if x.layout == Layout::Nchw { 1 } else { -1 };
         let out = self.unique(&node.name);
-        self.g.node("Softmax", &out, &[&x.onnx], &[], vec![("axis", Attr::Int(axis))]);
+        self.g.node(
+            "Softmax",
+            &out,
+            &[&x.onnx],
+            &[],
+            vec![("axis", Attr::Int(axis))],
+        );
         self.set(node, Act { onnx: out, ..x });
         Ok(())
     }
@@ -799,7 +978,12 @@ mod tests {
     use super::*;
 
     fn node(op: &str) -> NodeDef {
-        NodeDef { name: "n".into(), op: op.into(), input: vec![], attr: BTreeMap::new() }
+        NodeDef {
+            name: "n".into(),
+            op: op.into(),
+            input: vec![],
+            attr: BTreeMap::new(),
+        }
     }
 
     #[test]
@@ -808,16 +992,28 @@ mod tests {
         // 3x3 stride 1: one each side.
         assert_eq!(window(&n, "SAME", None, 32, 3, 1, 1).ok(), Some((32, 1, 1)));
         // 3x3 stride 2 on an even size: total 1, all at the end (TF), unlike a symmetric pad.
-        assert_eq!(window(&n, "SAME", None, 128, 3, 2, 1).ok(), Some((64, 0, 1)));
+        assert_eq!(
+            window(&n, "SAME", None, 128, 3, 2, 1).ok(),
+            Some((64, 0, 1))
+        );
         // 2x2 stride 2 on an odd size: total 1 at the end.
         assert_eq!(window(&n, "SAME", None, 7, 2, 2, 1).ok(), Some((4, 0, 1)));
         // 4x4 stride 1: total 3, 1 before and 2 after.
         assert_eq!(window(&n, "SAME", None, 10, 4, 1, 1).ok(), Some((10, 1, 2)));
         // dilation 2 makes a 3x3 act as 5x5.
         assert_eq!(window(&n, "SAME", None, 10, 3, 1, 2).ok(), Some((10, 2, 2)));
-        assert_eq!(window(&n, "VALID", None, 128, 3, 1, 1).ok(), Some((126, 0, 0)));
-        assert_eq!(window(&n, "VALID", None, 63, 2, 2, 1).ok(), Some((31, 0, 0)));
-        assert_eq!(window(&n, "EXPLICIT", Some((2, 1)), 10, 3, 1, 1).ok(), Some((11, 2, 1)));
+        assert_eq!(
+            window(&n, "VALID", None, 128, 3, 1, 1).ok(),
+            Some((126, 0, 0))
+        );
+        assert_eq!(
+            window(&n, "VALID", None, 63, 2, 2, 1).ok(),
+            Some((31, 0, 0))
+        );
+        assert_eq!(
+            window(&n, "EXPLICIT", Some((2, 1)), 10, 3, 1, 1).ok(),
+            Some((11, 2, 1))
+        );
         assert!(window(&n, "VALID", None, 2, 3, 1, 1).is_err());
         assert!(window(&n, "FULL", None, 2, 3, 1, 1).is_err());
         assert!(window(&n, "SAME", None, 2, 3, 0, 1).is_err());

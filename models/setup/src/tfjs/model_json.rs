@@ -154,7 +154,11 @@ pub(crate) struct SignatureTensor {
 /// Typed access to a node's attributes, with errors that name the node.
 impl NodeDef {
     pub fn err(&self, msg: impl Into<String>) -> TfjsError {
-        TfjsError::Node { node: self.name.clone(), op: self.op.clone(), msg: msg.into() }
+        TfjsError::Node {
+            node: self.name.clone(),
+            op: self.op.clone(),
+            msg: msg.into(),
+        }
     }
 
     fn attr(&self, key: &str) -> Option<&AttrValue> {
@@ -165,23 +169,37 @@ impl NodeDef {
     pub fn attr_str(&self, key: &str) -> Result<Option<String>, TfjsError> {
         match self.attr(key).and_then(|a| a.s.as_deref()) {
             None => Ok(None),
-            Some(b64) => decode_b64_str(b64).map(Some).map_err(|e| self.err(format!("attribute {key}: {e}"))),
+            Some(b64) => decode_b64_str(b64)
+                .map(Some)
+                .map_err(|e| self.err(format!("attribute {key}: {e}"))),
         }
     }
 
     /// A list-of-strings attribute, each base64-decoded; empty when absent.
     pub fn attr_str_list(&self, key: &str) -> Result<Vec<String>, TfjsError> {
-        let Some(list) = self.attr(key).and_then(|a| a.list.as_ref()) else { return Ok(Vec::new()) };
-        list.s.iter().map(|b64| decode_b64_str(b64).map_err(|e| self.err(format!("attribute {key}: {e}")))).collect()
+        let Some(list) = self.attr(key).and_then(|a| a.list.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        list.s
+            .iter()
+            .map(|b64| decode_b64_str(b64).map_err(|e| self.err(format!("attribute {key}: {e}"))))
+            .collect()
     }
 
     /// A list-of-ints attribute; `None` when absent.
     pub fn attr_ints(&self, key: &str) -> Result<Option<Vec<i64>>, TfjsError> {
-        let Some(a) = self.attr(key) else { return Ok(None) };
-        let Some(list) = a.list.as_ref() else { return Ok(Some(Vec::new())) };
+        let Some(a) = self.attr(key) else {
+            return Ok(None);
+        };
+        let Some(list) = a.list.as_ref() else {
+            return Ok(Some(Vec::new()));
+        };
         list.i
             .iter()
-            .map(|v| v.get().map_err(|e| self.err(format!("attribute {key}: {e}"))))
+            .map(|v| {
+                v.get()
+                    .map_err(|e| self.err(format!("attribute {key}: {e}")))
+            })
             .collect::<Result<_, _>>()
             .map(Some)
     }
@@ -189,7 +207,10 @@ impl NodeDef {
     pub fn attr_int(&self, key: &str) -> Result<Option<i64>, TfjsError> {
         match self.attr(key).and_then(|a| a.i.as_ref()) {
             None => Ok(None),
-            Some(v) => v.get().map(Some).map_err(|e| self.err(format!("attribute {key}: {e}"))),
+            Some(v) => v
+                .get()
+                .map(Some)
+                .map_err(|e| self.err(format!("attribute {key}: {e}"))),
         }
     }
 
@@ -203,22 +224,35 @@ impl NodeDef {
 
     /// A shape attribute (a `Placeholder`'s `shape`); `None` when absent.
     pub fn attr_shape(&self, key: &str) -> Result<Option<Vec<Option<i64>>>, TfjsError> {
-        let Some(shape) = self.attr(key).and_then(|a| a.shape.as_ref()) else { return Ok(None) };
-        shape.dims().map(Some).map_err(|e| self.err(format!("attribute {key}: {e}")))
+        let Some(shape) = self.attr(key).and_then(|a| a.shape.as_ref()) else {
+            return Ok(None);
+        };
+        shape
+            .dims()
+            .map(Some)
+            .map_err(|e| self.err(format!("attribute {key}: {e}")))
     }
 
     /// The element type declared in a `Const` node's `value` tensor, if any.
     pub fn const_declared_dtype(&self) -> Option<&str> {
-        self.attr("value").and_then(|a| a.tensor.as_ref()).and_then(|t| t.dtype.as_deref())
+        self.attr("value")
+            .and_then(|a| a.tensor.as_ref())
+            .and_then(|t| t.dtype.as_deref())
     }
 
     /// The shape declared in a `Const` node's `value` tensor, if any.
     pub fn const_declared_shape(&self) -> Result<Option<Vec<Option<i64>>>, TfjsError> {
-        let Some(shape) = self.attr("value").and_then(|a| a.tensor.as_ref()).and_then(|t| t.tensor_shape.as_ref())
+        let Some(shape) = self
+            .attr("value")
+            .and_then(|a| a.tensor.as_ref())
+            .and_then(|t| t.tensor_shape.as_ref())
         else {
             return Ok(None);
         };
-        shape.dims().map(Some).map_err(|e| self.err(format!("value tensor shape: {e}")))
+        shape
+            .dims()
+            .map(Some)
+            .map_err(|e| self.err(format!("value tensor shape: {e}")))
     }
 }
 

@@ -28,27 +28,44 @@ pub(crate) struct Tensor {
 }
 
 /// Decodes `bin` into named tensors following the manifest.
-pub(crate) fn decode(groups: &[ManifestGroup], bin: &[u8]) -> Result<BTreeMap<String, Tensor>, TfjsError> {
+pub(crate) fn decode(
+    groups: &[ManifestGroup],
+    bin: &[u8],
+) -> Result<BTreeMap<String, Tensor>, TfjsError> {
     let err = |msg: String| TfjsError::Weights(msg);
     let mut out = BTreeMap::new();
     let mut offset = 0usize;
     for spec in groups.iter().flat_map(|g| g.weights.iter()) {
         let mut shape = Vec::with_capacity(spec.shape.len());
         for &d in &spec.shape {
-            let d = usize::try_from(d)
-                .map_err(|_| err(format!("{}: invalid dimension {d} in {:?}", spec.name, spec.shape)))?;
+            let d = usize::try_from(d).map_err(|_| {
+                err(format!(
+                    "{}: invalid dimension {d} in {:?}",
+                    spec.name, spec.shape
+                ))
+            })?;
             shape.push(d);
         }
         let count = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| err(format!("{}: shape {:?} is too large", spec.name, spec.shape)))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "{}: shape {:?} is too large",
+                    spec.name, spec.shape
+                ))
+            })?;
         let elem_bytes = match (&spec.quantization, spec.dtype.as_str()) {
             (None, "float32" | "int32") => 4,
             (Some(q), "float32") => match q.dtype.as_str() {
                 "float16" | "uint16" => 2,
                 "uint8" => 1,
-                other => return Err(err(format!("{}: unsupported quantisation dtype {other:?}", spec.name))),
+                other => {
+                    return Err(err(format!(
+                        "{}: unsupported quantisation dtype {other:?}",
+                        spec.name
+                    )))
+                }
             },
             (Some(q), other) => {
                 return Err(err(format!(
@@ -56,11 +73,19 @@ pub(crate) fn decode(groups: &[ManifestGroup], bin: &[u8]) -> Result<BTreeMap<St
                     spec.name, q.dtype
                 )))
             }
-            (None, other) => return Err(err(format!("{}: unsupported weight dtype {other:?}", spec.name))),
+            (None, other) => {
+                return Err(err(format!(
+                    "{}: unsupported weight dtype {other:?}",
+                    spec.name
+                )))
+            }
         };
-        let size = count
-            .checked_mul(elem_bytes)
-            .ok_or_else(|| err(format!("{}: shape {:?} is too large", spec.name, spec.shape)))?;
+        let size = count.checked_mul(elem_bytes).ok_or_else(|| {
+            err(format!(
+                "{}: shape {:?} is too large",
+                spec.name, spec.shape
+            ))
+        })?;
         let end = offset.checked_add(size).filter(|&e| e <= bin.len()).ok_or_else(|| {
             err(format!(
                 "the weights file is truncated: {} needs bytes {offset}..{} but the file has {} bytes",
@@ -73,23 +98,38 @@ pub(crate) fn decode(groups: &[ManifestGroup], bin: &[u8]) -> Result<BTreeMap<St
         offset = end;
 
         let data = match (&spec.quantization, spec.dtype.as_str()) {
-            (None, "int32") => {
-                Data::I32(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-            }
-            (None, _) => {
-                Data::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-            }
-            (Some(q), _) if q.dtype == "float16" => {
-                Data::F32(bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect())
-            }
+            (None, "int32") => Data::I32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            (None, _) => Data::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            (Some(q), _) if q.dtype == "float16" => Data::F32(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+            ),
             (Some(q), _) => {
                 let (Some(scale), Some(min)) = (q.scale, q.min) else {
-                    return Err(err(format!("{}: {} quantisation without scale and min", spec.name, q.dtype)));
+                    return Err(err(format!(
+                        "{}: {} quantisation without scale and min",
+                        spec.name, q.dtype
+                    )));
                 };
                 // TF.js computes `q * scale + min` in JavaScript doubles and stores the result
                 // in a Float32Array: same here, so the rounding matches.
                 let values: Vec<f32> = if q.dtype == "uint8" {
-                    bytes.iter().map(|&b| (f64::from(b) * scale + min) as f32).collect()
+                    bytes
+                        .iter()
+                        .map(|&b| (f64::from(b) * scale + min) as f32)
+                        .collect()
                 } else {
                     bytes
                         .chunks_exact(2)
@@ -99,8 +139,14 @@ pub(crate) fn decode(groups: &[ManifestGroup], bin: &[u8]) -> Result<BTreeMap<St
                 Data::F32(values)
             }
         };
-        if out.insert(spec.name.clone(), Tensor { shape, data }).is_some() {
-            return Err(err(format!("weight {:?} appears twice in the manifest", spec.name)));
+        if out
+            .insert(spec.name.clone(), Tensor { shape, data })
+            .is_some()
+        {
+            return Err(err(format!(
+                "weight {:?} appears twice in the manifest",
+                spec.name
+            )));
         }
     }
     if offset != bin.len() {
@@ -158,18 +204,35 @@ mod tests {
                 continue;
             }
             let mant = f64::from(h & 0x3ff);
-            let magnitude = if exp == 0 { mant * 2f64.powi(-24) } else { (1.0 + mant / 1024.0) * 2f64.powi(exp - 15) };
-            let expected = if h & 0x8000 != 0 { -magnitude } else { magnitude };
+            let magnitude = if exp == 0 {
+                mant * 2f64.powi(-24)
+            } else {
+                (1.0 + mant / 1024.0) * 2f64.powi(exp - 15)
+            };
+            let expected = if h & 0x8000 != 0 {
+                -magnitude
+            } else {
+                magnitude
+            };
             assert_eq!(f64::from(f16_to_f32(h)), expected, "half {h:#06x}");
         }
     }
 
-    fn spec(name: &str, shape: &[i64], dtype: &str, q: Option<(&str, Option<f64>, Option<f64>)>) -> WeightSpec {
+    fn spec(
+        name: &str,
+        shape: &[i64],
+        dtype: &str,
+        q: Option<(&str, Option<f64>, Option<f64>)>,
+    ) -> WeightSpec {
         WeightSpec {
             name: name.into(),
             shape: shape.to_vec(),
             dtype: dtype.into(),
-            quantization: q.map(|(d, scale, min)| Quantization { dtype: d.into(), scale, min }),
+            quantization: q.map(|(d, scale, min)| Quantization {
+                dtype: d.into(),
+                scale,
+                min,
+            }),
         }
     }
 
@@ -208,10 +271,26 @@ mod tests {
         let e = decode(&groups, &[0u8; 13]).expect_err("too long");
         assert!(e.to_string().contains("13 bytes"), "{e}");
         assert!(decode(&group(vec![spec("a", &[-2], "float32", None)]), &[]).is_err());
-        assert!(decode(&group(vec![spec("a", &[1 << 40, 1 << 40], "float32", None)]), &[]).is_err());
+        assert!(decode(
+            &group(vec![spec("a", &[1 << 40, 1 << 40], "float32", None)]),
+            &[]
+        )
+        .is_err());
         assert!(decode(&group(vec![spec("a", &[1], "string", None)]), &[0; 4]).is_err());
-        assert!(decode(&group(vec![spec("a", &[1], "float32", Some(("uint8", None, None)))]), &[0]).is_err());
-        let dup = group(vec![spec("a", &[1], "float32", None), spec("a", &[1], "float32", None)]);
+        assert!(decode(
+            &group(vec![spec(
+                "a",
+                &[1],
+                "float32",
+                Some(("uint8", None, None))
+            )]),
+            &[0]
+        )
+        .is_err());
+        let dup = group(vec![
+            spec("a", &[1], "float32", None),
+            spec("a", &[1], "float32", None),
+        ]);
         assert!(decode(&dup, &[0; 8]).is_err());
     }
 }
