@@ -1,6 +1,7 @@
 //! ONNX Runtime, loaded once per process from the library set-up extracted from the
-//! `onnxruntime` PyPI wheel (`ort`'s `load-dynamic`; its `download-binaries` would reach a
-//! CDN this network refuses), and sessions built with the project's settings.
+//! `onnxruntime` PyPI wheel (`ort`'s `load-dynamic`; its feature that downloads prebuilt
+//! binaries would reach a CDN this network refuses), and sessions built with the project's
+//! settings.
 //!
 //! Sessions are expensive to build (graph optimisation, weight packing) and cheap to run,
 //! so callers build each one once and keep it; see `pipeline::Pipeline`.
