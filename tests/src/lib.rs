@@ -418,6 +418,17 @@ impl KioskCmd {
         out
     }
 
+    /// Starts `kiosk run --json --replay REPLAY --fps FPS --exit-after-replay`: one pass over a
+    /// replay, then the kiosk drains its outbox and exits.
+    pub fn spawn_replay(&self, replay: &Path, fps: u32, env: &[(&str, &str)]) -> RunningKiosk {
+        let fps = fps.to_string();
+        let replay = replay.to_str().expect("replay paths are UTF-8");
+        self.spawn_run(
+            &["--replay", replay, "--fps", &fps, "--exit-after-replay"],
+            env,
+        )
+    }
+
     /// Starts `kiosk run --json ...` in the background.
     pub fn spawn_run(&self, args: &[&str], env: &[(&str, &str)]) -> RunningKiosk {
         let mut c = self.command();

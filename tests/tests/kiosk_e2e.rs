@@ -46,16 +46,7 @@ fn an_enrolled_person_is_charged_exactly_once() {
     // The same person comes by twice (another photo than the enrolled ones).
     let obama3 = demo_photo("obama3.jpg");
     let replay = kiosk.make_replay("replay", &[(&obama3, false), (&obama3, false)], 10, 5, 640);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&replay, 8, &[]);
     let status = run.wait(LONG);
     assert!(status.success(), "{}", run.describe());
 
@@ -105,16 +96,7 @@ fn an_unknown_person_and_a_still_photo_are_not_charged() {
         5,
         640,
     );
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&replay, 8, &[]);
     assert!(run.wait(LONG).success(), "{}", run.describe());
 
     assert!(run.events_of("paid").is_empty(), "{}", run.describe());
@@ -200,16 +182,7 @@ fn charges_made_while_the_backend_is_down_sync_exactly_once() {
         .map(|(_, _, r)| (r.as_path(), false))
         .collect();
     let replay = kiosk.make_replay("replay", &replay_diners, 10, 8, 480);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "5",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&replay, 5, &[]);
 
     // The first diner pays online; then the backend goes away mid-stream.
     let first = run
@@ -465,31 +438,13 @@ fn the_encrypted_gallery_cache_recognises_people_while_the_backend_is_down() {
     let li = backend.staff_id("E0002");
     // A first run while the backend is up fills the cache.
     let first = kiosk.make_replay("first", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            first.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&first, 8, &[]);
     assert!(run.wait(LONG).success(), "{}", run.describe());
 
     // The kiosk starts again with the backend gone: it recognises from the cache alone.
     backend.stop();
     let second = kiosk.make_replay("second", &[(&demo_photo("biden.jpg"), false)], 10, 5, 640);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            second.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&second, 8, &[]);
     let paid = run
         .events
         .wait_for(LONG, |l| l.contains("\"event\":\"paid\""));
@@ -655,16 +610,7 @@ fn synced_balances_let_an_offline_kiosk_refuse_someone_without_money() {
         5,
         640,
     );
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[],
-    );
+    let mut run = kiosk.spawn_replay(&replay, 8, &[]);
     let declined = run
         .events
         .wait_for(LONG, |l| l.contains("\"event\":\"declined\""));
@@ -833,16 +779,7 @@ fn a_diner_refused_after_a_lost_answer_gets_the_accepted_charge_voided() {
 /// online charge but its answer is lost on the way back (test hook).
 fn run_with_first_answer_lost(kiosk: &KioskCmd) -> e2e::RunningKiosk {
     let replay = kiosk.make_replay("replay", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
-    let mut run = kiosk.spawn_run(
-        &[
-            "--replay",
-            replay.to_str().unwrap(),
-            "--fps",
-            "8",
-            "--exit-after-replay",
-        ],
-        &[(kiosk::api::TEST_DROP_CHARGE_ANSWERS, "1")],
-    );
+    let mut run = kiosk.spawn_replay(&replay, 8, &[(kiosk::api::TEST_DROP_CHARGE_ANSWERS, "1")]);
     assert!(run.wait(LONG).success(), "{}", run.describe());
     run
 }
