@@ -287,6 +287,8 @@ struct LoadResult {
     hist: Histogram<u64>,
 }
 
+/// HTTP charges: one keep-alive client per kiosk token, posting new keys; the price table
+/// decides the amount.
 async fn load(
     addr: &str,
     server_pid: u32,
@@ -297,83 +299,25 @@ async fn load(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let count = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let kiosk_time =
-        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-    let mut tasks = Vec::new();
-    for k in 0..clients {
-        let (http, hist, count, errors, measuring, stop, people) = (
-            http.clone(),
-            hist.clone(),
-            count.clone(),
-            errors.clone(),
-            measuring.clone(),
-            stop.clone(),
-            people.clone(),
-        );
-        let url = format!("http://{addr}/api/v1/kiosk/charges");
-        let token = format!("bench-kiosk-{k}");
-        let kiosk_time = kiosk_time.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid");
-            let mut i: u64 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let staff = people[((k as u64 * 7919 + i * 104_729) % people.len() as u64) as usize];
-                let body = serde_json::json!({"idempotency_key": format!("b{k}-{i}"), "staff_id": staff, "kiosk_time": kiosk_time});
-                let t0 = Instant::now();
-                let r = http.post(&url).bearer_auth(&token).json(&body).send().await;
-                let ok = match r {
-                    Ok(resp) if resp.status().is_success() => {
-                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-                        v["status"] == "accepted"
-                    }
-                    _ => false,
-                };
-                let us = t0.elapsed().as_micros() as u64;
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        let _ = local.record(us.max(1));
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+    let url: Arc<str> = format!("http://{addr}/api/v1/kiosk/charges").into();
+    let kiosk_time: Arc<str> = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)?
+        .into();
+    run_load(server_pid, clients, seconds, move |k, i| {
+        let (http, url, kiosk_time) = (http.clone(), url.clone(), kiosk_time.clone());
+        let staff = person_for(&people, k, i);
+        async move {
+            let body = serde_json::json!({"idempotency_key": format!("b{k}-{i}"), "staff_id": staff, "kiosk_time": &*kiosk_time});
+            match http.post(&*url).bearer_auth(format!("bench-kiosk-{k}")).json(&body).send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                    v["status"] == "accepted"
                 }
+                _ => false,
             }
-            if let Ok(mut h) = hist.lock() {
-                let _ = h.add(&local);
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let t0 = Instant::now();
-    let cpu0 = Cpu::now(server_pid);
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let cpu = Cpu::now(server_pid).since(&cpu0);
-    let elapsed = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await?;
-    }
-    let hist = hist
-        .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
-        .clone();
-    Ok(LoadResult {
-        charges: count.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        seconds: elapsed,
-        cpu,
-        hist,
+        }
     })
+    .await
 }
 
 /// The same load without HTTP: tasks call `Store::charge` in-process (one kiosk per task).
@@ -384,7 +328,50 @@ async fn load_direct(
     clients: usize,
     seconds: u64,
 ) -> Result<LoadResult> {
-    let kiosks = store.list_kiosks().await?;
+    let kiosks = Arc::new(store.list_kiosks().await?);
+    let now = backend::state::now_ms();
+    let clients = clients.min(kiosks.len());
+    run_load(server_pid, clients, seconds, move |k, i| {
+        let (store, kiosk) = (store.clone(), kiosks[k].clone());
+        let staff = person_for(&people, k, i);
+        async move {
+            let cmd = store::ChargeCommand {
+                kiosk_id: kiosk.id,
+                canteen_id: kiosk.canteen_id,
+                idempotency_key: format!("d{k}-{i}"),
+                request_hash: format!("h{k}-{i}"),
+                staff_id: staff,
+                kiosk_time_ms: now,
+                received_ms: now,
+                offline: false,
+                amount: None,
+            };
+            matches!(store.charge(cmd).await, Ok(r) if r.outcome == store::ChargeOutcome::Accepted)
+        }
+    })
+    .await
+}
+
+/// The person client `k` charges in its `i`-th request: spread over everyone, different
+/// clients on different people at any moment.
+fn person_for(people: &[i64], k: usize, i: u64) -> i64 {
+    people[((k as u64 * 7919 + i * 104_729) % people.len() as u64) as usize]
+}
+
+/// Runs `clients` tasks, client `k` awaiting `charge(k, i)` for i = 1, 2, ... (true when the
+/// charge was accepted): a 2 s warm-up, then `seconds` measured (accepted charges and their
+/// latencies; anything else counts as an error), with the CPU used meanwhile.
+async fn run_load<C, F>(
+    server_pid: u32,
+    clients: usize,
+    seconds: u64,
+    charge: C,
+) -> Result<LoadResult>
+where
+    C: Fn(usize, u64) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = bool> + Send + 'static,
+{
+    let charge = Arc::new(charge);
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
     )?));
@@ -393,37 +380,24 @@ async fn load_direct(
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
     );
-    let now = backend::state::now_ms();
     let mut tasks = Vec::new();
-    for (k, kiosk) in kiosks.into_iter().take(clients).enumerate() {
-        let (store, hist, count, errors, measuring, stop, people) = (
-            store.clone(),
+    for k in 0..clients {
+        let (charge, hist, count, errors, measuring, stop) = (
+            charge.clone(),
             hist.clone(),
             count.clone(),
             errors.clone(),
             measuring.clone(),
             stop.clone(),
-            people.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid");
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("histogram bounds are valid");
             let mut i: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let staff = people[((k as u64 * 7919 + i * 104_729) % people.len() as u64) as usize];
-                let cmd = store::ChargeCommand {
-                    kiosk_id: kiosk.id,
-                    canteen_id: kiosk.canteen_id,
-                    idempotency_key: format!("d{k}-{i}"),
-                    request_hash: format!("h{k}-{i}"),
-                    staff_id: staff,
-                    kiosk_time_ms: now,
-                    received_ms: now,
-                    offline: false,
-                    amount: None,
-                };
                 let t0 = Instant::now();
-                let ok = matches!(store.charge(cmd).await, Ok(r) if r.outcome == store::ChargeOutcome::Accepted);
+                let ok = charge(k, i).await;
                 let us = t0.elapsed().as_micros() as u64;
                 if measuring.load(Ordering::Relaxed) {
                     if ok {
@@ -501,7 +475,10 @@ impl Cpu {
                 };
                 let secs = (ticks(11) + ticks(12)) / tick;
                 if name == "postgres" {
-                    c.postgres += secs;
+                    // Plus the CPU of reaped children (fields cutime, cstime): a backend that
+                    // exits between two readings (pgbench's, at its end) is counted in the
+                    // postmaster's, so PostgreSQL's total never goes backwards.
+                    c.postgres += secs + (ticks(13) + ticks(14)) / tick;
                 }
                 if pid == server_pid {
                     c.server += secs;
