@@ -25,6 +25,15 @@ fn setup(tmp: &std::path::Path, mode: &str, extra_toml: &str) -> (Backend, Kiosk
     (backend, kiosk)
 }
 
+/// Enrols Wang Fang (E0001) from two demo portraits; returns the staff id.
+fn enrol_wang(backend: &Backend, kiosk: &KioskCmd) -> i64 {
+    kiosk.enrol(
+        "E0001",
+        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
+    );
+    backend.staff_id("E0001")
+}
+
 fn staff_of(charges: &[serde_json::Value]) -> Vec<i64> {
     let mut v: Vec<i64> = charges
         .iter()
@@ -38,11 +47,7 @@ fn staff_of(charges: &[serde_json::Value]) -> Vec<i64> {
 fn an_enrolled_person_is_charged_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (backend, kiosk) = setup(tmp.path(), "pay", "");
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
-    let wang = backend.staff_id("E0001");
+    let wang = enrol_wang(&backend, &kiosk);
     // The same person comes by twice (another photo than the enrolled ones).
     let obama3 = demo_photo("obama3.jpg");
     let replay = kiosk.make_replay("replay", &[(&obama3, false), (&obama3, false)], 10, 5, 640);
@@ -231,11 +236,7 @@ fn run_paid(run: &e2e::RunningKiosk) -> usize {
 fn a_kiosk_killed_after_the_outbox_write_sends_the_charge_once_after_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let (backend, kiosk) = setup(tmp.path(), "pay", "");
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
-    let wang = backend.staff_id("E0001");
+    let wang = enrol_wang(&backend, &kiosk);
     let replay = kiosk.make_replay("replay", &[(&demo_photo("obama3.jpg"), false)], 10, 5, 640);
     let args = [
         "--replay",
@@ -303,11 +304,7 @@ fn the_return_station_records_the_grams_and_shows_the_backends_averages() {
         "return",
         "[scale]\ntare_g = 350\npair_window_ms = 30000",
     );
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
-    let wang = backend.staff_id("E0001");
+    let wang = enrol_wang(&backend, &kiosk);
     let li = backend.staff_id("E0002");
     // Wang paid at the entrance (another device), and earlier trays were weighed at another
     // return station: Wang left 300 g, Li 100 g.
@@ -430,10 +427,7 @@ fn the_return_station_records_the_grams_and_shows_the_backends_averages() {
 fn the_encrypted_gallery_cache_recognises_people_while_the_backend_is_down() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut backend, kiosk) = setup(tmp.path(), "pay", "sync_interval_ms = 300");
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
+    enrol_wang(&backend, &kiosk);
     kiosk.enrol("E0002", &[&demo_photo("biden.jpg")]);
     let li = backend.staff_id("E0002");
     // A first run while the backend is up fills the cache.
@@ -570,12 +564,9 @@ fn synced_balances_let_an_offline_kiosk_refuse_someone_without_money() {
         "pay",
         "offline_limit = \"100.00\"\noffline_meal_price = \"99.00\"\nsync_interval_ms = 300",
     );
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
+    let wang = enrol_wang(&backend, &kiosk);
     kiosk.enrol("E0003", &[&demo_photo("biden.jpg")]);
-    let (wang, zhang) = (backend.staff_id("E0001"), backend.staff_id("E0003"));
+    let zhang = backend.staff_id("E0003");
 
     // Online for a moment: the kiosk reads everyone's balances and the canteen's settings.
     let idle = blank_replay(&kiosk.dir.join("idle"), 4);
@@ -653,11 +644,7 @@ fn synced_balances_let_an_offline_kiosk_refuse_someone_without_money() {
 fn a_lost_answer_to_a_declined_charge_still_records_the_served_meal() {
     let tmp = tempfile::tempdir().unwrap();
     let (backend, kiosk) = setup(tmp.path(), "pay", "sync_interval_ms = 300");
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
-    let wang = backend.staff_id("E0001");
+    let wang = enrol_wang(&backend, &kiosk);
     // Wang had this meal at another kiosk already, which this kiosk cannot know: the
     // backend will decline its charge (meal_already_taken).
     let other = backend.other_kiosk("other line");
@@ -733,11 +720,7 @@ fn a_diner_refused_after_a_lost_answer_gets_the_accepted_charge_voided() {
         "pay",
         "offline_limit = \"0\"\nsync_interval_ms = 300",
     );
-    kiosk.enrol(
-        "E0001",
-        &[&demo_photo("obama.jpg"), &demo_photo("obama2.jpg")],
-    );
-    let wang = backend.staff_id("E0001");
+    let wang = enrol_wang(&backend, &kiosk);
     let balance = || {
         backend
             .desk()

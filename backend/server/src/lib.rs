@@ -36,14 +36,11 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
             &url,
             &store_postgres::PostgresSettings {
                 max_connections: cfg.max_connections,
-                batch: store_postgres::BatchSettings {
-                    max_batch: cfg.charge_batch_max,
-                    writers: match cfg.charge_writers {
-                        0 => store_postgres::BatchSettings::default().writers,
-                        n => n,
-                    },
-                    linger: Duration::from_micros(cfg.charge_linger_us),
-                },
+                batch: store_postgres::BatchSettings::configured(
+                    cfg.charge_batch_max,
+                    cfg.charge_writers,
+                    Duration::from_micros(cfg.charge_linger_us),
+                ),
                 ..Default::default()
             },
         )
@@ -64,14 +61,11 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
             &store_sqlite::SqliteSettings {
                 max_connections: cfg.max_connections.clamp(1, 64),
                 synchronous_full: cfg.sqlite_synchronous_full,
-                batch: store_sqlite::BatchSettings {
-                    max_batch: cfg.charge_batch_max,
-                    writers: match cfg.charge_writers {
-                        0 => store_sqlite::BatchSettings::default().writers,
-                        n => n,
-                    },
-                    linger: Duration::from_micros(cfg.charge_linger_us),
-                },
+                batch: store_sqlite::BatchSettings::configured(
+                    cfg.charge_batch_max,
+                    cfg.charge_writers,
+                    Duration::from_micros(cfg.charge_linger_us),
+                ),
                 ..Default::default()
             },
         )

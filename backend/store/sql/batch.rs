@@ -48,6 +48,12 @@ impl Default for BatchSettings {
 }
 
 impl BatchSettings {
+    /// Settings as configured, where 0 writers means this database's default.
+    pub fn configured(max_batch: usize, writers: usize, linger: std::time::Duration) -> Self {
+        let writers = if writers == 0 { DEFAULT_CHARGE_WRITERS } else { writers };
+        BatchSettings { max_batch, writers, linger }
+    }
+
     fn enabled(&self) -> bool {
         self.max_batch > 1 && self.writers > 0
     }
@@ -342,19 +348,7 @@ fn plan_batch(
             per_transaction_cap: p.rules.txn_cap,
             daily_cap: p.rules.daily_cap,
         };
-        let mut result = ChargeResult {
-            outcome: ChargeOutcome::Declined,
-            charge_id: None,
-            reason: None,
-            meal: p.meal,
-            local_date: Some(p.local_date.clone()),
-            amount: price.unwrap_or(Fen::ZERO),
-            subsidy: Fen::ZERO,
-            cash: Fen::ZERO,
-            cash_balance: w.cash,
-            subsidy_balance: w.subsidy,
-            replayed: false,
-        };
+        let mut result = undecided_result(p.meal, &p.local_date, price, w);
         let mut write = PlannedWrite {
             item: i,
             result: result.clone(),
@@ -375,12 +369,7 @@ fn plan_batch(
                 w.subsidy = Fen(w.subsidy.0 - split.subsidy.0);
                 *spent.entry(day).or_default() += split.total.0;
                 *taken.entry((cmd.staff_id, p.local_date.clone(), split.meal)).or_default() += 1;
-                result.outcome = ChargeOutcome::Accepted;
-                result.amount = split.total;
-                result.subsidy = split.subsidy;
-                result.cash = split.cash;
-                result.cash_balance = w.cash;
-                result.subsidy_balance = w.subsidy;
+                accept_result(&mut result, &split, w.cash, w.subsidy);
                 write.memo = format!("{} {} at kiosk {}", split.meal, p.local_date, cmd.kiosk_id);
                 write.entry = Some(entry);
                 write.status = Some("accepted");
@@ -471,6 +460,12 @@ async fn run_batch(ctx: &BatchCtx, items: &[PreparedCharge]) -> SResult<Vec<Batc
 impl SqlStore {
     /// Works out the meal and local day of a charge from the canteen's rules (cached).
     async fn prepare_charge(&self, cmd: ChargeCommand) -> SResult<PreparedCharge> {
+        let (rules, local_date, meal) = self.charge_slot(&cmd).await?;
+        Ok(PreparedCharge { cmd, local_date, meal, rules })
+    }
+
+    /// The canteen's rules, and the local day and meal (if any) a charge's kiosk time falls in.
+    async fn charge_slot(&self, cmd: &ChargeCommand) -> SResult<(std::sync::Arc<CanteenRules>, String, Option<MealKind>)> {
         let rules = self.canteen_rules(cmd.canteen_id).await?;
         let slot = rules
             .schedule
@@ -484,7 +479,7 @@ impl SqlStore {
                 .map_err(|e| StoreError::invalid("bad_timestamp", e.to_string()))?,
         }
         .to_string();
-        Ok(PreparedCharge { cmd, local_date, meal: slot.map(|s| s.meal), rules })
+        Ok((rules, local_date, slot.map(|s| s.meal)))
     }
 
     async fn batch_ctx(&self) -> SResult<BatchCtx> {

@@ -17,7 +17,7 @@
 // entry before committing. Nothing about money is decided on data read outside that lock (the
 // canteen's rules — windows, caps, prices — come from a one-second cache).
 
-use ledger::charge::{decide_charge, ChargeFacts};
+use ledger::charge::{decide_charge, ChargeFacts, ChargeSplit};
 use ledger::meal::{MealPeriod, Schedule};
 use ledger::posting::{BookAccount, EntryKind, Posting, ProposedEntry};
 use ledger::refund::{self, ChargeStatus};
@@ -60,6 +60,34 @@ impl WriteTx {
 }
 
 type Tx = WriteTx;
+
+/// A charge's answer before its decision: declined, nothing taken, the balances as read. Both
+/// the one-charge path and the batch start from it, so their answers cannot drift apart.
+fn undecided_result(meal: Option<MealKind>, local_date: &str, price: Option<Fen>, w: &Wallets) -> ChargeResult {
+    ChargeResult {
+        outcome: ChargeOutcome::Declined,
+        charge_id: None,
+        reason: None,
+        meal,
+        local_date: Some(local_date.to_string()),
+        amount: price.unwrap_or(Fen::ZERO),
+        subsidy: Fen::ZERO,
+        cash: Fen::ZERO,
+        cash_balance: w.cash,
+        subsidy_balance: w.subsidy,
+        replayed: false,
+    }
+}
+
+/// Marks `result` accepted as `split` says, with the person's balances after the charge.
+fn accept_result(result: &mut ChargeResult, split: &ChargeSplit, cash_after: Fen, subsidy_after: Fen) {
+    result.outcome = ChargeOutcome::Accepted;
+    result.amount = split.total;
+    result.subsidy = split.subsidy;
+    result.cash = split.cash;
+    result.cash_balance = cash_after;
+    result.subsidy_balance = subsidy_after;
+}
 
 // Group commit of charges (the queue, the batch decision and the row-by-row batch writer).
 include!("batch.rs");
@@ -498,20 +526,7 @@ impl SqlStore {
     /// `idempotency` let exactly one of them commit.
     async fn charge_once(&self, cmd: &ChargeCommand) -> SResult<Option<ChargeResult>> {
         let sys = self.system_ids().await?;
-        let rules = self.canteen_rules(cmd.canteen_id).await?;
-        let slot = rules
-            .schedule
-            .locate(cmd.kiosk_time_ms)
-            .map_err(|e| StoreError::invalid("bad_timestamp", e.to_string()))?;
-        let local_date = match slot {
-            Some(s) => s.local_date,
-            None => rules
-                .schedule
-                .local_date(cmd.kiosk_time_ms)
-                .map_err(|e| StoreError::invalid("bad_timestamp", e.to_string()))?,
-        }
-        .to_string();
-        let meal = slot.map(|s| s.meal);
+        let (rules, local_date, meal) = self.charge_slot(cmd).await?;
         let meal_str = meal.map(|m| m.as_str()).unwrap_or("");
 
         let mut tx = self.begin().await?;
@@ -597,19 +612,7 @@ impl SqlStore {
             daily_cap: daily_cap.map(Fen),
         };
         let decision = decide_charge(&facts);
-        let mut result = ChargeResult {
-            outcome: ChargeOutcome::Declined,
-            charge_id: None,
-            reason: None,
-            meal,
-            local_date: Some(local_date.clone()),
-            amount: price.unwrap_or(Fen::ZERO),
-            subsidy: Fen::ZERO,
-            cash: Fen::ZERO,
-            cash_balance: w.cash,
-            subsidy_balance: w.subsidy,
-            replayed: false,
-        };
+        let mut result = undecided_result(meal, &local_date, price, &w);
         let insert_charge = "INSERT INTO charges (kiosk_id, idempotency_key, staff_id, canteen_id, meal, local_date, \
              kiosk_time, received_at, amount_fen, subsidy_fen, cash_fen, status, reason, entry_id, offline) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id";
@@ -625,12 +628,7 @@ impl SqlStore {
                 // two concurrent requests with one key collide, whatever each of them decided.
                 let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
                 let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
-                result.outcome = ChargeOutcome::Accepted;
-                result.amount = split.total;
-                result.subsidy = split.subsidy;
-                result.cash = split.cash;
-                result.cash_balance = Fen(w.cash.0 - split.cash.0);
-                result.subsidy_balance = Fen(w.subsidy.0 - split.subsidy.0);
+                accept_result(&mut result, &split, Fen(w.cash.0 - split.cash.0), Fen(w.subsidy.0 - split.subsidy.0));
                 let response = serde_json::to_string(&result).map_err(corrupt)?;
                 let detail = serde_json::json!({
                     "charge_id": null, "staff_id": cmd.staff_id, "amount_fen": split.total.0,
@@ -714,12 +712,7 @@ impl SqlStore {
                 let entry = ProposedEntry::charge(cmd.staff_id, split.subsidy, split.cash).map_err(corrupt)?;
                 let memo = format!("{} {} at kiosk {}", split.meal, local_date, cmd.kiosk_id);
                 let entry_id = Self::post_entry(&mut tx, &sys, &mut w, &entry, &memo, cmd.received_ms).await?;
-                result.outcome = ChargeOutcome::Accepted;
-                result.amount = split.total;
-                result.subsidy = split.subsidy;
-                result.cash = split.cash;
-                result.cash_balance = w.cash;
-                result.subsidy_balance = w.subsidy;
+                accept_result(&mut result, &split, w.cash, w.subsidy);
                 let r = sqlx::query_as::<_, (i64,)>(insert_charge)
                     .bind(cmd.kiosk_id)
                     .bind(&cmd.idempotency_key)

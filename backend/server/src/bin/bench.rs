@@ -287,6 +287,50 @@ struct LoadResult {
     hist: Histogram<u64>,
 }
 
+/// The in-process run (`--direct`): its table row, then its batch and CPU lines in `stats`.
+async fn direct_run(
+    store: &Arc<dyn Store>,
+    people: &Arc<Vec<i64>>,
+    a: &Args,
+    row: &str,
+    label: &str,
+    stats: &mut Vec<String>,
+) -> Result<()> {
+    let r = load_direct(
+        std::process::id(),
+        store.clone(),
+        people.clone(),
+        a.clients,
+        a.seconds,
+    )
+    .await?;
+    report(row, &r);
+    stats.push(format!(
+        "{label}: {}",
+        describe_stats(store.charge_batch_stats())
+    ));
+    stats.push(report_cpu(label, &r, true));
+    Ok(())
+}
+
+/// The HTTP run against `server`: its batch and CPU lines in `stats`; the caller reports the row.
+async fn http_run(
+    server: &Server,
+    addr: &str,
+    people: Arc<Vec<i64>>,
+    a: &Args,
+    label: &str,
+    stats: &mut Vec<String>,
+) -> Result<LoadResult> {
+    let r = load(addr, server.0.id(), people, a.clients, a.seconds).await?;
+    let batches = server
+        .batch_stats()
+        .unwrap_or_else(|| "no batch report".into());
+    stats.push(format!("{label}: {batches}"));
+    stats.push(report_cpu(label, &r, false));
+    Ok(r)
+}
+
 /// HTTP charges: one keep-alive client per kiosk token, posting new keys; the price table
 /// decides the amount.
 async fn load(
@@ -661,38 +705,16 @@ async fn main() -> Result<()> {
             "FULL"
         };
         if a.direct {
-            let r = load_direct(
-                std::process::id(),
-                store.clone(),
-                people.clone(),
-                a.clients,
-                a.seconds,
-            )
-            .await?;
-            report(
-                &format!("store only (no HTTP), SQLite (synchronous={sync})"),
-                &r,
-            );
-            stats.push(format!(
-                "store only, SQLite: {}",
-                describe_stats(store.charge_batch_stats())
-            ));
-            stats.push(report_cpu("store only, SQLite", &r, true));
+            let row = format!("store only (no HTTP), SQLite (synchronous={sync})");
+            direct_run(&store, &people, &a, &row, "store only, SQLite", &mut stats).await?;
         }
         drop(store);
         let (server, addr) = start_server(&url, dir.path(), 8, a.sqlite_normal_sync, &a)?;
-        let r = load(&addr, server.0.id(), people, a.clients, a.seconds).await?;
+        let r = http_run(&server, &addr, people, &a, "HTTP, SQLite", &mut stats).await?;
         report(
             &format!("HTTP charges, SQLite (WAL, synchronous={sync})"),
             &r,
         );
-        stats.push(format!(
-            "HTTP, SQLite: {}",
-            server
-                .batch_stats()
-                .unwrap_or_else(|| "no batch report".into())
-        ));
-        stats.push(report_cpu("HTTP, SQLite", &r, false));
     }
     if a.db == "postgres" || a.db == "both" {
         let admin = a
@@ -713,33 +735,14 @@ async fn main() -> Result<()> {
         let store = backend::open_store(&cfg).await?;
         let people = Arc::new(seed(&*store, a.accounts, a.clients).await?);
         if a.direct {
-            let r = load_direct(
-                std::process::id(),
-                store.clone(),
-                people.clone(),
-                a.clients,
-                a.seconds,
-            )
-            .await?;
-            report("store only (no HTTP), PostgreSQL", &r);
-            stats.push(format!(
-                "store only, PostgreSQL: {}",
-                describe_stats(store.charge_batch_stats())
-            ));
-            stats.push(report_cpu("store only, PostgreSQL", &r, true));
+            let (row, label) = ("store only (no HTTP), PostgreSQL", "store only, PostgreSQL");
+            direct_run(&store, &people, &a, row, label, &mut stats).await?;
         }
         drop(store);
         let result = {
+            // The server stops (dropped) before pgbench runs on the same PostgreSQL.
             let (server, addr) = start_server(&url, dir.path(), a.clients, false, &a)?;
-            let r = load(&addr, server.0.id(), people, a.clients, a.seconds).await?;
-            stats.push(format!(
-                "HTTP, PostgreSQL: {}",
-                server
-                    .batch_stats()
-                    .unwrap_or_else(|| "no batch report".into())
-            ));
-            stats.push(report_cpu("HTTP, PostgreSQL", &r, false));
-            r
+            http_run(&server, &addr, people, &a, "HTTP, PostgreSQL", &mut stats).await?
         };
         let ours = report("HTTP charges, PostgreSQL", &result);
         let pgb = store_postgres::create_scratch_database(&admin, "cppgbench").await?;
