@@ -96,3 +96,76 @@ async fn fresh() -> Option<TestDb> {
 }
 
 include!("../../store/sql/tests_common.rs");
+
+/// The generic plan of a batch statement, made as a batch writer's session makes it (once, with
+/// `plan_cache_mode = force_generic_plan`), on this test's still empty tables.
+async fn generic_plan(db: &TestDb, types: &str, sql: &str, args: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&db.raw.pool().connect_options())
+        .await
+        .expect("connect");
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .expect("set plan_cache_mode");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PREPARE batch_stmt({types}) AS {sql}"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("prepare");
+    let lines: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN EXECUTE batch_stmt({args})"
+    )))
+    .fetch_all(&mut conn)
+    .await
+    .expect("explain");
+    conn.close().await.expect("close");
+    lines
+        .into_iter()
+        .map(|l| l.0)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn batch_statements_keep_index_lookups_in_a_plan_made_on_empty_tables() {
+    let Some(db) = fresh().await else { return };
+    let read = generic_plan(
+        &db,
+        "BIGINT[], BIGINT[], TEXT[], BIGINT[], TEXT[], BIGINT",
+        store_postgres::READ_BATCH_SQL,
+        "'{1,2}', '{1,2}', '{2026-11-26,2026-11-26}', '{1,1}', '{a,b}', 2",
+    )
+    .await;
+    assert!(
+        !read.contains("Seq Scan"),
+        "a table scan in the batch read's plan:\n{read}"
+    );
+    assert!(
+        read.contains("Index Scan using idempotency_pkey on idempotency")
+            && read
+                .contains("(kiosk_id = q.kiosk_id) AND (scope = 'charge'::text) AND (key = q.key)"),
+        "idempotency records are not looked up by their whole key:\n{read}"
+    );
+    assert!(
+        read.contains("Index Scan using charges_staff_day on charges")
+            && read.contains("(staff_id = d.staff_id) AND (local_date = d.local_date)"),
+        "a day's charges are not looked up by (person, day):\n{read}"
+    );
+    let write = generic_plan(
+        &db,
+        "BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], \
+         BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], \
+         BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[], BOOLEAN[], BIGINT[], TEXT[], TEXT[], TEXT[], \
+         BIGINT[], BIGINT[], TEXT[], TEXT[], TEXT[]",
+        store_postgres::WRITE_BATCH_SQL,
+        &vec!["'{}'"; 34].join(", "),
+    )
+    .await;
+    assert!(
+        !write.contains("Seq Scan"),
+        "a table scan in the batch write's plan:\n{write}"
+    );
+    db.teardown().await;
+}

@@ -483,7 +483,7 @@ impl SqlStore {
     }
 
     async fn batch_ctx(&self) -> SResult<BatchCtx> {
-        Ok(BatchCtx { pool: self.pool.clone(), gate: self.write_gate.clone(), sys: self.system_ids().await? })
+        Ok(BatchCtx { pool: self.batch_pool.clone(), gate: self.write_gate.clone(), sys: self.system_ids().await? })
     }
 
     /// The one-charge path: a transaction of its own, retried when it loses a race on the key.

@@ -193,6 +193,11 @@ struct Wallets {
 
 pub struct SqlStore {
     pool: DbPool,
+    /// The connections charge batch writers use (see `BatchCtx`). On SQLite the same pool; on
+    /// PostgreSQL a small pool of its own whose sessions keep one generic plan per statement
+    /// (the batch statements are written so that plan is index lookups whatever the tables'
+    /// sizes), so a batch is not re-planned on every call.
+    batch_pool: DbPool,
     system: std::sync::OnceLock<SystemIds>,
     /// SQLite has one writer at a time anyway; queueing writers here (a fair FIFO) instead of in
     /// SQLite's busy handler (sleep-and-retry) keeps tail latency low. `None` on PostgreSQL.
@@ -222,9 +227,15 @@ impl SqlStore {
     }
 
     pub fn from_pool_with(pool: DbPool, batch: BatchSettings) -> Self {
+        Self::from_pools(pool.clone(), pool, batch)
+    }
+
+    /// A store whose charge batch writers use `batch_pool` and everything else `pool`.
+    pub fn from_pools(pool: DbPool, batch_pool: DbPool, batch: BatchSettings) -> Self {
         let write_gate = if SERIALIZE_WRITERS { Some(std::sync::Arc::new(tokio::sync::Mutex::new(()))) } else { None };
         SqlStore {
             pool,
+            batch_pool,
             system: std::sync::OnceLock::new(),
             write_gate,
             rules: Default::default(),
