@@ -46,7 +46,7 @@ pub struct Config {
     pub kiosk_token_cache_seconds: u64,
     /// Group commit: most kiosk charges written in one transaction (1 = each charge alone).
     pub charge_batch_max: usize,
-    /// Group commit: batches in flight at once; 0 = the database's default (PostgreSQL 4,
+    /// Group commit: batches in flight at once; 0 = the database's default (PostgreSQL 2,
     /// SQLite 1).
     pub charge_writers: usize,
     /// Group commit: under load, how long (microseconds) a writer lets charges gather before
