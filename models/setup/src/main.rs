@@ -37,14 +37,27 @@ struct Args {
     check: bool,
 }
 
+/// `rel` under the repository root: the nearest directory at or above the working directory that
+/// holds `models/sources.toml` (the scripts run from the root). Only when there is none, the
+/// checkout this binary was built from. Why not that first: checkouts that share one `target/`
+/// (a clean clone beside the main one) share this binary too, and one built in another checkout,
+/// perhaps deleted since, must not read or write that checkout's models.
 fn repo_path(rel: &str) -> PathBuf {
-    // models/setup -> the repository root.
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR"));
-    setup
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(setup)
-        .join(rel)
+    let from_cwd = std::env::current_dir().ok().and_then(|cwd| {
+        cwd.ancestors()
+            .find(|dir| dir.join("models/sources.toml").is_file())
+            .map(Path::to_path_buf)
+    });
+    let root = from_cwd.unwrap_or_else(|| {
+        // models/setup -> the repository root.
+        let setup = Path::new(env!("CARGO_MANIFEST_DIR"));
+        setup
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(setup)
+            .to_path_buf()
+    });
+    root.join(rel)
 }
 
 fn main() -> Result<()> {
