@@ -3,8 +3,8 @@
 //! prepaid accounts and one kiosk per client, and has N concurrent HTTP clients post charges on
 //! loopback for a fixed time; reports charges/s and latency percentiles. On PostgreSQL it
 //! alternates rounds of that with `pgbench -b tpcb-like` (same client count and duration, same
-//! server) and prints the median of the rounds' ratios. Not a test: it asserts nothing about speed, only that every charge it
-//! counted was accepted.
+//! server) and prints the median of the rounds' ratios. Not a test: it asserts nothing about
+//! speed, only that every charge it counted was accepted.
 //!
 //! Example: `cargo build --release -p backend && target/release/backend-bench --db both --clients 16 --seconds 20`
 
