@@ -23,6 +23,8 @@ pub struct Config {
     pub listen: String,
     /// Public base URL used in pay-page links (e.g. `https://canteen.example.com`).
     pub public_base_url: String,
+    /// Database connections for requests. On PostgreSQL the charge batch writers have one
+    /// connection each besides (`charge_writers`).
     pub max_connections: u32,
     /// SQLite `synchronous=FULL` (survives power loss) rather than `NORMAL`.
     pub sqlite_synchronous_full: bool,
