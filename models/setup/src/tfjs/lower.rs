@@ -554,9 +554,11 @@ impl<'a> Lower<'a> {
             ["BiasAdd"] => (true, Activation::None),
             ["BiasAdd", "Relu"] => (true, Activation::Relu),
             ["BiasAdd", "Relu6"] => (true, Activation::Relu6),
-            other => return Err(node.err(format!(
+            other => {
+                return Err(node.err(format!(
                 "fused_ops {other:?} not supported (BiasAdd optionally followed by Relu or Relu6)"
-            ))),
+            )))
+            }
         };
         if n_args != usize::from(bias) {
             return Err(node.err(format!("fused_ops {ops:?} with {n_args} extra inputs")));
