@@ -16,12 +16,15 @@ pub use kiosk::desk::Desk;
 pub const MANAGER: &str = "manager";
 pub const PASSWORD: &str = "e2e-manager-password";
 
-/// The repository root.
+/// The repository root. cargo and nextest tell a running test its package directory; that is
+/// preferred over the one compiled in, because checkouts sharing one `target/` share these test
+/// binaries too, and one compiled in another checkout would build and run that checkout's code.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package.parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The public-domain demo portraits (from `scripts/setup-models.sh`).
