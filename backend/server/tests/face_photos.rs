@@ -85,19 +85,12 @@ async fn post_photo(
     content_type: &str,
     bytes: Vec<u8>,
 ) -> (StatusCode, Value) {
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(format!("/api/v1/staff/{staff_id}/face-photos"))
-        .header("content-type", content_type);
-    match who {
-        Caller::Anonymous => {}
-        Caller::Kiosk(t) => b = b.header("authorization", format!("Bearer {t}")),
-        Caller::Person(t, csrf) => {
-            b = b
-                .header("cookie", format!("cp_session={t}"))
-                .header("x-csrf-token", csrf)
-        }
-    }
+    let b = who.authorize(
+        Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/v1/staff/{staff_id}/face-photos"))
+            .header("content-type", content_type),
+    );
     let (s, _, body) = app.raw(b.body(Body::from(bytes)).expect("request")).await;
     let v = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));

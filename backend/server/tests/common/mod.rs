@@ -77,6 +77,20 @@ pub enum Caller {
     Person(String, String),
 }
 
+impl Caller {
+    /// `b` with this caller's credentials: a kiosk's bearer token, or a person's session
+    /// cookie with its CSRF header.
+    pub fn authorize(&self, b: axum::http::request::Builder) -> axum::http::request::Builder {
+        match self {
+            Caller::Anonymous => b,
+            Caller::Kiosk(t) => b.header("authorization", format!("Bearer {t}")),
+            Caller::Person(t, csrf) => b
+                .header("cookie", format!("cp_session={t}"))
+                .header("x-csrf-token", csrf),
+        }
+    }
+}
+
 pub struct TestApp {
     pub router: Router,
     pub state: AppState,
@@ -317,16 +331,7 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> Request<Body> {
-        let mut b = Request::builder().method(method).uri(path);
-        match who {
-            Caller::Anonymous => {}
-            Caller::Kiosk(t) => b = b.header("authorization", format!("Bearer {t}")),
-            Caller::Person(t, csrf) => {
-                b = b
-                    .header("cookie", format!("cp_session={t}"))
-                    .header("x-csrf-token", csrf)
-            }
-        }
+        let b = who.authorize(Request::builder().method(method).uri(path));
         match body {
             Some(v) => b
                 .header("content-type", "application/json")
