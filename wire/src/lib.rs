@@ -10,6 +10,8 @@
 //! Authentication: a kiosk enrols once with a one-time code ([`EnrolRequest`]) and then sends
 //! `Authorization: Bearer <device_token>` on every request.
 
+pub mod fields;
+
 use base64::Engine;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

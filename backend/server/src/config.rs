@@ -32,6 +32,11 @@ pub struct Config {
     pub face_key_hex: String,
     /// HMAC-SHA256 secret shared with the sandbox payment gateway.
     pub gateway_secret: String,
+    /// Runs the built-in sandbox payment gateway: a pay page anyone may press "Pay" on, which
+    /// credits the balance without real money. Never in production; dev mode turns it on too.
+    /// With neither, no payment provider is installed and top-ups answer 503 (a real
+    /// provider implements `payments::PaymentProvider`).
+    pub sandbox_payments: bool,
     pub session_ttl_hours: i64,
     /// Mark cookies `Secure` (serve behind HTTPS).
     pub cookie_secure: bool,
@@ -75,6 +80,7 @@ impl Default for Config {
             sqlite_synchronous_full: true,
             face_key_hex: DEV_FACE_KEY.into(),
             gateway_secret: DEV_GATEWAY_SECRET.into(),
+            sandbox_payments: false,
             session_ttl_hours: 12,
             cookie_secure: false,
             dev_mode: false,
@@ -134,15 +140,28 @@ impl Config {
         })
     }
 
-    /// Refuses development placeholders outside dev mode.
+    /// Whether the sandbox gateway (money without payment) is installed: only when chosen,
+    /// by dev mode or by the setting that says so.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.dev_mode || self.sandbox_payments
+    }
+
+    /// Refuses development placeholders outside dev mode: the face key always, the gateway
+    /// secret when the sandbox (the only provider using it) is on, since anyone who read the
+    /// source could sign notifications with the placeholder.
     pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
         self.face_key()?;
-        if !self.dev_mode
-            && (self.face_key_hex == DEV_FACE_KEY || self.gateway_secret == DEV_GATEWAY_SECRET)
-        {
+        if !self.dev_mode && self.face_key_hex == DEV_FACE_KEY {
             return Err(ConfigError::Invalid(
-                "face_key_hex and gateway_secret still have their development values; set \
-                 CLEANPLATE_FACE_KEY_HEX and CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
+                "face_key_hex still has its development value; set CLEANPLATE_FACE_KEY_HEX \
+                 (64 hex digits), or CLEANPLATE_DEV_MODE=true"
+                    .into(),
+            ));
+        }
+        if !self.dev_mode && self.sandbox_payments && self.gateway_secret == DEV_GATEWAY_SECRET {
+            return Err(ConfigError::Invalid(
+                "sandbox_payments is on with the development gateway_secret; set \
+                 CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
                     .into(),
             ));
         }
@@ -179,6 +198,30 @@ mod tests {
         let c = Config::load(Some(&f)).unwrap();
         assert_eq!(c.models_dir.as_deref(), Some(Path::new("/opt/cp/models")));
         assert_eq!(c.face_threads, 2);
+    }
+
+    #[test]
+    fn sandbox_only_when_chosen() {
+        let prod = Config {
+            face_key_hex: "11".repeat(32),
+            ..Config::default()
+        };
+        assert!(!prod.sandbox_enabled(), "no sandbox by default");
+        assert!(prod.validate_for_serving().is_ok());
+        let chosen = Config {
+            sandbox_payments: true,
+            ..prod.clone()
+        };
+        assert!(chosen.sandbox_enabled());
+        assert!(
+            chosen.validate_for_serving().is_err(),
+            "a sandbox with the published secret is refused"
+        );
+        let dev = Config {
+            dev_mode: true,
+            ..Config::default()
+        };
+        assert!(dev.sandbox_enabled());
     }
 
     #[test]

@@ -82,20 +82,25 @@ pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, Setup
     } else {
         cfg.public_base_url.clone()
     };
-    let sandbox = Arc::new(payments::SandboxProvider::new(
-        store.clone(),
-        &cfg.gateway_secret,
-        &base,
-    ));
+    let sandbox = cfg.sandbox_enabled().then(|| {
+        Arc::new(payments::SandboxProvider::new(
+            store.clone(),
+            &cfg.gateway_secret,
+            &base,
+        ))
+    });
     Ok(AppState {
         store,
         cipher: crypto::FaceCipher::new(&key),
-        payments: sandbox.clone(),
-        sandbox: Some(sandbox),
+        payments: sandbox
+            .clone()
+            .map(|s| s as Arc<dyn payments::PaymentProvider>),
+        sandbox,
         kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(
             cfg.kiosk_token_cache_seconds,
         ))),
         faces: Arc::new(face_photos::FacePipeline::new(&cfg)),
+        clock: state::Clock::system(),
         cfg: Arc::new(cfg),
     })
 }

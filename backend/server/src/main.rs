@@ -116,14 +116,35 @@ async fn serve(cfg: Config) -> Result<()> {
             tracing::warn!("photo enrolment unavailable until the face models are installed: {e}")
         }
     }
+    if state.sandbox.is_some() {
+        // Loud on purpose: with the sandbox on, anyone can credit a balance without paying.
+        let why = if state.cfg.dev_mode {
+            "dev_mode"
+        } else {
+            "sandbox_payments"
+        };
+        tracing::warn!(
+            why,
+            "SANDBOX PAYMENTS ARE ON: /sandbox/pay credits balances without real money. \
+             Never run this way in production."
+        );
+        eprintln!(
+            "*** WARNING: sandbox payment gateway enabled ({why}); top-ups are not real money ***"
+        );
+    } else {
+        tracing::info!("no payment provider configured: staff top-ups answer 503");
+    }
     tracing::info!(%addr, db = store.backend_name(), "serving");
     // Printed on stdout so scripts and tests can wait for readiness and learn the port.
     println!("listening on {addr}");
-    axum::serve(listener, backend::api::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        backend::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 

@@ -30,6 +30,8 @@ pub enum PaymentError {
     Malformed(String),
     #[error("payment provider error: {0}")]
     Provider(String),
+    #[error("no payment provider is configured")]
+    NoProvider,
 }
 
 /// A verified notification: the provider says this order was paid this much.
@@ -154,35 +156,35 @@ impl PaymentProvider for SandboxProvider {
     }
 }
 
-/// Processes a raw notification: verify, then credit (exactly once, in the store). Every
-/// notification, including forged ones, is logged.
+/// Processes a raw notification: verify, then credit (exactly once, in the store). A refused
+/// notification is logged but never written to the database: anyone can post here, and storing
+/// what strangers send would let them fill the disk.
 pub async fn handle_notification(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> Result<CreditOutcome, PaymentError> {
-    let raw = String::from_utf8_lossy(body)
-        .chars()
-        .take(4000)
-        .collect::<String>();
-    let n = match state.payments.verify(headers, body) {
+    let provider = state.payments.as_ref().ok_or(PaymentError::NoProvider)?;
+    let n = match provider.verify(headers, body) {
         Ok(n) => n,
         Err(e) => {
             let verdict = match e {
                 PaymentError::BadSignature => "bad_signature",
                 _ => "malformed",
             };
-            tracing::warn!(verdict, "refused a payment notification");
-            if let Err(le) = state
-                .store
-                .log_payment_notification(None, &raw, verdict, now_ms())
-                .await
-            {
-                tracing::error!(error = %le, "could not log a refused notification");
-            }
+            tracing::warn!(
+                verdict,
+                bytes = body.len(),
+                "refused a payment notification"
+            );
             return Err(e);
         }
     };
+    // Only a verified notification is kept, with the order it names.
+    let raw = String::from_utf8_lossy(body)
+        .chars()
+        .take(4000)
+        .collect::<String>();
     state
         .store
         .credit_payment(&n.order_no, &n.txn, n.amount, &raw, now_ms())

@@ -95,18 +95,26 @@ async fn scenario(db: Db) {
         )
         .await
         .expect("canteen");
-    store
-        .set_meal_window(
-            store::MealWindow {
-                canteen_id: c.id,
-                meal: ledger::MealKind::Lunch,
-                start_minute: 660,
-                end_minute: 810,
-            },
-            &sys,
-        )
-        .await
-        .expect("window");
+    // Online charges are judged at the server's clock, so this canteen serves all day long
+    // (the test may run at any hour).
+    for (meal, start, end) in [
+        (ledger::MealKind::Breakfast, 0, 480),
+        (ledger::MealKind::Lunch, 480, 960),
+        (ledger::MealKind::Dinner, 960, 1440),
+    ] {
+        store
+            .set_meal_window(
+                store::MealWindow {
+                    canteen_id: c.id,
+                    meal,
+                    start_minute: start,
+                    end_minute: end,
+                },
+                &sys,
+            )
+            .await
+            .expect("window");
+    }
     let p = store
         .create_staff(
             store::NewStaff {

@@ -2,7 +2,7 @@
 //! response bodies are the `wire` crate's types, shared with the kiosk.
 
 use super::types::meal_to_wire;
-use crate::auth::{Need, KIOSK};
+use crate::auth::{ClientIp, Need, KIOSK};
 use crate::crypto::{random_token, token_hash};
 use crate::error::ApiQuery;
 use crate::error::{ApiError, JsonBody};
@@ -30,13 +30,16 @@ fn ms(t: time::OffsetDateTime) -> i64 {
     responses((status = 200, body = EnrolResponse), (status = 422, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
 pub async fn enrol(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<EnrolRequest>,
 ) -> Result<Json<EnrolResponse>, ApiError> {
     let now = now_ms();
-    // Codes are short enough to type, so guessing is throttled globally.
+    // Codes are short enough to type, so guessing is throttled, per source: a global budget
+    // would let anyone lock every installer out by sending 30 bad codes. A code carries about
+    // 60 random bits and lives an hour, so per-source limits leave guessing hopeless.
     if !st
         .store
-        .rate_limit_hit("kiosk-enrol", now, 60_000, 30)
+        .rate_limit_hit(&format!("kiosk-enrol:{ip}"), now, 60_000, 30)
         .await?
     {
         return Err(ApiError::TooManyRequests);
@@ -101,7 +104,7 @@ pub async fn charge(
         .amount
         .map(|a| super::types::positive_fen(a, "amount"))
         .transpose()?;
-    let now = now_ms();
+    let now = st.clock.now_ms();
     // Offline charges may arrive hours or days late, but none can come from the future: a kiosk
     // clock running ahead would put meals into the wrong period or day.
     if ms(req.kiosk_time) > now + MAX_CLOCK_AHEAD_MS {
@@ -110,13 +113,18 @@ pub async fn charge(
             "kiosk_time is in the future; check the kiosk's clock",
         ));
     }
+    // An online charge is a diner at the kiosk now: it is judged at the server's time, whatever
+    // the kiosk's clock says, or a back-dated timestamp would book it on a day whose cap and
+    // meals are already settled. Only offline charges (served while the backend was
+    // unreachable) carry their own time; the store bounds how old that may be.
+    let meal_time_ms = if req.offline { ms(req.kiosk_time) } else { now };
     let cmd = ChargeCommand {
         kiosk_id: k.id,
         canteen_id: k.canteen_id,
         idempotency_key: req.idempotency_key.clone(),
         request_hash: charge_hash(&req, amount),
         staff_id: req.staff_id,
-        kiosk_time_ms: ms(req.kiosk_time),
+        kiosk_time_ms: meal_time_ms,
         received_ms: now,
         offline: req.offline,
         amount,

@@ -97,6 +97,7 @@ pub async fn create_topup(
     Need(p): Need<STAFF>,
     JsonBody(b): JsonBody<TopUpIn>,
 ) -> Result<Json<OrderOut>, ApiError> {
+    let payments = st.payment_provider()?;
     let amount = positive_fen(b.amount, "amount")?;
     if amount.0 > 500_000 {
         return Err(ApiError::unprocessable(
@@ -112,14 +113,13 @@ pub async fn create_topup(
                 order_no,
                 staff_id: p.own_staff_id()?,
                 amount,
-                provider: st.payments.name().into(),
+                provider: payments.name().into(),
                 now_ms: now_ms(),
             },
             &p.actor(),
         )
         .await?;
-    let url = st
-        .payments
+    let url = payments
         .create(&o)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

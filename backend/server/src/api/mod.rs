@@ -43,14 +43,16 @@ struct ApiDoc;
 /// Largest body of every route but the photo upload.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The routes with their OpenAPI description, before state is attached.
-pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes with their OpenAPI description, before state is attached. The sandbox gateway's
+/// routes (its pay page and its notification endpoint) exist only when `sandbox` is true:
+/// without it nothing can credit money but a configured, verified provider.
+pub fn api_router(sandbox: bool) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // Photos are far larger than any JSON body, so the photo route gets its own limit (axum's,
     // for that route) and stays outside the 1 MB limit every other route has.
     let photos = OpenApiRouter::new()
         .routes(routes!(faces::add_face_photo))
         .layer(DefaultBodyLimit::max(crate::face_photos::MAX_PHOTO_BYTES));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
         .routes(routes!(session::me))
@@ -87,8 +89,6 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(money::decide_refund))
         .routes(routes!(money::list_topups))
         .routes(routes!(money::reconcile))
-        .routes(routes!(money::notify))
-        .routes(routes!(money::pay_page, money::pay_submit))
         .routes(routes!(money::list_waste))
         .routes(routes!(faces::get_consent, faces::put_consent))
         .routes(routes!(faces::list_templates, faces::add_template))
@@ -107,13 +107,23 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .merge(photos)
-        .split_for_parts()
+        .merge(photos);
+    if sandbox {
+        api = api.merge(
+            OpenApiRouter::new()
+                .routes(routes!(money::notify))
+                .routes(routes!(money::pay_page, money::pay_submit))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    MAX_BODY_BYTES,
+                )),
+        );
+    }
+    api.split_for_parts()
 }
 
 /// The complete application.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_router();
+    let (api, doc) = api_router(state.sandbox.is_some());
     let doc = Arc::new(doc);
     api.route(
         "/api/openapi.json",
@@ -125,6 +135,8 @@ pub fn router(state: AppState) -> Router {
     .route("/health", get(|| async { "ok" }))
     // Unknown routes answer with the same JSON error shape as everything else.
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
+    .layer(axum::middleware::map_response(crate::error::json_errors))
+    .layer(axum::middleware::from_fn(crate::error::refuse_long_uris))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

@@ -194,9 +194,9 @@ pub async fn reconcile(
     Need(_p): Need<MANAGER>,
     ApiPath(order_no): ApiPath<String>,
 ) -> Result<Json<OutcomeOut>, ApiError> {
+    let payments = st.payment_provider()?;
     st.store.get_payment_order(&order_no).await?;
-    let state = st
-        .payments
+    let state = payments
         .query(&order_no)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -228,6 +228,7 @@ pub async fn notify(
         Err(PaymentError::BadSignature) => Err(ApiError::Unauthorized),
         Err(PaymentError::Malformed(m)) => Err(ApiError::bad_request("bad_notification", m)),
         Err(PaymentError::Provider(m)) => Err(ApiError::Unavailable(m)),
+        Err(PaymentError::NoProvider) => Err(ApiError::NotFound("payment provider")),
     }
 }
 

@@ -167,7 +167,10 @@ impl TestApp {
             }
         };
         store.migrate().await.expect("migrate");
-        let state = backend::build_state(store.clone(), cfg).expect("state");
+        let mut state = backend::build_state(store.clone(), cfg).expect("state");
+        // Charges are judged at the server's clock: pin it to a lunch time so the tests' meals
+        // are lunches whatever hour they run at.
+        state.clock = backend::state::Clock::pinned(lunch_today_ms());
         let router = backend::api::router(state.clone());
         let sys = Actor::System("test");
         let canteen = store
@@ -390,15 +393,27 @@ impl TestApp {
     }
 }
 
-/// The most recent lunch time (12:10 in UTC+8) that is not in the future, RFC 3339. Charges
-/// from the future are refused, so "today's lunch" is yesterday's before 12:10 local.
-pub fn lunch_today() -> String {
+/// The most recent lunch time (12:10 in UTC+8) that is not in the future. Charges from the
+/// future are refused, so "today's lunch" is yesterday's before 12:10 local.
+fn lunch_today_time() -> time::OffsetDateTime {
     let now = time::OffsetDateTime::now_utc()
         .to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
-    let mut t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
+    let t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
     if t > now {
-        t -= time::Duration::days(1);
+        t - time::Duration::days(1)
+    } else {
+        t
     }
-    t.format(&time::format_description::well_known::Rfc3339)
+}
+
+/// [`lunch_today_time`] as RFC 3339.
+pub fn lunch_today() -> String {
+    lunch_today_time()
+        .format(&time::format_description::well_known::Rfc3339)
         .expect("format")
+}
+
+/// [`lunch_today_time`] in milliseconds since the epoch (the test apps' pinned clock).
+pub fn lunch_today_ms() -> i64 {
+    (lunch_today_time().unix_timestamp_nanos() / 1_000_000) as i64
 }
