@@ -148,10 +148,14 @@ pub struct TextRule {
     pub min_chars: usize,
     pub max_chars: usize,
     pub charset: Charset,
+    /// Stored without leading and trailing spaces. Keys are not trimmed: a key is matched
+    /// exactly as the client sent it.
+    pub trim: bool,
 }
 
 impl TextRule {
-    /// Checks `s`; on success returns it without leading and trailing spaces (printable kinds).
+    /// Checks `s`; on success returns it, without leading and trailing spaces if the kind
+    /// trims.
     pub fn check(&self, s: &str) -> Result<String, FieldError> {
         let n = s.chars().count();
         if n < self.min_chars || n > self.max_chars {
@@ -179,7 +183,7 @@ impl TextRule {
                 format!("{} may not be blank", self.what),
             ));
         }
-        Ok(trimmed.to_string())
+        Ok(if self.trim { trimmed } else { s }.to_string())
     }
 
     /// The same rule as a regular expression (lengths are stated separately).
@@ -211,6 +215,9 @@ pub trait TextKind: Sized {
 
 macro_rules! text_kind {
     ($(#[$doc:meta])* $name:ident, $code:literal, $what:literal, $min:expr, $max:expr, $charset:expr, $desc:literal) => {
+        text_kind!($(#[$doc])* $name, $code, $what, $min, $max, $charset, true, $desc);
+    };
+    ($(#[$doc:meta])* $name:ident, $code:literal, $what:literal, $min:expr, $max:expr, $charset:expr, $trim:expr, $desc:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
@@ -222,6 +229,7 @@ macro_rules! text_kind {
                 min_chars: $min,
                 max_chars: $max,
                 charset: $charset,
+                trim: $trim,
             };
             const DESCRIPTION: &'static str = $desc;
             fn from_checked(s: String) -> Self {
@@ -336,12 +344,12 @@ text_kind!(
 );
 text_kind!(
     /// A new password (only its argon2 hash is kept).
-    NewPassword, "weak_password", "password", 12, 128, Charset::Printable,
-    "A new password: 12-128 characters, no control characters."
+    NewPassword, "weak_password", "password", 10, 128, Charset::Printable, false,
+    "A new password: 10-128 characters, no control characters."
 );
 text_kind!(
     /// A client-made key that makes a request safe to resend.
-    IdempotencyKey, "bad_idempotency_key", "idempotency key", 1, 128, Charset::Printable,
+    IdempotencyKey, "bad_idempotency_key", "idempotency key", 1, 128, Charset::Printable, false,
     "Made by the client (a UUID is fine), 1-128 characters, unique per kiosk. Resending the same request with the same key returns the first result; the same key with a different body is refused with 409 `idempotency_key_reused`."
 );
 text_kind!(
@@ -433,6 +441,15 @@ patterned_kind!(
         && b[5..] <= b"12"[..],
     "a month YYYY-MM"
 );
+
+impl LocalTime {
+    /// Minutes after local midnight (1440 for `24:00`).
+    pub fn minutes(&self) -> u16 {
+        let b = self.0.as_bytes();
+        let n = |i: usize| u16::from(b[i] - b'0');
+        (n(0) * 10 + n(1)) * 60 + n(3) * 10 + n(4)
+    }
+}
 
 // ---- money ----------------------------------------------------------------------------------
 
@@ -582,8 +599,14 @@ impl IntRule {
     }
 }
 
+/// A whole-number kind.
+pub trait IntKind: Sized {
+    const RULE: IntRule;
+    fn from_checked(v: i64) -> Self;
+}
+
 /// Reads a JSON whole number; `480.0` is the whole number 480 (as JSON Schema has it).
-struct WholeNumber(&'static IntRule);
+struct WholeNumber(IntRule);
 
 impl serde::de::Visitor<'_> for WholeNumber {
     type Value = i64;
@@ -615,14 +638,19 @@ macro_rules! int_kind {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub i64);
 
-        impl $name {
-            pub const RULE: IntRule = IntRule {
+        impl IntKind for $name {
+            const RULE: IntRule = IntRule {
                 code: $code,
                 what: $what,
                 min: $min,
                 max: $max,
             };
+            fn from_checked(v: i64) -> Self {
+                $name(v)
+            }
+        }
 
+        impl $name {
             pub fn new(v: i64) -> Result<Self, FieldError> {
                 Self::RULE.check(v).map($name)
             }
@@ -640,8 +668,8 @@ macro_rules! int_kind {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                static RULE: IntRule = $name::RULE;
-                d.deserialize_any(WholeNumber(&RULE)).map($name)
+                d.deserialize_any(WholeNumber(<$name as IntKind>::RULE))
+                    .map($name)
             }
         }
 
@@ -768,6 +796,116 @@ enum_kind!(
     ExceptionAction, "bad_action", "action", { Collect = "collect", Waive = "waive" }
 );
 
+// ---- embeddings -----------------------------------------------------------------------------
+
+/// Most numbers an embedding may have (the models' own have 128).
+pub const MAX_EMBEDDING_LEN: usize = 4096;
+
+/// A face embedding sent as JSON numbers: 1-4096 finite values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embedding(pub Vec<f32>);
+
+impl Embedding {
+    pub fn new(v: Vec<f32>) -> Result<Embedding, FieldError> {
+        if v.is_empty() || v.len() > MAX_EMBEDDING_LEN || v.iter().any(|x| !x.is_finite()) {
+            return Err(FieldError::new(
+                "bad_embedding",
+                format!("an embedding is 1-{MAX_EMBEDDING_LEN} finite numbers"),
+            ));
+        }
+        Ok(Embedding(v))
+    }
+}
+
+impl Serialize for Embedding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Embedding {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Embedding::new(Vec::<f32>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Embedding {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Number))
+            .min_items(Some(1))
+            .max_items(Some(MAX_EMBEDDING_LEN))
+            .description(Some(
+                "A face embedding: 1-4096 finite numbers. Refused with `bad_embedding`.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Embedding {}
+
+// ---- for types that keep plain Rust fields ---------------------------------------------------
+
+/// `#[serde(deserialize_with = ...)]` helpers for the `wire` types the kiosk builds: their Rust
+/// fields stay plain (`String`, `i64`, `Decimal`) while the same kind's rule checks them on the
+/// server, and `#[schema(value_type = Kind)]` states it in the document.
+pub mod check {
+    use super::*;
+
+    pub fn text<'de, K: TextKind, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        K::RULE.check(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn opt_text<'de, K: TextKind, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        match Option::<std::borrow::Cow<'de, str>>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => K::RULE
+                .check(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub fn whole<'de, K: IntKind, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(WholeNumber(K::RULE))
+    }
+
+    pub fn opt_whole<'de, K: IntKind, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<OptWhole<K>>::deserialize(d).map(|o| o.map(|w| w.0))
+    }
+
+    /// One whole number of kind `K` (the inside of an `Option`).
+    struct OptWhole<K>(i64, std::marker::PhantomData<K>);
+
+    impl<'de, K: IntKind> Deserialize<'de> for OptWhole<K> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            whole::<K, D>(d).map(|v| OptWhole(v, std::marker::PhantomData))
+        }
+    }
+
+    pub fn yuan<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        Ok(Yuan::deserialize(d)?.decimal())
+    }
+
+    pub fn opt_yuan<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Ok(Option::<Yuan>::deserialize(d)?.map(Yuan::decimal))
+    }
+
+    pub fn positive_yuan<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        Ok(PositiveYuan::deserialize(d)?.decimal())
+    }
+
+    pub fn opt_positive_yuan<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Ok(Option::<PositiveYuan>::deserialize(d)?.map(PositiveYuan::decimal))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,6 +991,8 @@ mod tests {
         for ok in ["00:00", "23:59", "24:00", "11:30"] {
             assert!(LocalTime::parse(ok).is_ok(), "{ok}");
         }
+        assert_eq!(LocalTime::parse("11:30").unwrap().minutes(), 690);
+        assert_eq!(LocalTime::parse("24:00").unwrap().minutes(), 1440);
         for bad in ["", "24:01", "7:00", "12:60", "ab:cd", "12:3"] {
             assert!(LocalTime::parse(bad).is_err(), "{bad}");
         }

@@ -24,8 +24,12 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct EnrolRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::OneTimeCode, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::OneTimeCode))]
     pub code: String,
     /// A human name for this device, e.g. "North hall, line 2".
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Name))]
     pub name: String,
 }
 
@@ -54,9 +58,15 @@ pub struct ChargeRequest {
     /// Made on the kiosk (a UUID is fine), 1-128 characters, unique per kiosk. Resending the
     /// same request with the same key returns the first result; the same key with a different
     /// body is refused with 409 `idempotency_key_reused`.
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub idempotency_key: String,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Id))]
     pub staff_id: i64,
-    /// When the tray was served, by the kiosk's clock; decides the meal period and the day.
+    /// When the tray was served, by the kiosk's clock. Online charges are judged at the
+    /// server's time (this only may not be ahead of it); offline charges (`offline: true`) at
+    /// this time, within the server's bound on how old an offline charge may be.
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub kiosk_time: OffsetDateTime,
@@ -69,9 +79,10 @@ pub struct ChargeRequest {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "rust_decimal::serde::str_option"
+        serialize_with = "rust_decimal::serde::str_option::serialize",
+        deserialize_with = "fields::check::opt_positive_yuan"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "12.50"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::PositiveYuan>))]
     pub amount: Option<Decimal>,
 }
 
@@ -127,8 +138,12 @@ pub struct ChargeResponse {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct VoidChargeRequest {
     /// The idempotency key of the charge to void (made by this same kiosk).
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub charge_key: String,
     /// Why, for the manager reading the journal, e.g. `refused_offline_not_served`.
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Reason))]
     pub reason: String,
 }
 
@@ -150,13 +165,39 @@ pub struct VoidChargeResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct WasteRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub idempotency_key: String,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Id>))]
     pub staff_id: Option<i64>,
     /// The meal's charge, when known; links waste to what was eaten.
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Id>))]
     pub charge_id: Option<i64>,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Grams, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Grams))]
     pub gross_grams: i64,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Grams, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Grams))]
     pub tare_grams: i64,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Dish, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Dish>))]
     pub dish: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Category, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Category>))]
     pub category: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -210,6 +251,8 @@ pub struct KioskInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PayCodeRedeemRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::OneTimeCode, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::OneTimeCode))]
     pub code: String,
 }
 

@@ -171,10 +171,13 @@ both_dbs!(kiosk_voids_a_charge_it_did_not_serve, |app| {
     );
     // Bad bodies are refused before the store sees them.
     for (body, code) in [
-        (json!({"charge_key": "", "reason": "x"}), "bad_charge_key"),
+        (
+            json!({"charge_key": "", "reason": "x"}),
+            "bad_idempotency_key",
+        ),
         (
             json!({"charge_key": "k".repeat(129), "reason": "x"}),
-            "bad_charge_key",
+            "bad_idempotency_key",
         ),
         (json!({"charge_key": "v-1", "reason": "  "}), "bad_reason"),
         (

@@ -391,3 +391,122 @@ async fn unsigned_notifications_are_not_stored() {
         .expect("count");
     assert_eq!(n, 0, "refused notifications are not stored");
 }
+
+// 6. One rule per field kind, the same on every route.
+on_both!(one_rule_per_field_kind, |db| async move {
+    let Some(app) = TestApp::new(db).await else {
+        return;
+    };
+    app.top_up_via_store(app.staff_id, 10_000).await;
+    let refused = |path: &'static str, who: Caller, body: Value, code: &'static str| {
+        let app = &app;
+        async move {
+            let (s, v) = app.call(&who, Method::POST, path, Some(body.clone())).await;
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                "{path} {body}: {v}"
+            );
+        }
+    };
+    let waste = |key: String| {
+        json!({"idempotency_key": key, "staff_id": null, "charge_id": null, "gross_grams": 500,
+               "tare_grams": 300, "dish": null, "category": null, "measured_at": common::lunch_today()})
+    };
+    // Waste records keep to the same key rule as charges.
+    refused(
+        "/api/v1/kiosk/waste",
+        app.kiosk.clone(),
+        waste(String::new()),
+        "bad_idempotency_key",
+    )
+    .await;
+    refused(
+        "/api/v1/kiosk/waste",
+        app.kiosk.clone(),
+        waste("k".repeat(500_000)),
+        "bad_idempotency_key",
+    )
+    .await;
+    // The key limit counts characters: 128 Chinese characters (384 bytes) is a good key.
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/waste",
+            Some(waste("键".repeat(128))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // An empty amount is not "no amount".
+    refused(
+        "/api/v1/kiosk/charges",
+        app.kiosk.clone(),
+        json!({"idempotency_key": "e", "staff_id": app.staff_id, "kiosk_time": common::lunch_today(), "amount": ""}),
+        "bad_amount",
+    )
+    .await;
+    let (_, b) = app
+        .call(&app.staff, Method::GET, "/api/v1/me/balance", None)
+        .await;
+    assert_eq!(b["cash"], "100.00", "nothing was charged: {b}");
+    // Names: no NUL, no right-to-left override, not blank, at most 100 characters.
+    for name in ["a\u{0}b", "gpj\u{202e}exe", "   ", &"名".repeat(101)] {
+        refused(
+            "/api/v1/staff",
+            app.manager.clone(),
+            json!({"employee_no": "E9", "name": name, "category": "regular"}),
+            "bad_name",
+        )
+        .await;
+        refused(
+            "/api/v1/canteens",
+            app.manager.clone(),
+            json!({"name": name, "utc_offset_minutes": 480}),
+            "bad_name",
+        )
+        .await;
+    }
+    refused(
+        "/api/v1/canteens",
+        app.manager.clone(),
+        json!({"name": "", "utc_offset_minutes": 480}),
+        "bad_name",
+    )
+    .await;
+    // A whole number written as 480.0 is a whole number; 480.5 is not.
+    let (s, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            "/api/v1/canteens",
+            Some(json!({"name": "East hall", "utc_offset_minutes": 480.0})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["utc_offset_minutes"].as_i64()),
+        (StatusCode::OK, Some(480)),
+        "{v}"
+    );
+    let (s, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            "/api/v1/canteens",
+            Some(json!({"name": "West hall", "utc_offset_minutes": 480.5})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_json")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("utc_offset_minutes"),
+        "the message names the field: {v}"
+    );
+    app.check_ok().await;
+});

@@ -17,6 +17,7 @@ use store::{
     CanteenUpdate, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, StaffUpdate, SubsidyRule,
 };
 use utoipa::IntoParams;
+use wire::fields;
 
 async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
     let c = st.store.canteen_config(id).await?;
@@ -47,9 +48,11 @@ async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
     })
 }
 
+/// A cap as sent: absent or "0" means no cap.
 fn cap(d: Option<Decimal>, what: &'static str) -> Result<Option<Fen>, ApiError> {
     match d {
         None => Ok(None),
+        Some(d) if d.is_zero() => Ok(None),
         Some(d) => Ok(Some(positive_fen(d, what)?)),
     }
 }
@@ -81,7 +84,8 @@ pub async fn create_canteen(
         .create_canteen(
             NewCanteen {
                 name: b.name,
-                utc_offset_minutes: b.utc_offset_minutes,
+                // In range by its kind's rule (wire::fields::UtcOffsetMinutes).
+                utc_offset_minutes: b.utc_offset_minutes as i32,
                 per_transaction_cap: cap(b.per_transaction_cap, "per_transaction_cap")?,
                 daily_cap: cap(b.daily_cap, "daily_cap")?,
             },
@@ -127,7 +131,7 @@ pub async fn patch_canteen(
             id,
             CanteenUpdate {
                 name: b.name,
-                utc_offset_minutes: b.utc_offset_minutes,
+                utc_offset_minutes: b.utc_offset_minutes.map(|m| m as i32),
                 per_transaction_cap: opt_cap(b.per_transaction_cap, "per_transaction_cap")?,
                 daily_cap: opt_cap(b.daily_cap, "daily_cap")?,
             },
@@ -149,8 +153,8 @@ pub async fn put_meal_window(
     let w = MealWindow {
         canteen_id: id,
         meal: meal_from_wire(meal),
-        start_minute: parse_hhmm(&b.start)?,
-        end_minute: parse_hhmm(&b.end)?,
+        start_minute: b.start.minutes(),
+        end_minute: b.end.minutes(),
     };
     st.store.set_meal_window(w, &p.actor()).await?;
     Ok(Json(canteen_out(&st, id).await?))
@@ -232,7 +236,7 @@ pub async fn grant_subsidies(
 ) -> Result<Json<GrantOut>, ApiError> {
     let g = st
         .store
-        .grant_subsidies(&b.period, now_ms(), &p.actor())
+        .grant_subsidies(b.period.as_str(), now_ms(), &p.actor())
         .await?;
     Ok(Json(GrantOut {
         period: g.period,
@@ -317,7 +321,8 @@ pub async fn patch_staff(
                 department: b.department,
                 category: b.category,
                 active: b.active,
-                meals_per_period: b.meals_per_period,
+                // 1..=20 by its kind's rule (wire::fields::MealsPerPeriod).
+                meals_per_period: b.meals_per_period.map(|m| m as u32),
             },
             &p.actor(),
         )
@@ -376,15 +381,11 @@ pub async fn create_user(
     Need(p): Need<MANAGER>,
     JsonBody(b): JsonBody<UserIn>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let role = Role::parse(&b.role).ok_or_else(|| {
-        ApiError::unprocessable("bad_role", "role must be manager, staff or auditor")
-    })?;
-    if b.password.chars().count() < 10 {
-        return Err(ApiError::unprocessable(
-            "weak_password",
-            "passwords need at least 10 characters",
-        ));
-    }
+    let role = match b.role {
+        fields::PersonRole::Manager => Role::Manager,
+        fields::PersonRole::Staff => Role::Staff,
+        fields::PersonRole::Auditor => Role::Auditor,
+    };
     let pw = b.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await

@@ -70,17 +70,8 @@ pub async fn add_template(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<TemplateIn>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    if b.embedding.is_empty()
-        || b.embedding.len() > 4096
-        || b.embedding.iter().any(|x| !x.is_finite())
-    {
-        return Err(ApiError::unprocessable(
-            "bad_embedding",
-            "an embedding is 1-4096 finite numbers",
-        ));
-    }
     Ok(Json(
-        store_template(&st, id, &b.embedding, &p.actor())
+        store_template(&st, id, &b.embedding.0, &p.actor())
             .await?
             .into(),
     ))

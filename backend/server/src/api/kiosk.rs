@@ -44,17 +44,10 @@ pub async fn enrol(
     {
         return Err(ApiError::TooManyRequests);
     }
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable(
-            "bad_name",
-            "kiosk name must be 1-100 characters",
-        ));
-    }
     let token = random_token();
     let k = st
         .store
-        .redeem_enrolment_code(&token_hash(req.code.trim()), name, &token_hash(&token), now)
+        .redeem_enrolment_code(&token_hash(&req.code), &req.name, &token_hash(&token), now)
         .await?;
     Ok(Json(EnrolResponse {
         kiosk_id: k.id,
@@ -163,23 +156,9 @@ pub async fn void_charge(
     JsonBody(req): JsonBody<VoidChargeRequest>,
 ) -> Result<Json<VoidChargeResponse>, ApiError> {
     let k = p.kiosk()?;
-    // The key is matched exactly as the kiosk sent it with the charge, so it is not trimmed.
-    if !(1..=128).contains(&req.charge_key.chars().count()) {
-        return Err(ApiError::unprocessable(
-            "bad_charge_key",
-            "charge_key must be 1-128 characters",
-        ));
-    }
-    let reason = req.reason.trim();
-    if !(1..=200).contains(&reason.chars().count()) {
-        return Err(ApiError::unprocessable(
-            "bad_reason",
-            "reason must be 1-200 characters",
-        ));
-    }
     let v = st
         .store
-        .void_kiosk_charge(k.id, &req.charge_key, reason, now_ms())
+        .void_kiosk_charge(k.id, &req.charge_key, &req.reason, now_ms())
         .await?;
     Ok(Json(VoidChargeResponse {
         charge_id: v.charge.id,
@@ -308,16 +287,9 @@ pub async fn redeem_pay_code(
     JsonBody(req): JsonBody<wire::PayCodeRedeemRequest>,
 ) -> Result<Json<wire::PayCodeRedeemResponse>, ApiError> {
     let k = p.kiosk()?;
-    let code = req.code.trim();
-    if code.is_empty() || code.len() > 512 {
-        return Err(ApiError::Missing {
-            code: "unknown_pay_code",
-            message: "no such pay code".into(),
-        });
-    }
     match st
         .store
-        .redeem_pay_code(&token_hash(code), k.id, now_ms())
+        .redeem_pay_code(&token_hash(&req.code), k.id, now_ms())
         .await?
     {
         PayCodeRedemption::Redeemed { staff_id } => {

@@ -95,16 +95,7 @@ pub async fn resolve_exception(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ResolveIn>,
 ) -> Result<Json<ChargeOut>, ApiError> {
-    let collect = match b.action.as_str() {
-        "collect" => true,
-        "waive" => false,
-        _ => {
-            return Err(ApiError::unprocessable(
-                "bad_action",
-                "action must be collect or waive",
-            ))
-        }
-    };
+    let collect = b.action == wire::fields::ExceptionAction::Collect;
     Ok(Json(
         st.store
             .resolve_exception(id, collect, now_ms(), &p.actor())

@@ -7,6 +7,7 @@ use ledger::{Fen, MealKind};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wire::fields;
 
 pub fn fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
     Fen::from_yuan(d).map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
@@ -59,23 +60,44 @@ pub struct MeResponse {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CanteenIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[schema(value_type = fields::Name)]
     pub name: String,
     /// Minutes east of UTC (480 for China).
-    pub utc_offset_minutes: i32,
-    #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "fields::check::whole::<fields::UtcOffsetMinutes, _>")]
+    #[schema(value_type = fields::UtcOffsetMinutes)]
+    pub utc_offset_minutes: i64,
+    /// Largest single charge; absent or "0": no cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// Most a person may spend in a day; absent or "0": no cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub daily_cap: Option<Decimal>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct CanteenPatch {
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Name, _>"
+    )]
+    #[schema(value_type = Option<fields::Name>)]
     pub name: Option<String>,
-    pub utc_offset_minutes: Option<i32>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::UtcOffsetMinutes, _>"
+    )]
+    #[schema(value_type = Option<fields::UtcOffsetMinutes>)]
+    pub utc_offset_minutes: Option<i64>,
     /// `"0"` removes the cap.
-    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// `"0"` removes the cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub daily_cap: Option<Decimal>,
 }
 
@@ -95,9 +117,11 @@ pub struct CanteenOut {
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct MealWindowIn {
     /// "HH:MM" local time, inclusive.
-    pub start: String,
+    #[schema(value_type = fields::LocalTime)]
+    pub start: fields::LocalTime,
     /// "HH:MM" local time, exclusive.
-    pub end: String,
+    #[schema(value_type = fields::LocalTime)]
+    pub end: fields::LocalTime,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -109,9 +133,12 @@ pub struct MealWindowOut {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct PriceIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Category, _>")]
+    #[schema(value_type = fields::Category)]
     pub category: String,
     pub meal: wire::Meal,
-    #[schema(value_type = String)]
+    #[serde(deserialize_with = "fields::check::positive_yuan")]
+    #[schema(value_type = fields::PositiveYuan)]
     pub price: Decimal,
 }
 
@@ -125,7 +152,8 @@ pub struct PriceOut {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct SubsidyRuleIn {
-    #[schema(value_type = String)]
+    #[serde(deserialize_with = "fields::check::yuan")]
+    #[schema(value_type = fields::Yuan)]
     pub amount: Decimal,
     pub expires: bool,
 }
@@ -141,7 +169,7 @@ pub struct SubsidyRuleOut {
 #[derive(Deserialize, ToSchema)]
 pub struct GrantIn {
     /// "YYYY-MM".
-    pub period: String,
+    pub period: fields::Period,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -157,21 +185,51 @@ pub struct GrantOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct StaffIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::EmployeeNo, _>")]
+    #[schema(value_type = fields::EmployeeNo)]
     pub employee_no: String,
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[schema(value_type = fields::Name)]
     pub name: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "fields::check::text::<fields::Department, _>"
+    )]
+    #[schema(value_type = fields::Department)]
     pub department: String,
+    #[serde(deserialize_with = "fields::check::text::<fields::Category, _>")]
+    #[schema(value_type = fields::Category)]
     pub category: String,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct StaffPatch {
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Name, _>"
+    )]
+    #[schema(value_type = Option<fields::Name>)]
     pub name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Department, _>"
+    )]
+    #[schema(value_type = Option<fields::Department>)]
     pub department: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Category, _>"
+    )]
+    #[schema(value_type = Option<fields::Category>)]
     pub category: Option<String>,
     pub active: Option<bool>,
     /// Paid meals allowed per meal period (1 by default).
-    pub meals_per_period: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::MealsPerPeriod, _>"
+    )]
+    #[schema(value_type = Option<fields::MealsPerPeriod>)]
+    pub meals_per_period: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -245,11 +303,19 @@ impl From<store::StatementLine> for StatementLineOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UserIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Username, _>")]
+    #[schema(value_type = fields::Username)]
     pub username: String,
+    #[serde(deserialize_with = "fields::check::text::<fields::NewPassword, _>")]
+    #[schema(value_type = fields::NewPassword)]
     pub password: String,
-    /// manager, staff or auditor.
-    pub role: String,
+    pub role: fields::PersonRole,
     /// Required for (and only for) staff users.
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
+    )]
+    #[schema(value_type = Option<fields::Id>)]
     pub staff_id: Option<i64>,
 }
 
@@ -263,8 +329,15 @@ pub struct UserOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct EnrolCodeIn {
+    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
+    #[schema(value_type = fields::Id)]
     pub canteen_id: i64,
     /// How long the code stays valid (default 60 minutes).
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::ValidMinutes, _>"
+    )]
+    #[schema(value_type = Option<fields::ValidMinutes>)]
     pub valid_minutes: Option<i64>,
 }
 
@@ -339,13 +412,15 @@ impl From<store::ChargeRecord> for ChargeOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReasonIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[schema(value_type = fields::Reason)]
     pub reason: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct ResolveIn {
     /// "collect" (post it now, funds permitting) or "waive".
-    pub action: String,
+    pub action: fields::ExceptionAction,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -355,7 +430,11 @@ pub struct DecideIn {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefundRequestIn {
+    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
+    #[schema(value_type = fields::Id)]
     pub charge_id: i64,
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[schema(value_type = fields::Reason)]
     pub reason: String,
 }
 
@@ -401,7 +480,9 @@ pub struct OffboardOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct TopUpIn {
-    #[schema(value_type = String)]
+    /// At most 5000.00 at a time.
+    #[serde(deserialize_with = "fields::check::positive_yuan")]
+    #[schema(value_type = fields::PositiveYuan)]
     pub amount: Decimal,
 }
 
@@ -495,8 +576,8 @@ impl From<store::Consent> for ConsentOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct TemplateIn {
-    /// The face embedding (e.g. 512 floats from the kiosk's model).
-    pub embedding: Vec<f32>,
+    /// The face embedding (128 numbers from the kiosk's model).
+    pub embedding: fields::Embedding,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -589,18 +670,6 @@ impl From<store::CheckReport> for CheckOut {
             audit_unsealed: r.audit_unsealed,
         }
     }
-}
-
-/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end.
-pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
-    let bad = || ApiError::unprocessable("bad_time", format!("{s:?} is not HH:MM"));
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let h: u16 = h.parse().map_err(|_| bad())?;
-    let m: u16 = m.parse().map_err(|_| bad())?;
-    if m >= 60 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
 }
 
 pub fn fmt_hhmm(m: u16) -> String {
