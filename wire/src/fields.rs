@@ -54,6 +54,7 @@ pub const CODES: &[&str] = &[
     "bad_embedding",
     "bad_role",
     "bad_action",
+    "bad_status",
 ];
 
 impl FieldError {
@@ -790,6 +791,16 @@ macro_rules! enum_kind {
 enum_kind!(
     /// The role of a person's login.
     PersonRole, "bad_role", "role", { Manager = "manager", Auditor = "auditor", Staff = "staff" }
+);
+enum_kind!(
+    /// A charge's state, to filter lists by.
+    ChargeStatusName, "bad_status", "status",
+    { Accepted = "accepted", Exception = "exception", Refunded = "refunded", Waived = "waived" }
+);
+enum_kind!(
+    /// A refund's state, to filter lists by.
+    RefundStatusName, "bad_status", "status",
+    { Requested = "requested", Approved = "approved", Rejected = "rejected" }
 );
 enum_kind!(
     /// What a manager does with an offline exception.

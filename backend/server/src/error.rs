@@ -184,6 +184,13 @@ fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
 
 /// Reads `bytes` as `T` (see [`JsonBody`] for how each failure is reported).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object; serde would also read a struct from an array of its fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "bad_json",
+            "the body must be a JSON object",
+        ));
+    }
     let (path, first) = match read_with_path::<T>(bytes) {
         Ok(v) => return Ok(v),
         Err(e) => e,
@@ -364,7 +371,17 @@ where
     ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(e) => Err(ApiError::bad_request("bad_query", e.body_text())),
+            Err(e) => {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                // A parameter that broke its kind's rule keeps the rule's code.
+                Err(match wire::fields::FieldError::parse(detail) {
+                    Some(fe) => ApiError::bad_request(fe.code, fe.message),
+                    None => ApiError::bad_request("bad_query", text),
+                })
+            }
         }
     }
 }

@@ -248,6 +248,7 @@ pub async fn grant_subsidies(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     #[serde(default)]
     pub after_id: i64,

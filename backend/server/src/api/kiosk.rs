@@ -214,6 +214,7 @@ pub async fn waste(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GalleryQuery {
     /// Last version the kiosk has (0 for a full sync).
     #[serde(default)]
@@ -315,6 +316,7 @@ pub async fn redeem_pay_code(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WasteStatsQuery {
     pub staff_id: i64,
 }
@@ -340,6 +342,7 @@ pub async fn waste_stats(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BalancesQuery {
     /// Cursor from the previous page's `next_since` (0 starts a snapshot).
     #[serde(default)]

@@ -185,7 +185,7 @@ pub async fn templates(
 }
 
 /// Delete one of my face templates. Roles: staff.
-#[utoipa::path(delete, path = "/api/v1/me/templates/{id}", tag = "me", params(("id" = i64, Path)), responses((status = 200, body = TemplateOut)))]
+#[utoipa::path(delete, path = "/api/v1/me/templates/{id}", tag = "me", operation_id = "delete_my_template", params(("id" = i64, Path)), responses((status = 200, body = TemplateOut)))]
 pub async fn delete_template(
     State(st): State<AppState>,
     Need(p): Need<STAFF>,

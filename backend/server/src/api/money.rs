@@ -19,10 +19,11 @@ use store::{ChargeFilter, RefundStatus};
 use utoipa::IntoParams;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChargeQuery {
     pub staff_id: Option<i64>,
     /// accepted, exception, refunded or waived.
-    pub status: Option<String>,
+    pub status: Option<wire::fields::ChargeStatusName>,
     pub kiosk_id: Option<i64>,
     pub before_id: Option<i64>,
     pub limit: Option<i64>,
@@ -35,13 +36,8 @@ pub async fn list_charges(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiQuery(q): ApiQuery<ChargeQuery>,
 ) -> Result<Json<Vec<ChargeOut>>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            ChargeStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown charge status"))?,
-        ),
-    };
+    // The query's kind admits exactly the ledger's statuses.
+    let status = q.status.and_then(|s| ChargeStatus::parse(s.as_str()));
     let f = ChargeFilter {
         staff_id: q.staff_id,
         status,
@@ -105,9 +101,10 @@ pub async fn resolve_exception(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RefundQuery {
     /// requested, approved or rejected.
-    pub status: Option<String>,
+    pub status: Option<wire::fields::RefundStatusName>,
     pub staff_id: Option<i64>,
 }
 
@@ -118,13 +115,7 @@ pub async fn list_refunds(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiQuery(q): ApiQuery<RefundQuery>,
 ) -> Result<Json<Vec<RefundOut>>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            RefundStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown refund status"))?,
-        ),
-    };
+    let status = q.status.and_then(|s| RefundStatus::parse(s.as_str()));
     Ok(Json(
         st.store
             .list_refunds(status, q.staff_id)
@@ -153,6 +144,7 @@ pub async fn decide_refund(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     pub staff_id: Option<i64>,
     pub limit: Option<i64>,
@@ -278,6 +270,7 @@ pub async fn pay_submit(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WasteQuery {
     pub staff_id: Option<i64>,
     pub limit: Option<i64>,
