@@ -95,7 +95,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn serve(cfg: Config) -> Result<()> {
+async fn serve(mut cfg: Config) -> Result<()> {
     cfg.validate_for_serving()?;
     let store = backend::open_store(&cfg).await?;
     store.migrate().await.context("migrating the database")?;
@@ -103,6 +103,11 @@ async fn serve(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    // Pay-page links need an address payers can reach: the one actually bound (a configured
+    // port 0 means "any free port") unless a public URL is set.
+    if cfg.public_base_url.is_empty() {
+        cfg.public_base_url = format!("http://{addr}");
+    }
     let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
     tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
     tokio::spawn(log_batch_stats(store.clone()));
