@@ -591,21 +591,13 @@ impl From<store::CheckReport> for CheckOut {
     }
 }
 
-/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end.
+/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end (`ledger`'s reading, which the
+/// kiosk shares).
 pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
-    let bad = || ApiError::unprocessable("bad_time", format!("{s:?} is not HH:MM"));
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let h: u16 = h.parse().map_err(|_| bad())?;
-    let m: u16 = m.parse().map_err(|_| bad())?;
-    if m >= 60 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
+    ledger::meal::parse_hhmm(s).map_err(|e| ApiError::unprocessable("bad_time", e.to_string()))
 }
 
-pub fn fmt_hhmm(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
+pub use ledger::meal::fmt_hhmm;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct PayCodeOut {
