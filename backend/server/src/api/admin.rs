@@ -262,7 +262,7 @@ pub async fn list_staff(
             .list_staff(q.after_id, q.limit.unwrap_or(100))
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(staff_out)
             .collect(),
     ))
 }
@@ -286,7 +286,7 @@ pub async fn create_staff(
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// One person. Roles: manager, auditor.
@@ -296,7 +296,7 @@ pub async fn get_staff(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<StaffOut>, ApiError> {
-    Ok(Json(st.store.get_staff(id).await?.into()))
+    Ok(Json(staff_out(st.store.get_staff(id).await?)))
 }
 
 /// Change a person's details, category, active flag or meals per period. Roles: manager.
@@ -322,7 +322,7 @@ pub async fn patch_staff(
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// A person's cash and subsidy balances. Roles: manager, auditor.

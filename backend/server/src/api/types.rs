@@ -17,6 +17,45 @@ pub fn positive_fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
         .map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
 }
 
+// The shapes the kiosk's enrolment desk exchanges too live in `wire` (one definition for both
+// sides); these names keep the handlers' spelling.
+pub use wire::{
+    Canteen as CanteenOut, Consent as ConsentOut, ConsentRequest as ConsentIn,
+    EnrolmentCode as EnrolCodeOut, EnrolmentCodeRequest as EnrolCodeIn, LoginRequest,
+    LoginResponse, MealPrice as PriceOut, MealWindow as MealWindowOut,
+    MealWindowRequest as MealWindowIn, PayCode as PayCodeOut, Staff as StaffOut,
+    Template as TemplateOut, TemplateRequest as TemplateIn, User as UserOut, UserRequest as UserIn,
+};
+
+pub fn staff_out(s: store::Staff) -> StaffOut {
+    StaffOut {
+        id: s.id,
+        employee_no: s.employee_no,
+        name: s.name,
+        department: s.department,
+        category: s.category,
+        active: s.active,
+        meals_per_period: s.meals_per_period,
+    }
+}
+
+pub fn consent_out(c: store::Consent) -> ConsentOut {
+    ConsentOut {
+        staff_id: c.staff_id,
+        granted: c.granted,
+        changed_at_ms: c.changed_at_ms,
+    }
+}
+
+pub fn template_out(t: store::TemplateMeta) -> TemplateOut {
+    TemplateOut {
+        id: t.id,
+        staff_id: t.staff_id,
+        version: t.version,
+        deleted: t.deleted,
+    }
+}
+
 pub fn meal_from_wire(m: wire::Meal) -> MealKind {
     match m {
         wire::Meal::Breakfast => MealKind::Breakfast,
@@ -31,21 +70,6 @@ pub fn meal_to_wire(m: MealKind) -> wire::Meal {
         MealKind::Lunch => wire::Meal::Lunch,
         MealKind::Dinner => wire::Meal::Dinner,
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct LoginResponse {
-    /// Send back as the `X-CSRF-Token` header on every non-GET request.
-    pub csrf_token: String,
-    pub role: String,
-    pub user_id: i64,
-    pub staff_id: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -80,43 +104,7 @@ pub struct CanteenPatch {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct CanteenOut {
-    pub id: i64,
-    pub name: String,
-    pub utc_offset_minutes: i32,
-    #[schema(value_type = Option<String>)]
-    pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
-    pub daily_cap: Option<Decimal>,
-    pub windows: Vec<MealWindowOut>,
-    pub prices: Vec<PriceOut>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowIn {
-    /// "HH:MM" local time, inclusive.
-    pub start: String,
-    /// "HH:MM" local time, exclusive.
-    pub end: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowOut {
-    pub meal: wire::Meal,
-    pub start: String,
-    pub end: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
 pub struct PriceIn {
-    pub category: String,
-    pub meal: wire::Meal,
-    #[schema(value_type = String)]
-    pub price: Decimal,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PriceOut {
     pub category: String,
     pub meal: wire::Meal,
     #[schema(value_type = String)]
@@ -175,31 +163,6 @@ pub struct StaffPatch {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct StaffOut {
-    pub id: i64,
-    pub employee_no: String,
-    pub name: String,
-    pub department: String,
-    pub category: String,
-    pub active: bool,
-    pub meals_per_period: u32,
-}
-
-impl From<store::Staff> for StaffOut {
-    fn from(s: store::Staff) -> Self {
-        StaffOut {
-            id: s.id,
-            employee_no: s.employee_no,
-            name: s.name,
-            department: s.department,
-            category: s.category,
-            active: s.active,
-            meals_per_period: s.meals_per_period,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
 pub struct BalanceOut {
     pub staff_id: i64,
     #[schema(value_type = String)]
@@ -241,38 +204,6 @@ impl From<store::StatementLine> for StatementLineOut {
             memo: l.memo,
         }
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct UserIn {
-    pub username: String,
-    pub password: String,
-    /// manager, staff or auditor.
-    pub role: String,
-    /// Required for (and only for) staff users.
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct UserOut {
-    pub id: i64,
-    pub username: String,
-    pub role: String,
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct EnrolCodeIn {
-    pub canteen_id: i64,
-    /// How long the code stays valid (default 60 minutes).
-    pub valid_minutes: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EnrolCodeOut {
-    /// Shown once; type it into the kiosk.
-    pub code: String,
-    pub expires_at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -471,53 +402,6 @@ impl From<store::WasteRecord> for WasteOut {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct ConsentIn {
-    pub granted: bool,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ConsentOut {
-    pub staff_id: i64,
-    pub granted: bool,
-    pub changed_at_ms: Option<i64>,
-}
-
-impl From<store::Consent> for ConsentOut {
-    fn from(c: store::Consent) -> Self {
-        ConsentOut {
-            staff_id: c.staff_id,
-            granted: c.granted,
-            changed_at_ms: c.changed_at_ms,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct TemplateIn {
-    /// The face embedding (e.g. 512 floats from the kiosk's model).
-    pub embedding: Vec<f32>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct TemplateOut {
-    pub id: i64,
-    pub staff_id: i64,
-    pub version: i64,
-    pub deleted: bool,
-}
-
-impl From<store::TemplateMeta> for TemplateOut {
-    fn from(t: store::TemplateMeta) -> Self {
-        TemplateOut {
-            id: t.id,
-            staff_id: t.staff_id,
-            version: t.version,
-            deleted: t.deleted,
-        }
-    }
-}
-
 /// The body of `POST /staff/{id}/face-photos`: the photo's bytes (documentation only; the
 /// handler reads the raw body).
 #[derive(ToSchema)]
@@ -598,10 +482,3 @@ pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
 }
 
 pub use ledger::meal::fmt_hhmm;
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PayCodeOut {
-    /// Show as a QR code; one use.
-    pub code: String,
-    pub expires_at_ms: i64,
-}
