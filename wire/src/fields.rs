@@ -420,15 +420,17 @@ fn digits(b: &[u8]) -> bool {
 }
 
 patterned_kind!(
-    /// A local time of day, `HH:MM` (`24:00` ends a window at midnight).
-    LocalTime, "bad_time", "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
-    |b| b == b"24:00"
-        || (b.len() == 5
-            && b[2] == b':'
-            && digits(&b[..2])
-            && digits(&b[3..])
-            && b[..2] < b"24"[..]
-            && b[3] <= b'5'),
+    /// A local time of day, `HH:MM` or `H:MM` (`24:00` ends a window at midnight).
+    LocalTime, "bad_time", "^(([01]?[0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+    |b| {
+        let (h, m) = match b.iter().position(|c| *c == b':') {
+            Some(i) => (&b[..i], &b[i + 1..]),
+            None => return false,
+        };
+        let ok_h = matches!(h.len(), 1 | 2) && digits(h) && (h.len() == 1 || h < b"24".as_slice());
+        let ok_m = m.len() == 2 && digits(m) && m[0] <= b'5';
+        (ok_h && ok_m) || b == b"24:00"
+    },
     "a local time HH:MM from 00:00 to 24:00"
 );
 patterned_kind!(
@@ -442,15 +444,6 @@ patterned_kind!(
         && b[5..] <= b"12"[..],
     "a month YYYY-MM"
 );
-
-impl LocalTime {
-    /// Minutes after local midnight (1440 for `24:00`).
-    pub fn minutes(&self) -> u16 {
-        let b = self.0.as_bytes();
-        let n = |i: usize| u16::from(b[i] - b'0');
-        (n(0) * 10 + n(1)) * 60 + n(3) * 10 + n(4)
-    }
-}
 
 // ---- money ----------------------------------------------------------------------------------
 
@@ -726,6 +719,12 @@ int_kind!(
 
 // ---- closed sets ----------------------------------------------------------------------------
 
+/// A closed set of words (a role, a status).
+pub trait KeywordKind: Sized + Copy {
+    fn parse(s: &str) -> Result<Self, FieldError>;
+    fn as_str(self) -> &'static str;
+}
+
 macro_rules! enum_kind {
     ($(#[$doc:meta])* $name:ident, $code:literal, $what:literal, { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -755,6 +754,15 @@ macro_rules! enum_kind {
                         ),
                     )),
                 }
+            }
+        }
+
+        impl KeywordKind for $name {
+            fn parse(s: &str) -> Result<Self, FieldError> {
+                $name::parse(s)
+            }
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
             }
         }
 
@@ -900,6 +908,21 @@ pub mod check {
         }
     }
 
+    pub fn keyword<'de, K: KeywordKind, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        K::parse(&s)
+            .map(|k| k.as_str().to_string())
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub fn local_time<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(LocalTime::deserialize(d)?.0)
+    }
+
+    pub fn embedding<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(Embedding::deserialize(d)?.0)
+    }
+
     pub fn yuan<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         Ok(Yuan::deserialize(d)?.decimal())
     }
@@ -999,12 +1022,10 @@ mod tests {
 
     #[test]
     fn times_periods_and_enums() {
-        for ok in ["00:00", "23:59", "24:00", "11:30"] {
+        for ok in ["00:00", "23:59", "24:00", "11:30", "7:00"] {
             assert!(LocalTime::parse(ok).is_ok(), "{ok}");
         }
-        assert_eq!(LocalTime::parse("11:30").unwrap().minutes(), 690);
-        assert_eq!(LocalTime::parse("24:00").unwrap().minutes(), 1440);
-        for bad in ["", "24:01", "7:00", "12:60", "ab:cd", "12:3"] {
+        for bad in ["", "24:01", "12:60", "ab:cd", "12:3", "007:00", "+7:00"] {
             assert!(LocalTime::parse(bad).is_err(), "{bad}");
         }
         assert!(Period::parse("2026-12").is_ok());

@@ -1,7 +1,9 @@
 //! Wire types shared by the kiosk and the backend (they speak HTTP and never link each other).
 //!
-//! Everything a kiosk sends to or receives from the backend's `/api/v1/kiosk/...` routes is
-//! defined here, so both sides agree on field names and encodings at compile time:
+//! Everything a kiosk sends to or receives from the backend is defined here: the
+//! `/api/v1/kiosk/...` routes (this file), its canteen's settings ([`canteen`]) and the routes
+//! its enrolment desk calls with a manager's session ([`admin`]). So both sides agree on field
+//! names and encodings at compile time:
 //! - money is a decimal string in yuan with at most two places (`"12.50"`), never a float;
 //! - times are RFC 3339 strings (`"2026-11-26T12:10:00+08:00"`); the kiosk sends its own clock;
 //! - face embeddings travel as base64 of little-endian `f32`s (see [`encode_embedding`]);
@@ -19,6 +21,15 @@ use time::OffsetDateTime;
 
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
+
+pub mod admin;
+pub mod canteen;
+
+pub use admin::{
+    Consent, ConsentRequest, EnrolmentCode, EnrolmentCodeRequest, LoginRequest, LoginResponse,
+    PayCode, Staff, Template, TemplateRequest, User, UserRequest,
+};
+pub use canteen::{Canteen, MealPrice, MealWindow, MealWindowRequest};
 
 /// `POST /api/v1/kiosk/enrol`: exchange a manager's one-time code for a device token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +60,17 @@ pub enum Meal {
     Breakfast,
     Lunch,
     Dinner,
+}
+
+impl Meal {
+    /// The name as it travels (`"lunch"`), also in paths such as `/meal-windows/{meal}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Meal::Breakfast => "breakfast",
+            Meal::Lunch => "lunch",
+            Meal::Dinner => "dinner",
+        }
+    }
 }
 
 /// `POST /api/v1/kiosk/charges`: charge one meal to a person.
@@ -367,6 +389,19 @@ mod tests {
         assert_eq!(decode_embedding(&encode_embedding(&v)).unwrap(), v);
         assert!(decode_embedding("AAA").is_err());
         assert!(decode_embedding(&encode_embedding(&[f32::NAN])).is_err());
+    }
+
+    #[test]
+    fn canteen_json_shape() {
+        let j = r#"{"id":3,"name":"North","utc_offset_minutes":480,"per_transaction_cap":"50.00","daily_cap":null,
+            "windows":[{"meal":"lunch","start":"11:00","end":"14:00"}],
+            "prices":[{"category":"regular","meal":"lunch","price":"15.00"}]}"#;
+        let c: Canteen = serde_json::from_str(j).unwrap();
+        assert_eq!(c.per_transaction_cap, Some(Decimal::new(5000, 2)));
+        assert_eq!(c.prices[0].price, Decimal::new(1500, 2));
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["prices"][0]["price"], "15.00");
+        assert_eq!(back["daily_cap"], serde_json::Value::Null);
     }
 
     #[test]

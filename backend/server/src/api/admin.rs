@@ -17,7 +17,6 @@ use store::{
     CanteenUpdate, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, StaffUpdate, SubsidyRule,
 };
 use utoipa::IntoParams;
-use wire::fields;
 
 async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
     let c = st.store.canteen_config(id).await?;
@@ -153,8 +152,8 @@ pub async fn put_meal_window(
     let w = MealWindow {
         canteen_id: id,
         meal: meal_from_wire(meal),
-        start_minute: b.start.minutes(),
-        end_minute: b.end.minutes(),
+        start_minute: parse_hhmm(&b.start)?,
+        end_minute: parse_hhmm(&b.end)?,
     };
     st.store.set_meal_window(w, &p.actor()).await?;
     Ok(Json(canteen_out(&st, id).await?))
@@ -267,7 +266,7 @@ pub async fn list_staff(
             .list_staff(q.after_id, q.limit.unwrap_or(100))
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(staff_out)
             .collect(),
     ))
 }
@@ -291,7 +290,7 @@ pub async fn create_staff(
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// One person. Roles: manager, auditor.
@@ -301,7 +300,7 @@ pub async fn get_staff(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<StaffOut>, ApiError> {
-    Ok(Json(st.store.get_staff(id).await?.into()))
+    Ok(Json(staff_out(st.store.get_staff(id).await?)))
 }
 
 /// Change a person's details, category, active flag or meals per period. Roles: manager.
@@ -328,7 +327,7 @@ pub async fn patch_staff(
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// A person's cash and subsidy balances. Roles: manager, auditor.
@@ -382,11 +381,10 @@ pub async fn create_user(
     Need(p): Need<MANAGER>,
     JsonBody(b): JsonBody<UserIn>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let role = match b.role {
-        fields::PersonRole::Manager => Role::Manager,
-        fields::PersonRole::Staff => Role::Staff,
-        fields::PersonRole::Auditor => Role::Auditor,
-    };
+    // The body's kind (wire::fields::PersonRole) admits exactly these words.
+    let role = Role::parse(&b.role).ok_or_else(|| {
+        ApiError::unprocessable("bad_role", "role must be manager, staff or auditor")
+    })?;
     let pw = b.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await

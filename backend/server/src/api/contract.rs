@@ -205,6 +205,33 @@ fn error_response(description: &str) -> Value {
 mod tests {
     use super::*;
 
+    /// The schema's `HH:MM` rule and the ledger's reading of it accept the same strings.
+    #[test]
+    fn local_time_kind_agrees_with_the_ledger() {
+        for h in 0..=25 {
+            for m in [0, 1, 9, 30, 59, 60] {
+                for s in [
+                    format!("{h:02}:{m:02}"),
+                    format!("{h}:{m:02}"),
+                    format!("{h:02}:{m}"),
+                ] {
+                    assert_eq!(
+                        wire::fields::LocalTime::parse(&s).is_ok(),
+                        ledger::meal::parse_hhmm(&s).is_ok(),
+                        "{s}"
+                    );
+                }
+            }
+        }
+        for s in ["", "24:01", "ab:cd", "12", "12:345", "-1:00"] {
+            assert_eq!(
+                wire::fields::LocalTime::parse(s).is_ok(),
+                ledger::meal::parse_hhmm(s).is_ok(),
+                "{s}"
+            );
+        }
+    }
+
     #[test]
     fn roles_come_from_the_doc_line() {
         assert_eq!(

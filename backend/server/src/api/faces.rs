@@ -24,7 +24,7 @@ pub async fn get_consent(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ConsentOut>, ApiError> {
     st.store.get_staff(id).await?;
-    Ok(Json(st.store.consent(id).await?.into()))
+    Ok(Json(consent_out(st.store.consent(id).await?)))
 }
 
 /// Record consent given (e.g. on paper at the desk) or withdrawn. Roles: manager.
@@ -36,12 +36,11 @@ pub async fn put_consent(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ConsentIn>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(
+    Ok(Json(consent_out(
         st.store
             .set_consent(id, b.granted, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 /// A person's templates (metadata only). Roles: manager, auditor.
@@ -56,7 +55,7 @@ pub async fn list_templates(
             .list_templates(id)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(template_out)
             .collect(),
     ))
 }
@@ -70,11 +69,9 @@ pub async fn add_template(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<TemplateIn>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    Ok(Json(
-        store_template(&st, id, &b.embedding.0, &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        store_template(&st, id, &b.embedding, &p.actor()).await?,
+    )))
 }
 
 /// Encrypts and stores one template: the store checks consent under a lock, bumps the gallery
@@ -205,10 +202,7 @@ pub async fn delete_template(
     Need(p): Need<MANAGER>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    Ok(Json(
-        st.store
-            .delete_template(id, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        st.store.delete_template(id, now_ms(), &p.actor()).await?,
+    )))
 }

@@ -150,7 +150,9 @@ pub async fn consent(
     State(st): State<AppState>,
     Need(p): Need<STAFF>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(st.store.consent(p.own_staff_id()?).await?.into()))
+    Ok(Json(consent_out(
+        st.store.consent(p.own_staff_id()?).await?,
+    )))
 }
 
 /// Give or withdraw consent; withdrawing deletes my face templates. Roles: staff.
@@ -160,12 +162,11 @@ pub async fn set_consent(
     Need(p): Need<STAFF>,
     JsonBody(b): JsonBody<ConsentIn>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(
+    Ok(Json(consent_out(
         st.store
             .set_consent(p.own_staff_id()?, b.granted, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 /// My stored face templates (metadata only). Roles: staff.
@@ -179,7 +180,7 @@ pub async fn templates(
             .list_templates(p.own_staff_id()?)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(template_out)
             .collect(),
     ))
 }
@@ -201,12 +202,9 @@ pub async fn delete_template(
     {
         return Err(ApiError::NotFound("template"));
     }
-    Ok(Json(
-        st.store
-            .delete_template(id, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        st.store.delete_template(id, now_ms(), &p.actor()).await?,
+    )))
 }
 
 /// Make a one-time pay code to show as a QR code at a kiosk (valid 2 minutes). Roles: staff.

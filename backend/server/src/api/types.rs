@@ -18,6 +18,45 @@ pub fn positive_fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
         .map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
 }
 
+// The shapes the kiosk's enrolment desk exchanges too live in `wire` (one definition for both
+// sides); these names keep the handlers' spelling.
+pub use wire::{
+    Canteen as CanteenOut, Consent as ConsentOut, ConsentRequest as ConsentIn,
+    EnrolmentCode as EnrolCodeOut, EnrolmentCodeRequest as EnrolCodeIn, LoginRequest,
+    LoginResponse, MealPrice as PriceOut, MealWindow as MealWindowOut,
+    MealWindowRequest as MealWindowIn, PayCode as PayCodeOut, Staff as StaffOut,
+    Template as TemplateOut, TemplateRequest as TemplateIn, User as UserOut, UserRequest as UserIn,
+};
+
+pub fn staff_out(s: store::Staff) -> StaffOut {
+    StaffOut {
+        id: s.id,
+        employee_no: s.employee_no,
+        name: s.name,
+        department: s.department,
+        category: s.category,
+        active: s.active,
+        meals_per_period: s.meals_per_period,
+    }
+}
+
+pub fn consent_out(c: store::Consent) -> ConsentOut {
+    ConsentOut {
+        staff_id: c.staff_id,
+        granted: c.granted,
+        changed_at_ms: c.changed_at_ms,
+    }
+}
+
+pub fn template_out(t: store::TemplateMeta) -> TemplateOut {
+    TemplateOut {
+        id: t.id,
+        staff_id: t.staff_id,
+        version: t.version,
+        deleted: t.deleted,
+    }
+}
+
 pub fn meal_from_wire(m: wire::Meal) -> MealKind {
     match m {
         wire::Meal::Breakfast => MealKind::Breakfast,
@@ -32,21 +71,6 @@ pub fn meal_to_wire(m: MealKind) -> wire::Meal {
         MealKind::Lunch => wire::Meal::Lunch,
         MealKind::Dinner => wire::Meal::Dinner,
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct LoginResponse {
-    /// Send back as the `X-CSRF-Token` header on every non-GET request.
-    pub csrf_token: String,
-    pub role: String,
-    pub user_id: i64,
-    pub staff_id: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -102,36 +126,6 @@ pub struct CanteenPatch {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct CanteenOut {
-    pub id: i64,
-    pub name: String,
-    pub utc_offset_minutes: i32,
-    #[schema(value_type = Option<String>)]
-    pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
-    pub daily_cap: Option<Decimal>,
-    pub windows: Vec<MealWindowOut>,
-    pub prices: Vec<PriceOut>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowIn {
-    /// "HH:MM" local time, inclusive.
-    #[schema(value_type = fields::LocalTime)]
-    pub start: fields::LocalTime,
-    /// "HH:MM" local time, exclusive.
-    #[schema(value_type = fields::LocalTime)]
-    pub end: fields::LocalTime,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowOut {
-    pub meal: wire::Meal,
-    pub start: String,
-    pub end: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
 pub struct PriceIn {
     #[serde(deserialize_with = "fields::check::text::<fields::Category, _>")]
     #[schema(value_type = fields::Category)]
@@ -139,14 +133,6 @@ pub struct PriceIn {
     pub meal: wire::Meal,
     #[serde(deserialize_with = "fields::check::positive_yuan")]
     #[schema(value_type = fields::PositiveYuan)]
-    pub price: Decimal,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PriceOut {
-    pub category: String,
-    pub meal: wire::Meal,
-    #[schema(value_type = String)]
     pub price: Decimal,
 }
 
@@ -233,31 +219,6 @@ pub struct StaffPatch {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
-pub struct StaffOut {
-    pub id: i64,
-    pub employee_no: String,
-    pub name: String,
-    pub department: String,
-    pub category: String,
-    pub active: bool,
-    pub meals_per_period: u32,
-}
-
-impl From<store::Staff> for StaffOut {
-    fn from(s: store::Staff) -> Self {
-        StaffOut {
-            id: s.id,
-            employee_no: s.employee_no,
-            name: s.name,
-            department: s.department,
-            category: s.category,
-            active: s.active,
-            meals_per_period: s.meals_per_period,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
 pub struct BalanceOut {
     pub staff_id: i64,
     #[schema(value_type = String)]
@@ -299,53 +260,6 @@ impl From<store::StatementLine> for StatementLineOut {
             memo: l.memo,
         }
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct UserIn {
-    #[serde(deserialize_with = "fields::check::text::<fields::Username, _>")]
-    #[schema(value_type = fields::Username)]
-    pub username: String,
-    #[serde(deserialize_with = "fields::check::text::<fields::NewPassword, _>")]
-    #[schema(value_type = fields::NewPassword)]
-    pub password: String,
-    pub role: fields::PersonRole,
-    /// Required for (and only for) staff users.
-    #[serde(
-        default,
-        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
-    )]
-    #[schema(value_type = Option<fields::Id>)]
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct UserOut {
-    pub id: i64,
-    pub username: String,
-    pub role: String,
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct EnrolCodeIn {
-    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
-    #[schema(value_type = fields::Id)]
-    pub canteen_id: i64,
-    /// How long the code stays valid (default 60 minutes).
-    #[serde(
-        default,
-        deserialize_with = "fields::check::opt_whole::<fields::ValidMinutes, _>"
-    )]
-    #[schema(value_type = Option<fields::ValidMinutes>)]
-    pub valid_minutes: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EnrolCodeOut {
-    /// Shown once; type it into the kiosk.
-    pub code: String,
-    pub expires_at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -552,53 +466,6 @@ impl From<store::WasteRecord> for WasteOut {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct ConsentIn {
-    pub granted: bool,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ConsentOut {
-    pub staff_id: i64,
-    pub granted: bool,
-    pub changed_at_ms: Option<i64>,
-}
-
-impl From<store::Consent> for ConsentOut {
-    fn from(c: store::Consent) -> Self {
-        ConsentOut {
-            staff_id: c.staff_id,
-            granted: c.granted,
-            changed_at_ms: c.changed_at_ms,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct TemplateIn {
-    /// The face embedding (128 numbers from the kiosk's model).
-    pub embedding: fields::Embedding,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct TemplateOut {
-    pub id: i64,
-    pub staff_id: i64,
-    pub version: i64,
-    pub deleted: bool,
-}
-
-impl From<store::TemplateMeta> for TemplateOut {
-    fn from(t: store::TemplateMeta) -> Self {
-        TemplateOut {
-            id: t.id,
-            staff_id: t.staff_id,
-            version: t.version,
-            deleted: t.deleted,
-        }
-    }
-}
-
 /// The body of `POST /staff/{id}/face-photos`: the photo's bytes (documentation only; the
 /// handler reads the raw body).
 #[derive(ToSchema)]
@@ -672,13 +539,10 @@ impl From<store::CheckReport> for CheckOut {
     }
 }
 
-pub fn fmt_hhmm(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
+/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end (`ledger`'s reading, which the
+/// kiosk shares).
+pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
+    ledger::meal::parse_hhmm(s).map_err(|e| ApiError::unprocessable("bad_time", e.to_string()))
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PayCodeOut {
-    /// Show as a QR code; one use.
-    pub code: String,
-    pub expires_at_ms: i64,
-}
+pub use ledger::meal::fmt_hhmm;
