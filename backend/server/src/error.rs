@@ -94,8 +94,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict { code, message } => ApiError::Conflict { code, message },
             StoreError::Invalid { code, message } => ApiError::Unprocessable { code, message },
-            StoreError::Busy(m) => ApiError::Unavailable(m),
-            StoreError::Database(m) | StoreError::Corrupt(m) => ApiError::Internal(m),
+            e @ StoreError::Busy { .. } => ApiError::Unavailable(e.report()),
+            e @ (StoreError::Database(_) | StoreError::Corrupt(_)) => {
+                ApiError::Internal(e.report())
+            }
         }
     }
 }

@@ -116,6 +116,4 @@ impl AppState {
     }
 }
 
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+pub use store::now_ms;

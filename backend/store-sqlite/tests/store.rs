@@ -1,7 +1,7 @@
-//! The shared store test-suite (`backend/store/sql/tests_common.rs`) on SQLite: each test gets
+//! The shared store test-suite (`backend/store/store_suite.rs`) on SQLite: each test gets
 //! its own database file in a temporary directory.
 
-use store_sqlite::{SqliteSettings, SqliteStore};
+use store_sqlite::{BatchSettings, SqliteSettings, SqliteStore};
 
 struct TestDb {
     store: std::sync::Arc<dyn store::Store>,
@@ -25,6 +25,22 @@ impl TestDb {
             SqliteStore::connect(&self.url, &SqliteSettings::default())
                 .await
                 .expect("open a second instance"),
+        )
+    }
+
+    /// Another instance on the same file with batching off: every charge settled alone.
+    async fn unbatched_instance(&self) -> std::sync::Arc<dyn store::Store> {
+        let settings = SqliteSettings {
+            batch: BatchSettings {
+                max_batch: 1,
+                ..BatchSettings::default()
+            },
+            ..SqliteSettings::default()
+        };
+        std::sync::Arc::new(
+            SqliteStore::connect(&self.url, &settings)
+                .await
+                .expect("open an unbatched instance"),
         )
     }
 
@@ -62,4 +78,5 @@ async fn fresh() -> Option<TestDb> {
     })
 }
 
-include!("../../store/sql/tests_common.rs");
+#[path = "../../store/store_suite.rs"]
+mod suite;

@@ -10,7 +10,7 @@ mod error;
 mod hashing;
 mod types;
 
-pub use error::StoreError;
+pub use error::{SourceError, StoreError};
 pub use hashing::{audit_hash, sha256_hex, GENESIS_HASH};
 pub use types::*;
 
@@ -18,6 +18,12 @@ use async_trait::async_trait;
 use ledger::Fen;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The wall clock in milliseconds since the Unix epoch, as every time in the book is stored: the
+/// backend's one reading of it (the server and both databases' implementations call this).
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
