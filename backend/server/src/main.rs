@@ -112,6 +112,10 @@ async fn serve(mut cfg: Config) -> Result<()> {
     tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
     tokio::spawn(log_batch_stats(store.clone()));
     let state = backend::build_state(store.clone(), cfg)?;
+    tokio::spawn(backend::payments::run_payment_returns(
+        state.clone(),
+        Duration::from_secs(60),
+    ));
     // The models are loaded on the first photo; say now if they are missing, since only the
     // photo route needs them and everything else serves as usual.
     match state.faces.probe() {

@@ -510,3 +510,105 @@ on_both!(one_rule_per_field_kind, |db| async move {
     );
     app.check_ok().await;
 });
+
+// 2. A top-up paid after the person left is not credited: it goes back to the payer through
+// the provider, and the books stay at zero.
+on_both!(
+    a_payment_after_leaving_goes_back_to_the_payer,
+    |db| async move {
+        let Some(app) = TestApp::new(db).await else {
+            return;
+        };
+        app.top_up_via_store(app.staff_id, 2_000).await;
+        let (s, order) = app
+            .call(
+                &app.staff,
+                Method::POST,
+                "/api/v1/me/topups",
+                Some(json!({"amount": "50.00"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{order}");
+        let order_no = order["order_no"].as_str().unwrap().to_string();
+        let (s, left) = app
+            .call(
+                &app.manager,
+                Method::POST,
+                &format!("/api/v1/staff/{}/offboard", app.staff_id),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, left["cash_paid_out"].as_str()),
+            (StatusCode::OK, Some("20.00")),
+            "{left}"
+        );
+        // The person pays the order they opened before leaving.
+        let (s, _, body) = app
+            .raw(app.request(
+                &Caller::Anonymous,
+                Method::POST,
+                &format!("/sandbox/pay/{order_no}"),
+                None,
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let path = format!("/api/v1/topups?staff_id={}", app.staff_id);
+        let mut status = String::new();
+        for _ in 0..100 {
+            let (_, list) = app.call(&app.manager, Method::GET, &path, None).await;
+            status = list
+                .as_array()
+                .and_then(|l| l.iter().find(|o| o["order_no"] == order_no.as_str()))
+                .map(|o| o["status"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            if status == "returned" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "returned", "the payment went back to the payer");
+        assert!(
+            app.store.sandbox_refund(&order_no).await.unwrap().is_some(),
+            "the provider (sandbox) recorded the refund"
+        );
+        // Nothing was credited: the person's books end at zero.
+        let (_, b) = app
+            .call(
+                &app.manager,
+                Method::GET,
+                &format!("/api/v1/staff/{}/balance", app.staff_id),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (b["cash"].as_str(), b["subsidy"].as_str()),
+            (Some("0.00"), Some("0.00")),
+            "{b}"
+        );
+        // A repeated notification (the gateway retries) is refused again, never credited.
+        let paid = app.store.sandbox_payment(&order_no).await.unwrap().unwrap();
+        let again = app
+            .store
+            .credit_payment(
+                &order_no,
+                &paid.txn,
+                paid.amount,
+                "{}",
+                backend::state::now_ms(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, store::CreditOutcome::RefusedLeft);
+        let (_, b) = app
+            .call(
+                &app.manager,
+                Method::GET,
+                &format!("/api/v1/staff/{}/balance", app.staff_id),
+                None,
+            )
+            .await;
+        assert_eq!(b["cash"], "0.00");
+        app.check_ok().await;
+    }
+);

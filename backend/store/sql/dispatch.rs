@@ -7,9 +7,9 @@ use store::{
     ChargeBatchStats, ChargeCommand, ChargeFilter, ChargeRecord, ChargeResult, CheckReport,
     Consent, CreditOutcome, GalleryPage, GrantSummary, Kiosk, MealWindow, NewCanteen,
     NewPaymentOrder, NewSession, NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder,
-    Price, Refund, RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate,
-    StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord,
-    WasteStats,
+    PaymentReturn, Price, Refund, RefundStatus, SandboxPayment, SealedTemplate, Session, Staff,
+    StaffUpdate, StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand,
+    WasteRecord, WasteStats,
 };
 
 #[async_trait::async_trait]
@@ -296,6 +296,33 @@ impl Store for SqlStore {
 
     async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>> {
         topups::sandbox_payment(self, order_no).await
+    }
+
+    async fn pending_payment_returns(&self, limit: i64) -> Result<Vec<PaymentReturn>> {
+        topups::pending_payment_returns(self, limit).await
+    }
+
+    async fn mark_payment_returned(
+        &self,
+        order_no: &str,
+        provider_refund: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        topups::mark_payment_returned(self, order_no, provider_refund, now_ms).await
+    }
+
+    async fn sandbox_record_refund(
+        &self,
+        order_no: &str,
+        amount: Fen,
+        refund_txn: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        topups::sandbox_record_refund(self, order_no, amount, refund_txn, now_ms).await
+    }
+
+    async fn sandbox_refund(&self, order_no: &str) -> Result<Option<String>> {
+        topups::sandbox_refund(self, order_no).await
     }
 
     async fn create_pay_code(

@@ -32,7 +32,9 @@ pub(crate) use charge_cols;
 /// The columns `order_from_row` reads, in its order.
 macro_rules! order_cols {
     () => {
-        "order_no, staff_id, amount_fen, provider, status, provider_txn, created_at, credited_at, entry_id"
+        "order_no, staff_id, amount_fen, provider, status, provider_txn, created_at, credited_at, entry_id, \
+         (SELECT CASE WHEN r.returned_at IS NULL THEN 'refused' ELSE 'returned' END \
+          FROM payment_returns r WHERE r.order_no = payment_orders.order_no)"
     };
 }
 pub(crate) use order_cols;
@@ -76,7 +78,12 @@ pub(crate) fn refund_from_row(r: &DbRow) -> Result<Refund> {
 }
 
 pub(crate) fn order_from_row(r: &DbRow) -> Result<PaymentOrder> {
-    let status: String = r.try_get(4).map_err(db)?;
+    // A refused order (see `payment_returns`) keeps `created` in its own row.
+    let returned: Option<String> = r.try_get(9).map_err(db)?;
+    let status: String = match returned {
+        Some(s) => s,
+        None => r.try_get(4).map_err(db)?,
+    };
     Ok(PaymentOrder {
         order_no: r.try_get(0).map_err(db)?,
         staff_id: r.try_get(1).map_err(db)?,

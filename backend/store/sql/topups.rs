@@ -10,8 +10,8 @@ use crate::dialect::for_update;
 use ledger::posting::ProposedEntry;
 use ledger::Fen;
 use store::{
-    Actor, CreditOutcome, NewPaymentOrder, OrderStatus, PaymentOrder, Result, SandboxPayment,
-    StoreError,
+    Actor, CreditOutcome, NewPaymentOrder, OrderStatus, PaymentOrder, PaymentReturn, Result,
+    SandboxPayment, StoreError,
 };
 
 pub(crate) async fn create_payment_order(
@@ -112,10 +112,38 @@ pub(crate) async fn credit_payment(
     };
     let outcome = if order.status == OrderStatus::Credited {
         CreditOutcome::AlreadyCredited
+    } else if matches!(order.status, OrderStatus::Refused | OrderStatus::Returned) {
+        CreditOutcome::RefusedLeft
     } else if paid != order.amount {
         CreditOutcome::AmountMismatch
     } else {
         let mut w = lock_wallets(&mut tx, order.staff_id).await?;
+        // Under the wallet lock, so an offboarding either finished before (the payment is
+        // refused) or waits for this credit (and pays it out with the rest).
+        if has_left(&mut tx, order.staff_id).await? {
+            sqlx::query(
+                "INSERT INTO payment_returns (order_no, amount_fen, provider_txn, reason, created_at) \
+                 VALUES ($1, $2, $3, 'left', $4)",
+            )
+            .bind(order_no)
+            .bind(order.amount.0)
+            .bind(provider_txn)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            log_notification(&mut tx, Some(order_no), raw, "refused_left", now_ms).await?;
+            audit(
+                &mut tx,
+                &Actor::Gateway,
+                "topup.refused_left",
+                serde_json::json!({"order_no": order_no, "staff_id": order.staff_id, "paid_fen": paid.0, "provider_txn": provider_txn}),
+                now_ms,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(CreditOutcome::RefusedLeft);
+        }
         let e = ProposedEntry::top_up(order.staff_id, order.amount).map_err(corrupt)?;
         let memo = format!("top-up order {order_no}");
         let entry_id = post_entry(&mut tx, &sys, &mut w, &e, &memo, now_ms).await?;
@@ -130,7 +158,10 @@ pub(crate) async fn credit_payment(
         CreditOutcome::Credited
     };
     log_notification(&mut tx, Some(order_no), raw, outcome.as_str(), now_ms).await?;
-    if outcome != CreditOutcome::AlreadyCredited {
+    if !matches!(
+        outcome,
+        CreditOutcome::AlreadyCredited | CreditOutcome::RefusedLeft
+    ) {
         audit(
             &mut tx,
             &Actor::Gateway,
@@ -228,4 +259,107 @@ pub(crate) async fn log_notification(
         .await
         .map_err(db)?;
     Ok(())
+}
+
+/// Whether the person was offboarded (their cash paid out; they cannot be paid out again).
+async fn has_left(tx: &mut Tx, staff_id: i64) -> Result<bool> {
+    let left: Option<(i64,)> =
+        sqlx::query_as("SELECT staff_id FROM offboardings WHERE staff_id = $1")
+            .bind(staff_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+    Ok(left.is_some())
+}
+
+pub(crate) async fn pending_payment_returns(
+    s: &SqlStore,
+    limit: i64,
+) -> Result<Vec<PaymentReturn>> {
+    let rows: Vec<(String, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT r.order_no, o.staff_id, r.amount_fen, r.provider_txn, r.created_at \
+         FROM payment_returns r JOIN payment_orders o ON o.order_no = r.order_no \
+         WHERE r.returned_at IS NULL ORDER BY r.created_at, r.order_no LIMIT $1",
+    )
+    .bind(limit.clamp(1, 1000))
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(order_no, staff_id, a, provider_txn, created_at_ms)| PaymentReturn {
+                order_no,
+                staff_id,
+                amount: Fen(a),
+                provider_txn,
+                created_at_ms,
+                provider_refund: None,
+            },
+        )
+        .collect())
+}
+
+pub(crate) async fn mark_payment_returned(
+    s: &SqlStore,
+    order_no: &str,
+    provider_refund: &str,
+    now_ms: i64,
+) -> Result<()> {
+    let mut tx = s.begin().await?;
+    let n = sqlx::query(
+        "UPDATE payment_returns SET provider_refund = $1, returned_at = $2 \
+         WHERE order_no = $3 AND returned_at IS NULL",
+    )
+    .bind(provider_refund)
+    .bind(now_ms)
+    .bind(order_no)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if n == 1 {
+        audit(
+            &mut tx,
+            &Actor::Gateway,
+            "topup.returned",
+            serde_json::json!({"order_no": order_no, "provider_refund": provider_refund}),
+            now_ms,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn sandbox_record_refund(
+    s: &SqlStore,
+    order_no: &str,
+    amount: Fen,
+    refund_txn: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO sandbox_refunds (order_no, amount_fen, refund_txn, refunded_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (order_no) DO NOTHING",
+    )
+    .bind(order_no)
+    .bind(amount.0)
+    .bind(refund_txn)
+    .bind(now_ms)
+    .execute(&s.pool)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub(crate) async fn sandbox_refund(s: &SqlStore, order_no: &str) -> Result<Option<String>> {
+    let r: Option<(String,)> =
+        sqlx::query_as("SELECT refund_txn FROM sandbox_refunds WHERE order_no = $1")
+            .bind(order_no)
+            .fetch_optional(&s.pool)
+            .await
+            .map_err(db)?;
+    Ok(r.map(|(t,)| t))
 }

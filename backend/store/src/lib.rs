@@ -207,6 +207,26 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<bool>;
     async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>>;
+    /// Refused orders whose payment has not yet gone back to the payer, oldest first.
+    async fn pending_payment_returns(&self, limit: i64) -> Result<Vec<PaymentReturn>>;
+    /// Records that the provider refunded a refused order (`provider_refund` is its refund
+    /// transaction); audited. Idempotent.
+    async fn mark_payment_returned(
+        &self,
+        order_no: &str,
+        provider_refund: &str,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// The sandbox gateway's own record of a refund. `false` when already refunded.
+    async fn sandbox_record_refund(
+        &self,
+        order_no: &str,
+        amount: Fen,
+        refund_txn: &str,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// The sandbox's refund of an order: its refund transaction.
+    async fn sandbox_refund(&self, order_no: &str) -> Result<Option<String>>;
 
     // ---- one-time pay codes ---------------------------------------------------------------
     /// Stores the hash of a code a person will show as a QR code.

@@ -185,12 +185,19 @@ pub async fn reconcile(
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let outcome = match state {
         ProviderOrderState::NotPaid => "not_paid".to_string(),
-        ProviderOrderState::Paid { amount, txn } => st
-            .store
-            .credit_payment(&order_no, &txn, amount, "reconciliation query", now_ms())
-            .await?
-            .as_str()
-            .to_string(),
+        ProviderOrderState::Paid { amount, txn } => {
+            let o = st
+                .store
+                .credit_payment(&order_no, &txn, amount, "reconciliation query", now_ms())
+                .await?;
+            if o == store::CreditOutcome::RefusedLeft {
+                // A refused payment still waiting to go back: try again now.
+                crate::payments::return_refused_payments(&st)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            }
+            o.as_str().to_string()
+        }
     };
     Ok(Json(OutcomeOut { outcome }))
 }

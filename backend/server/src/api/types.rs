@@ -407,7 +407,8 @@ pub struct OrderOut {
     #[schema(value_type = String)]
     pub amount: Decimal,
     pub provider: String,
-    /// created or credited.
+    /// created, credited, refused (paid after the person left; going back to the payer) or
+    /// returned (gone back to the payer).
     pub status: String,
     pub pay_url: Option<String>,
     pub created_at_ms: i64,
@@ -431,7 +432,8 @@ impl OrderOut {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct OutcomeOut {
-    /// credited, already_credited, amount_mismatch, unknown_order or not_paid.
+    /// credited, already_credited, amount_mismatch, unknown_order, refused_left (the person
+    /// had left: not credited, the payment goes back to the payer) or not_paid.
     pub outcome: String,
 }
 
