@@ -163,6 +163,7 @@ impl Fixture {
             kiosk_time_ms: at,
             received_ms: at,
             offline: false,
+            offline_too_old: false,
             amount: None,
         }
     }

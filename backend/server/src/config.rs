@@ -46,6 +46,9 @@ pub struct Config {
     pub sealer_interval_ms: u64,
     /// `backend check` fails on audit entries left unsealed longer than this.
     pub unsealed_grace_seconds: i64,
+    /// How old (hours between the meal and its arrival) an offline charge may be and still be
+    /// decided on its own; older ones become exceptions a manager resolves.
+    pub offline_max_age_hours: i64,
     /// Login attempts allowed per username per minute.
     pub login_attempts_per_minute: i64,
     /// How long a kiosk token lookup may be served from memory; revocation takes effect on
@@ -87,6 +90,7 @@ impl Default for Config {
             sealer_interval_ms: 500,
             unsealed_grace_seconds: 60,
             login_attempts_per_minute: 10,
+            offline_max_age_hours: 72,
             kiosk_token_cache_seconds: 5,
             charge_batch_max: 64,
             charge_writers: 0,

@@ -612,3 +612,55 @@ on_both!(
         app.check_ok().await;
     }
 );
+
+// 3b. Offline charges carry their kiosk time, within a bounded age; older ones go to a manager.
+on_both!(old_offline_charges_become_exceptions, |db| async move {
+    let Some(app) = TestApp::new(db).await else {
+        return;
+    };
+    app.top_up_via_store(app.staff_id, 100_000).await;
+    let days_ago = |d: i64| {
+        (time::OffsetDateTime::parse(
+            &common::lunch_today(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+            - time::Duration::days(d))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+    };
+    let offline = |key: &str, when: String| json!({"idempotency_key": key, "staff_id": app.staff_id, "kiosk_time": when, "offline": true});
+    let (_, recent) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(offline("two-days", days_ago(2))),
+        )
+        .await;
+    assert_eq!(
+        recent["status"], "accepted",
+        "two days (default bound 72 h): {recent}"
+    );
+    assert_eq!(recent["local_date"].as_str().unwrap(), &days_ago(2)[..10]);
+    for (key, d) in [("four-days", 4), ("a-year", 365)] {
+        let (_, old) = app
+            .call(
+                &app.kiosk,
+                Method::POST,
+                "/api/v1/kiosk/charges",
+                Some(offline(key, days_ago(d))),
+            )
+            .await;
+        assert_eq!(
+            (old["status"].as_str(), old["reason"].as_str()),
+            (Some("exception"), Some("offline_too_old")),
+            "{d} days: {old}"
+        );
+    }
+    let (_, b) = app
+        .call(&app.staff, Method::GET, "/api/v1/me/balance", None)
+        .await;
+    assert_eq!(b["cash"], "985.00", "only the recent one was charged: {b}");
+    app.check_ok().await;
+});

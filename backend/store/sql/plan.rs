@@ -198,6 +198,7 @@ fn plan_batch(
         };
         let w = &mut person.wallets;
         let facts = ChargeFacts {
+            served_too_long_ago: cmd.offline_too_old,
             staff_active: person.active,
             meal: p.meal,
             price,

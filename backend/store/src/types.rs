@@ -228,11 +228,16 @@ pub struct ChargeCommand {
     /// Hash of the canonical request body: the same key with another body is a conflict.
     pub request_hash: String,
     pub staff_id: i64,
+    /// When the meal is judged to have been served: the server's clock for online charges,
+    /// the kiosk's for offline ones.
     pub kiosk_time_ms: i64,
     pub received_ms: i64,
     /// Recorded while the kiosk was offline: the meal was already served, so a rule broken
     /// now becomes an exception for a manager instead of a refusal.
     pub offline: bool,
+    /// An offline charge older than the server accepts on its own
+    /// (`ledger::charge::offline_too_old`): recorded as an exception for a manager.
+    pub offline_too_old: bool,
     /// An explicit amount (a la carte); `None` means the price table decides.
     pub amount: Option<Fen>,
 }

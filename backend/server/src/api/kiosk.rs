@@ -120,6 +120,12 @@ pub async fn charge(
         kiosk_time_ms: meal_time_ms,
         received_ms: now,
         offline: req.offline,
+        offline_too_old: req.offline
+            && ledger::charge::offline_too_old(
+                meal_time_ms,
+                now,
+                st.cfg.offline_max_age_hours.max(1) * 3_600_000,
+            ),
         amount,
     };
     let r = st.store.charge(cmd).await?;

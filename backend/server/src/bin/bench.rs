@@ -411,6 +411,7 @@ async fn load_direct(
                 kiosk_time_ms: now,
                 received_ms: now,
                 offline: false,
+                offline_too_old: false,
                 amount: None,
             };
             matches!(store.charge(cmd).await, Ok(r) if r.outcome == store::ChargeOutcome::Accepted)
