@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// The development key/secret placeholders (64 hex digits of zeros is obviously not a secret).
 pub const DEV_FACE_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 pub const DEV_GATEWAY_SECRET: &str = "sandbox-development-secret";
+pub const DEV_AUDIT_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,6 +31,14 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// AES-256-GCM key for face templates at rest, 64 hex digits.
     pub face_key_hex: String,
+    /// HMAC-SHA256 key of the audit chain, 64 hex digits. Keep it outside the database (and
+    /// away from whoever administers the database): with it, the chain can be rebuilt.
+    pub audit_key_hex: String,
+    /// Append-only file where the server writes the audit chain's head every
+    /// `audit_anchor_seconds` (`backend check` verifies the database still holds each one, so
+    /// deleting the newest audit rows shows). Empty: `<data_dir>/audit-anchors.jsonl`.
+    pub audit_anchor_path: String,
+    pub audit_anchor_seconds: u64,
     /// HMAC-SHA256 secret shared with the sandbox payment gateway.
     pub gateway_secret: String,
     /// Runs the built-in sandbox payment gateway: a pay page anyone may press "Pay" on, which
@@ -83,6 +92,9 @@ impl Default for Config {
             sqlite_synchronous_full: true,
             face_key_hex: DEV_FACE_KEY.into(),
             gateway_secret: DEV_GATEWAY_SECRET.into(),
+            audit_key_hex: DEV_AUDIT_KEY.into(),
+            audit_anchor_path: String::new(),
+            audit_anchor_seconds: 60,
             sandbox_payments: false,
             session_ttl_hours: 12,
             cookie_secure: false,
@@ -144,6 +156,24 @@ impl Config {
         })
     }
 
+    pub fn audit_key(&self) -> Result<store::AuditKey, ConfigError> {
+        let bytes = hex::decode(self.audit_key_hex.trim())
+            .map_err(|_| ConfigError::Invalid("audit_key_hex must be 64 hex digits".into()))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            ConfigError::Invalid("audit_key_hex must be 64 hex digits (32 bytes)".into())
+        })?;
+        Ok(store::AuditKey::new(bytes))
+    }
+
+    /// Where the audit anchors go.
+    pub fn audit_anchor_path(&self) -> PathBuf {
+        if self.audit_anchor_path.is_empty() {
+            self.data_dir.join("audit-anchors.jsonl")
+        } else {
+            PathBuf::from(&self.audit_anchor_path)
+        }
+    }
+
     /// Whether the sandbox gateway (money without payment) is installed: only when chosen,
     /// by dev mode or by the setting that says so.
     pub fn sandbox_enabled(&self) -> bool {
@@ -155,6 +185,14 @@ impl Config {
     /// source could sign notifications with the placeholder.
     pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
         self.face_key()?;
+        self.audit_key()?;
+        if !self.dev_mode && self.audit_key_hex == DEV_AUDIT_KEY {
+            return Err(ConfigError::Invalid(
+                "audit_key_hex still has its development value; set CLEANPLATE_AUDIT_KEY_HEX \
+                 (64 hex digits, kept outside the database), or CLEANPLATE_DEV_MODE=true"
+                    .into(),
+            ));
+        }
         if !self.dev_mode && self.face_key_hex == DEV_FACE_KEY {
             return Err(ConfigError::Invalid(
                 "face_key_hex still has its development value; set CLEANPLATE_FACE_KEY_HEX \
@@ -208,6 +246,7 @@ mod tests {
     fn sandbox_only_when_chosen() {
         let prod = Config {
             face_key_hex: "11".repeat(32),
+            audit_key_hex: "22".repeat(32),
             ..Config::default()
         };
         assert!(!prod.sandbox_enabled(), "no sandbox by default");

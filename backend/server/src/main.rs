@@ -109,7 +109,15 @@ async fn serve(mut cfg: Config) -> Result<()> {
         cfg.public_base_url = format!("http://{addr}");
     }
     let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
-    tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
+    tokio::spawn(backend::run_sealer(
+        store.clone(),
+        sealer_interval,
+        Some(backend::Anchoring {
+            path: cfg.audit_anchor_path(),
+            key: cfg.audit_key()?,
+            every: Duration::from_secs(cfg.audit_anchor_seconds.max(1)),
+        }),
+    ));
     tokio::spawn(log_batch_stats(store.clone()));
     let state = backend::build_state(store.clone(), cfg)?;
     tokio::spawn(backend::payments::run_payment_returns(
@@ -185,9 +193,7 @@ async fn check(cfg: Config, seal: bool, json: bool) -> Result<()> {
     if seal {
         while store.seal_audit(10_000).await? == 10_000 {}
     }
-    let r = store
-        .check(now_ms(), cfg.unsealed_grace_seconds * 1000)
-        .await?;
+    let r = backend::full_check(&store, &cfg, now_ms()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

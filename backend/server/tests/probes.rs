@@ -664,3 +664,82 @@ on_both!(old_offline_charges_become_exceptions, |db| async move {
     assert_eq!(b["cash"], "985.00", "only the recent one was charged: {b}");
     app.check_ok().await;
 });
+
+// 4c. Deleting the newest sealed audit rows leaves a consistent chain in the database; the
+// anchors written outside it show the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchors_reveal_deleted_audit_rows() {
+    let app = TestApp::new(Db::Sqlite).await.expect("sqlite app");
+    app.top_up_via_store(app.staff_id, 10_000).await;
+    let (s, v) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "a1", "staff_id": app.staff_id, "kiosk_time": common::lunch_today()})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{v}"
+    );
+    while app.store.seal_audit(10_000).await.unwrap() == 10_000 {}
+    let cfg = &app.state.cfg;
+    let key = cfg.audit_key().unwrap();
+    let path = cfg.audit_anchor_path();
+    let anchored = backend::anchors::append_head(&app.store, &key, &path, 1)
+        .await
+        .unwrap()
+        .expect("an anchor");
+    let clean = backend::full_check(&app.store, cfg, backend::state::now_ms())
+        .await
+        .unwrap();
+    assert!(clean.ok(), "{:?}", clean.problems);
+    // Remove the two newest sealed audit rows, and the journal seals they accounted for: what
+    // is left is a valid chain (the unsealed journal entries are still within the grace time).
+    let pool = sqlx::SqlitePool::connect(&cfg.database_url())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq > $1")
+        .bind(anchored.seq - 2)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM journal_seals WHERE audit_id NOT IN (SELECT id FROM audit_log)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = backend::full_check(&app.store, cfg, backend::state::now_ms())
+        .await
+        .unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.contains("is gone")),
+        "{:?}",
+        r.problems
+    );
+    // The chain left in the database is consistent: only the anchor names the loss.
+    assert!(
+        !r.problems
+            .iter()
+            .any(|p| p.contains("sequence jumps") || p.contains("does not match its hash")),
+        "{:?}",
+        r.problems
+    );
+    // An anchor line written without the key is refused, not trusted.
+    let mut forged = anchored.clone();
+    forged.seq = 1;
+    std::fs::write(
+        &path,
+        format!("{}\n", serde_json::to_string(&forged).unwrap()),
+    )
+    .unwrap();
+    let r = backend::full_check(&app.store, cfg, backend::state::now_ms())
+        .await
+        .unwrap();
+    assert!(
+        r.problems.iter().any(|p| p.contains("not signed")),
+        "{:?}",
+        r.problems
+    );
+}

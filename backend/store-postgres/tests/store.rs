@@ -19,6 +19,14 @@ impl TestDb {
             .expect("raw SQL in a test");
     }
 
+    /// As `exec`, for statements a test composes (its own values, never outside input).
+    async fn exec_composed(&self, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
+    }
+
     /// Another store instance (its own pool and charge queue) on the same database, as a second
     /// backend process behind a load balancer would have.
     async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {

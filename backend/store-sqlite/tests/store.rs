@@ -18,6 +18,14 @@ impl TestDb {
             .expect("raw SQL in a test");
     }
 
+    /// As `exec`, for statements a test composes (its own values, never outside input).
+    async fn exec_composed(&self, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
+    }
+
     /// Another store instance (its own pool, writer gate and charge queue) on the same file, as
     /// a second process would have; the two meet at SQLite's own lock.
     async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {

@@ -1,10 +1,14 @@
 //! `backend check`: the book's invariants as queries (entries balance, cached balances equal
-//! their postings, every charge has its entry and idempotency record, ...) and the audit chain
-//! recomputed from the start. Read-only.
+//! their postings, every charge has its entry and idempotency record, ...), the keyed audit
+//! chain recomputed from the start, and the journal against the chain both ways: every entry
+//! sealed (past the grace period) with the content it has now, every seal's entry present, every
+//! seal batch matching the digest its audit entry recorded, every charge an audit entry names
+//! present. What this can and cannot detect is written in SECURITY.md. Read-only.
 
 use super::error::db;
 use super::SqlStore;
-use store::{audit_hash, CheckReport, Result, GENESIS_HASH};
+use std::collections::{BTreeSet, HashMap};
+use store::{audit_hash, entry_hash, seal_digest, CheckReport, Result, GENESIS_HASH};
 
 /// A sealed audit entry: (id, at, actor, action, detail, seq, prev_hash, hash).
 type ChainRow = (
@@ -114,6 +118,10 @@ pub(crate) async fn check(
     let mut prev = GENESIS_HASH.to_string();
     let mut expect_seq = 1i64;
     let mut chain_broken = false;
+    // What the sealed chain says the journal holds: seal batches (audit id -> digest, count)
+    // and the charges its entries name.
+    let mut seal_batches: HashMap<i64, (String, i64)> = HashMap::new();
+    let mut named_charges: BTreeSet<i64> = BTreeSet::new();
     loop {
         let rows: Vec<ChainRow> = sqlx::query_as(
             "SELECT id, at, actor, action, detail, seq, prev_hash, hash FROM audit_log \
@@ -135,7 +143,7 @@ pub(crate) async fn check(
                 chain_broken = true;
                 break;
             }
-            let want = audit_hash(&prev, seq, id, at, &actor, &action, &detail);
+            let want = audit_hash(&s.audit_key, &prev, seq, id, at, &actor, &action, &detail);
             if ph.as_deref() != Some(prev.as_str()) || h.as_deref() != Some(want.as_str()) {
                 problems.push(format!(
                     "audit chain: entry {id} (seq {seq}) does not match its hash"
@@ -146,10 +154,51 @@ pub(crate) async fn check(
             prev = want;
             expect_seq += 1;
             rep.audit_sealed += 1;
+            if let Ok(d) = serde_json::from_str::<serde_json::Value>(&detail) {
+                if action == "journal.sealed" {
+                    let digest = d["digest"].as_str().unwrap_or_default().to_string();
+                    seal_batches.insert(id, (digest, d["entries"].as_i64().unwrap_or(-1)));
+                } else if action.starts_with("charge.") {
+                    if let Some(c) = d["charge_id"].as_i64() {
+                        named_charges.insert(c);
+                    }
+                }
+            }
         }
         if chain_broken {
             break;
         }
+    }
+    // Seals made by a round whose `journal.sealed` entry is not chained yet (still within the
+    // grace period the unsealed-entries rule watches) are not "unaccounted for".
+    let pending: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM audit_log WHERE seq IS NULL AND action = 'journal.sealed'")
+            .fetch_all(p)
+            .await
+            .map_err(db)?;
+    let pending: BTreeSet<i64> = pending.into_iter().map(|r| r.0).collect();
+    journal_against_seals(p, &seal_batches, &pending, &mut problems).await?;
+    let missing = missing_ids(p, "charges", &named_charges).await?;
+    if !missing.is_empty() {
+        problems.push(listed(
+            "charges the sealed audit log records that are gone from the charges table",
+            &missing,
+        ));
+    }
+    let stale_entries: Vec<(i64,)> = sqlx::query_as(
+        "SELECT e.id FROM journal_entries e LEFT JOIN journal_seals s ON s.entry_id = e.id \
+         WHERE s.entry_id IS NULL AND e.created_at < $1 ORDER BY e.id",
+    )
+    .bind(now_ms - unsealed_grace_ms)
+    .fetch_all(p)
+    .await
+    .map_err(db)?;
+    if !stale_entries.is_empty() {
+        let ids: Vec<i64> = stale_entries.into_iter().map(|r| r.0).collect();
+        problems.push(listed(
+            "journal entries older than the grace period that no seal in the audit chain covers",
+            &ids,
+        ));
     }
     let (unsealed, stale): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN at < $1 THEN 1 ELSE 0 END), 0) AS BIGINT) FROM audit_log WHERE seq IS NULL",
@@ -182,4 +231,134 @@ pub(crate) async fn check(
     rep.charges = charges;
     rep.problems = problems;
     Ok(rep)
+}
+
+fn listed(what: &str, ids: &[i64]) -> String {
+    let shown: Vec<String> = ids.iter().take(20).map(i64::to_string).collect();
+    format!("{what} ({}): {}", ids.len(), shown.join(", "))
+}
+
+/// Of `ids`, those with no row in `table` (by `id`).
+async fn missing_ids(
+    p: &crate::dialect::DbPool,
+    table: &'static str,
+    ids: &BTreeSet<i64>,
+) -> Result<Vec<i64>> {
+    let mut missing = Vec::new();
+    let all: Vec<i64> = ids.iter().copied().collect();
+    for chunk in all.chunks(1000) {
+        let (lo, hi) = (chunk[0], chunk[chunk.len() - 1]);
+        // Only the table's name (a constant) is formatted into the text.
+        let sql = format!("SELECT id FROM {table} WHERE id BETWEEN $1 AND $2");
+        let found: Vec<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(p)
+            .await
+            .map_err(db)?;
+        let found: BTreeSet<i64> = found.into_iter().map(|r| r.0).collect();
+        missing.extend(chunk.iter().filter(|id| !found.contains(id)));
+    }
+    Ok(missing)
+}
+
+/// Recomputes every sealed entry's content hash from the journal as it is now, and every seal
+/// batch's digest from its rows, streaming in entry order.
+async fn journal_against_seals(
+    p: &crate::dialect::DbPool,
+    batches: &HashMap<i64, (String, i64)>,
+    pending: &BTreeSet<i64>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut changed = Vec::new();
+    let mut gone = Vec::new();
+    let mut unknown_batch = Vec::new();
+    let mut by_batch: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    let mut after = 0i64;
+    loop {
+        let seals: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT entry_id, content_hash, audit_id FROM journal_seals WHERE entry_id > $1 \
+             ORDER BY entry_id LIMIT 5000",
+        )
+        .bind(after)
+        .fetch_all(p)
+        .await
+        .map_err(db)?;
+        let (Some(first), Some(last)) = (seals.first(), seals.last()) else {
+            break;
+        };
+        let (lo, hi) = (first.0, last.0);
+        after = hi;
+        let entries: Vec<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT id, kind, created_at, memo FROM journal_entries WHERE id BETWEEN $1 AND $2",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(p)
+        .await
+        .map_err(db)?;
+        let postings: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT entry_id, account_id, amount_fen FROM postings WHERE entry_id BETWEEN $1 AND $2",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(p)
+        .await
+        .map_err(db)?;
+        let mut legs: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for (e, a, amount) in postings {
+            legs.entry(e).or_default().push((a, amount));
+        }
+        let entries: HashMap<i64, (String, i64, String)> = entries
+            .into_iter()
+            .map(|(id, kind, at, memo)| (id, (kind, at, memo)))
+            .collect();
+        for (id, sealed, audit_id) in seals {
+            match entries.get(&id) {
+                None => gone.push(id),
+                Some((kind, at, memo)) => {
+                    let l = legs.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+                    if entry_hash(id, kind, *at, memo, l) != sealed {
+                        changed.push(id);
+                    }
+                }
+            }
+            if !batches.contains_key(&audit_id) && !pending.contains(&audit_id) {
+                unknown_batch.push(id);
+            }
+            by_batch.entry(audit_id).or_default().push((id, sealed));
+        }
+    }
+    let mut altered_batches: Vec<i64> = batches
+        .iter()
+        .filter(|(audit_id, (digest, count))| {
+            let rows = by_batch.get(audit_id).map(Vec::as_slice).unwrap_or(&[]);
+            rows.len() as i64 != *count
+                || seal_digest(rows.iter().map(|(id, h)| (*id, h.as_str()))) != *digest
+        })
+        .map(|(audit_id, _)| *audit_id)
+        .collect();
+    altered_batches.sort_unstable();
+    if !changed.is_empty() {
+        problems.push(listed(
+            "journal entries whose content (kind, time, memo or postings) differs from their seal",
+            &changed,
+        ));
+    }
+    if !gone.is_empty() {
+        problems.push(listed("sealed journal entries that are gone", &gone));
+    }
+    if !unknown_batch.is_empty() {
+        problems.push(listed(
+            "journal seals no sealed audit entry accounts for",
+            &unknown_batch,
+        ));
+    }
+    if !altered_batches.is_empty() {
+        problems.push(listed(
+            "seal batches whose rows differ from the digest their audit entry recorded (audit ids)",
+            &altered_batches,
+        ));
+    }
+    Ok(())
 }

@@ -416,6 +416,14 @@ impl Store for SqlStore {
         audit::seal_audit(self, max).await
     }
 
+    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        audit::audit_head(self).await
+    }
+
+    async fn audit_hash_at(&self, seq: i64) -> Result<Option<String>> {
+        audit::audit_hash_at(self, seq).await
+    }
+
     async fn list_audit(&self, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>> {
         audit::list_audit(self, after_id, limit).await
     }

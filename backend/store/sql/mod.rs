@@ -77,6 +77,9 @@ pub struct SqlStore {
     /// rarely and are read by every charge. Changes made through this instance clear it at once;
     /// other instances see them within the TTL. Money facts are never cached.
     rules: Mutex<HashMap<i64, (Instant, Arc<canteens::CanteenRules>)>>,
+    /// The key of the audit chain (see `audit`): given by the server's configuration, never
+    /// stored in the database.
+    audit_key: store::AuditKey,
     /// Charges waiting for a batch writer (group commit, see `batch::ChargeQueue`).
     queue: Arc<batch::ChargeQueue>,
 }
@@ -100,8 +103,15 @@ impl SqlStore {
             system: OnceLock::new(),
             write_gate,
             rules: Default::default(),
+            audit_key: store::AuditKey::default(),
             queue: Arc::new(batch::ChargeQueue::new(batch)),
         }
+    }
+
+    /// The key the audit chain is sealed and checked with (the development key otherwise).
+    pub fn with_audit_key(mut self, key: store::AuditKey) -> Self {
+        self.audit_key = key;
+        self
     }
 
     /// How charges are grouped into transactions.

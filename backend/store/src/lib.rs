@@ -11,7 +11,7 @@ mod hashing;
 mod types;
 
 pub use error::{SourceError, StoreError};
-pub use hashing::{audit_hash, sha256_hex, GENESIS_HASH};
+pub use hashing::{audit_hash, entry_hash, seal_digest, sha256_hex, AuditKey, GENESIS_HASH};
 pub use types::*;
 
 use async_trait::async_trait;
@@ -294,6 +294,11 @@ pub trait Store: Send + Sync + 'static {
     /// Chains up to `max` unsealed audit entries; returns how many were sealed. Safe to call
     /// from several instances at once (one wins the lock, the others seal nothing).
     async fn seal_audit(&self, max: i64) -> Result<usize>;
+    /// The newest sealed audit entry's (seq, hash): the chain's head, for anchors kept outside
+    /// the database.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+    /// The hash of the sealed audit entry at `seq`, if there is one.
+    async fn audit_hash_at(&self, seq: i64) -> Result<Option<String>>;
     async fn list_audit(&self, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     /// Verifies the book's invariants; see `CheckReport`.
     async fn check(&self, now_ms: i64, unsealed_grace_ms: i64) -> Result<CheckReport>;

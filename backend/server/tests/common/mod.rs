@@ -106,6 +106,7 @@ pub struct TestApp {
     pub kiosk_id: i64,
     pub db: Db,
     _guard: Guard,
+    _data: tempfile::TempDir,
 }
 
 pub const GATEWAY_SECRET: &str = "test-gateway-secret";
@@ -114,6 +115,7 @@ pub fn test_config() -> Config {
     Config {
         dev_mode: true,
         face_key_hex: "11".repeat(32),
+        audit_key_hex: "22".repeat(32),
         gateway_secret: GATEWAY_SECRET.into(),
         login_attempts_per_minute: 5,
         public_base_url: "http://backend.test".into(),
@@ -143,6 +145,9 @@ impl TestApp {
     /// As [`TestApp::new`], with the test configuration changed by `edit` first.
     pub async fn with_config(db: Db, edit: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let mut cfg = test_config();
+        // Each app its own data folder (the audit anchors are written there).
+        let data = tempfile::tempdir().expect("data dir");
+        cfg.data_dir = data.path().to_path_buf();
         edit(&mut cfg);
         let (store, guard): (Arc<dyn Store>, Guard) = match db {
             Db::Sqlite => {
@@ -242,6 +247,7 @@ impl TestApp {
             kiosk_id: 0,
             db,
             _guard: guard,
+            _data: data,
         };
         app.manager = app.person("boss", Role::Manager, None).await;
         app.auditor = app.person("eye", Role::Auditor, None).await;
