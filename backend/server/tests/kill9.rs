@@ -132,7 +132,7 @@ async fn scenario(db: Db) {
         .expect("kiosk");
     drop(store);
 
-    let server = spawn_server(&url, dir.path());
+    let mut server = spawn_server(&url, dir.path());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -188,7 +188,6 @@ async fn scenario(db: Db) {
             break;
         }
     }
-    let mut server = server;
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("reap");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -203,7 +202,7 @@ async fn scenario(db: Db) {
     assert!(acked.len() >= 300);
 
     // Restart and replay every request we sent.
-    let server = spawn_server(&url, dir.path());
+    let mut server = spawn_server(&url, dir.path());
     let mut final_ids = HashMap::new();
     for (key, ack) in &outcomes {
         let resp = http
@@ -265,7 +264,7 @@ async fn scenario(db: Db) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(server);
+    server.kill();
     assert!(passed, "`backend check` passes after the crash and restart");
     if db == Db::Sqlite {
         // And `backend check` notices when someone edits money behind the ledger's back.

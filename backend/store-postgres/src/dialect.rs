@@ -1,8 +1,7 @@
 //! What PostgreSQL does differently from the SQL shared with SQLite (`backend/store/sql`): the
 //! driver types, write transactions at READ COMMITTED that lock the rows they decide on
 //! (`SELECT ... FOR UPDATE`; a person's two wallet rows only, never the staff row managers may
-//! edit meanwhile), the sealer's transaction-level advisory lock (one instance seals at a time),
-//! and its migrations.
+//! edit meanwhile), the sealer's transaction-level advisory lock (one instance seals at a time).
 
 use crate::sql::error::db;
 use store::Result;
@@ -54,11 +53,4 @@ pub(crate) async fn try_sealer_lock(conn: &mut sqlx::PgConnection) -> Result<boo
         .await
         .map_err(db)?;
     Ok(got)
-}
-
-pub(crate) async fn migrate(pool: &DbPool) -> Result<()> {
-    sqlx::migrate!("./migrations")
-        .run(pool)
-        .await
-        .map_err(store::StoreError::database)
 }

@@ -9,7 +9,7 @@
 //! The SQL both databases accept is shared with `store-sqlite`: it is this crate's module `sql`,
 //! compiled from `backend/store/sql` against this crate's `dialect` (see that module's comment
 //! for why it is not a generic crate). What only PostgreSQL does lives here: `dialect` (locks,
-//! transactions, migrations) and `batch_io` (the batch's one-statement read and write).
+//! transactions) and `batch_io` (the batch's one-statement read and write), and its migrations.
 
 mod batch_io;
 mod dialect;

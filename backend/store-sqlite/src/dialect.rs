@@ -2,7 +2,7 @@
 //! driver types, a write transaction that takes the database's write lock up front
 //! (`BEGIN IMMEDIATE`, so concurrent writers queue instead of failing half-way on a lock
 //! upgrade), no row-lock clauses (SQLite has one writer at a time, so there is nothing to lock
-//! row by row), no sealer lock (the single writer serialises sealers), and its migrations.
+//! row by row), no sealer lock (the single writer serialises sealers).
 
 use crate::sql::error::db;
 use store::Result;
@@ -42,11 +42,4 @@ pub(crate) async fn begin_write(pool: &DbPool) -> Result<sqlx::Transaction<'stat
 /// Only one writer exists at a time, so the sealer needs no lock of its own.
 pub(crate) async fn try_sealer_lock(_conn: &mut sqlx::SqliteConnection) -> Result<bool> {
     Ok(true)
-}
-
-pub(crate) async fn migrate(pool: &DbPool) -> Result<()> {
-    sqlx::migrate!("./migrations")
-        .run(pool)
-        .await
-        .map_err(store::StoreError::database)
 }

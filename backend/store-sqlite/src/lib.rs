@@ -7,7 +7,8 @@
 //! The SQL both databases accept is shared with `store-postgres`: it is this crate's module
 //! `sql`, compiled from `backend/store/sql` against this crate's `dialect` (see that module's
 //! comment for why it is not a generic crate). What only SQLite does lives here: `dialect`
-//! (`BEGIN IMMEDIATE`, no row locks, migrations) and `batch_io` (the batch's `json_each` reads).
+//! (`BEGIN IMMEDIATE`, no row locks), `batch_io` (the batch's `json_each` reads) and its
+//! migrations.
 
 mod batch_io;
 mod dialect;

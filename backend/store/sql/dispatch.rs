@@ -23,7 +23,7 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        crate::dialect::migrate(&self.pool).await?;
+        migrate(&self.pool).await?;
         self.system_ids().await?;
         Ok(())
     }

@@ -11,8 +11,7 @@
 //!
 //! Layers, each using only those before it (so hooks run one way):
 //! 1. `crate::dialect` (the database crate): the driver types and what differs in a statement
-//!    or a transaction — how a write transaction begins, row-lock clauses, the sealer's lock,
-//!    migrations.
+//!    or a transaction — how a write transaction begins, row-lock clauses, the sealer's lock.
 //! 2. `error`, `rows`, `tx`, `journal`: driver errors to [`store::StoreError`] (constraints by
 //!    name), rows to types, write transactions, and the book's row writers (entries and
 //!    postings, charge rows, idempotency records, audit entries).
@@ -168,6 +167,15 @@ impl SqlStore {
             sys: self.system_ids().await?,
         })
     }
+}
+
+/// Applies this database's migrations: `sqlx::migrate!` reads the `migrations` folder of the crate
+/// being compiled, so each database crate embeds its own (the two folders are kept in step).
+async fn migrate(pool: &DbPool) -> Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .map_err(store::StoreError::database)
 }
 
 /// A row of this database's driver (for the row mappers in `rows`).

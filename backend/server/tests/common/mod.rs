@@ -11,8 +11,7 @@ use axum::Router;
 use backend::config::Config;
 use backend::state::AppState;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use store::{Actor, NewSession, NewStaff, NewUser, Role, Store};
 use tower::ServiceExt;
@@ -426,47 +425,18 @@ pub fn lunch_today_ms() -> i64 {
     (lunch_today_time().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// A real `backend serve` process.
-pub struct Server {
-    pub child: Child,
-    /// `host:port` it listens on.
-    pub addr: String,
-}
-
-impl Drop for Server {
-    /// A test that fails half-way must not leave a server behind (it would hold the test
-    /// runner's output open).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A real `backend serve` process (see `backend-harness`).
+pub type Server = backend_harness::Served;
 
 /// Starts `backend serve` on a free port (dev mode, data in `data_dir`, the database at `url`)
 /// and waits until it listens.
 pub fn spawn_server(url: &str, data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backend"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backend"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .env("CLEANPLATE_DEV_MODE", "true")
         .env("CLEANPLATE_DATA_DIR", data_dir)
         .env("CLEANPLATE_SEALER_INTERVAL_MS", "100")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn backend");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening on ") => {
-                break l.trim_start_matches("listening on ").to_string()
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("backend did not start: {other:?}"),
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+        .stderr(Stdio::inherit());
+    backend_harness::start(cmd, std::time::Duration::from_secs(60)).expect("backend serve")
 }
