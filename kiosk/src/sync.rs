@@ -334,6 +334,8 @@ mod tests {
                     active: id % 2 == 1,
                     category: "regular".into(),
                     version: 1,
+                    name: format!("person {id}"),
+                    department: String::new(),
                 })
                 .collect();
             let more = balances.len() as i64 == limit;
