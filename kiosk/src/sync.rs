@@ -81,6 +81,8 @@ pub fn sync_balances(
                     version: b.version,
                     active: b.active,
                     category: b.category.clone(),
+                    name: b.name.clone(),
+                    department: b.department.clone(),
                 }),
                 Err(e) => {
                     // Never from a sound backend; one bad entry must not hold back the rest.
