@@ -153,9 +153,7 @@ pub fn wire(app: &AppWindow, commands: Sender<Command>) {
         move |query| {
             let Some(app) = weak.upgrade() else { return };
             let shown = crate::app::with_desk(|d| {
-                if d.session.is_none() {
-                    return None;
-                }
+                d.session.as_ref()?;
                 d.person = None;
                 d.captured.clear();
                 Some(filter(&d.staff, &query))

@@ -78,27 +78,7 @@ impl FaceAnalyzer {
         image: &RgbImage,
         gallery: &Gallery<i64>,
     ) -> Result<FrameObs, RunError> {
-        let analysis = self.pipeline.analyze(image, Faces::Main)?;
-        let Some(face) = analysis.faces.into_iter().next() else {
-            return Ok(FrameObs { face: None });
-        };
-        let quality_problem = (face.quality.eye_distance_px < self.min_eye_distance_px)
-            .then(|| models::quality::QualityProblem::TooSmall.hint().to_string());
-        let identity = if gallery.is_empty() {
-            Identity::NoGallery
-        } else {
-            Identity::from_decision(gallery.identify(&face.embedding, &self.policy)?)
-        };
-        Ok(FrameObs {
-            face: Some(FaceObs {
-                rect: face.detection.rect,
-                landmarks: face.landmarks,
-                liveness: face.liveness,
-                quality_problem,
-                identity,
-                patch: FacePatch::from_image(image, &face.detection.rect),
-            }),
-        })
+        Ok(self.analyse(image, gallery)?.obs)
     }
 
     /// Like [`observe`](Self::observe), also giving what a front end shows (the face's hint)

@@ -52,13 +52,12 @@ impl Station {
             self.emit(e);
         }
         let outcome = match self.store.charge_state(charge_key)? {
-            ChargeState::Pending { maybe_sent: false } => {
-                if self.store.withdraw_charge(charge_key)? {
-                    "withdrawn"
-                } else {
-                    "nothing_to_undo"
-                }
+            ChargeState::Pending { maybe_sent: false }
+                if self.store.withdraw_charge(charge_key)? =>
+            {
+                "withdrawn"
             }
+            ChargeState::Pending { maybe_sent: false } => "nothing_to_undo",
             ChargeState::Pending { maybe_sent: true } => {
                 self.store.unserve(charge_key)?;
                 "void_when_answered"
