@@ -23,6 +23,8 @@ pub enum Mode {
     Return,
     /// Both on one device.
     Both,
+    /// The enrolment desk: the camera serves template captures, nobody is charged.
+    Desk,
 }
 
 impl Mode {

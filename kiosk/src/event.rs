@@ -36,6 +36,11 @@ pub enum KioskEvent {
         charge_id: Option<i64>,
         amount: Option<String>,
         balance: Option<String>,
+        /// Of the amount, what the subsidy paid (online answers only).
+        subsidy_used: Option<String>,
+        /// From the backend's staff directory, when this kiosk has it.
+        name: Option<String>,
+        department: Option<String>,
         /// From the frame that completed the decision to this event.
         latency_ms: f64,
     },
@@ -44,6 +49,7 @@ pub enum KioskEvent {
         staff_id: i64,
         via: Via,
         reason: String,
+        name: Option<String>,
         latency_ms: f64,
     },
     AlreadyCharged {
@@ -56,6 +62,16 @@ pub enum KioskEvent {
     PayCodeRefused {
         reason: String,
         message: String,
+    },
+    /// A QR pay code was read; the backend is being asked.
+    PayCodeScanned,
+    /// The diner said "not me" on the paid screen: the charge is withdrawn (it never left
+    /// the kiosk, `outcome: "withdrawn"`) or a void of it is queued (`"void_queued"`; the
+    /// backend's reversal follows as `ChargeVoided`), or nothing was left to undo
+    /// (`"nothing_to_undo"`).
+    NotMe {
+        charge_key: String,
+        outcome: String,
     },
     /// A meal served after a lost answer whose charge the backend declined (or never
     /// applied): a new offline charge for it is queued under `idempotency_key`.
@@ -90,9 +106,49 @@ pub enum KioskEvent {
         person_average_g: Option<f64>,
         canteen_average_g: Option<f64>,
         averages_from: String,
+        name: Option<String>,
     },
     ScaleProblem {
         message: String,
+    },
+    /// The scale's link is up (again).
+    ScaleConnected {
+        tare_g: i64,
+    },
+    /// The scale cannot be reached (unplugged, wrong port); the kiosk keeps retrying.
+    ScaleDisconnected {
+        message: String,
+    },
+    /// No frames: the camera is missing or failed. Pay codes through a scanner still work;
+    /// the kiosk keeps trying to open it.
+    CameraUnavailable {
+        message: String,
+    },
+    /// The face models cannot be loaded: no face decisions, pay codes still work.
+    ModelsUnavailable {
+        message: String,
+    },
+    /// A template captured at the enrolment desk (mode `desk`), after a capture command:
+    /// the main face of a frame good enough to enrol, and whom it already resembles.
+    TemplateCaptured {
+        embedding: Vec<f32>,
+        quality: f32,
+        /// An enrolled person this face matches by the kiosk's policy, if any.
+        matches_staff_id: Option<i64>,
+    },
+    /// The meal period now in force changed (or the settings did): breakfast, lunch, dinner
+    /// or none, and its price for the regular category (a range when categories differ).
+    MealNow {
+        meal: Option<String>,
+        price: Option<String>,
+    },
+    /// The mode changed at run time (a front end's command).
+    ModeChanged {
+        mode: String,
+    },
+    /// The front end's language, as a command set it (kept for the next start).
+    Language {
+        language: String,
     },
     Synced {
         delivered: usize,
@@ -108,6 +164,9 @@ pub enum KioskEvent {
     CanteenSettings {
         source: SettingsSource,
         canteen_id: Option<i64>,
+        name: String,
+        meal: Option<String>,
+        price: Option<String>,
         utc_offset_minutes: i32,
         meal_windows: usize,
         prices: usize,

@@ -11,7 +11,8 @@
 //! canteen's clock, meal windows and prices by `ledger`'s rules, cached on disk),
 //! [`scale_io`] (serial port, TCP and a simulator), [`paycode`] (QR codes on the frames),
 //! [`station`] (the pay and return stations), [`sync`] (the background thread keeping the
-//! kiosk in step with the backend) and [`run`] (the main loop).
+//! kiosk in step with the backend) and [`run`] (the main loop). [`frontend`] is what a
+//! screen needs besides the events: a preview of the camera and a command channel.
 
 pub mod api;
 pub mod canteen;
@@ -21,6 +22,7 @@ pub mod decide;
 pub mod desk;
 pub mod event;
 pub mod frames;
+pub mod frontend;
 pub mod gallery_cache;
 pub mod local_store;
 pub mod offline;

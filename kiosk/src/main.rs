@@ -169,7 +169,8 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
         "pay" => Ok(Mode::Pay),
         "return" => Ok(Mode::Return),
         "both" => Ok(Mode::Both),
-        _ => Err(format!("{s:?}: expected pay, return or both")),
+        "desk" => Ok(Mode::Desk),
+        _ => Err(format!("{s:?}: expected pay, return, both or desk")),
     }
 }
 

@@ -25,10 +25,12 @@ use crate::config::KioskConfig;
 use crate::courier::Courier;
 use crate::decide::{Decider, FaceObs, FacePatch, FrameObs, Identity};
 use crate::event::{EventSink, KioskEvent};
-use crate::frames::{Grabbed, Grabber};
+use crate::frames::{FrameError, Grabbed, Grabber};
+use crate::frontend::{Command, FaceHint, FrontEnd, PreviewFrame};
 use crate::gallery_cache::{load_or_create_key, GalleryCache, GalleryState};
 use crate::local_store::LocalStore;
 use crate::paycode::PayCodeReader;
+use crate::scale_io::ScaleMsg;
 use crate::station::Station;
 use crate::sync::{spawn_sync, SyncMsg, SyncParts};
 
@@ -76,26 +78,60 @@ impl FaceAnalyzer {
         image: &RgbImage,
         gallery: &Gallery<i64>,
     ) -> Result<FrameObs, RunError> {
+        Ok(self.analyse(image, gallery)?.obs)
+    }
+
+    /// Like [`observe`](Self::observe), also giving what a front end shows (the face's hint)
+    /// and, for the enrolment desk, the embedding when the face is good enough to enrol.
+    pub fn analyse(
+        &mut self,
+        image: &RgbImage,
+        gallery: &Gallery<i64>,
+    ) -> Result<Analysed, RunError> {
         let analysis = self.pipeline.analyze(image, Faces::Main)?;
         let Some(face) = analysis.faces.into_iter().next() else {
-            return Ok(FrameObs { face: None });
+            return Ok(Analysed {
+                obs: FrameObs { face: None },
+                hint: None,
+                enrolable: None,
+            });
         };
-        let quality_problem = (face.quality.eye_distance_px < self.min_eye_distance_px)
-            .then(|| models::quality::QualityProblem::TooSmall.hint().to_string());
+        let too_small = face.quality.eye_distance_px < self.min_eye_distance_px;
+        let hint = if too_small {
+            Some(FaceHint::TooFar)
+        } else {
+            face.quality
+                .problems
+                .first()
+                .map(|p| FaceHint::from_quality(*p))
+        };
         let identity = if gallery.is_empty() {
             Identity::NoGallery
         } else {
             Identity::from_decision(gallery.identify(&face.embedding, &self.policy)?)
         };
-        Ok(FrameObs {
-            face: Some(FaceObs {
-                rect: face.detection.rect,
-                landmarks: face.landmarks,
-                liveness: face.liveness,
-                quality_problem,
-                identity,
-                patch: FacePatch::from_image(image, &face.detection.rect),
-            }),
+        let enrolable = (!too_small && face.quality.problems.is_empty()).then(|| Enrolable {
+            embedding: face.embedding.to_vec(),
+            quality: face.quality.score,
+            matches_staff_id: match &identity {
+                Identity::Match { staff_id, .. } => Some(*staff_id),
+                _ => None,
+            },
+        });
+        Ok(Analysed {
+            obs: FrameObs {
+                face: Some(FaceObs {
+                    rect: face.detection.rect,
+                    landmarks: face.landmarks,
+                    liveness: face.liveness,
+                    quality_problem: too_small
+                        .then(|| models::quality::QualityProblem::TooSmall.hint().to_string()),
+                    identity,
+                    patch: FacePatch::from_image(image, &face.detection.rect),
+                }),
+            },
+            hint,
+            enrolable,
         })
     }
 
@@ -111,6 +147,20 @@ impl FaceAnalyzer {
             .next()
             .map(|f| (f.embedding.to_vec(), f.quality)))
     }
+}
+
+/// One analysed frame: the decider's observation and what a front end shows.
+pub struct Analysed {
+    pub obs: FrameObs,
+    pub hint: Option<FaceHint>,
+    /// The face is good enough to enrol (quality without problems).
+    pub enrolable: Option<Enrolable>,
+}
+
+pub struct Enrolable {
+    pub embedding: Vec<f32>,
+    pub quality: f32,
+    pub matches_staff_id: Option<i64>,
 }
 
 /// How the run ends.
@@ -154,13 +204,58 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Runs the kiosk until `stop` is set (or the options end it).
+/// Runs the headless kiosk until `stop` is set (or the options end it).
 pub fn run(
+    cfg: KioskConfig,
+    api: Arc<dyn BackendApi>,
+    sink: EventSink,
+    stop: Arc<AtomicBool>,
+    opts: RunOptions,
+) -> Result<(), RunError> {
+    run_with(cfg, api, sink, stop, opts, FrontEnd::none())
+}
+
+/// How often a missing camera is looked for again.
+const CAMERA_RETRY: Duration = Duration::from_secs(5);
+
+fn open_frames(cfg: &KioskConfig, lockstep: bool) -> Result<(Grabber, String), FrameError> {
+    let source = crate::frames::open_source(&cfg.source)?;
+    let desc = source.describe();
+    Ok((Grabber::spawn(source, lockstep), desc))
+}
+
+fn start_scale(
+    cfg: &KioskConfig,
+    tx: &Sender<ScaleMsg>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<std::thread::JoinHandle<()>>, RunError> {
+    match (&cfg.scale.port, cfg.mode.weighs()) {
+        (Some(port), true) => Ok(Some(
+            crate::scale_io::spawn_reader(
+                port.clone(),
+                cfg.scale.baud,
+                cfg.scale.stability,
+                tx.clone(),
+                stop.clone(),
+            )
+            .map_err(|e| RunError::Other(format!("starting the scale reader: {e}")))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Runs the kiosk for a front end: besides the events, every analysed frame goes to
+/// `front.preview` and `front.commands` are carried out between frames. A missing camera or
+/// missing face models are reported as events and the kiosk goes on (pay codes from a
+/// scanner, the scale and the sync still work); the camera is looked for again every few
+/// seconds.
+pub fn run_with(
     cfg: KioskConfig,
     api: Arc<dyn BackendApi>,
     mut sink: EventSink,
     stop: Arc<AtomicBool>,
     opts: RunOptions,
+    mut front: FrontEnd,
 ) -> Result<(), RunError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| RunError::Other(format!("{}: {e}", cfg.data_dir.display())))?;
@@ -169,9 +264,30 @@ pub fn run(
     let cache = open_cache(&cfg)?;
     let state = load_cached_gallery(&cache);
     let mut gallery = state.to_gallery();
-    let mut analyzer = FaceAnalyzer::load(&cfg)?;
-    let source = crate::frames::open_source(&cfg.source)?;
-    let source_desc = source.describe();
+    let mut analyzer = match FaceAnalyzer::load(&cfg) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!("{e}; no face decisions until the models are installed");
+            sink(KioskEvent::ModelsUnavailable {
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    let is_camera = cfg.source.kind == crate::config::SourceKind::Camera;
+    let (mut grabber, source_desc) = match open_frames(&cfg, opts.lockstep) {
+        Ok((g, d)) => (Some(g), d),
+        // A replay that cannot be read is a mistake in the command; a camera may come back.
+        Err(e) if !is_camera => return Err(e.into()),
+        Err(e) => {
+            tracing::error!("{e}");
+            sink(KioskEvent::CameraUnavailable {
+                message: e.to_string(),
+            });
+            (None, "no camera".to_string())
+        }
+    };
+    let mut camera_retry = Instant::now() + CAMERA_RETRY;
     sink(KioskEvent::Started {
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         source: source_desc,
@@ -207,24 +323,10 @@ pub fn run(
     let sync = spawn_sync(parts, sync_tx, threads_stop.clone())
         .map_err(|e| RunError::Other(format!("starting the sync thread: {e}")))?;
     let (scale_tx, scale_rx) = mpsc::channel();
-    let scale = match (&cfg.scale.port, cfg.mode.weighs()) {
-        (Some(port), true) => Some(
-            crate::scale_io::spawn_reader(
-                port.clone(),
-                cfg.scale.baud,
-                cfg.scale.stability,
-                scale_tx,
-                threads_stop.clone(),
-            )
-            .map_err(|e| RunError::Other(format!("starting the scale reader: {e}")))?,
-        ),
-        _ => None,
-    };
+    let mut scale = start_scale(&cfg, &scale_tx, &threads_stop)?;
 
-    let grabber = Grabber::spawn(source, opts.lockstep);
     let mut decider = Decider::new(cfg.decision.clone());
     let mut paycodes = PayCodeReader::new(3, Duration::from_secs(10));
-    let paycodes_on = cfg.paycodes && cfg.mode.pays();
     let started = Instant::now();
     let mut station = Station::new(cfg.clone(), courier, store, sink)?;
     station.set_canteen(canteen);
@@ -232,6 +334,7 @@ pub fn run(
     let mut frames = 0u64;
     let mut last_stats = Instant::now();
     let mut replay_ended = false;
+    let mut capture_armed = false;
     let mut result = Ok(());
 
     while !stop.load(Ordering::Relaxed) {
@@ -259,8 +362,39 @@ pub fn run(
                 SyncMsg::Event(e) => station.emit(e),
             }
         }
-        while let Ok(ev) = scale_rx.try_recv() {
-            station.on_scale(ev);
+        while let Ok(msg) = scale_rx.try_recv() {
+            match msg {
+                ScaleMsg::Reading(ev) => station.on_scale(ev),
+                ScaleMsg::Connected => station.emit(KioskEvent::ScaleConnected {
+                    tare_g: cfg.scale.tare_g,
+                }),
+                ScaleMsg::Disconnected(message) => {
+                    station.emit(KioskEvent::ScaleDisconnected { message })
+                }
+            }
+        }
+        let commands: Vec<Command> = front
+            .commands
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default();
+        for cmd in commands {
+            match cmd {
+                Command::NotMe { charge_key } => station.not_me(&charge_key),
+                Command::PayCode(code) => station.on_pay_code(code.trim(), Instant::now()),
+                Command::SetMode(mode) => {
+                    station.set_mode(mode);
+                    decider.reset();
+                    capture_armed = false;
+                    if mode.weighs() && scale.is_none() {
+                        let mut c = cfg.clone();
+                        c.mode = mode;
+                        scale = start_scale(&c, &scale_tx, &threads_stop)?;
+                    }
+                }
+                Command::SetLanguage(language) => station.emit(KioskEvent::Language { language }),
+                Command::CaptureTemplate => capture_armed = true,
+            }
         }
         station.tick();
         if replay_ended {
@@ -277,7 +411,18 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        match grabber.next(Duration::from_millis(50)) {
+        let Some(g) = grabber.as_ref() else {
+            if Instant::now() >= camera_retry {
+                camera_retry = Instant::now() + CAMERA_RETRY;
+                if let Ok((g, desc)) = open_frames(&cfg, opts.lockstep) {
+                    tracing::info!("camera found: {desc}");
+                    grabber = Some(g);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        match g.next(Duration::from_millis(50)) {
             None => {}
             Some(Grabbed::Ended) => {
                 tracing::info!("replay ended");
@@ -286,6 +431,12 @@ pub fn run(
                 let ev = decider.feed(FrameObs { face: None });
                 station.on_face_events(ev, Instant::now());
             }
+            Some(Grabbed::Failed(e)) if is_camera => {
+                tracing::error!("camera failed: {e}");
+                station.emit(KioskEvent::CameraUnavailable { message: e });
+                grabber = None;
+                camera_retry = Instant::now() + CAMERA_RETRY;
+            }
             Some(Grabbed::Failed(e)) => {
                 result = Err(RunError::Other(format!("frame source failed: {e}")));
                 break;
@@ -293,27 +444,59 @@ pub fn run(
             Some(Grabbed::Frame(frame)) => {
                 frames += 1;
                 let t = Instant::now();
-                match analyzer.observe(&frame.image, &gallery) {
-                    Ok(obs) => {
-                        analyse_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        let events = decider.feed(obs);
+                let analysed = match analyzer.as_mut() {
+                    Some(a) => match a.analyse(&frame.image, &gallery) {
+                        Ok(an) => {
+                            analyse_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                            Some(an)
+                        }
+                        Err(e) => {
+                            tracing::warn!(frame = %frame.label, "analysis failed: {e}");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                if let Some(preview) = front.preview.as_mut() {
+                    let face = analysed.as_ref().and_then(|a| a.obs.face.as_ref());
+                    preview(PreviewFrame::make(
+                        &frame.image,
+                        face.map(|f| &f.rect),
+                        analysed.as_ref().and_then(|a| a.hint),
+                        frames,
+                        frame.captured,
+                    ));
+                }
+                if let Some(an) = analysed {
+                    if station.mode() == crate::config::Mode::Desk {
+                        if let (true, Some(e)) = (capture_armed, an.enrolable) {
+                            capture_armed = false;
+                            station.emit(KioskEvent::TemplateCaptured {
+                                embedding: e.embedding,
+                                quality: e.quality,
+                                matches_staff_id: e.matches_staff_id,
+                            });
+                        }
+                    } else {
+                        let events = decider.feed(an.obs);
                         station.on_face_events(events, frame.captured);
                     }
-                    Err(e) => tracing::warn!(frame = %frame.label, "analysis failed: {e}"),
                 }
-                if paycodes_on {
+                if cfg.paycodes && station.mode().pays() {
                     for code in paycodes.feed(&frame.image, Instant::now()) {
                         station.on_pay_code(&code, frame.captured);
                     }
                 }
                 if last_stats.elapsed() > Duration::from_secs(10) {
                     last_stats = Instant::now();
-                    emit_stats(&mut station, frames, grabber.dropped(), &mut analyse_ms);
+                    let dropped = grabber.as_ref().map_or(0, |g| g.dropped());
+                    emit_stats(&mut station, frames, dropped, &mut analyse_ms);
                 }
             }
         }
     }
-    emit_stats(&mut station, frames, grabber.dropped(), &mut analyse_ms);
+    let dropped = grabber.as_ref().map_or(0, |g| g.dropped());
+    emit_stats(&mut station, frames, dropped, &mut analyse_ms);
     drop(grabber);
     threads_stop.store(true, Ordering::Relaxed);
     let _ = sync.join();

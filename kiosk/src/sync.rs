@@ -81,6 +81,8 @@ pub fn sync_balances(
                     version: b.version,
                     active: b.active,
                     category: b.category.clone(),
+                    name: b.name.clone(),
+                    department: b.department.clone(),
                 }),
                 Err(e) => {
                     // Never from a sound backend; one bad entry must not hold back the rest.
@@ -334,6 +336,8 @@ mod tests {
                     active: id % 2 == 1,
                     category: "regular".into(),
                     version: 1,
+                    name: format!("person {id}"),
+                    department: String::new(),
                 })
                 .collect();
             let more = balances.len() as i64 == limit;

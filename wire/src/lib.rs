@@ -319,6 +319,11 @@ pub struct BalanceEntry {
     pub category: String,
     /// Grows with every change to this person's balances.
     pub version: i64,
+    /// For the kiosk's screens ("王小明, 研发部"); empty from a backend that does not say.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub department: String,
 }
 
 /// Every error response of the API.

@@ -51,3 +51,12 @@ impl LocalStore {
         )?)
     }
 }
+
+/// The charge `key` no longer counts: its diner was not served after all.
+pub(super) fn forget(conn: &Connection, key: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM offline_spent WHERE idempotency_key = ?1",
+        [key],
+    )?;
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! The `balances` table: each person's balance as last heard from the backend, for offline
 //! decisions. Two sources feed it, and the newer news wins: charge answers (no version) and
 //! the paged balances snapshot (a version per person, and whether they are active and their
-//! staff category, which pick the offline price and refuse the offboarded).
+//! staff category, which pick the offline price and refuse the offboarded, and their name and
+//! department for the screens).
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct SnapshotBalance {
     pub version: i64,
     pub active: bool,
     pub category: String,
+    /// Empty when the backend did not say.
+    pub name: String,
+    pub department: String,
 }
 
 /// A balance from a charge answer received at `as_of_ms`; it replaces what is cached unless
@@ -81,8 +85,11 @@ impl LocalStore {
                     OR (balances.version IS NULL AND excluded.as_of_ms >= balances.as_of_ms)",
             )?;
             // Whether someone is active and their category are not balance news: always current.
-            let mut facts =
-                tx.prepare("UPDATE balances SET active = ?2, category = ?3 WHERE staff_id = ?1")?;
+            let mut facts = tx.prepare(
+                "UPDATE balances SET active = ?2, category = ?3,
+                   name = COALESCE(NULLIF(?4, ''), name), department = COALESCE(NULLIF(?5, ''), department)
+                 WHERE staff_id = ?1",
+            )?;
             for e in entries {
                 changed += upsert.execute(params![
                     e.staff_id,
@@ -92,7 +99,13 @@ impl LocalStore {
                     e.active,
                     e.category
                 ])?;
-                facts.execute(params![e.staff_id, e.active, e.category])?;
+                facts.execute(params![
+                    e.staff_id,
+                    e.active,
+                    e.category,
+                    e.name,
+                    e.department
+                ])?;
             }
         }
         tx.commit()?;
@@ -115,6 +128,18 @@ impl LocalStore {
                         category: r.get(4)?,
                     })
                 },
+            )
+            .optional()?)
+    }
+
+    /// A person's name and department as the backend's snapshot told them.
+    pub fn person(&self, staff_id: i64) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT name, COALESCE(department, '') FROM balances WHERE staff_id = ?1 AND name IS NOT NULL",
+                [staff_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }

@@ -2,7 +2,8 @@
 //! to reach the backend, the [`meals`] already charged here (so a person is not charged twice
 //! in one meal period even offline), the cached [`balances`] and the offline [`allowance`]
 //! offline decisions use, and the [`waste_log`] of weighings shown at this station.
-//! [`follow_up`] is the one place that knows what a final answer teaches these tables;
+//! [`follow_up`] is the one place that knows what a final answer teaches these tables, and
+//! [`undo`] takes back a charge whose diner says "not me";
 //! [`schema`] creates them and migrates databases made by earlier versions.
 //!
 //! The outbox is the kiosk's promise-keeping device. A charge is committed here, with
@@ -27,6 +28,7 @@ pub mod follow_up;
 pub mod meals;
 pub mod outbox;
 mod schema;
+pub mod undo;
 pub mod waste_log;
 
 #[cfg(test)]
@@ -38,6 +40,7 @@ pub use follow_up::{
     VOID_SUFFIX,
 };
 pub use outbox::{Answer, Delivery, DrainReport, ItemKind, OutboxCounts, OutboxItem, Request};
+pub use undo::ChargeState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

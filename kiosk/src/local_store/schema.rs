@@ -1,6 +1,7 @@
 //! The local database's tables, and the columns later versions added to databases made by
 //! earlier ones (`PRAGMA user_version`: 1 added `outbox.served`, `outbox.derived_from` and
-//! the balances' version, activity and category; 2 added `outbox.refused`).
+//! the balances' version, activity and category; 2 added `outbox.refused`; 3 added the
+//! balances' name and department, shown on the paid screen).
 
 use rusqlite::Connection;
 
@@ -67,6 +68,15 @@ pub(super) fn create_and_migrate(conn: &Connection) -> Result<()> {
             "BEGIN;
              ALTER TABLE outbox ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
+    if v < 3 {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE balances ADD COLUMN name TEXT;
+             ALTER TABLE balances ADD COLUMN department TEXT;
+             PRAGMA user_version = 3;
              COMMIT;",
         )?;
     }

@@ -573,8 +573,14 @@ fn snapshot_and_charge_answers_keep_the_newest_balance() {
         version,
         active: true,
         category: "regular".into(),
+        name: "王小明".into(),
+        department: String::new(),
     };
     assert_eq!(s.apply_balance_snapshot(&[e(1000, 5)], 100).unwrap(), 1);
+    assert_eq!(
+        s.person(1).unwrap(),
+        Some(("王小明".to_string(), String::new()))
+    );
     assert_eq!(
         s.apply_balance_snapshot(&[e(900, 4)], 200).unwrap(),
         0,

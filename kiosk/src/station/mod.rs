@@ -27,6 +27,7 @@ use crate::event::{EventSink, KioskEvent, Via};
 use crate::local_store::LocalStore;
 use crate::scale::ScaleEvent;
 
+mod not_me;
 mod pay;
 mod waste;
 
@@ -48,6 +49,8 @@ pub struct Station {
     pending_diner: Option<(i64, Instant)>,
     pending_weighing: Option<(i64, Instant)>,
     online: Option<bool>,
+    /// The meal period and price last reported (`KioskEvent::MealNow`).
+    meal_shown: Option<(Option<String>, Option<String>)>,
 }
 
 impl Station {
@@ -68,6 +71,7 @@ impl Station {
             pending_diner: None,
             pending_weighing: None,
             online: None,
+            meal_shown: None,
         })
     }
 
@@ -81,9 +85,14 @@ impl Station {
 
     /// The canteen settings to apply from now on (from the backend or its cache on disk).
     pub fn set_canteen(&mut self, settings: CanteenSettings) {
+        let (meal, price) = meal_now(&settings);
+        self.meal_shown = Some((meal.clone(), price.clone()));
         self.emit(KioskEvent::CanteenSettings {
             source: settings.source,
             canteen_id: settings.canteen_id,
+            name: settings.name.clone(),
+            meal,
+            price,
             utc_offset_minutes: settings.utc_offset_minutes(),
             meal_windows: settings.windows().len(),
             prices: settings.prices.len(),
@@ -94,6 +103,29 @@ impl Station {
 
     pub fn canteen(&self) -> &CanteenSettings {
         &self.settings
+    }
+
+    /// Switches between paying, weighing and the enrolment desk; whoever waited to be paired
+    /// is forgotten.
+    pub fn set_mode(&mut self, mode: crate::config::Mode) {
+        self.cfg.mode = mode;
+        self.pending_diner = None;
+        self.pending_weighing = None;
+        self.emit(KioskEvent::ModeChanged {
+            mode: format!("{mode:?}").to_lowercase(),
+        });
+    }
+
+    pub fn mode(&self) -> crate::config::Mode {
+        self.cfg.mode
+    }
+
+    /// The person's name and department, when the balances snapshot told them.
+    fn person(&self, staff_id: i64) -> (Option<String>, Option<String>) {
+        match self.store.person(staff_id) {
+            Ok(Some((name, department))) => (Some(name), Some(department)),
+            _ => (None, None),
+        }
     }
 
     /// Nothing waits to be paired at the return station.
@@ -133,6 +165,10 @@ impl Station {
     /// person it names pays like anyone else. Offline there is no way to tell a valid code
     /// from a copied one, so pay codes need the backend.
     pub fn on_pay_code(&mut self, code: &str, captured: Instant) {
+        if !self.cfg.mode.pays() {
+            return;
+        }
+        self.emit(KioskEvent::PayCodeScanned);
         match self.courier.api().redeem_pay_code(code) {
             Ok(grant) => self.on_identified(grant.staff_id, Via::PayCode, captured),
             Err(e) => {
@@ -220,8 +256,17 @@ impl Station {
     }
 
     /// Expires pairings: a weighing nobody claimed is recorded without a person (it still
-    /// counts for the canteen), a diner without a tray is forgotten.
+    /// counts for the canteen), a diner without a tray is forgotten; reports a new meal
+    /// period when the clock enters one.
     pub fn tick(&mut self) {
+        let now_meal = meal_now(&self.settings);
+        if self.meal_shown.as_ref() != Some(&now_meal) {
+            self.meal_shown = Some(now_meal.clone());
+            self.emit(KioskEvent::MealNow {
+                meal: now_meal.0,
+                price: now_meal.1,
+            });
+        }
         let now = Instant::now();
         let window = self.cfg.scale.pair_window_ms as u128;
         if let Some((gross, t)) = self.pending_weighing {
@@ -236,6 +281,27 @@ impl Station {
             }
         }
     }
+}
+
+/// The meal period now in force and its price: one price, or the range over the staff
+/// categories (`"12.00-20.00"`); None outside meal hours or without a price list.
+fn meal_now(settings: &CanteenSettings) -> (Option<String>, Option<String>) {
+    let Some(slot) = settings.meal_at(time::OffsetDateTime::now_utc()) else {
+        return (None, None);
+    };
+    let meal = crate::canteen::wire_meal(slot.meal);
+    let prices: Vec<rust_decimal::Decimal> = settings
+        .prices
+        .iter()
+        .filter(|p| p.meal == meal)
+        .map(|p| p.price)
+        .collect();
+    let price = match (prices.iter().min(), prices.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => Some(format!("{lo:.2}")),
+        (Some(lo), Some(hi)) => Some(format!("{lo:.2}-{hi:.2}")),
+        _ => None,
+    };
+    (Some(slot.meal.as_str().to_string()), price)
 }
 
 impl Refusal {

@@ -77,10 +77,12 @@ impl Station {
                 );
             }
             Some(Delivery::Permanent(e)) => {
+                let name = self.person(staff_id).0;
                 self.emit(KioskEvent::Declined {
                     staff_id,
                     via,
                     reason: format!("refused by the backend: {e}"),
+                    name,
                     latency_ms,
                 });
             }
@@ -121,6 +123,7 @@ impl Station {
         resp: &ChargeResponse,
         latency_ms: f64,
     ) {
+        let (name, department) = self.person(staff_id);
         match resp.status {
             ChargeStatus::Accepted | ChargeStatus::Exception => self.emit(KioskEvent::Paid {
                 staff_id,
@@ -130,12 +133,16 @@ impl Station {
                 charge_id: resp.charge_id,
                 amount: Some(resp.amount.to_string()),
                 balance: Some((resp.cash_balance + resp.subsidy_balance).to_string()),
+                subsidy_used: Some(resp.subsidy_used.to_string()),
+                name,
+                department,
                 latency_ms,
             }),
             ChargeStatus::Declined => self.emit(KioskEvent::Declined {
                 staff_id,
                 via,
                 reason: resp.reason.clone().unwrap_or_else(|| "declined".into()),
+                name,
                 latency_ms,
             }),
         }
@@ -165,6 +172,7 @@ impl Station {
             cached_balance: balance.as_ref().map(|b| Fen(b.available_fen)),
             active: balance.as_ref().is_none_or(|b| b.active),
         };
+        let (name, department) = self.person(staff_id);
         match offline::decide(&facts) {
             OfflineDecision::Serve { balance_after } => {
                 // Marked offline so the backend records a broken rule as an exception
@@ -182,6 +190,9 @@ impl Station {
                     charge_id: None,
                     amount: Some(price.to_yuan().to_string()),
                     balance: balance_after.map(|b| b.to_yuan().to_string()),
+                    subsidy_used: None,
+                    name,
+                    department,
                     latency_ms,
                 });
             }
@@ -203,6 +214,7 @@ impl Station {
                     staff_id,
                     via,
                     reason: refusal.code().into(),
+                    name,
                     latency_ms,
                 });
             }

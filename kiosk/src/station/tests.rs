@@ -564,6 +564,8 @@ fn synced_balances_and_canteen_prices_drive_offline_decisions() {
         version: 1,
         active,
         category: category.into(),
+        name: format!("person {staff_id}"),
+        department: String::new(),
     };
     s.store
         .apply_balance_snapshot(
@@ -639,5 +641,65 @@ fn waste_averages_come_from_the_backend_when_it_has_them() {
             (Some(462.0), Some(462.0), "this station".to_string()),
             (Some(381.0), Some(120.5), "backend".to_string()),
         ]
+    );
+}
+
+#[test]
+fn not_me_voids_an_accepted_charge_and_frees_the_meal() {
+    let fake = Arc::new(Fake::default());
+    *fake.balance_fen.lock().unwrap() = 10_000;
+    let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+    s.on_identified(7, Via::Face, Instant::now());
+    let key = fake.charges.lock().unwrap()[0].idempotency_key.clone();
+    assert_eq!(*fake.balance_fen.lock().unwrap(), 8_500);
+    s.not_me(&key);
+    assert_eq!(*fake.voided.lock().unwrap(), std::slice::from_ref(&key));
+    assert_eq!(
+        *fake.balance_fen.lock().unwrap(),
+        10_000,
+        "the money is back"
+    );
+    let ev = events.lock().unwrap().clone();
+    assert!(ev.iter().any(
+        |e| matches!(e, KioskEvent::NotMe { charge_key, outcome } if *charge_key == key && outcome == "void_queued")
+    ));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, KioskEvent::ChargeVoided { charge_key, .. } if *charge_key == key)));
+    // The person recognised (who did not eat) may still pay for this meal.
+    s.on_identified(7, Via::Face, Instant::now());
+    assert_eq!(fake.charges.lock().unwrap().len(), 2);
+    // Saying it twice changes nothing more.
+    s.not_me(&key);
+    assert_eq!(fake.voided.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn not_me_withdraws_an_offline_charge_that_never_left() {
+    let fake = Arc::new(Fake::default());
+    fake.down.store(true, Ordering::SeqCst);
+    let (mut s, events) = station(crate::config::Mode::Pay, fake.clone());
+    s.on_identified(7, Via::Face, Instant::now());
+    let key = match events.lock().unwrap().last() {
+        Some(KioskEvent::Paid {
+            offline: true,
+            idempotency_key,
+            ..
+        }) => idempotency_key.clone(),
+        other => panic!("served offline, got {other:?}"),
+    };
+    assert_eq!(s.store.unsettled_offline_fen(7).unwrap(), 1500);
+    s.not_me(&key);
+    assert!(matches!(
+        events.lock().unwrap().last(),
+        Some(KioskEvent::NotMe { outcome, .. }) if outcome == "withdrawn"
+    ));
+    assert_eq!(s.store.counts().unwrap().pending, 0);
+    assert_eq!(s.store.unsettled_offline_fen(7).unwrap(), 0);
+    fake.down.store(false, Ordering::SeqCst);
+    sync_once(&mut s);
+    assert!(
+        fake.charges.lock().unwrap().is_empty(),
+        "nothing reaches the backend"
     );
 }

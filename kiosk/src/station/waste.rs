@@ -60,6 +60,7 @@ impl Station {
                 (p, c, "this station")
             }
         };
+        let name = staff_id.and_then(|s| self.person(s).0);
         self.emit(KioskEvent::WasteRecorded {
             staff_id,
             gross_g,
@@ -69,6 +70,7 @@ impl Station {
             person_average_g: person,
             canteen_average_g: canteen,
             averages_from: from.into(),
+            name,
         });
         Ok(())
     }

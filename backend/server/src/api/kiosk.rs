@@ -367,6 +367,19 @@ pub async fn balances(
 ) -> Result<Json<wire::BalancesResponse>, ApiError> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     let rows = st.store.balance_page(q.since.max(0), limit).await?;
+    // Names for the kiosk's screens: the same id range, read from the staff list (in its
+    // own pages of at most 1000).
+    let mut names: std::collections::HashMap<i64, (String, String)> = Default::default();
+    let last = rows.last().map_or(0, |r| r.staff_id);
+    let mut after = q.since.max(0);
+    while after < last {
+        let page = st.store.list_staff(after, 1000).await?;
+        let Some(end) = page.last().map(|s| s.id) else {
+            break;
+        };
+        names.extend(page.into_iter().map(|s| (s.id, (s.name, s.department))));
+        after = end;
+    }
     let more = rows.len() as i64 == limit;
     let next_since = if more {
         rows.last().map(|r| r.staff_id).unwrap_or(0)
@@ -375,12 +388,17 @@ pub async fn balances(
     };
     let balances = rows
         .into_iter()
-        .map(|r| wire::BalanceEntry {
-            staff_id: r.staff_id,
-            available: Fen(r.cash.0 + r.subsidy.0).to_yuan(),
-            active: r.active,
-            category: r.category,
-            version: r.version,
+        .map(|r| {
+            let (name, department) = names.get(&r.staff_id).cloned().unwrap_or_default();
+            wire::BalanceEntry {
+                staff_id: r.staff_id,
+                available: Fen(r.cash.0 + r.subsidy.0).to_yuan(),
+                active: r.active,
+                category: r.category,
+                version: r.version,
+                name,
+                department,
+            }
         })
         .collect();
     Ok(Json(wire::BalancesResponse {
