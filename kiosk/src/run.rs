@@ -91,8 +91,27 @@ impl FaceAnalyzer {
                 quality_problem,
                 identity,
                 patch: FacePatch::from_image(image, &face.detection.rect),
+                embedding: Some(face.embedding),
+                quality_problems: face.quality.problems,
             }),
         })
+    }
+
+    /// What the gallery says about an embedding under the kiosk's match policy (the
+    /// decider's search for the fused embedding of several frames).
+    pub fn identify(
+        &self,
+        embedding: &models::embed::Embedding,
+        gallery: &Gallery<i64>,
+    ) -> Identity {
+        if gallery.is_empty() {
+            return Identity::NoGallery;
+        }
+        match gallery.identify(embedding, &self.policy) {
+            Ok(d) => Identity::from_decision(d),
+            // Embeddings come from the pipeline, which refuses non-finite ones.
+            Err(_) => Identity::NoGallery,
+        }
     }
 
     /// The embedding of the main face of a photo (enrolment desk).
@@ -558,7 +577,7 @@ pub fn run(
                 match analyzer.observe(&frame.image, &gallery) {
                     Ok(obs) => {
                         analyse_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                        let events = decider.feed(obs);
+                        let events = decider.feed_with(obs, &|e| analyzer.identify(e, &gallery));
                         station.on_face_events(events, frame.captured);
                     }
                     Err(e) => tracing::warn!(frame = %frame.label, "analysis failed: {e}"),
