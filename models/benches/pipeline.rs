@@ -18,7 +18,9 @@
 //!
 //! Run with `cargo bench -p models --bench pipeline`; `PIPELINE_BENCH_THREADS=1` limits the
 //! thread counts, `PIPELINE_BENCH_ROUNDS` sets the interleaved rounds (default 400) and
-//! `PIPELINE_BENCH_ONLY=own` or `=interleaved` runs only that summary, without criterion.
+//! `PIPELINE_BENCH_ONLY=own` or `=interleaved` runs only that summary, without criterion;
+//! `PIPELINE_BENCH_EMBEDDING=single|mirrored` overrides the pipeline's descriptor mode (the
+//! raw embedder run then gets the same batch: one chip, or the chip and its mirror).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -45,7 +47,7 @@ fn die(msg: impl std::fmt::Display) -> ! {
 }
 
 fn pipeline(threads: usize) -> Pipeline {
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         runtime: RuntimeOptions {
             intra_threads: threads,
             ..Default::default()
@@ -53,6 +55,14 @@ fn pipeline(threads: usize) -> Pipeline {
         detector: DetectorConfig::kiosk(),
         ..Default::default()
     };
+    match std::env::var("PIPELINE_BENCH_EMBEDDING").as_deref() {
+        Err(_) => {}
+        Ok("single") => config.embedding = EmbeddingMode::Single,
+        Ok("mirrored") => config.embedding = EmbeddingMode::Mirrored,
+        Ok(other) => die(format_args!(
+            "PIPELINE_BENCH_EMBEDDING must be single or mirrored, not {other:?}"
+        )),
+    }
     Pipeline::load(config).unwrap_or_else(|e| {
         die(format_args!(
             "{e}\nthe models are missing or stale: run scripts/setup-models.sh"
@@ -346,7 +356,8 @@ fn interleaved(threads: usize, rounds: usize) {
     let pr = prepare(&mut p, frame);
     let r = pr.det.rect;
     println!(
-        "frame {FRAME_W}x{FRAME_H}, one face: detector box {:.0}x{:.0} px at ({:.0}, {:.0}), score {:.2}",
+        "embedding {:?}; frame {FRAME_W}x{FRAME_H}, one face: detector box {:.0}x{:.0} px at ({:.0}, {:.0}), score {:.2}",
+        p.config().embedding,
         r.width(),
         r.height(),
         r.left,
