@@ -249,6 +249,8 @@ pub struct IdentificationSet {
     pub enrolled_people: usize,
     /// Gallery photos in which no face was found (failure to enrol).
     pub gallery_failures: usize,
+    gallery_rows: usize,
+    gallery: Gallery<u32>,
     protocol: Vec<Search>,
     strangers: Vec<Search>,
 }
@@ -347,6 +349,82 @@ impl IdentificationSet {
             names,
             photos,
             gallery_failures,
+            gallery_rows,
+            gallery,
+            protocol,
+            strangers,
+        })
+    }
+
+    /// The same evaluation with each search made from `k` photos of one person, their
+    /// embeddings averaged (as the kiosk fuses its frames): the probes of each enrolled
+    /// person in groups of `k` (protocol), and every person's photos in groups of `k`
+    /// searched with that person left out (strangers). Photos without a face are left out
+    /// of the groups; leftovers smaller than `k` are dropped. Several photos of a person
+    /// vary more than a kiosk's consecutive frames do, so this is a proxy, not a kiosk
+    /// measurement.
+    pub fn fused(&self, k: usize) -> Result<IdentificationSet> {
+        let k = k.max(1);
+        let mean = |group: &[&Embedding]| -> Embedding {
+            let mut m = [0f32; 128];
+            for e in group {
+                for (a, v) in m.iter_mut().zip(e.iter()) {
+                    *a += v / group.len() as f32;
+                }
+            }
+            m
+        };
+        let mut by_person_probes: std::collections::BTreeMap<u32, Vec<&Embedding>> =
+            Default::default();
+        for (p, e) in &self.photos[self.gallery_rows..] {
+            if let Some(e) = e {
+                by_person_probes.entry(*p).or_default().push(e);
+            }
+        }
+        let mut by_person_all: std::collections::BTreeMap<u32, Vec<&Embedding>> =
+            Default::default();
+        for (p, e) in &self.photos {
+            if let Some(e) = e {
+                by_person_all.entry(*p).or_default().push(e);
+            }
+        }
+        let search = |e: &Embedding, leave_out: Option<u32>| -> Result<Vec<(u32, f32)>> {
+            Ok(self
+                .gallery
+                .search(e, 3)?
+                .into_iter()
+                .filter(|m| Some(m.key) != leave_out)
+                .map(|m| (m.key, m.distance))
+                .take(2)
+                .collect())
+        };
+        let mut protocol = Vec::new();
+        for (p, es) in &by_person_probes {
+            for group in es.chunks_exact(k) {
+                protocol.push(Search {
+                    person: *p,
+                    enrolled: !self.gallery.templates_of(p).is_empty(),
+                    ranked: Some(search(&mean(group), None)?),
+                });
+            }
+        }
+        let mut strangers = Vec::new();
+        for (p, es) in &by_person_all {
+            for group in es.chunks_exact(k) {
+                strangers.push(Search {
+                    person: *p,
+                    enrolled: false,
+                    ranked: Some(search(&mean(group), Some(*p))?),
+                });
+            }
+        }
+        Ok(IdentificationSet {
+            names: self.names.clone(),
+            photos: Vec::new(),
+            enrolled_people: self.enrolled_people,
+            gallery_failures: self.gallery_failures,
+            gallery_rows: 0,
+            gallery: Gallery::new(),
             protocol,
             strangers,
         })
@@ -824,6 +902,31 @@ mod tests {
         assert_eq!(cv.chosen_on_all.false_accepts(), 0);
         assert_eq!(cv.per_fold.len(), 2);
         assert_eq!(cv.total.attempts(), set.score(&grid[0]).attempts());
+    }
+
+    #[test]
+    fn fused_searches_average_groups_of_photos() {
+        let names = vec!["a".into(), "b".into()];
+        let photos = vec![
+            (0, e(0.0)),
+            (1, e(1.0)),
+            (0, e(0.5)), // a's probes: 0.5 and -0.3 average to 0.1
+            (0, e(-0.3)),
+            (0, e(0.45)), // a leftover: dropped
+            (1, e(1.4)),
+        ];
+        let set = IdentificationSet::new(names, photos, 2).unwrap();
+        let fused = set.fused(2).unwrap();
+        assert_eq!(fused.probes(), 1);
+        let policy = MatchPolicy {
+            threshold: 0.2,
+            margin: 0.1,
+        };
+        // Neither of a's probes alone passes 0.2; their mean (0.1) does.
+        assert_eq!(set.score(&policy).protocol.correct, 0);
+        assert_eq!(fused.score(&policy).protocol.correct, 1);
+        // Strangers: a's photos in pairs (0.0+0.5, -0.3+0.45) and b's (1.0+1.4).
+        assert_eq!(fused.score(&policy).strangers.searches, 3);
     }
 
     #[test]

@@ -87,6 +87,10 @@ enum Command {
         /// with the operating point marked.
         #[arg(long)]
         det: Option<PathBuf>,
+        /// Search with the mean embedding of groups of this many photos of one person
+        /// (a proxy for the kiosk's fusion of several frames).
+        #[arg(long)]
+        fuse: Option<usize>,
     },
 }
 
@@ -156,8 +160,13 @@ fn run(cli: Cli) -> Result<()> {
             sweep,
             calibrate,
             det,
+            fuse,
         } => {
-            let set = identify::load(&config, &list, &root, jobs, cache)?;
+            let mut set = identify::load(&config, &list, &root, jobs, cache)?;
+            if let Some(k) = fuse {
+                set = set.fused(k)?;
+                println!("fused: each search is the mean of {k} photos of one person");
+            }
             let defaults = MatchPolicy::default();
             let policy = MatchPolicy::new(
                 threshold.unwrap_or(defaults.threshold),
