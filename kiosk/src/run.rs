@@ -128,11 +128,30 @@ impl FaceAnalyzer {
                         .then(|| models::quality::QualityProblem::TooSmall.hint().to_string()),
                     identity,
                     patch: FacePatch::from_image(image, &face.detection.rect),
+                    embedding: Some(face.embedding),
+                    quality_problems: face.quality.problems,
                 }),
             },
             hint,
             enrolable,
         })
+    }
+
+    /// What the gallery says about an embedding under the kiosk's match policy (the
+    /// decider's search for the fused embedding of several frames).
+    pub fn identify(
+        &self,
+        embedding: &models::embed::Embedding,
+        gallery: &Gallery<i64>,
+    ) -> Identity {
+        if gallery.is_empty() {
+            return Identity::NoGallery;
+        }
+        match gallery.identify(embedding, &self.policy) {
+            Ok(d) => Identity::from_decision(d),
+            // Embeddings come from the pipeline, which refuses non-finite ones.
+            Err(_) => Identity::NoGallery,
+        }
     }
 
     /// The embedding of the main face of a photo (enrolment desk).
@@ -478,7 +497,10 @@ pub fn run_with(
                             });
                         }
                     } else {
-                        let events = decider.feed(an.obs);
+                        let events = match analyzer.as_ref() {
+                            Some(a) => decider.feed_with(an.obs, &|e| a.identify(e, &gallery)),
+                            None => decider.feed(an.obs),
+                        };
                         station.on_face_events(events, frame.captured);
                     }
                 }

@@ -551,7 +551,7 @@ both_dbs!(waste_and_encrypted_gallery_sync, |app| {
     assert_eq!(list[0]["net_grams"], 132);
 
     // Templates need consent; they are stored encrypted and reach kiosks decrypted.
-    let emb: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
+    let emb: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
     let path = format!("/api/v1/staff/{}/templates", app.staff_id);
     let (s, v) = app
         .call(

@@ -148,7 +148,7 @@ fn main() {
     for f in frames_all {
         let t0 = Instant::now();
         let obs = analyzer.observe(&f.image, &gallery).expect("analysis");
-        let evs = decider.feed(obs);
+        let evs = decider.feed_with(obs, &|e| analyzer.identify(e, &gallery));
         station.on_face_events(evs, t0);
         per_frame.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
