@@ -11,7 +11,13 @@
 //! inference runs on the kiosk's threads, never on the UI thread, and preview frames are
 //! dropped, never queued, when the UI is slow.
 
-slint::include_modules!();
+/// The code Slint generates from `ui/` (its placeholders for Rust-embedded components use
+/// `todo!`, which the workspace lints refuse in our own code).
+#[allow(clippy::todo)]
+mod generated {
+    slint::include_modules!();
+}
+pub use generated::*;
 
 pub mod app;
 pub mod desk;

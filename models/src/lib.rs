@@ -13,18 +13,26 @@
 //! Everything here is synchronous and free of global state except ONNX Runtime's
 //! process-wide environment, which [`runtime`] initialises once.
 
+// AVX2 kernels behind runtime feature detection (SAFETY notes inside).
+#[allow(unsafe_code)]
 pub mod align;
 pub mod detect;
 pub mod embed;
 pub mod error;
+// The AVX2 distance scan behind runtime feature detection (SAFETY notes inside).
+#[allow(unsafe_code)]
 pub mod gallery;
 pub mod geometry;
 pub mod image_io;
+// madvise, prefetch and AVX2 kernels (SAFETY notes inside).
+#[allow(unsafe_code)]
 pub mod landmarks;
 pub mod liveness;
 pub mod manifest;
 pub mod pipeline;
 pub mod quality;
+// AVX2 kernels behind runtime feature detection (SAFETY notes inside).
+#[allow(unsafe_code)]
 pub mod resample;
 pub mod runtime;
 
