@@ -1,4 +1,4 @@
-//! The shared store test-suite (`backend/store/store_suite.rs`) on PostgreSQL. Each test
+//! The shared store test-suite (`backend/store/suite/`) on PostgreSQL. Each test
 //! creates its own database (so tests run in parallel, also as separate nextest processes) from
 //! `CLEANPLATE_TEST_POSTGRES_URL` and drops it when the test passes.
 
@@ -123,7 +123,7 @@ async fn fresh() -> Option<TestDb> {
     })
 }
 
-#[path = "../../store/store_suite.rs"]
+#[path = "../../store/suite/mod.rs"]
 mod suite;
 
 /// The generic plan of a batch statement, made as a batch writer's session makes it (once, with

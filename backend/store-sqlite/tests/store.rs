@@ -1,4 +1,4 @@
-//! The shared store test-suite (`backend/store/store_suite.rs`) on SQLite: each test gets
+//! The shared store test-suite (`backend/store/suite/`) on SQLite: each test gets
 //! its own database file in a temporary directory.
 
 use store_sqlite::{BatchSettings, SqliteSettings, SqliteStore};
@@ -86,5 +86,5 @@ async fn fresh() -> Option<TestDb> {
     })
 }
 
-#[path = "../../store/store_suite.rs"]
+#[path = "../../store/suite/mod.rs"]
 mod suite;
