@@ -58,12 +58,16 @@ impl Platform for HeadlessPlatform {
 pub struct Headless {
     window: Rc<MinimalSoftwareWindow>,
     jobs: Arc<Mutex<Vec<Job>>>,
+    /// The frame buffer, kept between draws as a screen keeps its own: the renderer repaints
+    /// only the regions that changed (a preview frame redraws the camera view, not the
+    /// whole 1280x800 window).
+    pixels: std::cell::RefCell<Vec<Rgb8Pixel>>,
 }
 
 impl Headless {
     /// Installs the headless platform (once per process).
     pub fn install() -> Result<Headless, PlatformError> {
-        let window = MinimalSoftwareWindow::new(RepaintBufferType::NewBuffer);
+        let window = MinimalSoftwareWindow::new(RepaintBufferType::ReusedBuffer);
         let jobs: Arc<Mutex<Vec<Job>>> = Arc::default();
         slint::platform::set_platform(Box::new(HeadlessPlatform {
             window: window.clone(),
@@ -71,7 +75,11 @@ impl Headless {
             jobs: jobs.clone(),
         }))
         .map_err(|e| PlatformError::Other(e.to_string()))?;
-        Ok(Headless { window, jobs })
+        Ok(Headless {
+            window,
+            jobs,
+            pixels: Default::default(),
+        })
     }
 
     /// One turn of the event loop: runs what other threads sent with
@@ -96,9 +104,23 @@ impl Headless {
         slint::platform::update_timers_and_animations();
         let size = self.window.size();
         let (w, h) = (size.width, size.height);
-        let mut pixels = vec![Rgb8Pixel::new(0, 0, 0); (w * h) as usize];
+        let mut pixels = self.pixels.borrow_mut();
+        let fresh = pixels.len() != (w * h) as usize;
+        if fresh {
+            // A new size: a fresh buffer, which the renderer must fill whole.
+            *pixels = vec![Rgb8Pixel::new(0, 0, 0); (w * h) as usize];
+            self.window.request_redraw();
+        }
         let drawn = self.window.draw_if_needed(|renderer| {
-            renderer.render(&mut pixels, w as usize);
+            if fresh {
+                // Nothing drawn into this buffer yet: what the renderer knows changed since
+                // its last frame does not cover it.
+                renderer.set_repaint_buffer_type(RepaintBufferType::NewBuffer);
+                renderer.render(&mut pixels, w as usize);
+                renderer.set_repaint_buffer_type(RepaintBufferType::ReusedBuffer);
+            } else {
+                renderer.render(&mut pixels, w as usize);
+            }
         });
         if !drawn {
             return None;
