@@ -220,6 +220,7 @@ fn on_event(app: &AppWindow, ev: KioskEvent, sent: Instant) {
             m.on_event(&ev, now);
             view::apply(app, &m, now);
         }
+        app.window().request_redraw();
         let mut hook = sh.on_applied.borrow_mut();
         if let Some(f) = hook.as_mut() {
             f(&ev, sent);
@@ -239,6 +240,10 @@ fn on_preview(app: &AppWindow, frame: &PreviewFrame) {
             view::apply(app, &m, Instant::now());
         }
     });
+    // A new picture must reach the screen now: ask for the frame rather than wait for the
+    // property trackers (the headless window saw too few of their notifications to show 15
+    // frames a second). The renderer still repaints only the regions that changed.
+    app.window().request_redraw();
 }
 
 fn wire_callbacks(app: &AppWindow, model: &Rc<RefCell<UiModel>>, cmd: &Sender<Command>) {

@@ -101,6 +101,27 @@ impl Headless {
 
     /// Draws the window as it is now; None when nothing changed since the last frame.
     pub fn draw(&self) -> Option<RgbImage> {
+        if !self.render() {
+            return None;
+        }
+        let pixels = self.pixels.borrow();
+        let size = self.window.size();
+        let mut bytes = Vec::with_capacity(pixels.len() * 3);
+        for p in pixels.iter() {
+            bytes.extend_from_slice(&[p.r, p.g, p.b]);
+        }
+        RgbImage::from_raw(size.width, size.height, bytes)
+    }
+
+    /// Renders what changed into the frame buffer, as a screen would, without copying the
+    /// picture out; false when nothing changed.
+    pub fn render(&self) -> bool {
+        self.render_region().is_some()
+    }
+
+    /// Like [`render`](Self::render), giving the number of pixels repainted (the changed
+    /// regions), None when no frame was due.
+    pub fn render_region(&self) -> Option<u64> {
         slint::platform::update_timers_and_animations();
         let size = self.window.size();
         let (w, h) = (size.width, size.height);
@@ -111,22 +132,24 @@ impl Headless {
             *pixels = vec![Rgb8Pixel::new(0, 0, 0); (w * h) as usize];
             self.window.request_redraw();
         }
+        let mut repainted = 0u64;
         let drawn = self.window.draw_if_needed(|renderer| {
-            if fresh {
+            let region = if fresh {
                 // Nothing drawn into this buffer yet: what the renderer knows changed since
                 // its last frame does not cover it.
                 renderer.set_repaint_buffer_type(RepaintBufferType::NewBuffer);
-                renderer.render(&mut pixels, w as usize);
+                let r = renderer.render(&mut pixels, w as usize);
                 renderer.set_repaint_buffer_type(RepaintBufferType::ReusedBuffer);
+                r
             } else {
-                renderer.render(&mut pixels, w as usize);
-            }
+                renderer.render(&mut pixels, w as usize)
+            };
+            repainted = region
+                .iter()
+                .map(|(_, size)| u64::from(size.width) * u64::from(size.height))
+                .sum();
         });
-        if !drawn {
-            return None;
-        }
-        let bytes: Vec<u8> = pixels.iter().flat_map(|p| [p.r, p.g, p.b]).collect();
-        RgbImage::from_raw(w, h, bytes)
+        drawn.then_some(repainted)
     }
 
     /// Draws the whole window, changed or not.
