@@ -45,6 +45,8 @@ max_len() {
 
 echo "fuzz.sh: building ${#TARGETS[@]} target(s) (release, debug assertions, AddressSanitizer)" >&2
 (cd fuzz && nice -n 10 cargo +nightly fuzz build -O --debug-assertions)
+# The HTTP target needs the backend stack, behind the fuzz crate's `http` feature.
+features() { if [ "$1" = http_bodies ]; then echo "--features=http"; fi; }
 
 summary=fuzz/last-run.txt
 printf '%-15s %8s %12s %10s %8s %8s\n' target seconds executions exec/s corpus crashes >"$summary"
@@ -56,7 +58,8 @@ for t in "${TARGETS[@]}"; do
     before=$(find "fuzz/artifacts/$t" -type f | wc -l)
     echo "fuzz.sh: $t for ${SECONDS_EACH}s" >&2
     status=0
-    (cd fuzz && nice -n 10 cargo +nightly fuzz run -O --debug-assertions "$t" \
+    # shellcheck disable=SC2046
+    (cd fuzz && nice -n 10 cargo +nightly fuzz run -O --debug-assertions $(features "$t") "$t" \
         "corpus-work/$t" "corpus/$t" -- \
         -max_total_time="$SECONDS_EACH" -max_len="$(max_len "$t")" -timeout=30 \
         -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1 || status=$?
@@ -76,7 +79,8 @@ for t in "${TARGETS[@]}"; do
     if [ "${FUZZ_MINIMISE:-0}" = 1 ]; then
         merged="fuzz/corpus-work/$t.merged"
         rm -rf "$merged" && mkdir -p "$merged"
-        (cd fuzz && nice -n 10 cargo +nightly fuzz run -O --debug-assertions "$t" \
+        # shellcheck disable=SC2046
+        (cd fuzz && nice -n 10 cargo +nightly fuzz run -O --debug-assertions $(features "$t") "$t" \
             "corpus-work/$t.merged" "corpus/$t" "corpus-work/$t" -- \
             -merge=1 -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=2048) \
             >"fuzz/corpus-work/$t.merge.log" 2>&1

@@ -98,7 +98,7 @@ type Built = (
 );
 
 async fn build(dir: &tempfile::TempDir) -> Built {
-    use store::{Actor, NewSession, NewStaff, NewUser, Role};
+    use store::{Actor, NewSession, NewStaff, NewUser, Role, Store};
     let cfg = backend::config::Config {
         dev_mode: true,
         face_key_hex: "11".repeat(32),

@@ -9,6 +9,7 @@
 //! Crash inputs, once fixed, are replayed by ordinary stable tests beside each parser (see
 //! `RELIABILITY.md`), so CI guards them without nightly.
 
+#[cfg(feature = "http")]
 pub mod http;
 pub mod local_store;
 
