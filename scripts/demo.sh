@@ -18,8 +18,15 @@ say() { printf "== [%3d s] %s\n" "$SECONDS" "$1"; }
 [ "${1:-}" = "--no-wait" ] && WAIT=0
 
 [ -f models/dist/manifest.json ] || scripts/setup-models.sh
+# With a display the entrance kiosk runs with its touch screen (kiosk-ui); without one, headless.
+UI=0
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${CLEANPLATE_DEMO_HEADLESS:-0}" != 1 ]; then UI=1; fi
 say "building the backend and the kiosk"
 cargo build --quiet --locked -p backend --bin backend -p kiosk --bin kiosk
+if [ "$UI" = 1 ]; then
+  say "building the kiosk's touch screen (a display is available)"
+  cargo build --quiet --locked -p kiosk-ui --bin kiosk-ui
+fi
 # Cargo puts binaries under CARGO_TARGET_DIR when it is set (e.g. a target shared by checkouts).
 BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 
@@ -118,8 +125,14 @@ PIDS+=($!)
 for _ in $(seq 1 50); do grep -q "listening on" "$DATA/scale.log" 2>/dev/null && break; sleep 0.1; done
 SCALE="$(sed -n 's/.*listening on //p' "$DATA/scale.log" | head -1)"
 
-say "running the pay kiosk and the return station (headless; events below)"
-"${PAY[@]}" run --replay "$DATA/replay-pay" --exit-after-replay --max-runtime-s 120 --json >"$DATA/pay-events.jsonl" 2>"$DATA/pay.log" &
+if [ "$UI" = 1 ]; then
+  say "running the pay kiosk on screen (kiosk-ui, closes after 90 s) and the return station (headless)"
+  "$BIN/kiosk-ui" --config "$DATA/pay.toml" --backend-url "$URL" --data-dir "$DATA/kiosk-pay" \
+    --replay "$DATA/replay-pay" --max-runtime-s 90 >"$DATA/pay-events.jsonl" 2>"$DATA/pay.log" &
+else
+  say "running the pay kiosk and the return station (headless; events below)"
+  "${PAY[@]}" run --replay "$DATA/replay-pay" --exit-after-replay --max-runtime-s 120 --json >"$DATA/pay-events.jsonl" 2>"$DATA/pay.log" &
+fi
 KP=$!
 "${RET[@]}" run --replay "$DATA/replay-return" --scale "$SCALE" --exit-after-replay --max-runtime-s 120 --json \
   >"$DATA/return-events.jsonl" 2>"$DATA/return.log" &

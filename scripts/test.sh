@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/system-packages.sh postgresql
+scripts/system-packages.sh postgresql python3-venv
 scripts/setup-models.sh
 
 # A real PostgreSQL for the backend's tests (installed and started if needed).
@@ -12,6 +12,10 @@ if [ -x scripts/postgres.sh ]; then
   CLEANPLATE_TEST_POSTGRES_URL="$(scripts/postgres.sh)"
   export CLEANPLATE_TEST_POSTGRES_URL
 fi
+
+# The API contract test's tools (schemathesis, openapi-spec-validator, the generated client).
+CLEANPLATE_TEST_TOOLS="$(scripts/test-tools.sh)"
+export CLEANPLATE_TEST_TOOLS
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast "$@"

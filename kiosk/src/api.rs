@@ -21,7 +21,7 @@ use wire::{
     WasteRequest, WasteResponse, WasteStatsResponse,
 };
 
-use crate::canteen::CanteenInfo;
+use wire::Canteen;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -75,7 +75,7 @@ pub trait BackendApi: Send + Sync {
         Err(ApiError::NotSupported("balances"))
     }
     /// The kiosk's canteen: UTC offset, meal windows, prices.
-    fn canteen(&self, _canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+    fn canteen(&self, _canteen_id: i64) -> Result<Canteen, ApiError> {
         Err(ApiError::NotSupported("canteen settings"))
     }
     /// Reverses a charge of this kiosk whose diner was not served.
@@ -245,7 +245,7 @@ impl BackendApi for HttpBackend {
         self.post("/api/v1/kiosk/charges/void", req)
     }
 
-    fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+    fn canteen(&self, canteen_id: i64) -> Result<Canteen, ApiError> {
         // 403: a backend from before kiosks were allowed to read their canteen.
         match self.get(&format!("/api/v1/canteens/{canteen_id}")) {
             Err(ApiError::Status { status: 403, .. }) => {
@@ -334,7 +334,7 @@ impl<A: BackendApi> BackendApi for DropChargeAnswers<A> {
     fn balances(&self, since: i64, limit: i64) -> Result<BalancesResponse, ApiError> {
         self.inner.balances(since, limit)
     }
-    fn canteen(&self, canteen_id: i64) -> Result<CanteenInfo, ApiError> {
+    fn canteen(&self, canteen_id: i64) -> Result<Canteen, ApiError> {
         self.inner.canteen(canteen_id)
     }
     fn void_charge(&self, req: &VoidChargeRequest) -> Result<VoidChargeResponse, ApiError> {

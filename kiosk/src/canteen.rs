@@ -1,45 +1,25 @@
 //! The canteen's settings as the kiosk applies them on its own clock: the UTC offset and
 //! meal windows (for "one charge per person per meal", also offline) and the price list
 //! (for the offline allowance). They come from the backend (`GET /api/v1/canteens/{id}`,
-//! the kiosk's own canteen), are kept in `<data_dir>/canteen.json` so a kiosk that starts
-//! offline still follows the canteen's rules, and fall back to the kiosk configuration
-//! (`utc_offset_minutes`, `meal_windows`, `offline_meal_price`) only on a kiosk that has
-//! never reached its backend. [`SettingsSource`] says which of the three is in force.
+//! the kiosk's own canteen, a [`wire::Canteen`]), are kept in `<data_dir>/canteen.json` so a
+//! kiosk that starts offline still follows the canteen's rules, and fall back to the kiosk
+//! configuration (`utc_offset_minutes`, `meal_windows`, `offline_meal_price`) only on a kiosk
+//! that has never reached its backend. [`SettingsSource`] says which of the three is in force.
+//!
+//! The rules themselves are `ledger`'s, the same code the backend decides with: windows are
+//! read by `ledger::meal::parse_hhmm` into a [`ledger::Schedule`] (which refuses overlaps),
+//! and money is whole fen ([`ledger::Fen`], which refuses sub-fen amounts).
 
 use std::path::Path;
 
-use rust_decimal::Decimal;
+use ledger::meal::{MealError, MealSlot};
+use ledger::{Fen, MealKind, MealPeriod, MoneyError, Schedule};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use wire::Meal;
+use wire::{Meal, MealPrice, MealWindow};
 
-use crate::config::{parse_hhmm, KioskConfig, MealWindow};
+use crate::config::KioskConfig;
 use crate::gallery_cache::{read_private, write_private, CacheError};
-
-/// `GET /api/v1/canteens/{id}` as the backend answers it (its `CanteenOut`; the type is not
-/// in `wire`, so only the fields the kiosk uses are read, and unknown fields are ignored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CanteenInfo {
-    pub id: i64,
-    #[serde(default)]
-    pub name: String,
-    pub utc_offset_minutes: i32,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
-    pub per_transaction_cap: Option<Decimal>,
-    #[serde(default, with = "rust_decimal::serde::str_option")]
-    pub daily_cap: Option<Decimal>,
-    pub windows: Vec<MealWindow>,
-    pub prices: Vec<MealPrice>,
-}
-
-/// The price of a meal for a staff category.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MealPrice {
-    pub category: String,
-    pub meal: Meal,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub price: Decimal,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,69 +42,119 @@ pub enum SettingsError {
     Io(#[from] CacheError),
 }
 
-/// What the kiosk applies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The meal of a `ledger` slot as the wire names it.
+pub fn wire_meal(m: MealKind) -> Meal {
+    match m {
+        MealKind::Breakfast => Meal::Breakfast,
+        MealKind::Lunch => Meal::Lunch,
+        MealKind::Dinner => Meal::Dinner,
+    }
+}
+
+fn meal_kind(m: Meal) -> MealKind {
+    match m {
+        Meal::Breakfast => MealKind::Breakfast,
+        Meal::Lunch => MealKind::Lunch,
+        Meal::Dinner => MealKind::Dinner,
+    }
+}
+
+/// What the kiosk applies. Built only from checked input (the configuration, the backend's
+/// answer, the saved file), so its schedule and prices are always usable.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CanteenSettings {
     pub canteen_id: Option<i64>,
-    pub utc_offset_minutes: i32,
-    pub windows: Vec<MealWindow>,
+    /// The canteen's name ("" until the backend told it).
+    pub name: String,
     pub prices: Vec<MealPrice>,
     /// When the backend last answered with these settings (kiosk clock, ms); None: config.
     pub fetched_ms: Option<i64>,
-    #[serde(skip, default = "cache_source")]
     pub source: SettingsSource,
+    utc_offset_minutes: i32,
+    windows: Vec<MealWindow>,
+    schedule: Schedule,
 }
 
-fn cache_source() -> SettingsSource {
-    SettingsSource::Cache
+/// `canteen.json`: what was fetched, as it was fetched.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    canteen_id: Option<i64>,
+    #[serde(default)]
+    name: String,
+    utc_offset_minutes: i32,
+    windows: Vec<MealWindow>,
+    prices: Vec<MealPrice>,
+    fetched_ms: Option<i64>,
 }
 
 impl CanteenSettings {
-    /// The kiosk configuration's fallback values (a kiosk that never reached its backend).
-    pub fn from_config(cfg: &KioskConfig) -> CanteenSettings {
-        CanteenSettings {
-            canteen_id: None,
-            utc_offset_minutes: cfg.utc_offset_minutes,
-            windows: cfg.meal_windows.clone(),
-            prices: Vec::new(),
-            fetched_ms: None,
-            source: SettingsSource::Config,
-        }
-    }
-
-    /// The backend's answer, checked: times must be `HH:MM`, the offset within ±18 h.
-    pub fn from_backend(info: CanteenInfo, now_ms: i64) -> Result<CanteenSettings, SettingsError> {
-        let s = CanteenSettings {
-            canteen_id: Some(info.id),
-            utc_offset_minutes: info.utc_offset_minutes,
-            windows: info.windows,
-            prices: info.prices,
-            fetched_ms: Some(now_ms),
-            source: SettingsSource::Backend,
-        };
-        s.validate()?;
-        Ok(s)
-    }
-
-    fn validate(&self) -> Result<(), SettingsError> {
-        if self.utc_offset_minutes.abs() > 18 * 60 {
-            return Err(SettingsError::Invalid(format!(
+    fn build(saved: Saved, source: SettingsSource) -> Result<CanteenSettings, SettingsError> {
+        let invalid = |m: String| SettingsError::Invalid(m);
+        if saved.utc_offset_minutes.abs() > 18 * 60 {
+            return Err(invalid(format!(
                 "utc_offset_minutes {} is beyond ±18 h",
-                self.utc_offset_minutes
+                saved.utc_offset_minutes
             )));
         }
-        for w in &self.windows {
-            if parse_hhmm(&w.start).is_none() || parse_hhmm(&w.end).is_none() {
-                return Err(SettingsError::Invalid(format!(
-                    "meal window {:?} {}-{}: times must be HH:MM",
-                    w.meal, w.start, w.end
-                )));
+        let periods = saved
+            .windows
+            .iter()
+            .map(|w| MealPeriod::parse(meal_kind(w.meal), &w.start, &w.end))
+            .collect::<Result<Vec<_>, MealError>>()
+            .map_err(|e| invalid(format!("meal windows: {e}")))?;
+        let schedule = Schedule::new(saved.utc_offset_minutes, periods)
+            .map_err(|e| invalid(format!("meal windows: {e}")))?;
+        for p in &saved.prices {
+            if p.price.is_sign_negative() {
+                return Err(invalid("a negative price".into()));
             }
+            Fen::from_yuan(p.price)
+                .map_err(|e| invalid(format!("price of {} {:?}: {e}", p.category, p.meal)))?;
         }
-        if self.prices.iter().any(|p| p.price.is_sign_negative()) {
-            return Err(SettingsError::Invalid("a negative price".into()));
-        }
-        Ok(())
+        Ok(CanteenSettings {
+            canteen_id: saved.canteen_id,
+            name: saved.name,
+            prices: saved.prices,
+            fetched_ms: saved.fetched_ms,
+            source,
+            utc_offset_minutes: saved.utc_offset_minutes,
+            windows: saved.windows,
+            schedule,
+        })
+    }
+
+    /// The kiosk configuration's fallback values (a kiosk that never reached its backend).
+    pub fn from_config(cfg: &KioskConfig) -> Result<CanteenSettings, SettingsError> {
+        Self::build(
+            Saved {
+                canteen_id: None,
+                name: String::new(),
+                utc_offset_minutes: cfg.utc_offset_minutes,
+                windows: cfg.meal_windows.clone(),
+                prices: Vec::new(),
+                fetched_ms: None,
+            },
+            SettingsSource::Config,
+        )
+    }
+
+    /// The backend's answer, checked: times must be `HH:MM` in non-overlapping windows, the
+    /// offset within ±18 h, prices whole fen and not negative.
+    pub fn from_backend(
+        info: wire::Canteen,
+        now_ms: i64,
+    ) -> Result<CanteenSettings, SettingsError> {
+        Self::build(
+            Saved {
+                canteen_id: Some(info.id),
+                name: info.name,
+                utc_offset_minutes: info.utc_offset_minutes,
+                windows: info.windows,
+                prices: info.prices,
+                fetched_ms: Some(now_ms),
+            },
+            SettingsSource::Backend,
+        )
     }
 
     /// The settings last saved, if any. A file that is unreadable or malformed is an error
@@ -133,22 +163,27 @@ impl CanteenSettings {
         let Some(bytes) = read_private(path)? else {
             return Ok(None);
         };
-        let mut s: CanteenSettings =
-            serde_json::from_slice(&bytes).map_err(|e| SettingsError::File {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        s.source = SettingsSource::Cache;
-        s.validate().map_err(|e| SettingsError::File {
+        let file_error = |reason: String| SettingsError::File {
             path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(s))
+            reason,
+        };
+        let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| file_error(e.to_string()))?;
+        Self::build(saved, SettingsSource::Cache)
+            .map(Some)
+            .map_err(|e| file_error(e.to_string()))
     }
 
     /// Saves atomically (a crash leaves the old file or the new one).
     pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| SettingsError::File {
+        let saved = Saved {
+            canteen_id: self.canteen_id,
+            name: self.name.clone(),
+            utc_offset_minutes: self.utc_offset_minutes,
+            windows: self.windows.clone(),
+            prices: self.prices.clone(),
+            fetched_ms: self.fetched_ms,
+        };
+        let json = serde_json::to_vec_pretty(&saved).map_err(|e| SettingsError::File {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
@@ -159,9 +194,18 @@ impl CanteenSettings {
     /// The same rules (what changed matters, not when it was fetched).
     pub fn same_rules(&self, other: &CanteenSettings) -> bool {
         self.canteen_id == other.canteen_id
+            && self.name == other.name
             && self.utc_offset_minutes == other.utc_offset_minutes
             && self.windows == other.windows
             && self.prices == other.prices
+    }
+
+    pub fn utc_offset_minutes(&self) -> i32 {
+        self.utc_offset_minutes
+    }
+
+    pub fn windows(&self) -> &[MealWindow] {
+        &self.windows
     }
 
     pub fn utc_offset(&self) -> time::UtcOffset {
@@ -174,22 +218,12 @@ impl CanteenSettings {
         at.to_offset(self.utc_offset())
     }
 
-    /// The canteen-local date and meal period of `at`, if it falls in a window
-    /// (start inclusive, end exclusive, as the backend decides).
-    pub fn meal_at(&self, at: OffsetDateTime) -> (String, Option<Meal>) {
-        let local = self.local(at);
-        let date = format!(
-            "{:04}-{:02}-{:02}",
-            local.year(),
-            u8::from(local.month()),
-            local.day()
-        );
-        let minute = local.hour() as u32 * 60 + local.minute() as u32;
-        let meal = self.windows.iter().find_map(|w| {
-            let (s, e) = (parse_hhmm(&w.start)?, parse_hhmm(&w.end)?);
-            (s <= minute && minute < e).then_some(w.meal)
-        });
-        (date, meal)
+    /// The meal period `at` falls in and its canteen-local day (start inclusive, end
+    /// exclusive), by `ledger`'s schedule as the backend decides.
+    pub fn meal_at(&self, at: OffsetDateTime) -> Option<MealSlot> {
+        let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+        // Only a time beyond the year 9999 has no slot by error; it has no meal either.
+        self.schedule.locate(ms).ok().flatten()
     }
 
     /// The price the offline allowance assumes for a meal: the canteen's price for the
@@ -199,19 +233,22 @@ impl CanteenSettings {
     pub fn offline_price(
         &self,
         category: Option<&str>,
-        meal: Option<Meal>,
-        fallback: Decimal,
-    ) -> Decimal {
-        let Some(meal) = meal else {
-            return fallback;
+        meal: Option<MealKind>,
+        fallback: Fen,
+    ) -> Result<Fen, MoneyError> {
+        let Some(meal) = meal.map(wire_meal) else {
+            return Ok(fallback);
         };
         let of_meal = self.prices.iter().filter(|p| p.meal == meal);
         if let Some(c) = category {
             if let Some(p) = of_meal.clone().find(|p| p.category == c) {
-                return p.price;
+                return Fen::from_yuan(p.price);
             }
         }
-        of_meal.map(|p| p.price).max().unwrap_or(fallback)
+        match of_meal.map(|p| p.price).max() {
+            Some(p) => Fen::from_yuan(p),
+            None => Ok(fallback),
+        }
     }
 }
 
@@ -219,7 +256,7 @@ impl CanteenSettings {
 mod tests {
     use super::*;
 
-    fn info() -> CanteenInfo {
+    fn info() -> wire::Canteen {
         serde_json::from_str(
             r#"{"id":3,"name":"North","utc_offset_minutes":-300,"per_transaction_cap":"50.00","daily_cap":null,
                 "windows":[{"meal":"lunch","start":"11:00","end":"14:00"},{"meal":"dinner","start":"17:00","end":"24:00"}],
@@ -229,31 +266,45 @@ mod tests {
         .unwrap()
     }
 
+    fn slot(meal: MealKind, date: time::Date) -> Option<MealSlot> {
+        Some(MealSlot {
+            meal,
+            local_date: date,
+        })
+    }
+
     #[test]
     fn the_backends_answer_sets_the_clock_windows_and_prices() {
         let s = CanteenSettings::from_backend(info(), 1).unwrap();
         assert_eq!(s.source, SettingsSource::Backend);
+        assert_eq!(s.name, "North");
         // 17:30 UTC is 12:30 at UTC-5: lunch.
         let t = time::macros::datetime!(2026-11-26 17:30 UTC);
-        assert_eq!(s.meal_at(t), ("2026-11-26".into(), Some(Meal::Lunch)));
+        assert_eq!(
+            s.meal_at(t),
+            slot(MealKind::Lunch, time::macros::date!(2026 - 11 - 26))
+        );
         // 04:59 UTC on the 27th is 23:59 on the 26th locally: dinner (end 24:00 exclusive).
         let t = time::macros::datetime!(2026-11-27 04:59 UTC);
-        assert_eq!(s.meal_at(t), ("2026-11-26".into(), Some(Meal::Dinner)));
-        let fallback = Decimal::new(999, 2);
         assert_eq!(
-            s.offline_price(Some("regular"), Some(Meal::Lunch), fallback),
-            Decimal::new(1500, 2)
+            s.meal_at(t),
+            slot(MealKind::Dinner, time::macros::date!(2026 - 11 - 26))
+        );
+        let fallback = Fen(999);
+        assert_eq!(
+            s.offline_price(Some("regular"), Some(MealKind::Lunch), fallback),
+            Ok(Fen(1500))
         );
         assert_eq!(
-            s.offline_price(Some("intern"), Some(Meal::Lunch), fallback),
-            Decimal::new(2000, 2),
+            s.offline_price(Some("intern"), Some(MealKind::Lunch), fallback),
+            Ok(Fen(2000)),
             "unknown category: the dearest lunch"
         );
         assert_eq!(
-            s.offline_price(None, Some(Meal::Dinner), fallback),
-            fallback
+            s.offline_price(None, Some(MealKind::Dinner), fallback),
+            Ok(fallback)
         );
-        assert_eq!(s.offline_price(None, None, fallback), fallback);
+        assert_eq!(s.offline_price(None, None, fallback), Ok(fallback));
     }
 
     #[test]
@@ -263,6 +314,14 @@ mod tests {
         assert!(CanteenSettings::from_backend(i, 1).is_err());
         let mut i = info();
         i.utc_offset_minutes = 20 * 60;
+        assert!(CanteenSettings::from_backend(i, 1).is_err());
+        // Two windows covering one minute: the backend refuses those, and so does the kiosk.
+        let mut i = info();
+        i.windows[1].start = "13:00".into();
+        assert!(CanteenSettings::from_backend(i, 1).is_err());
+        // A price in fractions of a fen is not money.
+        let mut i = info();
+        i.prices[0].price = rust_decimal::Decimal::new(15005, 3);
         assert!(CanteenSettings::from_backend(i, 1).is_err());
     }
 
@@ -284,10 +343,10 @@ mod tests {
 
     #[test]
     fn the_config_is_the_fallback() {
-        let s = CanteenSettings::from_config(&KioskConfig::default());
+        let s = CanteenSettings::from_config(&KioskConfig::default()).unwrap();
         assert_eq!(s.source, SettingsSource::Config);
-        assert_eq!(s.utc_offset_minutes, 480);
+        assert_eq!(s.utc_offset_minutes(), 480);
         let t = time::macros::datetime!(2026-11-26 04:30 UTC);
-        assert_eq!(s.meal_at(t).1, Some(Meal::Lunch));
+        assert_eq!(s.meal_at(t).map(|m| m.meal), Some(MealKind::Lunch));
     }
 }

@@ -23,6 +23,8 @@ pub enum Mode {
     Return,
     /// Both on one device.
     Both,
+    /// The enrolment desk: the camera serves template captures, nobody is charged.
+    Desk,
 }
 
 impl Mode {
@@ -103,16 +105,9 @@ impl Default for ScaleConfig {
     }
 }
 
-/// A meal period in canteen-local time, to keep "one charge per person per meal" when
-/// the backend cannot be asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MealWindow {
-    pub meal: wire::Meal,
-    /// `HH:MM`, inclusive.
-    pub start: String,
-    /// `HH:MM`, exclusive.
-    pub end: String,
-}
+/// A meal period in canteen-local time (`meal`, `start` "HH:MM" inclusive, `end` exclusive),
+/// the same shape the backend reports.
+pub use wire::MealWindow;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -249,11 +244,16 @@ impl KioskConfig {
         if self.offline_limit.is_sign_negative() || self.offline_meal_price.is_sign_negative() {
             return bad("offline_limit and offline_meal_price must not be negative".into());
         }
-        for w in &self.meal_windows {
-            if parse_hhmm(&w.start).is_none() || parse_hhmm(&w.end).is_none() {
-                return bad(format!("meal window {:?}: times must be HH:MM", w.meal));
+        for (what, yuan) in [
+            ("offline_limit", self.offline_limit),
+            ("offline_meal_price", self.offline_meal_price),
+        ] {
+            if let Err(e) = ledger::Fen::from_yuan(yuan) {
+                return bad(format!("{what}: {e}"));
             }
         }
+        crate::canteen::CanteenSettings::from_config(self)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(1..=5_000).contains(&self.balances_page) {
             return bad(format!(
                 "balances_page must be 1-5000, got {}",
@@ -291,31 +291,6 @@ impl KioskConfig {
         })?;
         Ok(Some(key))
     }
-
-    /// The configured fallback clock (see [`crate::canteen::CanteenSettings`]).
-    pub fn utc_offset(&self) -> time::UtcOffset {
-        crate::canteen::CanteenSettings::from_config(self).utc_offset()
-    }
-
-    /// The canteen-local date and meal period of `at` by the configured fallback windows.
-    pub fn meal_at(&self, at: time::OffsetDateTime) -> (String, Option<wire::Meal>) {
-        crate::canteen::CanteenSettings::from_config(self).meal_at(at)
-    }
-}
-
-pub(crate) fn parse_hhmm(s: &str) -> Option<u32> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
-}
-
-/// Yuan to fen, rounding to the fen.
-pub fn to_fen(d: Decimal) -> i64 {
-    use rust_decimal::prelude::ToPrimitive;
-    (d * Decimal::new(100, 0))
-        .round()
-        .to_i64()
-        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -350,20 +325,35 @@ mod tests {
         let mut c = KioskConfig::default();
         c.meal_windows[0].start = "7h".into();
         assert!(c.validate().is_err());
+        let mut c = KioskConfig::default();
+        c.meal_windows[0].end = "12:00".into();
+        assert!(
+            c.validate().unwrap_err().to_string().contains("overlap"),
+            "breakfast into lunch"
+        );
+        let c = KioskConfig {
+            offline_limit: Decimal::new(30005, 3),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("offline_limit"));
     }
 
     #[test]
     fn meals_follow_the_canteen_clock() {
-        let c = KioskConfig::default();
-        // 04:30 UTC is 12:30 in UTC+8: lunch.
+        let c = crate::canteen::CanteenSettings::from_config(&KioskConfig::default()).unwrap();
+        // 04:30 UTC is 12:30 in UTC+8: lunch of that day.
         let t = time::macros::datetime!(2026-11-26 04:30 UTC);
+        let slot = c.meal_at(t).unwrap();
         assert_eq!(
-            c.meal_at(t),
-            ("2026-11-26".to_string(), Some(wire::Meal::Lunch))
+            (slot.meal, slot.local_date.to_string()),
+            (ledger::MealKind::Lunch, "2026-11-26".to_string())
         );
         // 17:00 UTC is 01:00 the next day: no meal.
         let t = time::macros::datetime!(2026-11-26 17:00 UTC);
-        assert_eq!(c.meal_at(t), ("2026-11-27".to_string(), None));
-        assert_eq!(to_fen(Decimal::new(1250, 2)), 1250);
+        assert_eq!(c.meal_at(t), None);
     }
 }

@@ -3,14 +3,22 @@
 //! frame's result in as a [`FrameObs`]; this state machine tracks the main face across
 //! frames (by box overlap or centre distance), and names a person only when several
 //! consecutive frames of the same track agree on them, the passive liveness scores pass,
-//! and the face moved between frames. A printed photo held still, or a replayed still
+//! and the face moved between frames. When the caller also hands in a way to search the
+//! gallery ([`Decider::feed_with`]), the window's embeddings are averaged and the fused
+//! embedding is searched under the same match policy: several frames' evidence, not only
+//! their votes, so a diner whose single frames each fall just short is still recognised,
+//! while any frame taken for somebody else stops the decision. Frames whose quality makes
+//! a wrong match likelier (turned away, tilted: `DecisionConfig::unfit`) never enter the
+//! evidence: the diner gets a hint instead of a guess. A printed photo held still, or a replayed still
 //! frame, gives identical landmarks and pixels frame after frame, and is refused as a
 //! photo. Unknown and ambiguous faces are refused with a reason. Once a track produced a
 //! decision it stays spent until the face leaves, so one approach is one decision; not
 //! charging the same person twice per meal is the pay station's job (see `station`).
 
+use models::embed::Embedding;
 use models::geometry::{Point, Rect};
 use models::liveness::LivenessScores;
+use models::quality::QualityProblem;
 use serde::{Deserialize, Serialize};
 
 /// Side of the grey thumbnail compared between frames to detect motion.
@@ -130,6 +138,10 @@ pub struct FaceObs {
     pub quality_problem: Option<String>,
     pub identity: Identity,
     pub patch: FacePatch,
+    /// The face's descriptor, for fusing the evidence of several frames (`None`: vote only).
+    pub embedding: Option<Embedding>,
+    /// What the pipeline's quality measures found wrong with the face.
+    pub quality_problems: Vec<QualityProblem>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +172,9 @@ pub struct DecisionConfig {
     pub min_landmark_shift: f32,
     /// How many of the `frames_to_agree - 1` pairs must have moved.
     pub min_moving_pairs: usize,
+    /// Quality problems that keep a frame out of the evidence (the diner gets the
+    /// problem's hint instead): each makes a wrong match likelier.
+    pub unfit: Vec<QualityProblem>,
 }
 
 impl Default for DecisionConfig {
@@ -174,6 +189,10 @@ impl Default for DecisionConfig {
             min_patch_diff: 0.5,
             min_landmark_shift: 0.004,
             min_moving_pairs: 1,
+            // Not `Blurry`: the sharpness limit is the enrolment photo's, and it kept 17 of 60
+            // replayed approaches from any decision in kiosk-bench (BENCHMARKS.md); it needs a
+            // limit measured on kiosk cameras first.
+            unfit: vec![QualityProblem::TurnedAway, QualityProblem::Tilted],
         }
     }
 }
@@ -293,8 +312,27 @@ impl Decider {
         self.track = None;
     }
 
-    /// Feeds one frame; returns what happened (usually nothing or one event).
+    /// Feeds one frame, deciding on the agreeing votes of the window's frames alone;
+    /// returns what happened (usually nothing or one event).
     pub fn feed(&mut self, frame: FrameObs) -> Vec<FaceEvent> {
+        self.decide(frame, None)
+    }
+
+    /// Feeds one frame, deciding on the window's fused embedding as `identify` (the
+    /// gallery search under the match policy) judges it; see the module comment.
+    pub fn feed_with(
+        &mut self,
+        frame: FrameObs,
+        identify: &dyn Fn(&Embedding) -> Identity,
+    ) -> Vec<FaceEvent> {
+        self.decide(frame, Some(identify))
+    }
+
+    fn decide(
+        &mut self,
+        frame: FrameObs,
+        identify: Option<&dyn Fn(&Embedding) -> Identity>,
+    ) -> Vec<FaceEvent> {
         let mut events = Vec::new();
         let Some(face) = frame.face else {
             if let Some(t) = self.track.as_mut() {
@@ -352,7 +390,7 @@ impl Decider {
                 margin,
                 real,
                 live,
-            } = judge(&t.window, &cfg)
+            } = judge(&t.window, &cfg, identify)
             {
                 if staff_id != spent_on {
                     events.push(FaceEvent::Left { track: t.id });
@@ -375,7 +413,12 @@ impl Decider {
             }
             return events;
         }
-        if let Some(hint) = face.quality_problem.clone() {
+        let unfit = face
+            .quality_problems
+            .iter()
+            .find(|p| cfg.unfit.contains(p))
+            .map(|p| p.hint().to_string());
+        if let Some(hint) = face.quality_problem.clone().or(unfit) {
             t.window.clear();
             if t.last_hint.as_ref() != Some(&hint) {
                 t.last_hint = Some(hint.clone());
@@ -394,7 +437,7 @@ impl Decider {
         if t.window.len() < n {
             return events;
         }
-        match judge(&t.window, &cfg) {
+        match judge(&t.window, &cfg, identify) {
             Verdict::Wait => {}
             Verdict::Identified {
                 staff_id,
@@ -450,8 +493,88 @@ enum Verdict {
     Refused(Refusal),
 }
 
+/// The mean of the window's embeddings, when every frame has one.
+fn fused_embedding(window: &[FaceObs]) -> Option<Embedding> {
+    let mut sum = [0f32; models::embed::EMBEDDING_DIM];
+    for f in window {
+        for (s, v) in sum.iter_mut().zip(f.embedding.as_ref()?) {
+            *s += v;
+        }
+    }
+    let n = window.len() as f32;
+    Some(sum.map(|s| s / n))
+}
+
 /// The verdict on a full window of consecutive frames of one track.
-fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
+fn judge(
+    window: &[FaceObs],
+    cfg: &DecisionConfig,
+    identify: Option<&dyn Fn(&Embedding) -> Identity>,
+) -> Verdict {
+    let fused = identify.zip(fused_embedding(window)).map(|(f, e)| f(&e));
+    match fused {
+        Some(fused) => match judge_fused(window, fused) {
+            Ok((staff_id, distance, margin)) => {
+                live_and_moving(window, cfg, staff_id, distance, margin)
+            }
+            Err(v) => v,
+        },
+        None => judge_votes(window, cfg),
+    }
+}
+
+/// The fused embedding's identity, checked against every frame's own: a frame taken for
+/// somebody else (matched, or best in an ambiguity) makes the window ambiguous whatever
+/// the average says. `Ok` is the person, distance and margin to check for liveness.
+fn judge_fused(window: &[FaceObs], fused: Identity) -> Result<(i64, f32, f32), Verdict> {
+    let frame_best = |f: &FaceObs| match f.identity {
+        Identity::Match { staff_id, .. } => Some(staff_id),
+        Identity::Ambiguous { best, .. } => Some(best),
+        _ => None,
+    };
+    match fused {
+        Identity::Match {
+            staff_id,
+            distance,
+            margin,
+        } => {
+            if window
+                .iter()
+                .filter_map(frame_best)
+                .any(|other| other != staff_id)
+            {
+                return Err(ambiguous(window));
+            }
+            Ok((staff_id, distance, margin))
+        }
+        Identity::Unknown { nearest_distance } => {
+            if window
+                .iter()
+                .all(|f| matches!(f.identity, Identity::Unknown { .. }))
+            {
+                Err(Verdict::Refused(Refusal::Unknown { nearest_distance }))
+            } else {
+                // Some frames were close to someone: keep looking.
+                Err(Verdict::Wait)
+            }
+        }
+        Identity::Ambiguous {
+            best,
+            best_distance,
+            second,
+            second_distance,
+        } => Err(Verdict::Refused(Refusal::Ambiguous {
+            best,
+            second,
+            best_distance,
+            second_distance,
+        })),
+        Identity::NoGallery => Err(Verdict::Refused(Refusal::NoGallery)),
+    }
+}
+
+/// The verdict from the frames' own identities: all must agree.
+fn judge_votes(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
     let first = &window[0].identity;
     // Agreement first: mixed identities mean "keep looking".
     let agreed = match first {
@@ -504,6 +627,30 @@ fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
         Identity::Match { .. } => {}
     }
 
+    let (mut staff, mut worst_d, mut worst_m) = (0, 0f32, f32::INFINITY);
+    for f in window {
+        if let Identity::Match {
+            staff_id,
+            distance,
+            margin,
+        } = f.identity
+        {
+            staff = staff_id;
+            worst_d = worst_d.max(distance);
+            worst_m = worst_m.min(margin);
+        }
+    }
+    live_and_moving(window, cfg, staff, worst_d, worst_m)
+}
+
+/// The window names `staff_id`: identified if the face moved and looks live.
+fn live_and_moving(
+    window: &[FaceObs],
+    cfg: &DecisionConfig,
+    staff_id: i64,
+    distance: f32,
+    margin: f32,
+) -> Verdict {
     if moving_pairs(window, cfg)
         < cfg
             .min_moving_pairs
@@ -526,23 +673,10 @@ fn judge(window: &[FaceObs], cfg: &DecisionConfig) -> Verdict {
     if !scored.is_empty() && (real < cfg.min_real || live < cfg.min_live) {
         return Verdict::Refused(Refusal::NotLive { real, live });
     }
-    let (mut staff, mut worst_d, mut worst_m) = (0, 0f32, f32::INFINITY);
-    for f in window {
-        if let Identity::Match {
-            staff_id,
-            distance,
-            margin,
-        } = f.identity
-        {
-            staff = staff_id;
-            worst_d = worst_d.max(distance);
-            worst_m = worst_m.min(margin);
-        }
-    }
     Verdict::Identified {
-        staff_id: staff,
-        distance: worst_d,
-        margin: worst_m,
+        staff_id,
+        distance,
+        margin,
         real,
         live,
     }
@@ -641,7 +775,152 @@ mod tests {
             quality_problem: None,
             identity,
             patch: FacePatch(vec![100.0 + jitter * 10.0; PATCH_SIDE * PATCH_SIDE]),
+            embedding: None,
+            quality_problems: Vec::new(),
         }
+    }
+
+    /// A face whose embedding is `value` along the first axis (and zero elsewhere).
+    fn embedded(x: f32, identity: Identity, jitter: f32, value: f32) -> FaceObs {
+        let mut f = face(x, identity, jitter);
+        let mut e = [0f32; 128];
+        e[0] = value;
+        f.embedding = Some(e);
+        f
+    }
+
+    /// A one-person gallery at 0 on the first axis, threshold 0.5, margin irrelevant.
+    fn gallery_of_7(e: &Embedding) -> Identity {
+        let d = e[0].abs();
+        if d <= 0.5 {
+            Identity::Match {
+                staff_id: 7,
+                distance: d,
+                margin: f32::INFINITY,
+            }
+        } else {
+            Identity::Unknown {
+                nearest_distance: d,
+            }
+        }
+    }
+
+    #[test]
+    fn fused_frames_recognise_a_diner_no_single_frame_did() {
+        // Each frame alone is just outside the threshold (0.55, 0.6, -0.2 + noise); their
+        // mean (0.317) is well inside.
+        let values = [0.55f32, 0.6, -0.2];
+        let unknown = |v: f32| Identity::Unknown {
+            nearest_distance: v.abs(),
+        };
+        let frames: Vec<FaceObs> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let id = if v.abs() <= 0.5 { m(7) } else { unknown(v) };
+                embedded(100.0 + i as f32, id, i as f32, v)
+            })
+            .collect();
+        let mut d = Decider::new(DecisionConfig::default());
+        let ev: Vec<FaceEvent> = frames
+            .iter()
+            .flat_map(|f| {
+                d.feed_with(
+                    FrameObs {
+                        face: Some(f.clone()),
+                    },
+                    &gallery_of_7,
+                )
+            })
+            .collect();
+        assert_eq!(identified(&ev), vec![7], "{ev:?}");
+        // Voting alone waits: the frames disagree (unknown, unknown, match).
+        let mut d = Decider::new(DecisionConfig::default());
+        let ev = run(&mut d, frames.into_iter().map(Some).collect());
+        assert!(identified(&ev).is_empty(), "{ev:?}");
+    }
+
+    #[test]
+    fn a_frame_taken_for_someone_else_stops_the_fused_decision() {
+        let mut d = Decider::new(DecisionConfig::default());
+        let frames = vec![
+            embedded(100.0, m(7), 0.0, 0.1),
+            embedded(101.0, m(8), 1.0, 0.1),
+            embedded(102.0, m(7), 2.0, 0.1),
+        ];
+        let ev: Vec<FaceEvent> = frames
+            .into_iter()
+            .flat_map(|f| d.feed_with(FrameObs { face: Some(f) }, &gallery_of_7))
+            .collect();
+        assert!(identified(&ev).is_empty(), "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Refused {
+                refusal: Refusal::Ambiguous { .. },
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn strangers_are_refused_on_fused_evidence_too() {
+        let mut d = Decider::new(DecisionConfig::default());
+        let ev: Vec<FaceEvent> = (0..4)
+            .map(|i| {
+                embedded(
+                    100.0 + i as f32,
+                    Identity::Unknown {
+                        nearest_distance: 0.9,
+                    },
+                    i as f32,
+                    0.9,
+                )
+            })
+            .flat_map(|f| d.feed_with(FrameObs { face: Some(f) }, &gallery_of_7))
+            .collect();
+        assert!(identified(&ev).is_empty());
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Refused {
+                refusal: Refusal::Unknown { .. },
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn unfit_frames_get_a_hint_instead_of_a_decision() {
+        let mut d = Decider::new(DecisionConfig::default());
+        let frames: Vec<Option<FaceObs>> = (0..6)
+            .map(|i| {
+                let mut f = embedded(100.0 + i as f32, m(7), i as f32, 0.1);
+                // Every other frame is turned away: three fit frames never follow each other.
+                if i % 2 == 1 {
+                    f.quality_problems = vec![QualityProblem::TurnedAway];
+                }
+                Some(f)
+            })
+            .collect();
+        let ev: Vec<FaceEvent> = frames
+            .into_iter()
+            .flat_map(|f| d.feed_with(FrameObs { face: f }, &gallery_of_7))
+            .collect();
+        assert!(identified(&ev).is_empty(), "{ev:?}");
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            FaceEvent::Hint { message, .. } if message == QualityProblem::TurnedAway.hint()
+        )));
+        // A problem that is not in `unfit` (too dark) does not stop the decision.
+        let mut d = Decider::new(DecisionConfig::default());
+        let ev: Vec<FaceEvent> = (0..3)
+            .map(|i| {
+                let mut f = embedded(100.0 + i as f32, m(7), i as f32, 0.1);
+                f.quality_problems = vec![QualityProblem::TooDark];
+                f
+            })
+            .flat_map(|f| d.feed_with(FrameObs { face: Some(f) }, &gallery_of_7))
+            .collect();
+        assert_eq!(identified(&ev), vec![7]);
     }
 
     fn m(staff_id: i64) -> Identity {

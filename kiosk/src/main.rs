@@ -14,8 +14,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kiosk::api::{BackendApi, DropChargeAnswers, HttpBackend, TEST_DROP_CHARGE_ANSWERS};
 use kiosk::config::{KioskConfig, Mode, SourceKind};
+use kiosk::event::KioskEvent;
 use kiosk::gallery_cache::{read_private, write_private};
-use kiosk::station::KioskEvent;
 
 #[derive(Parser)]
 #[command(name = "kiosk", version, about = "CleanPlate kiosk (headless)")]
@@ -169,7 +169,8 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
         "pay" => Ok(Mode::Pay),
         "return" => Ok(Mode::Return),
         "both" => Ok(Mode::Both),
-        _ => Err(format!("{s:?}: expected pay, return or both")),
+        "desk" => Ok(Mode::Desk),
+        _ => Err(format!("{s:?}: expected pay, return, both or desk")),
     }
 }
 
@@ -233,7 +234,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Register { code, name } => register(&cfg, &code, name),
         Cmd::Outbox => {
-            let store = kiosk::outbox::LocalStore::open(&cfg.data_dir.join("kiosk.db"))?;
+            let store = kiosk::local_store::LocalStore::open(&cfg.data_dir.join("kiosk.db"))?;
             println!("{}", serde_json::to_string(&store.counts()?)?);
             Ok(())
         }
@@ -338,7 +339,7 @@ fn run(
         Err(_) => Arc::new(http),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let sink: kiosk::station::EventSink = Box::new(move |e: KioskEvent| {
+    let sink: kiosk::event::EventSink = Box::new(move |e: KioskEvent| {
         if json {
             if let Ok(line) = serde_json::to_string(&e) {
                 let mut out = std::io::stdout().lock();
@@ -426,7 +427,7 @@ fn desk(cfg: &KioskConfig, username: &str, password_env: &str, cmd: DeskCmd) -> 
                 hex::encode(bytes)
             });
             match d.create_staff_login(staff.id, &username, &password) {
-                Ok(()) => {}
+                Ok(_) => {}
                 // The login exists already: usable only with its password.
                 Err(kiosk::api::ApiError::Status { status: 409, .. }) if given.is_some() => {}
                 Err(e) => {

@@ -1,7 +1,9 @@
 //! The plate scale's link: a serial port (`serialport`, no libudev needed) or a TCP
 //! peer (a networked scale, or [`simulator`] in tests and the demo). A reader thread turns
 //! the byte stream into settled weighings with [`crate::scale`] and sends them on a
-//! channel; it reconnects when the link drops and never lets bad input stop it.
+//! channel, with the link's state ([`ScaleMsg::Connected`], [`ScaleMsg::Disconnected`]) so a
+//! screen can say the scale is unplugged; it reconnects when the link drops and never lets
+//! bad input stop it.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -36,12 +38,23 @@ fn open(port: &str, baud: u32) -> Result<Box<dyn Read + Send>, ScaleError> {
     Ok(Box::new(p))
 }
 
-/// Reads the scale on a thread until `stop`, sending settled weighings to `tx`.
+/// What the reader thread reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScaleMsg {
+    Reading(ScaleEvent),
+    /// The link is up (first time, or again).
+    Connected,
+    /// The link cannot be opened or dropped; the reader keeps trying.
+    Disconnected(String),
+}
+
+/// Reads the scale on a thread until `stop`, sending settled weighings and the link's state
+/// changes to `tx`.
 pub fn spawn_reader(
     port: String,
     baud: u32,
     stability: StabilityConfig,
-    tx: Sender<ScaleEvent>,
+    tx: Sender<ScaleMsg>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -49,10 +62,18 @@ pub fn spawn_reader(
         .spawn(move || {
             let mut detector = StabilityDetector::new(stability);
             let mut last_complaint = Instant::now() - Duration::from_secs(60);
+            // None until the first attempt: every change of state is reported once.
+            let mut connected: Option<bool> = None;
             while !stop.load(Ordering::Relaxed) {
                 let mut link = match open(&port, baud) {
                     Ok(l) => l,
                     Err(e) => {
+                        if connected != Some(false) {
+                            connected = Some(false);
+                            if tx.send(ScaleMsg::Disconnected(e.to_string())).is_err() {
+                                return;
+                            }
+                        }
                         if last_complaint.elapsed() > Duration::from_secs(30) {
                             tracing::warn!("{e}; retrying");
                             last_complaint = Instant::now();
@@ -62,6 +83,12 @@ pub fn spawn_reader(
                     }
                 };
                 tracing::info!(%port, "scale connected");
+                if connected != Some(true) {
+                    connected = Some(true);
+                    if tx.send(ScaleMsg::Connected).is_err() {
+                        return;
+                    }
+                }
                 let mut framer = LineFramer::new();
                 let mut buf = [0u8; 256];
                 let mut bad_lines = 0u64;
@@ -81,6 +108,8 @@ pub fn spawn_reader(
                         }
                         Err(e) => {
                             tracing::warn!(%port, "scale link: {e}");
+                            connected = Some(false);
+                            let _ = tx.send(ScaleMsg::Disconnected(format!("scale {port}: {e}")));
                             break;
                         }
                     };
@@ -88,7 +117,7 @@ pub fn spawn_reader(
                         match parse_line(&line) {
                             Ok(r) => {
                                 if let Some(ev) = detector.feed(r) {
-                                    if tx.send(ev).is_err() {
+                                    if tx.send(ScaleMsg::Reading(ev)).is_err() {
                                         return;
                                     }
                                 }
@@ -266,17 +295,53 @@ mod tests {
             stop.clone(),
         )
         .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            ScaleMsg::Connected
+        );
         // The noisy script includes an overload line first; the tray settles after it.
         let settled = loop {
             match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-                ScaleEvent::Overload | ScaleEvent::Emptied => continue,
+                ScaleMsg::Reading(ScaleEvent::Overload | ScaleEvent::Emptied) => continue,
                 other => break other,
             }
         };
-        assert_eq!(settled, ScaleEvent::Settled { gross_g: 730 });
+        assert_eq!(
+            settled,
+            ScaleMsg::Reading(ScaleEvent::Settled { gross_g: 730 })
+        );
         stop.store(true, Ordering::Relaxed);
         reader.join().unwrap();
         sim.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn an_unplugged_scale_is_reported_once_while_the_reader_retries() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = spawn_reader(
+            format!("tcp://127.0.0.1:{port}"),
+            9600,
+            StabilityConfig::default(),
+            tx,
+            stop.clone(),
+        )
+        .unwrap();
+        match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+            ScaleMsg::Disconnected(m) => assert!(m.contains(&port.to_string()), "{m}"),
+            other => panic!("expected a disconnection, got {other:?}"),
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+            "said once, not at every retry"
+        );
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
     }
 
     #[test]

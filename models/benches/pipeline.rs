@@ -18,7 +18,9 @@
 //!
 //! Run with `cargo bench -p models --bench pipeline`; `PIPELINE_BENCH_THREADS=1` limits the
 //! thread counts, `PIPELINE_BENCH_ROUNDS` sets the interleaved rounds (default 400) and
-//! `PIPELINE_BENCH_ONLY=own` or `=interleaved` runs only that summary, without criterion.
+//! `PIPELINE_BENCH_ONLY=own` or `=interleaved` runs only that summary, without criterion;
+//! `PIPELINE_BENCH_EMBEDDING=single|mirrored` overrides the pipeline's descriptor mode (the
+//! raw embedder run then gets the same batch: one chip, or the chip and its mirror).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ use image::{imageops, Rgb, RgbImage};
 use models::align::{chip_transform, extract_chip, CHIP_PADDING, CHIP_SIZE};
 use models::detect::{Detection, DetectorConfig, INPUT_SIZE};
 use models::image_io::{decode_file, DecodeLimits};
-use models::pipeline::{Faces, Pipeline, PipelineConfig};
+use models::pipeline::{EmbeddingMode, Faces, Pipeline, PipelineConfig};
 use models::quality::assess;
 use models::resample::{sample_square, Resampler};
 use models::runtime::RuntimeOptions;
@@ -45,7 +47,7 @@ fn die(msg: impl std::fmt::Display) -> ! {
 }
 
 fn pipeline(threads: usize) -> Pipeline {
-    let config = PipelineConfig {
+    let mut config = PipelineConfig {
         runtime: RuntimeOptions {
             intra_threads: threads,
             ..Default::default()
@@ -53,6 +55,14 @@ fn pipeline(threads: usize) -> Pipeline {
         detector: DetectorConfig::kiosk(),
         ..Default::default()
     };
+    match std::env::var("PIPELINE_BENCH_EMBEDDING").as_deref() {
+        Err(_) => {}
+        Ok("single") => config.embedding = EmbeddingMode::Single,
+        Ok("mirrored") => config.embedding = EmbeddingMode::Mirrored,
+        Ok(other) => die(format_args!(
+            "PIPELINE_BENCH_EMBEDDING must be single or mirrored, not {other:?}"
+        )),
+    }
     Pipeline::load(config).unwrap_or_else(|e| {
         die(format_args!(
             "{e}\nthe models are missing or stale: run scripts/setup-models.sh"
@@ -136,20 +146,28 @@ fn prepare(p: &mut Pipeline, frame: RgbImage) -> Prepared {
         *v = *v * (1.0 / 127.5) - 1.0;
     }
 
+    // The embedder's input as the pipeline builds it: the chip, and its mirror image when
+    // descriptors are mirrored (one batch of two, averaged).
     let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
-    let mut emb_input = vec![0f32; 3 * plane];
-    for (i, px) in chip.as_raw().chunks_exact(3).enumerate() {
-        for k in 0..3 {
-            emb_input[k * plane + i] = f32::from(px[k]);
+    let mirrored = p.config().embedding == EmbeddingMode::Mirrored;
+    let mut batch = vec![chip.clone()];
+    if mirrored {
+        batch.push(imageops::flip_horizontal(&chip));
+    }
+    let mut emb_input = vec![0f32; 3 * plane * batch.len()];
+    for (c, dst) in batch.iter().zip(emb_input.chunks_exact_mut(3 * plane)) {
+        for (i, px) in c.as_raw().chunks_exact(3).enumerate() {
+            for k in 0..3 {
+                dst[k * plane + i] = f32::from(px[k]);
+            }
         }
     }
     // The raw runs must be the pipeline's runs: same chip, same embedding.
     let (_, _, embedder, _) = p.stages();
     let raw = embedder.run_raw(&emb_input).unwrap_or_else(|e| die(e));
-    let diff = raw[0]
-        .iter()
-        .zip(&a.faces[0].embedding)
-        .map(|(x, y)| (x - y).abs())
+    let n = raw.len() as f32;
+    let diff = (0..raw[0].len())
+        .map(|i| (raw.iter().map(|r| r[i]).sum::<f32>() / n - a.faces[0].embedding[i]).abs())
         .fold(0f32, f32::max);
     if diff > 1e-5 {
         die(format_args!(
@@ -296,7 +314,7 @@ fn bench_own(c: &mut Criterion) {
             black_box((&big, &small));
         })
     });
-    let mut planar = pr.emb_input.clone();
+    let mut planar = pr.emb_input[..3 * (CHIP_SIZE * CHIP_SIZE) as usize].to_vec();
     group.bench_function("embedder_input", |b| {
         let plane = (CHIP_SIZE * CHIP_SIZE) as usize;
         b.iter(|| {
@@ -338,7 +356,8 @@ fn interleaved(threads: usize, rounds: usize) {
     let pr = prepare(&mut p, frame);
     let r = pr.det.rect;
     println!(
-        "frame {FRAME_W}x{FRAME_H}, one face: detector box {:.0}x{:.0} px at ({:.0}, {:.0}), score {:.2}",
+        "embedding {:?}; frame {FRAME_W}x{FRAME_H}, one face: detector box {:.0}x{:.0} px at ({:.0}, {:.0}), score {:.2}",
+        p.config().embedding,
         r.width(),
         r.height(),
         r.left,

@@ -76,6 +76,27 @@ impl Embedder {
         self.run(chips.len())
     }
 
+    /// Descriptors of several chips, each the average of the chip's and its mirror image's
+    /// (one run of `2 * chips.len()`): test-time augmentation that makes the descriptor
+    /// less sensitive to which side of the face the light or the pose favours.
+    pub fn embed_mirrored(&mut self, chips: &[RgbImage]) -> Result<Vec<Embedding>> {
+        let mut both = Vec::with_capacity(2 * chips.len());
+        for chip in chips {
+            both.push(chip.clone());
+            both.push(image::imageops::flip_horizontal(chip));
+        }
+        let e = self.embed_batch(&both)?;
+        Ok(e.chunks_exact(2)
+            .map(|p| {
+                let mut avg = [0f32; EMBEDDING_DIM];
+                for ((a, x), y) in avg.iter_mut().zip(&p[0]).zip(&p[1]) {
+                    *a = 0.5 * (x + y);
+                }
+                avg
+            })
+            .collect())
+    }
+
     /// Runs the model on an already planar input (`n * 3 * 150 * 150` floats, values
     /// 0..255): for benchmarks that compare the pipeline with the bare model.
     pub fn run_raw(&mut self, input: &[f32]) -> Result<Vec<Embedding>> {

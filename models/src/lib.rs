@@ -6,12 +6,12 @@
 //! [`liveness`] gives passive anti-spoof signals, [`embed`] turns a chip into a 128-d
 //! descriptor (dlib's ResNet converted to ONNX), [`quality`] judges whether a photo is good
 //! enough to enrol, and [`gallery`] searches enrolled templates 1:N. [`pipeline`] strings
-//! them together (running liveness alongside landmarks on a second core); [`resample`]
+//! them together (running liveness alongside landmarks, chip and embedding on a second core); [`resample`]
 //! makes the small model inputs; [`runtime`] owns ONNX Runtime and [`manifest`] checks
 //! that the model files on disk are the ones set-up produced.
 //!
 //! Everything here is synchronous and free of global state except ONNX Runtime's
-//! process-wide environment, which [`runtime`] initialises once, and rayon's thread pool.
+//! process-wide environment, which [`runtime`] initialises once.
 
 pub mod align;
 pub mod detect;

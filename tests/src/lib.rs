@@ -128,7 +128,7 @@ pub struct Backend {
     pub addr: String,
     /// The one-time kiosk enrolment code printed by `seed-demo`.
     pub code: String,
-    child: Option<Child>,
+    child: Option<backend_harness::Served>,
 }
 
 impl Backend {
@@ -190,23 +190,17 @@ impl Backend {
         let mut last = String::new();
         // The port of a stopped backend may linger in TIME_WAIT for a moment.
         for _ in 0..50 {
-            let mut child = Self::command(&self.dir)
-                .args(["serve", "--listen", &self.addr])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting backend serve");
-            let lines = Lines::collect(&mut child);
-            if let Some(l) =
-                lines.wait_for(Duration::from_secs(10), |l| l.starts_with("listening on "))
-            {
-                self.addr = l.trim_start_matches("listening on ").trim().to_string();
-                self.child = Some(child);
-                return;
+            let mut cmd = Self::command(&self.dir);
+            cmd.args(["serve", "--listen", &self.addr])
+                .stderr(Stdio::null());
+            match backend_harness::start(cmd, Duration::from_secs(10)) {
+                Ok(served) => {
+                    self.addr = served.addr.clone();
+                    self.child = Some(served);
+                    return;
+                }
+                Err(e) => last = e.to_string(),
             }
-            let _ = child.kill();
-            let _ = child.wait();
-            last = lines.all().join("\n");
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("the backend did not start on {}: {last}", self.addr);
@@ -214,9 +208,8 @@ impl Backend {
 
     /// Stops the backend abruptly (SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut served) = self.child.take() {
+            served.kill();
         }
     }
 

@@ -1,7 +1,9 @@
 //! Wire types shared by the kiosk and the backend (they speak HTTP and never link each other).
 //!
-//! Everything a kiosk sends to or receives from the backend's `/api/v1/kiosk/...` routes is
-//! defined here, so both sides agree on field names and encodings at compile time:
+//! Everything a kiosk sends to or receives from the backend is defined here: the
+//! `/api/v1/kiosk/...` routes (this file), its canteen's settings ([`canteen`]) and the routes
+//! its enrolment desk calls with a manager's session ([`admin`]). So both sides agree on field
+//! names and encodings at compile time:
 //! - money is a decimal string in yuan with at most two places (`"12.50"`), never a float;
 //! - times are RFC 3339 strings (`"2026-11-26T12:10:00+08:00"`); the kiosk sends its own clock;
 //! - face embeddings travel as base64 of little-endian `f32`s (see [`encode_embedding`]);
@@ -9,6 +11,8 @@
 //!
 //! Authentication: a kiosk enrols once with a one-time code ([`EnrolRequest`]) and then sends
 //! `Authorization: Bearer <device_token>` on every request.
+
+pub mod fields;
 
 use base64::Engine;
 use rust_decimal::Decimal;
@@ -18,12 +22,25 @@ use time::OffsetDateTime;
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
+pub mod admin;
+pub mod canteen;
+
+pub use admin::{
+    Consent, ConsentRequest, EnrolmentCode, EnrolmentCodeRequest, LoginRequest, LoginResponse,
+    PayCode, Staff, Template, TemplateRequest, User, UserRequest,
+};
+pub use canteen::{Canteen, MealPrice, MealWindow, MealWindowRequest};
+
 /// `POST /api/v1/kiosk/enrol`: exchange a manager's one-time code for a device token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct EnrolRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::OneTimeCode, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::OneTimeCode))]
     pub code: String,
     /// A human name for this device, e.g. "North hall, line 2".
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Name))]
     pub name: String,
 }
 
@@ -45,6 +62,17 @@ pub enum Meal {
     Dinner,
 }
 
+impl Meal {
+    /// The name as it travels (`"lunch"`), also in paths such as `/meal-windows/{meal}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Meal::Breakfast => "breakfast",
+            Meal::Lunch => "lunch",
+            Meal::Dinner => "dinner",
+        }
+    }
+}
+
 /// `POST /api/v1/kiosk/charges`: charge one meal to a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -52,9 +80,15 @@ pub struct ChargeRequest {
     /// Made on the kiosk (a UUID is fine), 1-128 characters, unique per kiosk. Resending the
     /// same request with the same key returns the first result; the same key with a different
     /// body is refused with 409 `idempotency_key_reused`.
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub idempotency_key: String,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Id))]
     pub staff_id: i64,
-    /// When the tray was served, by the kiosk's clock; decides the meal period and the day.
+    /// When the tray was served, by the kiosk's clock. Online charges are judged at the
+    /// server's time (this only may not be ahead of it); offline charges (`offline: true`) at
+    /// this time, within the server's bound on how old an offline charge may be.
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub kiosk_time: OffsetDateTime,
@@ -67,9 +101,10 @@ pub struct ChargeRequest {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "rust_decimal::serde::str_option"
+        serialize_with = "rust_decimal::serde::str_option::serialize",
+        deserialize_with = "fields::check::opt_positive_yuan"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "12.50"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::PositiveYuan>))]
     pub amount: Option<Decimal>,
 }
 
@@ -125,8 +160,12 @@ pub struct ChargeResponse {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct VoidChargeRequest {
     /// The idempotency key of the charge to void (made by this same kiosk).
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub charge_key: String,
     /// Why, for the manager reading the journal, e.g. `refused_offline_not_served`.
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Reason))]
     pub reason: String,
 }
 
@@ -148,13 +187,39 @@ pub struct VoidChargeResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct WasteRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::IdempotencyKey, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::IdempotencyKey))]
     pub idempotency_key: String,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Id>))]
     pub staff_id: Option<i64>,
     /// The meal's charge, when known; links waste to what was eaten.
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::Id, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Id>))]
     pub charge_id: Option<i64>,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Grams, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Grams))]
     pub gross_grams: i64,
+    #[serde(deserialize_with = "fields::check::whole::<fields::Grams, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::Grams))]
     pub tare_grams: i64,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Dish, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Dish>))]
     pub dish: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Category, _>"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<fields::Category>))]
     pub category: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -208,6 +273,8 @@ pub struct KioskInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PayCodeRedeemRequest {
+    #[serde(deserialize_with = "fields::check::text::<fields::OneTimeCode, _>")]
+    #[cfg_attr(feature = "openapi", schema(value_type = fields::OneTimeCode))]
     pub code: String,
 }
 
@@ -252,6 +319,11 @@ pub struct BalanceEntry {
     pub category: String,
     /// Grows with every change to this person's balances.
     pub version: i64,
+    /// For the kiosk's screens ("王小明, 研发部"); empty from a backend that does not say.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub department: String,
 }
 
 /// Every error response of the API.
@@ -322,6 +394,19 @@ mod tests {
         assert_eq!(decode_embedding(&encode_embedding(&v)).unwrap(), v);
         assert!(decode_embedding("AAA").is_err());
         assert!(decode_embedding(&encode_embedding(&[f32::NAN])).is_err());
+    }
+
+    #[test]
+    fn canteen_json_shape() {
+        let j = r#"{"id":3,"name":"North","utc_offset_minutes":480,"per_transaction_cap":"50.00","daily_cap":null,
+            "windows":[{"meal":"lunch","start":"11:00","end":"14:00"}],
+            "prices":[{"category":"regular","meal":"lunch","price":"15.00"}]}"#;
+        let c: Canteen = serde_json::from_str(j).unwrap();
+        assert_eq!(c.per_transaction_cap, Some(Decimal::new(5000, 2)));
+        assert_eq!(c.prices[0].price, Decimal::new(1500, 2));
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["prices"][0]["price"], "15.00");
+        assert_eq!(back["daily_cap"], serde_json::Value::Null);
     }
 
     #[test]

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Everything the rules need about one charge attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChargeFacts {
+    /// An offline charge that reached the backend later than the canteen settles on its own
+    /// ([`offline_too_old`]): a manager decides it.
+    pub served_too_long_ago: bool,
     pub staff_active: bool,
     /// The meal the kiosk's timestamp falls in; `None` when outside every window.
     pub meal: Option<MealKind>,
@@ -54,6 +57,8 @@ pub enum Rejection {
     DailyCapExceeded,
     #[error("the balance is too low")]
     InsufficientFunds,
+    #[error("the meal was served offline too long ago to be charged without a manager")]
+    OfflineTooOld,
 }
 
 impl Rejection {
@@ -66,6 +71,7 @@ impl Rejection {
             Rejection::MealAlreadyTaken => "meal_already_taken",
             Rejection::DailyCapExceeded => "daily_cap_exceeded",
             Rejection::InsufficientFunds => "insufficient_funds",
+            Rejection::OfflineTooOld => "offline_too_old",
         }
     }
 
@@ -78,6 +84,7 @@ impl Rejection {
             Rejection::MealAlreadyTaken,
             Rejection::DailyCapExceeded,
             Rejection::InsufficientFunds,
+            Rejection::OfflineTooOld,
         ]
         .into_iter()
         .find(|r| r.code() == s)
@@ -87,6 +94,9 @@ impl Rejection {
 /// Applies the rules in the order a cashier would: who, when, what, how many, how much.
 /// Subsidy is spent before cash; cash may never go below zero.
 pub fn decide_charge(f: &ChargeFacts) -> Result<ChargeSplit, Rejection> {
+    if f.served_too_long_ago {
+        return Err(Rejection::OfflineTooOld);
+    }
     if !f.staff_active {
         return Err(Rejection::StaffInactive);
     }
@@ -126,12 +136,33 @@ pub fn decide_charge(f: &ChargeFacts) -> Result<ChargeSplit, Rejection> {
     })
 }
 
+/// Whether an offline charge arrived too long after its meal to be decided on its own: the
+/// day's cap and meals of a day long settled should not be reopened by a kiosk that was
+/// offline for a week (or whose clock was wrong); such charges go to a manager.
+pub fn offline_too_old(served_ms: i64, received_ms: i64, max_age_ms: i64) -> bool {
+    received_ms.saturating_sub(served_ms) > max_age_ms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn old_offline_charges_go_to_a_manager() {
+        let day = 86_400_000;
+        assert!(!offline_too_old(0, 3 * day, 3 * day));
+        assert!(offline_too_old(0, 3 * day + 1, 3 * day));
+        assert!(offline_too_old(i64::MIN, i64::MAX, 3 * day), "no overflow");
+        let f = ChargeFacts {
+            served_too_long_ago: true,
+            ..facts()
+        };
+        assert_eq!(decide_charge(&f), Err(Rejection::OfflineTooOld));
+    }
+
     fn facts() -> ChargeFacts {
         ChargeFacts {
+            served_too_long_ago: false,
             staff_active: true,
             meal: Some(MealKind::Lunch),
             price: Some(Fen(1500)),

@@ -45,6 +45,31 @@ pub enum MealError {
     BadOffset(i32),
     #[error("timestamp {0} ms is out of range")]
     BadTimestamp(i64),
+    #[error("{0:?} is not HH:MM")]
+    BadTime(String),
+}
+
+/// `"HH:MM"` local time to minutes after midnight; `"24:00"` is allowed (as a window's end).
+/// The one reading of a meal window's times, for the backend's API and the kiosk alike.
+pub fn parse_hhmm(s: &str) -> Result<u16, MealError> {
+    let bad = || MealError::BadTime(s.to_string());
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    // `H:MM` or `HH:MM`, digits only (no sign, no spaces, no three-digit fields).
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if !(1..=2).contains(&h.len()) || m.len() != 2 || !digits(h) || !digits(m) {
+        return Err(bad());
+    }
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    let m: u16 = m.parse().map_err(|_| bad())?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+/// Minutes after midnight as `"HH:MM"` (the inverse of [`parse_hhmm`]).
+pub fn fmt_hhmm(minute: u16) -> String {
+    format!("{:02}:{:02}", minute / 60, minute % 60)
 }
 
 impl FromStr for MealKind {
@@ -80,6 +105,11 @@ impl MealPeriod {
             start_minute,
             end_minute,
         })
+    }
+
+    /// A window given as `"HH:MM"` strings (start inclusive, end exclusive).
+    pub fn parse(meal: MealKind, start: &str, end: &str) -> Result<Self, MealError> {
+        MealPeriod::new(meal, parse_hhmm(start)?, parse_hhmm(end)?)
     }
 
     fn contains(&self, minute: u16) -> bool {
@@ -200,6 +230,23 @@ mod tests {
         let slot = s.locate(ts).unwrap().unwrap();
         assert_eq!(slot.meal, MealKind::Breakfast);
         assert_eq!(slot.local_date.to_string(), "2026-11-27");
+    }
+
+    #[test]
+    fn reads_and_writes_hhmm() {
+        assert_eq!(parse_hhmm("06:30"), Ok(390));
+        assert_eq!(parse_hhmm("24:00"), Ok(1440));
+        for bad in ["24:01", "7h", "12:60", "", "-1:00", "12"] {
+            assert_eq!(
+                parse_hhmm(bad),
+                Err(MealError::BadTime(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(fmt_hhmm(1170), "19:30");
+        let p = MealPeriod::parse(MealKind::Dinner, "17:00", "24:00").unwrap();
+        assert_eq!((p.start_minute, p.end_minute), (1020, 1440));
+        assert!(MealPeriod::parse(MealKind::Dinner, "18:00", "17:00").is_err());
     }
 
     #[test]

@@ -107,6 +107,7 @@ proptest! {
                     let spent: i64 = standing.iter().map(|c| c.3).sum();
                     let taken = standing.iter().filter(|c| c.2 == meal).count() as u32;
                     let facts = ChargeFacts {
+                        served_too_long_ago: false,
                         staff_active: true,
                         meal: Some(meal),
                         price: Some(Fen(price)),

@@ -164,3 +164,23 @@ pub fn session_token_from(parts_headers: &axum::http::HeaderMap) -> Option<Strin
         .find(|(k, _)| *k == SESSION_COOKIE)
         .map(|(_, v)| v.to_string())
 }
+
+/// The caller's network address, for limits that must not let one stranger lock out everyone:
+/// failures are counted per source, so a flood from one address throttles that address only.
+/// (The address is the TCP peer's; behind a reverse proxy every caller shares the proxy's, so
+/// give the proxy its own limits.) Requests made in-process, as tests do, share one.
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "in-process".into()),
+        ))
+    }
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// The development key/secret placeholders (64 hex digits of zeros is obviously not a secret).
 pub const DEV_FACE_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 pub const DEV_GATEWAY_SECRET: &str = "sandbox-development-secret";
+pub const DEV_AUDIT_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,8 +31,21 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// AES-256-GCM key for face templates at rest, 64 hex digits.
     pub face_key_hex: String,
+    /// HMAC-SHA256 key of the audit chain, 64 hex digits. Keep it outside the database (and
+    /// away from whoever administers the database): with it, the chain can be rebuilt.
+    pub audit_key_hex: String,
+    /// Append-only file where the server writes the audit chain's head every
+    /// `audit_anchor_seconds` (`backend check` verifies the database still holds each one, so
+    /// deleting the newest audit rows shows). Empty: `<data_dir>/audit-anchors.jsonl`.
+    pub audit_anchor_path: String,
+    pub audit_anchor_seconds: u64,
     /// HMAC-SHA256 secret shared with the sandbox payment gateway.
     pub gateway_secret: String,
+    /// Runs the built-in sandbox payment gateway: a pay page anyone may press "Pay" on, which
+    /// credits the balance without real money. Never in production; dev mode turns it on too.
+    /// With neither, no payment provider is installed and top-ups answer 503 (a real
+    /// provider implements `payments::PaymentProvider`).
+    pub sandbox_payments: bool,
     pub session_ttl_hours: i64,
     /// Mark cookies `Secure` (serve behind HTTPS).
     pub cookie_secure: bool,
@@ -41,6 +55,9 @@ pub struct Config {
     pub sealer_interval_ms: u64,
     /// `backend check` fails on audit entries left unsealed longer than this.
     pub unsealed_grace_seconds: i64,
+    /// How old (hours between the meal and its arrival) an offline charge may be and still be
+    /// decided on its own; older ones become exceptions a manager resolves.
+    pub offline_max_age_hours: i64,
     /// Login attempts allowed per username per minute.
     pub login_attempts_per_minute: i64,
     /// How long a kiosk token lookup may be served from memory; revocation takes effect on
@@ -75,12 +92,17 @@ impl Default for Config {
             sqlite_synchronous_full: true,
             face_key_hex: DEV_FACE_KEY.into(),
             gateway_secret: DEV_GATEWAY_SECRET.into(),
+            audit_key_hex: DEV_AUDIT_KEY.into(),
+            audit_anchor_path: String::new(),
+            audit_anchor_seconds: 60,
+            sandbox_payments: false,
             session_ttl_hours: 12,
             cookie_secure: false,
             dev_mode: false,
             sealer_interval_ms: 500,
             unsealed_grace_seconds: 60,
             login_attempts_per_minute: 10,
+            offline_max_age_hours: 72,
             kiosk_token_cache_seconds: 5,
             charge_batch_max: 64,
             charge_writers: 0,
@@ -134,15 +156,54 @@ impl Config {
         })
     }
 
-    /// Refuses development placeholders outside dev mode.
+    pub fn audit_key(&self) -> Result<store::AuditKey, ConfigError> {
+        let bytes = hex::decode(self.audit_key_hex.trim())
+            .map_err(|_| ConfigError::Invalid("audit_key_hex must be 64 hex digits".into()))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            ConfigError::Invalid("audit_key_hex must be 64 hex digits (32 bytes)".into())
+        })?;
+        Ok(store::AuditKey::new(bytes))
+    }
+
+    /// Where the audit anchors go.
+    pub fn audit_anchor_path(&self) -> PathBuf {
+        if self.audit_anchor_path.is_empty() {
+            self.data_dir.join("audit-anchors.jsonl")
+        } else {
+            PathBuf::from(&self.audit_anchor_path)
+        }
+    }
+
+    /// Whether the sandbox gateway (money without payment) is installed: only when chosen,
+    /// by dev mode or by the setting that says so.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.dev_mode || self.sandbox_payments
+    }
+
+    /// Refuses development placeholders outside dev mode: the face key always, the gateway
+    /// secret when the sandbox (the only provider using it) is on, since anyone who read the
+    /// source could sign notifications with the placeholder.
     pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
         self.face_key()?;
-        if !self.dev_mode
-            && (self.face_key_hex == DEV_FACE_KEY || self.gateway_secret == DEV_GATEWAY_SECRET)
-        {
+        self.audit_key()?;
+        if !self.dev_mode && self.audit_key_hex == DEV_AUDIT_KEY {
             return Err(ConfigError::Invalid(
-                "face_key_hex and gateway_secret still have their development values; set \
-                 CLEANPLATE_FACE_KEY_HEX and CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
+                "audit_key_hex still has its development value; set CLEANPLATE_AUDIT_KEY_HEX \
+                 (64 hex digits, kept outside the database), or CLEANPLATE_DEV_MODE=true"
+                    .into(),
+            ));
+        }
+        if !self.dev_mode && self.face_key_hex == DEV_FACE_KEY {
+            return Err(ConfigError::Invalid(
+                "face_key_hex still has its development value; set CLEANPLATE_FACE_KEY_HEX \
+                 (64 hex digits), or CLEANPLATE_DEV_MODE=true"
+                    .into(),
+            ));
+        }
+        if !self.dev_mode && self.sandbox_payments && self.gateway_secret == DEV_GATEWAY_SECRET {
+            return Err(ConfigError::Invalid(
+                "sandbox_payments is on with the development gateway_secret; set \
+                 CLEANPLATE_GATEWAY_SECRET, or CLEANPLATE_DEV_MODE=true"
                     .into(),
             ));
         }
@@ -179,6 +240,31 @@ mod tests {
         let c = Config::load(Some(&f)).unwrap();
         assert_eq!(c.models_dir.as_deref(), Some(Path::new("/opt/cp/models")));
         assert_eq!(c.face_threads, 2);
+    }
+
+    #[test]
+    fn sandbox_only_when_chosen() {
+        let prod = Config {
+            face_key_hex: "11".repeat(32),
+            audit_key_hex: "22".repeat(32),
+            ..Config::default()
+        };
+        assert!(!prod.sandbox_enabled(), "no sandbox by default");
+        assert!(prod.validate_for_serving().is_ok());
+        let chosen = Config {
+            sandbox_payments: true,
+            ..prod.clone()
+        };
+        assert!(chosen.sandbox_enabled());
+        assert!(
+            chosen.validate_for_serving().is_err(),
+            "a sandbox with the published secret is refused"
+        );
+        let dev = Config {
+            dev_mode: true,
+            ..Config::default()
+        };
+        assert!(dev.sandbox_enabled());
     }
 
     #[test]

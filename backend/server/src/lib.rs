@@ -2,6 +2,7 @@
 //! and the background audit sealer. The `backend` binary (src/main.rs) is a thin command line
 //! around it; integration tests build the same application in-process.
 
+pub mod anchors;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -45,7 +46,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
             },
         )
         .await?;
-        Ok(Arc::new(s))
+        Ok(Arc::new(s.with_audit_key(cfg.audit_key()?)))
     } else {
         if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
@@ -70,7 +71,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, SetupError> {
             },
         )
         .await?;
-        Ok(Arc::new(s))
+        Ok(Arc::new(s.with_audit_key(cfg.audit_key()?)))
     }
 }
 
@@ -82,30 +83,61 @@ pub fn build_state(store: Arc<dyn Store>, cfg: Config) -> Result<AppState, Setup
     } else {
         cfg.public_base_url.clone()
     };
-    let sandbox = Arc::new(payments::SandboxProvider::new(
-        store.clone(),
-        &cfg.gateway_secret,
-        &base,
-    ));
+    let sandbox = cfg.sandbox_enabled().then(|| {
+        Arc::new(payments::SandboxProvider::new(
+            store.clone(),
+            &cfg.gateway_secret,
+            &base,
+        ))
+    });
     Ok(AppState {
         store,
         cipher: crypto::FaceCipher::new(&key),
-        payments: sandbox.clone(),
-        sandbox: Some(sandbox),
+        payments: sandbox
+            .clone()
+            .map(|s| s as Arc<dyn payments::PaymentProvider>),
+        sandbox,
         kiosk_cache: Arc::new(KioskCache::new(Duration::from_secs(
             cfg.kiosk_token_cache_seconds,
         ))),
         faces: Arc::new(face_photos::FacePipeline::new(&cfg)),
+        clock: state::Clock::system(),
         cfg: Arc::new(cfg),
     })
 }
 
-/// Chains new audit entries every `interval`, forever, and about once a minute purges expired
-/// sessions and old rate-limit windows. Several instances may run this at once: the store lets
-/// one of them seal at a time, and purging twice is harmless.
-pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration) {
+/// `backend check`: the store's invariants and audit chain, plus the anchors written outside
+/// the database (a missing anchor file is no problem: a fresh installation has none yet).
+pub async fn full_check(
+    store: &Arc<dyn Store>,
+    cfg: &Config,
+    now_ms: i64,
+) -> Result<store::CheckReport, SetupError> {
+    let mut r = store
+        .check(now_ms, cfg.unsealed_grace_seconds * 1000)
+        .await?;
+    match anchors::verify(store, &cfg.audit_key()?, &cfg.audit_anchor_path()).await {
+        Ok(problems) => r.problems.extend(problems),
+        Err(e) => r.problems.push(e),
+    }
+    Ok(r)
+}
+
+/// Where and how often the sealer anchors the chain's head outside the database.
+pub struct Anchoring {
+    pub path: std::path::PathBuf,
+    pub key: store::AuditKey,
+    pub every: Duration,
+}
+
+/// Chains new audit entries every `interval`, forever, anchors the chain's head in a file every
+/// `anchoring.every`, and about once a minute purges expired sessions and old rate-limit
+/// windows. Several instances may run this at once: the store lets one of them seal at a time,
+/// each instance anchors into its own file, and purging twice is harmless.
+pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration, anchoring: Option<Anchoring>) {
     const BATCH: i64 = 5000;
     let mut last_purge = std::time::Instant::now();
+    let mut last_anchor: Option<std::time::Instant> = None;
     loop {
         loop {
             match store.seal_audit(BATCH).await {
@@ -114,6 +146,15 @@ pub async fn run_sealer(store: Arc<dyn Store>, interval: Duration) {
                 Err(e) => {
                     tracing::warn!(error = %e, "audit sealer failed; will retry");
                     break;
+                }
+            }
+        }
+        if let Some(a) = &anchoring {
+            if last_anchor.is_none_or(|t| t.elapsed() >= a.every) {
+                last_anchor = Some(std::time::Instant::now());
+                if let Err(e) = anchors::append_head(&store, &a.key, &a.path, state::now_ms()).await
+                {
+                    tracing::warn!(error = %e, "anchoring the audit chain failed; will retry");
                 }
             }
         }

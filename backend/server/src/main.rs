@@ -95,7 +95,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn serve(cfg: Config) -> Result<()> {
+async fn serve(mut cfg: Config) -> Result<()> {
     cfg.validate_for_serving()?;
     let store = backend::open_store(&cfg).await?;
     store.migrate().await.context("migrating the database")?;
@@ -103,10 +103,27 @@ async fn serve(cfg: Config) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    // Pay-page links need an address payers can reach: the one actually bound (a configured
+    // port 0 means "any free port") unless a public URL is set.
+    if cfg.public_base_url.is_empty() {
+        cfg.public_base_url = format!("http://{addr}");
+    }
     let sealer_interval = Duration::from_millis(cfg.sealer_interval_ms.max(10));
-    tokio::spawn(backend::run_sealer(store.clone(), sealer_interval));
+    tokio::spawn(backend::run_sealer(
+        store.clone(),
+        sealer_interval,
+        Some(backend::Anchoring {
+            path: cfg.audit_anchor_path(),
+            key: cfg.audit_key()?,
+            every: Duration::from_secs(cfg.audit_anchor_seconds.max(1)),
+        }),
+    ));
     tokio::spawn(log_batch_stats(store.clone()));
     let state = backend::build_state(store.clone(), cfg)?;
+    tokio::spawn(backend::payments::run_payment_returns(
+        state.clone(),
+        Duration::from_secs(60),
+    ));
     // The models are loaded on the first photo; say now if they are missing, since only the
     // photo route needs them and everything else serves as usual.
     match state.faces.probe() {
@@ -116,14 +133,35 @@ async fn serve(cfg: Config) -> Result<()> {
             tracing::warn!("photo enrolment unavailable until the face models are installed: {e}")
         }
     }
+    if state.sandbox.is_some() {
+        // Loud on purpose: with the sandbox on, anyone can credit a balance without paying.
+        let why = if state.cfg.dev_mode {
+            "dev_mode"
+        } else {
+            "sandbox_payments"
+        };
+        tracing::warn!(
+            why,
+            "SANDBOX PAYMENTS ARE ON: /sandbox/pay credits balances without real money. \
+             Never run this way in production."
+        );
+        eprintln!(
+            "*** WARNING: sandbox payment gateway enabled ({why}); top-ups are not real money ***"
+        );
+    } else {
+        tracing::info!("no payment provider configured: staff top-ups answer 503");
+    }
     tracing::info!(%addr, db = store.backend_name(), "serving");
     // Printed on stdout so scripts and tests can wait for readiness and learn the port.
     println!("listening on {addr}");
-    axum::serve(listener, backend::api::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        backend::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 
@@ -155,9 +193,7 @@ async fn check(cfg: Config, seal: bool, json: bool) -> Result<()> {
     if seal {
         while store.seal_audit(10_000).await? == 10_000 {}
     }
-    let r = store
-        .check(now_ms(), cfg.unsealed_grace_seconds * 1000)
-        .await?;
+    let r = backend::full_check(&store, &cfg, now_ms()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::sync::Arc;
-use store::{CreditOutcome, PaymentOrder, Store};
+use store::{CreditOutcome, PaymentOrder, PaymentReturn, Store};
 
 pub const SIGNATURE_HEADER: &str = "x-sandbox-signature";
 
@@ -30,6 +30,8 @@ pub enum PaymentError {
     Malformed(String),
     #[error("payment provider error: {0}")]
     Provider(String),
+    #[error("no payment provider is configured")]
+    NoProvider,
 }
 
 /// A verified notification: the provider says this order was paid this much.
@@ -59,6 +61,10 @@ pub trait PaymentProvider: Send + Sync + 'static {
     ) -> Result<Notification, PaymentError>;
     /// Asks the provider what it knows about an order (reconciliation).
     async fn query(&self, order_no: &str) -> Result<ProviderOrderState, PaymentError>;
+    /// Sends a payment back to the payer (an order refused because the person had left).
+    /// Must be idempotent per order: asking twice refunds once and answers the same refund
+    /// transaction.
+    async fn refund(&self, refused: &PaymentReturn) -> Result<String, PaymentError>;
 }
 
 /// The sandbox notification body (what a gateway POSTs to us).
@@ -152,42 +158,117 @@ impl PaymentProvider for SandboxProvider {
             None => Ok(ProviderOrderState::NotPaid),
         }
     }
+
+    async fn refund(&self, refused: &PaymentReturn) -> Result<String, PaymentError> {
+        let provider_err = |e: store::StoreError| PaymentError::Provider(e.to_string());
+        let paid = self
+            .store
+            .sandbox_payment(&refused.order_no)
+            .await
+            .map_err(provider_err)?
+            .ok_or_else(|| PaymentError::Provider("the sandbox has no such payment".into()))?;
+        if paid.txn != refused.provider_txn || paid.amount != refused.amount {
+            return Err(PaymentError::Provider(
+                "the refund does not match the sandbox's payment".into(),
+            ));
+        }
+        let txn = format!("SBR{}", &crate::crypto::random_token()[..20]);
+        self.store
+            .sandbox_record_refund(&refused.order_no, refused.amount, &txn, now_ms())
+            .await
+            .map_err(provider_err)?;
+        // The first refund's transaction, whichever call recorded it.
+        self.store
+            .sandbox_refund(&refused.order_no)
+            .await
+            .map_err(provider_err)?
+            .ok_or_else(|| PaymentError::Provider("refund vanished".into()))
+    }
 }
 
-/// Processes a raw notification: verify, then credit (exactly once, in the store). Every
-/// notification, including forged ones, is logged.
+/// Sends refused payments (the person had left) back to their payers through the provider
+/// and records each return; what fails stays pending for the next round. Returns how many
+/// went back.
+pub async fn return_refused_payments(state: &AppState) -> Result<usize, PaymentError> {
+    let Some(provider) = state.payments.as_ref() else {
+        return Ok(0);
+    };
+    let pending = state
+        .store
+        .pending_payment_returns(100)
+        .await
+        .map_err(|e| PaymentError::Provider(e.to_string()))?;
+    let mut returned = 0;
+    for r in pending {
+        match provider.refund(&r).await {
+            Ok(refund) => {
+                state
+                    .store
+                    .mark_payment_returned(&r.order_no, &refund, now_ms())
+                    .await
+                    .map_err(|e| PaymentError::Provider(e.to_string()))?;
+                tracing::info!(order = %r.order_no, %refund, "payment returned to the payer (the person had left)");
+                returned += 1;
+            }
+            Err(e) => {
+                tracing::warn!(order = %r.order_no, error = %e, "returning a refused payment failed; will retry")
+            }
+        }
+    }
+    Ok(returned)
+}
+
+/// Retries refused payments' returns every `interval`, forever (a provider may be down).
+pub async fn run_payment_returns(state: AppState, interval: std::time::Duration) {
+    loop {
+        if let Err(e) = return_refused_payments(&state).await {
+            tracing::warn!(error = %e, "payment returns failed; will retry");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Processes a raw notification: verify, then credit (exactly once, in the store). A refused
+/// notification is logged but never written to the database: anyone can post here, and storing
+/// what strangers send would let them fill the disk.
 pub async fn handle_notification(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> Result<CreditOutcome, PaymentError> {
-    let raw = String::from_utf8_lossy(body)
-        .chars()
-        .take(4000)
-        .collect::<String>();
-    let n = match state.payments.verify(headers, body) {
+    let provider = state.payments.as_ref().ok_or(PaymentError::NoProvider)?;
+    let n = match provider.verify(headers, body) {
         Ok(n) => n,
         Err(e) => {
             let verdict = match e {
                 PaymentError::BadSignature => "bad_signature",
                 _ => "malformed",
             };
-            tracing::warn!(verdict, "refused a payment notification");
-            if let Err(le) = state
-                .store
-                .log_payment_notification(None, &raw, verdict, now_ms())
-                .await
-            {
-                tracing::error!(error = %le, "could not log a refused notification");
-            }
+            tracing::warn!(
+                verdict,
+                bytes = body.len(),
+                "refused a payment notification"
+            );
             return Err(e);
         }
     };
-    state
+    // Only a verified notification is kept, with the order it names.
+    let raw = String::from_utf8_lossy(body)
+        .chars()
+        .take(4000)
+        .collect::<String>();
+    let outcome = state
         .store
         .credit_payment(&n.order_no, &n.txn, n.amount, &raw, now_ms())
         .await
-        .map_err(|e| PaymentError::Provider(e.to_string()))
+        .map_err(|e| PaymentError::Provider(e.to_string()))?;
+    if outcome == CreditOutcome::RefusedLeft {
+        // Send it back at once; a failure is retried by `run_payment_returns`.
+        if let Err(e) = return_refused_payments(state).await {
+            tracing::warn!(error = %e, "returning a refused payment failed; will retry");
+        }
+    }
+    Ok(outcome)
 }
 
 /// The sandbox's "payer pressed Pay": record the payment on the gateway side, then deliver the

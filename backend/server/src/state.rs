@@ -9,6 +9,7 @@ use crate::crypto::FaceCipher;
 use crate::face_photos::FacePipeline;
 use crate::payments::{PaymentProvider, SandboxProvider};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{Kiosk, Store};
@@ -18,12 +19,46 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub cfg: Arc<Config>,
     pub cipher: FaceCipher,
-    pub payments: Arc<dyn PaymentProvider>,
-    /// Set when the configured provider is the built-in sandbox (serves its pay page).
+    /// The payment provider top-ups go through; `None` when none is configured (top-ups
+    /// answer 503 rather than crediting money nobody paid).
+    pub payments: Option<Arc<dyn PaymentProvider>>,
+    /// Set when the provider is the built-in sandbox (its pay page and notify route are mounted).
     pub sandbox: Option<Arc<SandboxProvider>>,
     pub kiosk_cache: Arc<KioskCache>,
     /// The face pipeline for photo enrolment, loaded on the first photo.
     pub faces: Arc<FacePipeline>,
+    /// The time charges are judged at (the system clock; tests pin it).
+    pub clock: Clock,
+}
+
+/// The server's clock for decisions that depend on the time of day (which meal, which day).
+/// The system clock in production; tests pin it so that "lunch" is lunch whenever they run.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    pub fn system() -> Clock {
+        Clock(None)
+    }
+
+    /// A clock that stands still at `ms` until [`Clock::set`] moves it.
+    pub fn pinned(ms: i64) -> Clock {
+        Clock(Some(Arc::new(AtomicI64::new(ms))))
+    }
+
+    /// Moves a pinned clock (no effect on the system clock).
+    pub fn set(&self, ms: i64) {
+        if let Some(t) = &self.0 {
+            t.store(ms, Ordering::SeqCst);
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::SeqCst),
+            None => now_ms(),
+        }
+    }
 }
 
 /// Token hash -> kiosk, for a few seconds: a charge burst should not cost a token lookup each.
@@ -67,6 +102,18 @@ impl KioskCache {
     }
 }
 
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+impl AppState {
+    /// The configured payment provider, or the 503 that says none is.
+    pub fn payment_provider(&self) -> Result<&Arc<dyn PaymentProvider>, crate::error::ApiError> {
+        self.payments
+            .as_ref()
+            .ok_or_else(|| crate::error::ApiError::NotAvailable {
+                code: "payments_unavailable",
+                message: "no payment provider is configured on this server; top-ups are \
+                          unavailable"
+                    .into(),
+            })
+    }
 }
+
+pub use store::now_ms;

@@ -222,6 +222,54 @@ on_both_dbs!(photo_enrolment, with_models, |app| {
     .await;
     assert_eq!(s, StatusCode::OK, "{t3}");
 
+    // Enrolment's guard: Obama's face offered as the second person's would let a kiosk charge
+    // one for the other (409), and Biden's offered as Obama's is unlike his own templates (422).
+    // Nothing is stored either way.
+    let before = app
+        .store
+        .gallery_changes(0, 100)
+        .await
+        .expect("page")
+        .current_version;
+    let (s, v) = post_photo(
+        &app,
+        &app.manager,
+        other.id,
+        "image/jpeg",
+        demo_photo("obama3.jpg"),
+    )
+    .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, Some("face_matches_other")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("S1") || m.contains(&format!("#{id}"))),
+        "the refusal names who the face belongs to: {v}"
+    );
+    // A third face (the team's shared test photos beside the checkout), nobody's yet.
+    let stranger = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/faces/bbt-A/Kaley_Cuoco/1.png"),
+    )
+    .expect("the shared test photos (../shared/faces) beside the checkout");
+    let (s, v) = post_photo(&app, &app.manager, id, "image/png", stranger).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("face_unlike_own")),
+        "{v}"
+    );
+    let after = app
+        .store
+        .gallery_changes(0, 100)
+        .await
+        .expect("page")
+        .current_version;
+    assert_eq!(before, after, "a refused template changes nothing");
+
     let (s, g) = app
         .call(
             &app.kiosk,

@@ -171,10 +171,13 @@ both_dbs!(kiosk_voids_a_charge_it_did_not_serve, |app| {
     );
     // Bad bodies are refused before the store sees them.
     for (body, code) in [
-        (json!({"charge_key": "", "reason": "x"}), "bad_charge_key"),
+        (
+            json!({"charge_key": "", "reason": "x"}),
+            "bad_idempotency_key",
+        ),
         (
             json!({"charge_key": "k".repeat(129), "reason": "x"}),
-            "bad_charge_key",
+            "bad_idempotency_key",
         ),
         (json!({"charge_key": "v-1", "reason": "  "}), "bad_reason"),
         (
@@ -548,7 +551,7 @@ both_dbs!(waste_and_encrypted_gallery_sync, |app| {
     assert_eq!(list[0]["net_grams"], 132);
 
     // Templates need consent; they are stored encrypted and reach kiosks decrypted.
-    let emb: Vec<f32> = (0..512).map(|i| (i as f32 * 0.37).sin()).collect();
+    let emb: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
     let path = format!("/api/v1/staff/{}/templates", app.staff_id);
     let (s, v) = app
         .call(

@@ -6,47 +6,14 @@
 
 mod common;
 
-use common::Db;
+use common::{spawn_server, Db};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::Actor;
 
 const TOKEN: &str = "kill9-kiosk-token";
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-fn spawn_server(url: &str, data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backend"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
-        .env("CLEANPLATE_DEV_MODE", "true")
-        .env("CLEANPLATE_DATA_DIR", data_dir)
-        .env("CLEANPLATE_SEALER_INTERVAL_MS", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn backend");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening on ") => {
-                break l.trim_start_matches("listening on ").to_string()
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("backend did not start: {other:?}"),
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
 
 fn body(key: &str, staff: i64) -> serde_json::Value {
     serde_json::json!({"idempotency_key": key, "staff_id": staff, "kiosk_time": common::lunch_today(), "amount": "1.00"})
@@ -95,18 +62,26 @@ async fn scenario(db: Db) {
         )
         .await
         .expect("canteen");
-    store
-        .set_meal_window(
-            store::MealWindow {
-                canteen_id: c.id,
-                meal: ledger::MealKind::Lunch,
-                start_minute: 660,
-                end_minute: 810,
-            },
-            &sys,
-        )
-        .await
-        .expect("window");
+    // Online charges are judged at the server's clock, so this canteen serves all day long
+    // (the test may run at any hour).
+    for (meal, start, end) in [
+        (ledger::MealKind::Breakfast, 0, 480),
+        (ledger::MealKind::Lunch, 480, 960),
+        (ledger::MealKind::Dinner, 960, 1440),
+    ] {
+        store
+            .set_meal_window(
+                store::MealWindow {
+                    canteen_id: c.id,
+                    meal,
+                    start_minute: start,
+                    end_minute: end,
+                },
+                &sys,
+            )
+            .await
+            .expect("window");
+    }
     let p = store
         .create_staff(
             store::NewStaff {
@@ -157,7 +132,7 @@ async fn scenario(db: Db) {
         .expect("kiosk");
     drop(store);
 
-    let server = spawn_server(&url, dir.path());
+    let mut server = spawn_server(&url, dir.path());
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -213,9 +188,8 @@ async fn scenario(db: Db) {
             break;
         }
     }
-    let mut child = server.child;
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reap");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for c in clients {
         c.await.expect("client task");
@@ -228,7 +202,7 @@ async fn scenario(db: Db) {
     assert!(acked.len() >= 300);
 
     // Restart and replay every request we sent.
-    let server = spawn_server(&url, dir.path());
+    let mut server = spawn_server(&url, dir.path());
     let mut final_ids = HashMap::new();
     for (key, ack) in &outcomes {
         let resp = http
@@ -290,9 +264,7 @@ async fn scenario(db: Db) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut child = server.child;
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     assert!(passed, "`backend check` passes after the crash and restart");
     if db == Db::Sqlite {
         // And `backend check` notices when someone edits money behind the ledger's back.

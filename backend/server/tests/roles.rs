@@ -85,6 +85,8 @@ const MATRIX: &[(&str, &str, u8)] = &[
     ("post", "/api/v1/me/pay-codes", S),
     ("get", "/api/v1/audit", M | U),
     ("get", "/api/v1/check", M | U),
+    ("get", "/health", ALL),
+    ("get", "/api/openapi.json", ALL),
 ];
 
 fn concrete(path: &str) -> String {
@@ -122,6 +124,37 @@ both_dbs!(every_route_with_every_role, |app| {
         MATRIX.len(),
         "the matrix lists a route the API does not document"
     );
+    // The roles the document states (its `x-roles` and `security`) are the ones the server
+    // enforces: public routes name none, the others exactly the matrix's.
+    for (method, path, allowed) in MATRIX {
+        let op = &doc["paths"][*path][*method];
+        let stated: Vec<&str> = op["x-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} has no x-roles"))
+            .iter()
+            .filter_map(|r| r.as_str())
+            .collect();
+        let expected: Vec<&str> = if *allowed == ALL || *allowed == SIGNED {
+            Vec::new()
+        } else {
+            [(K, "kiosk"), (S, "staff"), (M, "manager"), (U, "auditor")]
+                .iter()
+                .filter(|(bit, _)| allowed & bit != 0)
+                .map(|(_, name)| *name)
+                .collect()
+        };
+        let mut sorted = stated.clone();
+        sorted.sort_unstable();
+        let mut want = expected.clone();
+        want.sort_unstable();
+        assert_eq!(sorted, want, "{method} {path}: the document's roles");
+        let security = op["security"].as_array().expect("security");
+        assert_eq!(
+            security.is_empty(),
+            expected.is_empty(),
+            "{method} {path}: security {security:?}"
+        );
+    }
 
     let callers = [
         (A, "anonymous", Caller::Anonymous),

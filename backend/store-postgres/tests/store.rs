@@ -1,8 +1,8 @@
-//! The shared store test-suite (`backend/store/sql/tests_common.rs`) on PostgreSQL. Each test
+//! The shared store test-suite (`backend/store/store_suite.rs`) on PostgreSQL. Each test
 //! creates its own database (so tests run in parallel, also as separate nextest processes) from
 //! `CLEANPLATE_TEST_POSTGRES_URL` and drops it when the test passes.
 
-use store_postgres::{PostgresSettings, PostgresStore};
+use store_postgres::{BatchSettings, PostgresSettings, PostgresStore};
 
 struct TestDb {
     store: std::sync::Arc<dyn store::Store>,
@@ -14,6 +14,14 @@ struct TestDb {
 impl TestDb {
     async fn exec(&self, sql: &'static str) {
         sqlx::query(sql)
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
+    }
+
+    /// As `exec`, for statements a test composes (its own values, never outside input).
+    async fn exec_composed(&self, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(self.raw.pool())
             .await
             .expect("raw SQL in a test");
@@ -33,6 +41,26 @@ impl TestDb {
             )
             .await
             .expect("connect a second instance"),
+        )
+    }
+
+    /// Another instance on the same database with batching off: every charge settled alone.
+    async fn unbatched_instance(&self) -> std::sync::Arc<dyn store::Store> {
+        std::sync::Arc::new(
+            PostgresStore::connect_database(
+                &self.admin_url,
+                &self.name,
+                &PostgresSettings {
+                    max_connections: 12,
+                    batch: BatchSettings {
+                        max_batch: 1,
+                        ..BatchSettings::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("connect an unbatched instance"),
         )
     }
 
@@ -95,7 +123,8 @@ async fn fresh() -> Option<TestDb> {
     })
 }
 
-include!("../../store/sql/tests_common.rs");
+#[path = "../../store/store_suite.rs"]
+mod suite;
 
 /// The generic plan of a batch statement, made as a batch writer's session makes it (once, with
 /// `plan_cache_mode = force_generic_plan`), on this test's still empty tables.

@@ -1,7 +1,7 @@
-//! The shared store test-suite (`backend/store/sql/tests_common.rs`) on SQLite: each test gets
+//! The shared store test-suite (`backend/store/store_suite.rs`) on SQLite: each test gets
 //! its own database file in a temporary directory.
 
-use store_sqlite::{SqliteSettings, SqliteStore};
+use store_sqlite::{BatchSettings, SqliteSettings, SqliteStore};
 
 struct TestDb {
     store: std::sync::Arc<dyn store::Store>,
@@ -18,6 +18,14 @@ impl TestDb {
             .expect("raw SQL in a test");
     }
 
+    /// As `exec`, for statements a test composes (its own values, never outside input).
+    async fn exec_composed(&self, sql: String) {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(self.raw.pool())
+            .await
+            .expect("raw SQL in a test");
+    }
+
     /// Another store instance (its own pool, writer gate and charge queue) on the same file, as
     /// a second process would have; the two meet at SQLite's own lock.
     async fn second_instance(&self) -> std::sync::Arc<dyn store::Store> {
@@ -25,6 +33,22 @@ impl TestDb {
             SqliteStore::connect(&self.url, &SqliteSettings::default())
                 .await
                 .expect("open a second instance"),
+        )
+    }
+
+    /// Another instance on the same file with batching off: every charge settled alone.
+    async fn unbatched_instance(&self) -> std::sync::Arc<dyn store::Store> {
+        let settings = SqliteSettings {
+            batch: BatchSettings {
+                max_batch: 1,
+                ..BatchSettings::default()
+            },
+            ..SqliteSettings::default()
+        };
+        std::sync::Arc::new(
+            SqliteStore::connect(&self.url, &settings)
+                .await
+                .expect("open an unbatched instance"),
         )
     }
 
@@ -62,4 +86,5 @@ async fn fresh() -> Option<TestDb> {
     })
 }
 
-include!("../../store/sql/tests_common.rs");
+#[path = "../../store/store_suite.rs"]
+mod suite;

@@ -10,14 +10,20 @@ mod error;
 mod hashing;
 mod types;
 
-pub use error::StoreError;
-pub use hashing::{audit_hash, sha256_hex, GENESIS_HASH};
+pub use error::{SourceError, StoreError};
+pub use hashing::{audit_hash, entry_hash, seal_digest, sha256_hex, AuditKey, GENESIS_HASH};
 pub use types::*;
 
 use async_trait::async_trait;
 use ledger::Fen;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The wall clock in milliseconds since the Unix epoch, as every time in the book is stored: the
+/// backend's one reading of it (the server and both databases' implementations call this).
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -201,6 +207,26 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<bool>;
     async fn sandbox_payment(&self, order_no: &str) -> Result<Option<SandboxPayment>>;
+    /// Refused orders whose payment has not yet gone back to the payer, oldest first.
+    async fn pending_payment_returns(&self, limit: i64) -> Result<Vec<PaymentReturn>>;
+    /// Records that the provider refunded a refused order (`provider_refund` is its refund
+    /// transaction); audited. Idempotent.
+    async fn mark_payment_returned(
+        &self,
+        order_no: &str,
+        provider_refund: &str,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// The sandbox gateway's own record of a refund. `false` when already refunded.
+    async fn sandbox_record_refund(
+        &self,
+        order_no: &str,
+        amount: Fen,
+        refund_txn: &str,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// The sandbox's refund of an order: its refund transaction.
+    async fn sandbox_refund(&self, order_no: &str) -> Result<Option<String>>;
 
     // ---- one-time pay codes ---------------------------------------------------------------
     /// Stores the hash of a code a person will show as a QR code.
@@ -268,6 +294,11 @@ pub trait Store: Send + Sync + 'static {
     /// Chains up to `max` unsealed audit entries; returns how many were sealed. Safe to call
     /// from several instances at once (one wins the lock, the others seal nothing).
     async fn seal_audit(&self, max: i64) -> Result<usize>;
+    /// The newest sealed audit entry's (seq, hash): the chain's head, for anchors kept outside
+    /// the database.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+    /// The hash of the sealed audit entry at `seq`, if there is one.
+    async fn audit_hash_at(&self, seq: i64) -> Result<Option<String>>;
     async fn list_audit(&self, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     /// Verifies the book's invariants; see `CheckReport`.
     async fn check(&self, now_ms: i64, unsealed_grace_ms: i64) -> Result<CheckReport>;

@@ -228,11 +228,16 @@ pub struct ChargeCommand {
     /// Hash of the canonical request body: the same key with another body is a conflict.
     pub request_hash: String,
     pub staff_id: i64,
+    /// When the meal is judged to have been served: the server's clock for online charges,
+    /// the kiosk's for offline ones.
     pub kiosk_time_ms: i64,
     pub received_ms: i64,
     /// Recorded while the kiosk was offline: the meal was already served, so a rule broken
     /// now becomes an exception for a manager instead of a refusal.
     pub offline: bool,
+    /// An offline charge older than the server accepts on its own
+    /// (`ledger::charge::offline_too_old`): recorded as an exception for a manager.
+    pub offline_too_old: bool,
     /// An explicit amount (a la carte); `None` means the price table decides.
     pub amount: Option<Fen>,
 }
@@ -367,6 +372,11 @@ pub enum OrderStatus {
     Created,
     /// Paid and credited to the balance (exactly once).
     Credited,
+    /// Paid after the person had left: not credited; the payment is being returned to the
+    /// payer through the provider.
+    Refused,
+    /// Paid after the person had left and returned to the payer (nothing was credited).
+    Returned,
 }
 
 impl OrderStatus {
@@ -374,6 +384,8 @@ impl OrderStatus {
         match self {
             OrderStatus::Created => "created",
             OrderStatus::Credited => "credited",
+            OrderStatus::Refused => "refused",
+            OrderStatus::Returned => "returned",
         }
     }
 
@@ -381,6 +393,8 @@ impl OrderStatus {
         match s {
             "created" => Some(OrderStatus::Created),
             "credited" => Some(OrderStatus::Credited),
+            "refused" => Some(OrderStatus::Refused),
+            "returned" => Some(OrderStatus::Returned),
             _ => None,
         }
     }
@@ -406,6 +420,9 @@ pub enum CreditOutcome {
     AlreadyCredited,
     AmountMismatch,
     UnknownOrder,
+    /// The person left before the payment arrived: not credited, to be returned to the payer
+    /// (see [`PaymentReturn`]). Repeated notifications answer this again.
+    RefusedLeft,
 }
 
 impl CreditOutcome {
@@ -415,8 +432,22 @@ impl CreditOutcome {
             CreditOutcome::AlreadyCredited => "already_credited",
             CreditOutcome::AmountMismatch => "amount_mismatch",
             CreditOutcome::UnknownOrder => "unknown_order",
+            CreditOutcome::RefusedLeft => "refused_left",
         }
     }
+}
+
+/// A paid order that was refused (the person had left) and must go back to the payer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReturn {
+    pub order_no: String,
+    pub staff_id: i64,
+    pub amount: Fen,
+    /// The provider's payment transaction, which the refund reverses.
+    pub provider_txn: String,
+    pub created_at_ms: i64,
+    /// The provider's refund transaction, once it confirmed the refund.
+    pub provider_refund: Option<String>,
 }
 
 #[derive(Clone, Debug)]

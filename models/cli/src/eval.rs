@@ -5,14 +5,14 @@
 //! A photo in which no face is found is a failure and counts against the pipeline: its
 //! pairs are wrong, its probes are rejected.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use models::embed::{distance, Embedding};
-use models::gallery::{Decision, Gallery, MatchPolicy};
+use models::gallery::MatchPolicy;
 use models::image_io::{decode_file, DecodeLimits};
 use models::pipeline::{Faces, Pipeline, PipelineConfig};
 
@@ -69,6 +69,55 @@ pub fn embed_all(
     results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("results lock poisoned"))
+}
+
+/// [`embed_all`], or the embeddings a previous run stored in `cache` for the very same
+/// photos and pipeline settings (experiments re-score the same photos many times; a
+/// mismatch or an unreadable cache recomputes and rewrites it).
+pub fn embed_all_cached(
+    config: &PipelineConfig,
+    paths: &[PathBuf],
+    jobs: usize,
+    cache: Option<&Path>,
+) -> Result<Vec<Option<Embedding>>> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cached {
+        settings: String,
+        paths: Vec<PathBuf>,
+        embeddings: Vec<Option<Vec<f32>>>,
+    }
+    let settings = format!("{:?} {:?}", config.detector, config.embedding);
+    if let Some(file) = cache {
+        let stored = std::fs::read(file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cached>(&b).ok());
+        if let Some(c) = stored.filter(|c| c.settings == settings && c.paths == paths) {
+            eprintln!("embeddings read from {}", file.display());
+            return c
+                .embeddings
+                .into_iter()
+                .map(|e| match e {
+                    None => Ok(None),
+                    Some(v) => {
+                        Ok(Some(v.try_into().map_err(|_| {
+                            anyhow::anyhow!("cached embedding of a wrong length")
+                        })?))
+                    }
+                })
+                .collect();
+        }
+    }
+    let embeddings = embed_all(config, paths, jobs)?;
+    if let Some(file) = cache {
+        let c = Cached {
+            settings,
+            paths: paths.to_vec(),
+            embeddings: embeddings.iter().map(|e| e.map(|e| e.to_vec())).collect(),
+        };
+        std::fs::write(file, serde_json::to_vec(&c)?)
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(embeddings)
 }
 
 /// One verification pair: two image paths and whether they show the same person.
@@ -226,6 +275,7 @@ pub fn verify_pairs(
     root: &Path,
     threshold: Option<f32>,
     jobs: usize,
+    cache: Option<&Path>,
 ) -> Result<VerifyReport> {
     let text = std::fs::read_to_string(pairs_file)
         .with_context(|| format!("reading {}", pairs_file.display()))?;
@@ -241,7 +291,7 @@ pub fn verify_pairs(
         pairs.len(),
         unique.len()
     );
-    let embeddings = embed_all(config, &unique, jobs)?;
+    let embeddings = embed_all_cached(config, &unique, jobs, cache)?;
     let by_path: HashMap<&PathBuf, Option<Embedding>> = unique.iter().zip(embeddings).collect();
     let failures = by_path.values().filter(|e| e.is_none()).count();
     let scored: Vec<(Option<f32>, bool)> = pairs
@@ -281,180 +331,6 @@ pub fn verify_pairs(
         tar_at_far_0_001: tar_at_far(&scored, 0.001),
         failures,
     })
-}
-
-/// What `identify` measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdentifyReport {
-    pub probes: usize,
-    /// Probes of enrolled people whose nearest person is right, over those probes.
-    pub rank1: f64,
-    pub false_accepts: usize,
-    pub false_rejects: usize,
-    pub threshold: f32,
-    pub margin: f32,
-    pub enrolled_people: usize,
-    pub gallery_failures: usize,
-    pub probe_failures: usize,
-    /// How many probes ended how ("accepted", "unknown", "ambiguous", ...).
-    pub outcomes: BTreeMap<&'static str, usize>,
-}
-
-impl std::fmt::Display for IdentifyReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "gallery: {} people enrolled ({} photos without a face); {} probes without a face; margin {:.3}",
-            self.enrolled_people, self.gallery_failures, self.probe_failures, self.margin
-        )?;
-        writeln!(f, "outcomes: {:?}", self.outcomes)?;
-        write!(
-            f,
-            "probes={} rank1={:.4} false_accepts={} false_rejects={} threshold={:.3}",
-            self.probes, self.rank1, self.false_accepts, self.false_rejects, self.threshold
-        )
-    }
-}
-
-/// The embedded photos of an identification list, ready to be scored under any policy.
-pub struct IdentificationSet {
-    gallery: Gallery<String>,
-    gallery_failures: usize,
-    /// Each probe's identity and embedding (`None`: no face found).
-    probes: Vec<(String, Option<Embedding>)>,
-}
-
-/// Reads a list of `role<TAB>identity<TAB>path` rows (paths relative to `root`), embeds
-/// every photo and enrols the gallery rows.
-pub fn load_identification(
-    config: &PipelineConfig,
-    list: &Path,
-    root: &Path,
-    jobs: usize,
-) -> Result<IdentificationSet> {
-    let text =
-        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
-    let mut gallery_rows = Vec::new();
-    let mut probe_rows = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let f: Vec<&str> = line.split('\t').collect();
-        match f[..] {
-            ["role", ..] | [""] => {}
-            ["gallery", id, path] => gallery_rows.push((id.to_string(), root.join(path))),
-            ["probe", id, path] => probe_rows.push((id.to_string(), root.join(path))),
-            _ => bail!(
-                "{}:{}: expected `gallery|probe<TAB>identity<TAB>path`, got {line:?}",
-                list.display(),
-                n + 1
-            ),
-        }
-    }
-    eprintln!(
-        "identify: {} gallery photos, {} probes",
-        gallery_rows.len(),
-        probe_rows.len()
-    );
-    let paths: Vec<PathBuf> = gallery_rows
-        .iter()
-        .chain(&probe_rows)
-        .map(|(_, p)| p.clone())
-        .collect();
-    let embeddings = embed_all(config, &paths, jobs)?;
-    let (g_emb, p_emb) = embeddings.split_at(gallery_rows.len());
-
-    let mut gallery: Gallery<String> = Gallery::new();
-    let mut gallery_failures = 0;
-    for (i, ((id, _), e)) in gallery_rows.iter().zip(g_emb).enumerate() {
-        match e {
-            Some(e) => gallery.insert(id.clone(), i as u64, e)?,
-            None => gallery_failures += 1,
-        }
-    }
-    let probes = probe_rows
-        .into_iter()
-        .map(|(id, _)| id)
-        .zip(p_emb.iter().copied())
-        .collect();
-    Ok(IdentificationSet {
-        gallery,
-        gallery_failures,
-        probes,
-    })
-}
-
-impl IdentificationSet {
-    /// Rank-1, false accepts and false rejects under `policy`.
-    pub fn score(&self, policy: &MatchPolicy) -> Result<IdentifyReport> {
-        let gallery = &self.gallery;
-        let enrolled: std::collections::HashSet<&String> = gallery.persons().collect();
-        let (
-            mut enrolled_probes,
-            mut rank1,
-            mut false_accepts,
-            mut false_rejects,
-            mut probe_failures,
-        ) = (0, 0, 0, 0, 0);
-        let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for (id, e) in &self.probes {
-            let is_enrolled = enrolled.contains(id);
-            enrolled_probes += usize::from(is_enrolled);
-            let Some(e) = e else {
-                probe_failures += 1;
-                false_rejects += usize::from(is_enrolled);
-                *outcomes.entry("no face").or_default() += 1;
-                continue;
-            };
-            if is_enrolled && gallery.search(e, 1)?.first().is_some_and(|m| &m.key == id) {
-                rank1 += 1;
-            }
-            match gallery.identify(e, policy)? {
-                Decision::Accepted { key, .. } if &key == id => {
-                    *outcomes.entry("accepted").or_default() += 1
-                }
-                Decision::Accepted { .. } => {
-                    false_accepts += 1;
-                    *outcomes.entry("accepted as someone else").or_default() += 1;
-                }
-                other => {
-                    false_rejects += usize::from(is_enrolled);
-                    let kind = match other {
-                        Decision::Unknown { .. } => "unknown",
-                        Decision::Ambiguous { .. } => "ambiguous",
-                        _ => "empty gallery",
-                    };
-                    *outcomes.entry(kind).or_default() += 1;
-                }
-            }
-        }
-        Ok(IdentifyReport {
-            probes: self.probes.len(),
-            rank1: rank1 as f64 / enrolled_probes.max(1) as f64,
-            false_accepts,
-            false_rejects,
-            threshold: policy.threshold,
-            margin: policy.margin,
-            enrolled_people: gallery.person_count(),
-            gallery_failures: self.gallery_failures,
-            probe_failures,
-            outcomes,
-        })
-    }
-}
-
-pub fn identify(
-    config: &PipelineConfig,
-    list: &Path,
-    root: &Path,
-    threshold: Option<f32>,
-    margin: Option<f32>,
-    jobs: usize,
-) -> Result<IdentifyReport> {
-    let defaults = MatchPolicy::default();
-    let policy = MatchPolicy::new(
-        threshold.unwrap_or(defaults.threshold),
-        margin.unwrap_or(defaults.margin),
-    )?;
-    load_identification(config, list, root, jobs)?.score(&policy)
 }
 
 #[cfg(test)]

@@ -2,3 +2,5 @@
 //! shared by the CLI and by the tests that hold the pipeline to its accuracy targets.
 
 pub mod eval;
+pub mod identify;
+pub mod stats;

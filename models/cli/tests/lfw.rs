@@ -1,14 +1,21 @@
 //! The pipeline's accuracy on LFW folds 8-10 (`../shared/faces/lfw-A`), held to the
-//! targets of the face-pipeline issue: 3-fold cross-validated verification accuracy of at
-//! least 0.985 with photos where no face is found counted as wrong, and a 1:N
-//! identification whose false accepts stay rare under the operating policy. Skipped,
-//! saying so, when the shared folder is absent.
+//! figures BENCHMARKS.md records for the shipped pipeline and policy: 3-fold
+//! cross-validated verification accuracy with photos where no face is found counted as
+//! wrong, and 1:N identification (protocol probes and stranger searches) whose false
+//! accepts and false rejects never exceed the recorded ones. Skipped, saying so, when the
+//! shared folder is absent.
 
 use std::path::{Path, PathBuf};
 
-use faces_cli::eval;
+use faces_cli::{eval, identify};
 use models::gallery::MatchPolicy;
 use models::pipeline::PipelineConfig;
+
+/// The shipped policy's figures on lfw-A as BENCHMARKS.md records them (identification:
+/// 2,416 protocol searches and 4,198 stranger searches; no false accept on either).
+const RECORDED_PROTOCOL_FALSE_REJECTS: u64 = 1233;
+/// Verification on the 1,800 lfw-A pairs, mirrored descriptors.
+const RECORDED_ACCURACY_CV: f64 = 0.9883;
 
 fn shared_faces() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/faces");
@@ -29,11 +36,17 @@ fn lfw_pairs_verification_accuracy() {
         &root,
         None,
         2,
+        None,
     )
     .expect("evaluation runs");
     println!("{report}");
     assert_eq!(report.pairs, 1800);
-    assert!(report.accuracy_cv >= 0.985, "{report}");
+    // As recorded in BENCHMARKS.md, less one pair of one fold (1/600) for float noise
+    // between machines.
+    assert!(
+        report.accuracy_cv >= RECORDED_ACCURACY_CV - 1.0 / 600.0,
+        "{report}"
+    );
     // A pipeline that found almost no faces could not reach the accuracy above, but say
     // it plainly: LFW photos are all faces.
     assert!(report.failures <= 5, "{report}");
@@ -42,26 +55,33 @@ fn lfw_pairs_verification_accuracy() {
 #[test]
 fn lfw_identification_under_the_operating_policy() {
     let Some(root) = shared_faces() else { return };
-    let set = eval::load_identification(
+    let set = identify::load(
         &PipelineConfig::default(),
         &root.join("protocols/lfw-A_identification.tsv"),
         &root,
         2,
+        None,
     )
     .expect("evaluation runs");
-    let report = set.score(&MatchPolicy::default()).expect("scores");
+    let policy = MatchPolicy::default();
+    let report = set.score(&policy);
     println!("{report}");
-    assert_eq!(report.probes, 2416);
-    assert!(report.rank1 >= 0.90, "{report}");
-    // A false accept charges the wrong person: at most 0.5% of probes, on a gallery of
-    // 1,781 people enrolled from one news photo each.
-    assert!(report.false_accepts * 200 <= report.probes, "{report}");
-    // A stricter policy never accepts more wrong people (the rules are monotone).
-    let strict = set
-        .score(&MatchPolicy::new(report.threshold - 0.05, report.margin + 0.02).expect("valid"))
-        .expect("scores");
+    assert_eq!(set.probes(), 2416);
+    assert_eq!(report.strangers.searches, 4198);
+    assert!(set.rank1() >= 0.93, "rank-1 {}", set.rank1());
+    // The shipped policy's figures as recorded in BENCHMARKS.md: never worse.
+    let p = &report.protocol;
+    assert_eq!(p.false_accepts(), 0, "{report}");
     assert!(
-        strict.false_accepts <= report.false_accepts
-            && strict.false_rejects >= report.false_rejects
+        p.false_rejects() <= RECORDED_PROTOCOL_FALSE_REJECTS,
+        "{report}"
+    );
+    assert_eq!(report.false_accepts(), 0, "{report}");
+    // A stricter policy never accepts more wrong people (the rules are monotone).
+    let strict =
+        set.score(&MatchPolicy::new(policy.threshold - 0.05, policy.margin + 0.02).expect("valid"));
+    assert!(
+        strict.false_accepts() <= report.false_accepts()
+            && strict.protocol.false_rejects() >= p.false_rejects()
     );
 }

@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use e2e::{demo_photo, shared_faces, Backend, KioskCmd};
 use kiosk::api::{BackendApi, HttpBackend};
+use kiosk::courier::Courier;
 use kiosk::decide::Decider;
+use kiosk::event::KioskEvent;
 use kiosk::frames::{FrameSource, ReplaySource};
 use kiosk::gallery_cache::GalleryState;
-use kiosk::outbox::LocalStore;
+use kiosk::local_store::LocalStore;
 use kiosk::run::FaceAnalyzer;
-use kiosk::station::{KioskEvent, Station};
+use kiosk::station::Station;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -114,7 +116,7 @@ fn main() {
     std::fs::create_dir_all(&cfg.data_dir).expect("data dir");
 
     let mut state = GalleryState::default();
-    kiosk::run::sync_gallery(&*api, &mut state).expect("gallery sync");
+    kiosk::sync::sync_gallery(&*api, &mut state).expect("gallery sync");
     let gallery = state.to_gallery();
     let mut analyzer = FaceAnalyzer::load(&cfg).expect("face models");
     let mut decider = Decider::new(cfg.decision.clone());
@@ -123,11 +125,11 @@ fn main() {
     let store = LocalStore::open(&cfg.data_dir.join("kiosk.db")).expect("local store");
     let mut station = Station::new(
         cfg.clone(),
-        api,
+        Courier::new(api),
         store,
-        Arc::new(Mutex::new(())),
         Box::new(move |e| ev.lock().unwrap().push(e)),
-    );
+    )
+    .expect("station");
     let mut source = ReplaySource::open(&replay, 0.0, false, cfg.source.max_side).expect("replay");
 
     // Warm-up: ONNX Runtime's first runs are slow; decode every frame once (a camera hands
@@ -146,7 +148,7 @@ fn main() {
     for f in frames_all {
         let t0 = Instant::now();
         let obs = analyzer.observe(&f.image, &gallery).expect("analysis");
-        let evs = decider.feed(obs);
+        let evs = decider.feed_with(obs, &|e| analyzer.identify(e, &gallery));
         station.on_face_events(evs, t0);
         per_frame.push(t0.elapsed().as_secs_f64() * 1000.0);
     }

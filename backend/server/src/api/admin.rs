@@ -47,9 +47,11 @@ async fn canteen_out(st: &AppState, id: i64) -> Result<CanteenOut, ApiError> {
     })
 }
 
+/// A cap as sent: absent or "0" means no cap.
 fn cap(d: Option<Decimal>, what: &'static str) -> Result<Option<Fen>, ApiError> {
     match d {
         None => Ok(None),
+        Some(d) if d.is_zero() => Ok(None),
         Some(d) => Ok(Some(positive_fen(d, what)?)),
     }
 }
@@ -81,7 +83,8 @@ pub async fn create_canteen(
         .create_canteen(
             NewCanteen {
                 name: b.name,
-                utc_offset_minutes: b.utc_offset_minutes,
+                // In range by its kind's rule (wire::fields::UtcOffsetMinutes).
+                utc_offset_minutes: b.utc_offset_minutes as i32,
                 per_transaction_cap: cap(b.per_transaction_cap, "per_transaction_cap")?,
                 daily_cap: cap(b.daily_cap, "daily_cap")?,
             },
@@ -127,7 +130,7 @@ pub async fn patch_canteen(
             id,
             CanteenUpdate {
                 name: b.name,
-                utc_offset_minutes: b.utc_offset_minutes,
+                utc_offset_minutes: b.utc_offset_minutes.map(|m| m as i32),
                 per_transaction_cap: opt_cap(b.per_transaction_cap, "per_transaction_cap")?,
                 daily_cap: opt_cap(b.daily_cap, "daily_cap")?,
             },
@@ -232,7 +235,7 @@ pub async fn grant_subsidies(
 ) -> Result<Json<GrantOut>, ApiError> {
     let g = st
         .store
-        .grant_subsidies(&b.period, now_ms(), &p.actor())
+        .grant_subsidies(b.period.as_str(), now_ms(), &p.actor())
         .await?;
     Ok(Json(GrantOut {
         period: g.period,
@@ -244,6 +247,7 @@ pub async fn grant_subsidies(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     #[serde(default)]
     pub after_id: i64,
@@ -262,7 +266,7 @@ pub async fn list_staff(
             .list_staff(q.after_id, q.limit.unwrap_or(100))
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(staff_out)
             .collect(),
     ))
 }
@@ -286,7 +290,7 @@ pub async fn create_staff(
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// One person. Roles: manager, auditor.
@@ -296,7 +300,7 @@ pub async fn get_staff(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<StaffOut>, ApiError> {
-    Ok(Json(st.store.get_staff(id).await?.into()))
+    Ok(Json(staff_out(st.store.get_staff(id).await?)))
 }
 
 /// Change a person's details, category, active flag or meals per period. Roles: manager.
@@ -317,12 +321,13 @@ pub async fn patch_staff(
                 department: b.department,
                 category: b.category,
                 active: b.active,
-                meals_per_period: b.meals_per_period,
+                // 1..=20 by its kind's rule (wire::fields::MealsPerPeriod).
+                meals_per_period: b.meals_per_period.map(|m| m as u32),
             },
             &p.actor(),
         )
         .await?;
-    Ok(Json(s.into()))
+    Ok(Json(staff_out(s)))
 }
 
 /// A person's cash and subsidy balances. Roles: manager, auditor.
@@ -376,15 +381,10 @@ pub async fn create_user(
     Need(p): Need<MANAGER>,
     JsonBody(b): JsonBody<UserIn>,
 ) -> Result<Json<UserOut>, ApiError> {
+    // The body's kind (wire::fields::PersonRole) admits exactly these words.
     let role = Role::parse(&b.role).ok_or_else(|| {
         ApiError::unprocessable("bad_role", "role must be manager, staff or auditor")
     })?;
-    if b.password.chars().count() < 10 {
-        return Err(ApiError::unprocessable(
-            "weak_password",
-            "passwords need at least 10 characters",
-        ));
-    }
     let pw = b.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&pw))
         .await

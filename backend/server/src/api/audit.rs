@@ -12,6 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     #[serde(default)]
     pub after_id: i64,
@@ -41,9 +42,8 @@ pub async fn check(
     State(st): State<AppState>,
     _w: Need<{ MANAGER | AUDITOR }>,
 ) -> Result<Json<CheckOut>, ApiError> {
-    let r = st
-        .store
-        .check(now_ms(), st.cfg.unsealed_grace_seconds * 1000)
-        .await?;
+    let r = crate::full_check(&st.store, &st.cfg, now_ms())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(r.into()))
 }

@@ -24,7 +24,7 @@ pub async fn get_consent(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ConsentOut>, ApiError> {
     st.store.get_staff(id).await?;
-    Ok(Json(st.store.consent(id).await?.into()))
+    Ok(Json(consent_out(st.store.consent(id).await?)))
 }
 
 /// Record consent given (e.g. on paper at the desk) or withdrawn. Roles: manager.
@@ -36,12 +36,11 @@ pub async fn put_consent(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ConsentIn>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(
+    Ok(Json(consent_out(
         st.store
             .set_consent(id, b.granted, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 /// A person's templates (metadata only). Roles: manager, auditor.
@@ -56,34 +55,26 @@ pub async fn list_templates(
             .list_templates(id)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(template_out)
             .collect(),
     ))
 }
 
-/// Enrol a face template (refused without consent). Roles: manager.
+/// Enrol a face template (refused without consent): an embedding of this system's model (128
+/// numbers, else 422 `bad_embedding`). Refused with 409 `face_matches_other` when a kiosk could
+/// take it for someone else, 422 `face_unlike_own` when it is unlike the person's own
+/// templates. Roles: manager.
 #[utoipa::path(post, path = "/api/v1/staff/{id}/templates", tag = "faces", params(("id" = i64, Path)), request_body = TemplateIn,
-    responses((status = 200, body = TemplateOut), (status = 422, body = wire::ErrorBody)))]
+    responses((status = 200, body = TemplateOut), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
 pub async fn add_template(
     State(st): State<AppState>,
     Need(p): Need<MANAGER>,
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<TemplateIn>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    if b.embedding.is_empty()
-        || b.embedding.len() > 4096
-        || b.embedding.iter().any(|x| !x.is_finite())
-    {
-        return Err(ApiError::unprocessable(
-            "bad_embedding",
-            "an embedding is 1-4096 finite numbers",
-        ));
-    }
-    Ok(Json(
-        store_template(&st, id, &b.embedding, &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        store_template(&st, id, &b.embedding, &p.actor()).await?,
+    )))
 }
 
 /// Encrypts and stores one template: the store checks consent under a lock, bumps the gallery
@@ -94,6 +85,7 @@ async fn store_template(
     embedding: &[f32],
     actor: &store::Actor,
 ) -> Result<store::TemplateMeta, ApiError> {
+    refuse_look_alikes(st, staff_id, embedding).await?;
     let sealed = st
         .cipher
         .seal(staff_id, embedding)
@@ -102,6 +94,95 @@ async fn store_template(
         .store
         .add_template(staff_id, sealed, now_ms(), actor)
         .await?)
+}
+
+/// Enrolment's guard, the same rule kiosks match by (`MatchPolicy::default()`): a template
+/// that a kiosk would take for someone else, or that is too close to someone else to tell
+/// apart, would let one person be charged for another's meal — refused with 409
+/// `face_matches_other`. One that is unlike the person's own templates is most likely a wrong
+/// photo: 422 `face_unlike_own`. The gallery is read and decrypted whole because enrolment is
+/// rare and the kiosks' view must be judged, not a cache of it (15,000 templates decrypt in
+/// tens of milliseconds).
+async fn refuse_look_alikes(
+    st: &AppState,
+    staff_id: i64,
+    embedding: &[f32],
+) -> Result<(), ApiError> {
+    if embedding.len() != models::gallery::EMBEDDING_LEN {
+        return Err(ApiError::unprocessable(
+            "bad_embedding",
+            format!(
+                "this system's face model gives embeddings of {} numbers (got {}): enrol with the kiosk's desk or a photo",
+                models::gallery::EMBEDDING_LEN,
+                embedding.len()
+            ),
+        ));
+    }
+    let gallery = current_gallery(st).await?;
+    let policy = models::gallery::MatchPolicy::default();
+    let check = gallery
+        .check_new_template(&staff_id, embedding, &policy)
+        .map_err(|e| ApiError::unprocessable("bad_embedding", e.to_string()))?;
+    match check {
+        models::gallery::TemplateCheck::Fits => Ok(()),
+        models::gallery::TemplateCheck::CloseToOther { other, distance, .. } => {
+            let who = match st.store.get_staff(other).await {
+                Ok(s) => format!("{} ({}, staff #{})", s.name, s.employee_no, s.id),
+                Err(_) => format!("staff #{other}"),
+            };
+            Err(ApiError::Conflict {
+                code: "face_matches_other",
+                message: format!(
+                    "this face is too close to {who} (distance {distance:.3}, policy threshold {:.2}, margin {:.2}): a kiosk could charge one for the other; check the person and the photo",
+                    policy.threshold, policy.margin
+                ),
+            })
+        }
+        models::gallery::TemplateCheck::UnlikeOwn { own_distance } => Err(ApiError::unprocessable(
+            "face_unlike_own",
+            format!(
+                "this face does not look like the person's enrolled templates (distance {own_distance:.3} > {:.2}): a wrong photo or a wrong person? delete the old templates first to re-enrol",
+                policy.threshold
+            ),
+        )),
+    }
+}
+
+/// Every live template, decrypted, keyed by staff id: what a kiosk holds after a full sync.
+async fn current_gallery(st: &AppState) -> Result<models::gallery::Gallery<i64>, ApiError> {
+    let mut live: std::collections::BTreeMap<i64, (i64, Vec<f32>)> = Default::default();
+    let mut since = 0;
+    loop {
+        let page = st.store.gallery_changes(since, 5000).await?;
+        for c in &page.changes {
+            match &c.sealed {
+                Some(sealed) => {
+                    let v = st.cipher.open(c.staff_id, sealed).map_err(|_| {
+                        ApiError::Internal(format!(
+                            "template {} does not decrypt with the configured key",
+                            c.template_id
+                        ))
+                    })?;
+                    live.insert(c.template_id, (c.staff_id, v));
+                }
+                None => {
+                    live.remove(&c.template_id);
+                }
+            }
+        }
+        match page.changes.last() {
+            Some(last) if last.version < page.current_version => since = last.version,
+            _ => break,
+        }
+    }
+    let mut gallery = models::gallery::Gallery::with_capacity(live.len());
+    for (template_id, (staff_id, v)) in live {
+        // A stored template of the wrong length cannot be compared; the kiosks skip it too.
+        if gallery.insert(staff_id, template_id as u64, &v).is_err() {
+            tracing::warn!(template_id, "stored template cannot join the gallery");
+        }
+    }
+    Ok(gallery)
 }
 
 /// Content types the photo route reads. The decoder goes by the bytes, not by this header;
@@ -115,7 +196,8 @@ const PHOTO_TYPES: [&str; 4] = [
 
 /// Enrol a face template from a photo: the server finds the main face, refuses unusable photos
 /// (`bad_image`, `no_face`, `several_faces`, `poor_quality`) and stores the embedding encrypted
-/// like `POST /staff/{id}/templates` (refused without consent). Body: the image bytes (JPEG, PNG
+/// like `POST /staff/{id}/templates` (refused without consent, and by the same look-alike guard:
+/// 409 `face_matches_other`, 422 `face_unlike_own`). Body: the image bytes (JPEG, PNG
 /// or WebP, at most 10 MB). 503 `face_pipeline_unavailable` when the face models are not
 /// installed. Roles: manager.
 #[utoipa::path(post, path = "/api/v1/staff/{id}/face-photos", tag = "faces", params(("id" = i64, Path)),
@@ -123,7 +205,7 @@ const PHOTO_TYPES: [&str; 4] = [
         (PhotoBytes = "image/jpeg"), (PhotoBytes = "image/png"), (PhotoBytes = "image/webp"),
         (PhotoBytes = "application/octet-stream"))),
     responses((status = 200, body = FacePhotoOut), (status = 404, body = wire::ErrorBody),
-        (status = 413, body = wire::ErrorBody), (status = 415, body = wire::ErrorBody),
+        (status = 409, body = wire::ErrorBody), (status = 413, body = wire::ErrorBody), (status = 415, body = wire::ErrorBody),
         (status = 422, body = wire::ErrorBody), (status = 503, body = wire::ErrorBody)))]
 pub async fn add_face_photo(
     State(st): State<AppState>,
@@ -214,10 +296,7 @@ pub async fn delete_template(
     Need(p): Need<MANAGER>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TemplateOut>, ApiError> {
-    Ok(Json(
-        st.store
-            .delete_template(id, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        st.store.delete_template(id, now_ms(), &p.actor()).await?,
+    )))
 }

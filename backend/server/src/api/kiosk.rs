@@ -2,7 +2,7 @@
 //! response bodies are the `wire` crate's types, shared with the kiosk.
 
 use super::types::meal_to_wire;
-use crate::auth::{Need, KIOSK};
+use crate::auth::{ClientIp, Need, KIOSK};
 use crate::crypto::{random_token, token_hash};
 use crate::error::ApiQuery;
 use crate::error::{ApiError, JsonBody};
@@ -30,28 +30,24 @@ fn ms(t: time::OffsetDateTime) -> i64 {
     responses((status = 200, body = EnrolResponse), (status = 422, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
 pub async fn enrol(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<EnrolRequest>,
 ) -> Result<Json<EnrolResponse>, ApiError> {
     let now = now_ms();
-    // Codes are short enough to type, so guessing is throttled globally.
+    // Codes are short enough to type, so guessing is throttled, per source: a global budget
+    // would let anyone lock every installer out by sending 30 bad codes. A code carries about
+    // 60 random bits and lives an hour, so per-source limits leave guessing hopeless.
     if !st
         .store
-        .rate_limit_hit("kiosk-enrol", now, 60_000, 30)
+        .rate_limit_hit(&format!("kiosk-enrol:{ip}"), now, 60_000, 30)
         .await?
     {
         return Err(ApiError::TooManyRequests);
     }
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable(
-            "bad_name",
-            "kiosk name must be 1-100 characters",
-        ));
-    }
     let token = random_token();
     let k = st
         .store
-        .redeem_enrolment_code(&token_hash(req.code.trim()), name, &token_hash(&token), now)
+        .redeem_enrolment_code(&token_hash(&req.code), &req.name, &token_hash(&token), now)
         .await?;
     Ok(Json(EnrolResponse {
         kiosk_id: k.id,
@@ -101,7 +97,7 @@ pub async fn charge(
         .amount
         .map(|a| super::types::positive_fen(a, "amount"))
         .transpose()?;
-    let now = now_ms();
+    let now = st.clock.now_ms();
     // Offline charges may arrive hours or days late, but none can come from the future: a kiosk
     // clock running ahead would put meals into the wrong period or day.
     if ms(req.kiosk_time) > now + MAX_CLOCK_AHEAD_MS {
@@ -110,15 +106,26 @@ pub async fn charge(
             "kiosk_time is in the future; check the kiosk's clock",
         ));
     }
+    // An online charge is a diner at the kiosk now: it is judged at the server's time, whatever
+    // the kiosk's clock says, or a back-dated timestamp would book it on a day whose cap and
+    // meals are already settled. Only offline charges (served while the backend was
+    // unreachable) carry their own time; the store bounds how old that may be.
+    let meal_time_ms = if req.offline { ms(req.kiosk_time) } else { now };
     let cmd = ChargeCommand {
         kiosk_id: k.id,
         canteen_id: k.canteen_id,
         idempotency_key: req.idempotency_key.clone(),
         request_hash: charge_hash(&req, amount),
         staff_id: req.staff_id,
-        kiosk_time_ms: ms(req.kiosk_time),
+        kiosk_time_ms: meal_time_ms,
         received_ms: now,
         offline: req.offline,
+        offline_too_old: req.offline
+            && ledger::charge::offline_too_old(
+                meal_time_ms,
+                now,
+                st.cfg.offline_max_age_hours.max(1) * 3_600_000,
+            ),
         amount,
     };
     let r = st.store.charge(cmd).await?;
@@ -155,23 +162,9 @@ pub async fn void_charge(
     JsonBody(req): JsonBody<VoidChargeRequest>,
 ) -> Result<Json<VoidChargeResponse>, ApiError> {
     let k = p.kiosk()?;
-    // The key is matched exactly as the kiosk sent it with the charge, so it is not trimmed.
-    if !(1..=128).contains(&req.charge_key.chars().count()) {
-        return Err(ApiError::unprocessable(
-            "bad_charge_key",
-            "charge_key must be 1-128 characters",
-        ));
-    }
-    let reason = req.reason.trim();
-    if !(1..=200).contains(&reason.chars().count()) {
-        return Err(ApiError::unprocessable(
-            "bad_reason",
-            "reason must be 1-200 characters",
-        ));
-    }
     let v = st
         .store
-        .void_kiosk_charge(k.id, &req.charge_key, reason, now_ms())
+        .void_kiosk_charge(k.id, &req.charge_key, &req.reason, now_ms())
         .await?;
     Ok(Json(VoidChargeResponse {
         charge_id: v.charge.id,
@@ -227,6 +220,7 @@ pub async fn waste(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GalleryQuery {
     /// Last version the kiosk has (0 for a full sync).
     #[serde(default)]
@@ -300,16 +294,9 @@ pub async fn redeem_pay_code(
     JsonBody(req): JsonBody<wire::PayCodeRedeemRequest>,
 ) -> Result<Json<wire::PayCodeRedeemResponse>, ApiError> {
     let k = p.kiosk()?;
-    let code = req.code.trim();
-    if code.is_empty() || code.len() > 512 {
-        return Err(ApiError::Missing {
-            code: "unknown_pay_code",
-            message: "no such pay code".into(),
-        });
-    }
     match st
         .store
-        .redeem_pay_code(&token_hash(code), k.id, now_ms())
+        .redeem_pay_code(&token_hash(&req.code), k.id, now_ms())
         .await?
     {
         PayCodeRedemption::Redeemed { staff_id } => {
@@ -335,6 +322,7 @@ pub async fn redeem_pay_code(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WasteStatsQuery {
     pub staff_id: i64,
 }
@@ -360,6 +348,7 @@ pub async fn waste_stats(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BalancesQuery {
     /// Cursor from the previous page's `next_since` (0 starts a snapshot).
     #[serde(default)]
@@ -378,6 +367,19 @@ pub async fn balances(
 ) -> Result<Json<wire::BalancesResponse>, ApiError> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     let rows = st.store.balance_page(q.since.max(0), limit).await?;
+    // Names for the kiosk's screens: the same id range, read from the staff list (in its
+    // own pages of at most 1000).
+    let mut names: std::collections::HashMap<i64, (String, String)> = Default::default();
+    let last = rows.last().map_or(0, |r| r.staff_id);
+    let mut after = q.since.max(0);
+    while after < last {
+        let page = st.store.list_staff(after, 1000).await?;
+        let Some(end) = page.last().map(|s| s.id) else {
+            break;
+        };
+        names.extend(page.into_iter().map(|s| (s.id, (s.name, s.department))));
+        after = end;
+    }
     let more = rows.len() as i64 == limit;
     let next_since = if more {
         rows.last().map(|r| r.staff_id).unwrap_or(0)
@@ -386,12 +388,17 @@ pub async fn balances(
     };
     let balances = rows
         .into_iter()
-        .map(|r| wire::BalanceEntry {
-            staff_id: r.staff_id,
-            available: Fen(r.cash.0 + r.subsidy.0).to_yuan(),
-            active: r.active,
-            category: r.category,
-            version: r.version,
+        .map(|r| {
+            let (name, department) = names.get(&r.staff_id).cloned().unwrap_or_default();
+            wire::BalanceEntry {
+                staff_id: r.staff_id,
+                available: Fen(r.cash.0 + r.subsidy.0).to_yuan(),
+                active: r.active,
+                category: r.category,
+                version: r.version,
+                name,
+                department,
+            }
         })
         .collect();
     Ok(Json(wire::BalancesResponse {

@@ -97,6 +97,7 @@ pub async fn create_topup(
     Need(p): Need<STAFF>,
     JsonBody(b): JsonBody<TopUpIn>,
 ) -> Result<Json<OrderOut>, ApiError> {
+    let payments = st.payment_provider()?;
     let amount = positive_fen(b.amount, "amount")?;
     if amount.0 > 500_000 {
         return Err(ApiError::unprocessable(
@@ -112,14 +113,13 @@ pub async fn create_topup(
                 order_no,
                 staff_id: p.own_staff_id()?,
                 amount,
-                provider: st.payments.name().into(),
+                provider: payments.name().into(),
                 now_ms: now_ms(),
             },
             &p.actor(),
         )
         .await?;
-    let url = st
-        .payments
+    let url = payments
         .create(&o)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -150,7 +150,9 @@ pub async fn consent(
     State(st): State<AppState>,
     Need(p): Need<STAFF>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(st.store.consent(p.own_staff_id()?).await?.into()))
+    Ok(Json(consent_out(
+        st.store.consent(p.own_staff_id()?).await?,
+    )))
 }
 
 /// Give or withdraw consent; withdrawing deletes my face templates. Roles: staff.
@@ -160,12 +162,11 @@ pub async fn set_consent(
     Need(p): Need<STAFF>,
     JsonBody(b): JsonBody<ConsentIn>,
 ) -> Result<Json<ConsentOut>, ApiError> {
-    Ok(Json(
+    Ok(Json(consent_out(
         st.store
             .set_consent(p.own_staff_id()?, b.granted, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 /// My stored face templates (metadata only). Roles: staff.
@@ -179,13 +180,13 @@ pub async fn templates(
             .list_templates(p.own_staff_id()?)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(template_out)
             .collect(),
     ))
 }
 
 /// Delete one of my face templates. Roles: staff.
-#[utoipa::path(delete, path = "/api/v1/me/templates/{id}", tag = "me", params(("id" = i64, Path)), responses((status = 200, body = TemplateOut)))]
+#[utoipa::path(delete, path = "/api/v1/me/templates/{id}", tag = "me", operation_id = "delete_my_template", params(("id" = i64, Path)), responses((status = 200, body = TemplateOut)))]
 pub async fn delete_template(
     State(st): State<AppState>,
     Need(p): Need<STAFF>,
@@ -201,12 +202,9 @@ pub async fn delete_template(
     {
         return Err(ApiError::NotFound("template"));
     }
-    Ok(Json(
-        st.store
-            .delete_template(id, now_ms(), &p.actor())
-            .await?
-            .into(),
-    ))
+    Ok(Json(template_out(
+        st.store.delete_template(id, now_ms(), &p.actor()).await?,
+    )))
 }
 
 /// Make a one-time pay code to show as a QR code at a kiosk (valid 2 minutes). Roles: staff.

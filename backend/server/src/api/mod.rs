@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod contract;
 pub mod faces;
 pub mod kiosk;
 pub mod me;
@@ -36,21 +37,26 @@ use utoipa_axum::routes;
         (name = "me", description = "Staff self-service"),
         (name = "audit", description = "Audit log and invariant checks"),
         (name = "sandbox", description = "The built-in sandbox payment gateway's pages"),
-    )
+    ),
+    // Kinds used only by query parameters (body types bring their own along).
+    components(schemas(wire::fields::ChargeStatusName, wire::fields::RefundStatusName))
 )]
 struct ApiDoc;
 
 /// Largest body of every route but the photo upload.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The routes with their OpenAPI description, before state is attached.
-pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes with their OpenAPI description, before state is attached. The sandbox gateway's
+/// routes (its pay page and its notification endpoint) exist only when `sandbox` is true:
+/// without it nothing can credit money but a configured, verified provider.
+pub fn api_router(sandbox: bool) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // Photos are far larger than any JSON body, so the photo route gets its own limit (axum's,
     // for that route) and stays outside the 1 MB limit every other route has.
     let photos = OpenApiRouter::new()
         .routes(routes!(faces::add_face_photo))
         .layer(DefaultBodyLimit::max(crate::face_photos::MAX_PHOTO_BYTES));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
         .routes(routes!(session::me))
@@ -87,8 +93,6 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(money::decide_refund))
         .routes(routes!(money::list_topups))
         .routes(routes!(money::reconcile))
-        .routes(routes!(money::notify))
-        .routes(routes!(money::pay_page, money::pay_submit))
         .routes(routes!(money::list_waste))
         .routes(routes!(faces::get_consent, faces::put_consent))
         .routes(routes!(faces::list_templates, faces::add_template))
@@ -107,14 +111,31 @@ pub fn api_router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
-        .merge(photos)
-        .split_for_parts()
+        .merge(photos);
+    if sandbox {
+        api = api.merge(
+            OpenApiRouter::new()
+                .routes(routes!(money::notify))
+                .routes(routes!(money::pay_page, money::pay_submit))
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    MAX_BODY_BYTES,
+                )),
+        );
+    }
+    api.split_for_parts()
+}
+
+/// Liveness: answers while the process serves HTTP (it does not touch the database). Public.
+#[utoipa::path(get, path = "/health", tag = "session",
+    responses((status = 200, description = "serving", content_type = "text/plain", body = String, example = "ok")))]
+pub async fn health() -> &'static str {
+    "ok"
 }
 
 /// The complete application.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api_router();
-    let doc = Arc::new(doc);
+    let (api, doc) = api_router(state.sandbox.is_some());
+    let doc = Arc::new(document(doc));
     api.route(
         "/api/openapi.json",
         get(move || {
@@ -122,9 +143,30 @@ pub fn router(state: AppState) -> Router {
             async move { Json((*d).clone()) }
         }),
     )
-    .route("/health", get(|| async { "ok" }))
     // Unknown routes answer with the same JSON error shape as everything else.
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
+    .layer(axum::middleware::map_response(crate::error::json_errors))
+    .layer(axum::middleware::from_fn(crate::error::refuse_long_uris))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
+}
+
+/// The served document: the generated one, completed (security, errors), describing itself.
+fn document(doc: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = contract::complete(serde_json::to_value(doc).unwrap_or_default());
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        paths.insert(
+            "/api/openapi.json".into(),
+            serde_json::json!({"get": {
+                "tags": ["session"],
+                "operationId": "openapi",
+                "summary": "This document (OpenAPI 3.1). Public.",
+                "security": [],
+                "x-roles": [],
+                "responses": {"200": {"description": "the document",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}
+            }}),
+        );
+    }
+    doc
 }

@@ -19,10 +19,11 @@ use store::{ChargeFilter, RefundStatus};
 use utoipa::IntoParams;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChargeQuery {
     pub staff_id: Option<i64>,
     /// accepted, exception, refunded or waived.
-    pub status: Option<String>,
+    pub status: Option<wire::fields::ChargeStatusName>,
     pub kiosk_id: Option<i64>,
     pub before_id: Option<i64>,
     pub limit: Option<i64>,
@@ -35,13 +36,8 @@ pub async fn list_charges(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiQuery(q): ApiQuery<ChargeQuery>,
 ) -> Result<Json<Vec<ChargeOut>>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            ChargeStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown charge status"))?,
-        ),
-    };
+    // The query's kind admits exactly the ledger's statuses.
+    let status = q.status.and_then(|s| ChargeStatus::parse(s.as_str()));
     let f = ChargeFilter {
         staff_id: q.staff_id,
         status,
@@ -95,16 +91,7 @@ pub async fn resolve_exception(
     ApiPath(id): ApiPath<i64>,
     JsonBody(b): JsonBody<ResolveIn>,
 ) -> Result<Json<ChargeOut>, ApiError> {
-    let collect = match b.action.as_str() {
-        "collect" => true,
-        "waive" => false,
-        _ => {
-            return Err(ApiError::unprocessable(
-                "bad_action",
-                "action must be collect or waive",
-            ))
-        }
-    };
+    let collect = b.action == wire::fields::ExceptionAction::Collect;
     Ok(Json(
         st.store
             .resolve_exception(id, collect, now_ms(), &p.actor())
@@ -114,9 +101,10 @@ pub async fn resolve_exception(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RefundQuery {
     /// requested, approved or rejected.
-    pub status: Option<String>,
+    pub status: Option<wire::fields::RefundStatusName>,
     pub staff_id: Option<i64>,
 }
 
@@ -127,13 +115,7 @@ pub async fn list_refunds(
     _w: Need<{ MANAGER | AUDITOR }>,
     ApiQuery(q): ApiQuery<RefundQuery>,
 ) -> Result<Json<Vec<RefundOut>>, ApiError> {
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(
-            RefundStatus::parse(s)
-                .ok_or_else(|| ApiError::bad_request("bad_status", "unknown refund status"))?,
-        ),
-    };
+    let status = q.status.and_then(|s| RefundStatus::parse(s.as_str()));
     Ok(Json(
         st.store
             .list_refunds(status, q.staff_id)
@@ -162,6 +144,7 @@ pub async fn decide_refund(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
     pub staff_id: Option<i64>,
     pub limit: Option<i64>,
@@ -194,20 +177,27 @@ pub async fn reconcile(
     Need(_p): Need<MANAGER>,
     ApiPath(order_no): ApiPath<String>,
 ) -> Result<Json<OutcomeOut>, ApiError> {
+    let payments = st.payment_provider()?;
     st.store.get_payment_order(&order_no).await?;
-    let state = st
-        .payments
+    let state = payments
         .query(&order_no)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let outcome = match state {
         ProviderOrderState::NotPaid => "not_paid".to_string(),
-        ProviderOrderState::Paid { amount, txn } => st
-            .store
-            .credit_payment(&order_no, &txn, amount, "reconciliation query", now_ms())
-            .await?
-            .as_str()
-            .to_string(),
+        ProviderOrderState::Paid { amount, txn } => {
+            let o = st
+                .store
+                .credit_payment(&order_no, &txn, amount, "reconciliation query", now_ms())
+                .await?;
+            if o == store::CreditOutcome::RefusedLeft {
+                // A refused payment still waiting to go back: try again now.
+                crate::payments::return_refused_payments(&st)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            }
+            o.as_str().to_string()
+        }
     };
     Ok(Json(OutcomeOut { outcome }))
 }
@@ -228,6 +218,7 @@ pub async fn notify(
         Err(PaymentError::BadSignature) => Err(ApiError::Unauthorized),
         Err(PaymentError::Malformed(m)) => Err(ApiError::bad_request("bad_notification", m)),
         Err(PaymentError::Provider(m)) => Err(ApiError::Unavailable(m)),
+        Err(PaymentError::NoProvider) => Err(ApiError::NotFound("payment provider")),
     }
 }
 
@@ -286,6 +277,7 @@ pub async fn pay_submit(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WasteQuery {
     pub staff_id: Option<i64>,
     pub limit: Option<i64>,

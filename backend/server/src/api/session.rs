@@ -3,7 +3,7 @@
 //! the login body, never in a cookie) must accompany every state-changing request.
 
 use super::types::{LoginRequest, LoginResponse, MeResponse};
-use crate::auth::{session_token_from, Need, Principal, KIOSK, PEOPLE, SESSION_COOKIE};
+use crate::auth::{session_token_from, ClientIp, Need, Principal, KIOSK, PEOPLE, SESSION_COOKIE};
 use crate::crypto::{dummy_password_hash, random_token, token_hash, verify_password};
 use crate::error::{ApiError, JsonBody};
 use crate::state::{now_ms, AppState};
@@ -18,18 +18,11 @@ use store::NewSession;
     responses((status = 200, body = LoginResponse), (status = 401, body = wire::ErrorBody), (status = 429, body = wire::ErrorBody)))]
 pub async fn login(
     State(st): State<AppState>,
+    ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
-    // Per-username budget kept in the database, so it holds across instances.
-    let key = format!("login:{}", req.username.to_lowercase());
-    if !st
-        .store
-        .rate_limit_hit(&key, now, 60_000, st.cfg.login_attempts_per_minute)
-        .await?
-    {
-        return Err(ApiError::TooManyRequests);
-    }
+    login_budget(&st, &req.username, &ip, now).await?;
     let user = st.store.user_by_username(&req.username).await?;
     let stored = user
         .as_ref()
@@ -73,6 +66,28 @@ pub async fn login(
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
     Ok(resp)
+}
+
+/// Throttles password guessing without handing strangers a lock on other people's accounts:
+/// the budget is per (account, source address), so guesses from elsewhere never lock out the
+/// account's owner, with a per-source budget over all accounts against spraying one password
+/// over many. Each budget has a minute window and a longer hour window, so a source that keeps
+/// coming back after each minute is held off for longer (a back-off). Counters live in the
+/// database, so they hold across instances.
+async fn login_budget(st: &AppState, username: &str, ip: &str, now: i64) -> Result<(), ApiError> {
+    let per_minute = st.cfg.login_attempts_per_minute.max(1);
+    let account = format!("{}|{ip}", username.to_lowercase());
+    let budgets = [
+        (format!("login:{account}"), 60_000, per_minute),
+        (format!("login-h:{account}"), 3_600_000, per_minute * 3),
+        (format!("login-src:{ip}"), 60_000, per_minute * 10),
+    ];
+    for (key, window_ms, max) in budgets {
+        if !st.store.rate_limit_hit(&key, now, window_ms, max).await? {
+            return Err(ApiError::TooManyRequests);
+        }
+    }
+    Ok(())
 }
 
 /// End the current session. Roles: staff, manager, auditor.

@@ -7,6 +7,7 @@ use ledger::{Fen, MealKind};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wire::fields;
 
 pub fn fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
     Fen::from_yuan(d).map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
@@ -15,6 +16,45 @@ pub fn fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
 pub fn positive_fen(d: Decimal, what: &'static str) -> Result<Fen, ApiError> {
     Fen::positive_from_yuan(d)
         .map_err(|e| ApiError::unprocessable("bad_amount", format!("{what}: {e}")))
+}
+
+// The shapes the kiosk's enrolment desk exchanges too live in `wire` (one definition for both
+// sides); these names keep the handlers' spelling.
+pub use wire::{
+    Canteen as CanteenOut, Consent as ConsentOut, ConsentRequest as ConsentIn,
+    EnrolmentCode as EnrolCodeOut, EnrolmentCodeRequest as EnrolCodeIn, LoginRequest,
+    LoginResponse, MealPrice as PriceOut, MealWindow as MealWindowOut,
+    MealWindowRequest as MealWindowIn, PayCode as PayCodeOut, Staff as StaffOut,
+    Template as TemplateOut, TemplateRequest as TemplateIn, User as UserOut, UserRequest as UserIn,
+};
+
+pub fn staff_out(s: store::Staff) -> StaffOut {
+    StaffOut {
+        id: s.id,
+        employee_no: s.employee_no,
+        name: s.name,
+        department: s.department,
+        category: s.category,
+        active: s.active,
+        meals_per_period: s.meals_per_period,
+    }
+}
+
+pub fn consent_out(c: store::Consent) -> ConsentOut {
+    ConsentOut {
+        staff_id: c.staff_id,
+        granted: c.granted,
+        changed_at_ms: c.changed_at_ms,
+    }
+}
+
+pub fn template_out(t: store::TemplateMeta) -> TemplateOut {
+    TemplateOut {
+        id: t.id,
+        staff_id: t.staff_id,
+        version: t.version,
+        deleted: t.deleted,
+    }
 }
 
 pub fn meal_from_wire(m: wire::Meal) -> MealKind {
@@ -33,21 +73,6 @@ pub fn meal_to_wire(m: MealKind) -> wire::Meal {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct LoginResponse {
-    /// Send back as the `X-CSRF-Token` header on every non-GET request.
-    pub csrf_token: String,
-    pub role: String,
-    pub user_id: i64,
-    pub staff_id: Option<i64>,
-}
-
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct MeResponse {
     pub user_id: Option<i64>,
@@ -59,73 +84,62 @@ pub struct MeResponse {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CanteenIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[schema(value_type = fields::Name)]
     pub name: String,
     /// Minutes east of UTC (480 for China).
-    pub utc_offset_minutes: i32,
-    #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "fields::check::whole::<fields::UtcOffsetMinutes, _>")]
+    #[schema(value_type = fields::UtcOffsetMinutes)]
+    pub utc_offset_minutes: i64,
+    /// Largest single charge; absent or "0": no cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// Most a person may spend in a day; absent or "0": no cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub daily_cap: Option<Decimal>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct CanteenPatch {
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Name, _>"
+    )]
+    #[schema(value_type = Option<fields::Name>)]
     pub name: Option<String>,
-    pub utc_offset_minutes: Option<i32>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::UtcOffsetMinutes, _>"
+    )]
+    #[schema(value_type = Option<fields::UtcOffsetMinutes>)]
+    pub utc_offset_minutes: Option<i64>,
     /// `"0"` removes the cap.
-    #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
+    /// `"0"` removes the cap.
+    #[serde(default, deserialize_with = "fields::check::opt_yuan")]
+    #[schema(value_type = Option<fields::Yuan>)]
     pub daily_cap: Option<Decimal>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct CanteenOut {
-    pub id: i64,
-    pub name: String,
-    pub utc_offset_minutes: i32,
-    #[schema(value_type = Option<String>)]
-    pub per_transaction_cap: Option<Decimal>,
-    #[schema(value_type = Option<String>)]
-    pub daily_cap: Option<Decimal>,
-    pub windows: Vec<MealWindowOut>,
-    pub prices: Vec<PriceOut>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowIn {
-    /// "HH:MM" local time, inclusive.
-    pub start: String,
-    /// "HH:MM" local time, exclusive.
-    pub end: String,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct MealWindowOut {
-    pub meal: wire::Meal,
-    pub start: String,
-    pub end: String,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct PriceIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Category, _>")]
+    #[schema(value_type = fields::Category)]
     pub category: String,
     pub meal: wire::Meal,
-    #[schema(value_type = String)]
-    pub price: Decimal,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PriceOut {
-    pub category: String,
-    pub meal: wire::Meal,
-    #[schema(value_type = String)]
+    #[serde(deserialize_with = "fields::check::positive_yuan")]
+    #[schema(value_type = fields::PositiveYuan)]
     pub price: Decimal,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct SubsidyRuleIn {
-    #[schema(value_type = String)]
+    #[serde(deserialize_with = "fields::check::yuan")]
+    #[schema(value_type = fields::Yuan)]
     pub amount: Decimal,
     pub expires: bool,
 }
@@ -141,7 +155,7 @@ pub struct SubsidyRuleOut {
 #[derive(Deserialize, ToSchema)]
 pub struct GrantIn {
     /// "YYYY-MM".
-    pub period: String,
+    pub period: fields::Period,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -157,46 +171,51 @@ pub struct GrantOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct StaffIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::EmployeeNo, _>")]
+    #[schema(value_type = fields::EmployeeNo)]
     pub employee_no: String,
+    #[serde(deserialize_with = "fields::check::text::<fields::Name, _>")]
+    #[schema(value_type = fields::Name)]
     pub name: String,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "fields::check::text::<fields::Department, _>"
+    )]
+    #[schema(value_type = fields::Department)]
     pub department: String,
+    #[serde(deserialize_with = "fields::check::text::<fields::Category, _>")]
+    #[schema(value_type = fields::Category)]
     pub category: String,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct StaffPatch {
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Name, _>"
+    )]
+    #[schema(value_type = Option<fields::Name>)]
     pub name: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Department, _>"
+    )]
+    #[schema(value_type = Option<fields::Department>)]
     pub department: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_text::<fields::Category, _>"
+    )]
+    #[schema(value_type = Option<fields::Category>)]
     pub category: Option<String>,
     pub active: Option<bool>,
     /// Paid meals allowed per meal period (1 by default).
-    pub meals_per_period: Option<u32>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct StaffOut {
-    pub id: i64,
-    pub employee_no: String,
-    pub name: String,
-    pub department: String,
-    pub category: String,
-    pub active: bool,
-    pub meals_per_period: u32,
-}
-
-impl From<store::Staff> for StaffOut {
-    fn from(s: store::Staff) -> Self {
-        StaffOut {
-            id: s.id,
-            employee_no: s.employee_no,
-            name: s.name,
-            department: s.department,
-            category: s.category,
-            active: s.active,
-            meals_per_period: s.meals_per_period,
-        }
-    }
+    #[serde(
+        default,
+        deserialize_with = "fields::check::opt_whole::<fields::MealsPerPeriod, _>"
+    )]
+    #[schema(value_type = Option<fields::MealsPerPeriod>)]
+    pub meals_per_period: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -241,38 +260,6 @@ impl From<store::StatementLine> for StatementLineOut {
             memo: l.memo,
         }
     }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct UserIn {
-    pub username: String,
-    pub password: String,
-    /// manager, staff or auditor.
-    pub role: String,
-    /// Required for (and only for) staff users.
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct UserOut {
-    pub id: i64,
-    pub username: String,
-    pub role: String,
-    pub staff_id: Option<i64>,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct EnrolCodeIn {
-    pub canteen_id: i64,
-    /// How long the code stays valid (default 60 minutes).
-    pub valid_minutes: Option<i64>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EnrolCodeOut {
-    /// Shown once; type it into the kiosk.
-    pub code: String,
-    pub expires_at_ms: i64,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -339,13 +326,15 @@ impl From<store::ChargeRecord> for ChargeOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReasonIn {
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[schema(value_type = fields::Reason)]
     pub reason: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct ResolveIn {
     /// "collect" (post it now, funds permitting) or "waive".
-    pub action: String,
+    pub action: fields::ExceptionAction,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -355,7 +344,11 @@ pub struct DecideIn {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefundRequestIn {
+    #[serde(deserialize_with = "fields::check::whole::<fields::Id, _>")]
+    #[schema(value_type = fields::Id)]
     pub charge_id: i64,
+    #[serde(deserialize_with = "fields::check::text::<fields::Reason, _>")]
+    #[schema(value_type = fields::Reason)]
     pub reason: String,
 }
 
@@ -401,7 +394,9 @@ pub struct OffboardOut {
 
 #[derive(Deserialize, ToSchema)]
 pub struct TopUpIn {
-    #[schema(value_type = String)]
+    /// At most 5000.00 at a time.
+    #[serde(deserialize_with = "fields::check::positive_yuan")]
+    #[schema(value_type = fields::PositiveYuan)]
     pub amount: Decimal,
 }
 
@@ -412,7 +407,8 @@ pub struct OrderOut {
     #[schema(value_type = String)]
     pub amount: Decimal,
     pub provider: String,
-    /// created or credited.
+    /// created, credited, refused (paid after the person left; going back to the payer) or
+    /// returned (gone back to the payer).
     pub status: String,
     pub pay_url: Option<String>,
     pub created_at_ms: i64,
@@ -436,7 +432,8 @@ impl OrderOut {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct OutcomeOut {
-    /// credited, already_credited, amount_mismatch, unknown_order or not_paid.
+    /// credited, already_credited, amount_mismatch, unknown_order, refused_left (the person
+    /// had left: not credited, the payment goes back to the payer) or not_paid.
     pub outcome: String,
 }
 
@@ -467,53 +464,6 @@ impl From<store::WasteRecord> for WasteOut {
             dish: w.dish,
             category: w.category,
             measured_at_ms: w.measured_at_ms,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct ConsentIn {
-    pub granted: bool,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ConsentOut {
-    pub staff_id: i64,
-    pub granted: bool,
-    pub changed_at_ms: Option<i64>,
-}
-
-impl From<store::Consent> for ConsentOut {
-    fn from(c: store::Consent) -> Self {
-        ConsentOut {
-            staff_id: c.staff_id,
-            granted: c.granted,
-            changed_at_ms: c.changed_at_ms,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct TemplateIn {
-    /// The face embedding (e.g. 512 floats from the kiosk's model).
-    pub embedding: Vec<f32>,
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct TemplateOut {
-    pub id: i64,
-    pub staff_id: i64,
-    pub version: i64,
-    pub deleted: bool,
-}
-
-impl From<store::TemplateMeta> for TemplateOut {
-    fn from(t: store::TemplateMeta) -> Self {
-        TemplateOut {
-            id: t.id,
-            staff_id: t.staff_id,
-            version: t.version,
-            deleted: t.deleted,
         }
     }
 }
@@ -591,25 +541,10 @@ impl From<store::CheckReport> for CheckOut {
     }
 }
 
-/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end.
+/// "HH:MM" -> minutes after midnight; "24:00" allowed as an end (`ledger`'s reading, which the
+/// kiosk shares).
 pub fn parse_hhmm(s: &str) -> Result<u16, ApiError> {
-    let bad = || ApiError::unprocessable("bad_time", format!("{s:?} is not HH:MM"));
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let h: u16 = h.parse().map_err(|_| bad())?;
-    let m: u16 = m.parse().map_err(|_| bad())?;
-    if m >= 60 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
+    ledger::meal::parse_hhmm(s).map_err(|e| ApiError::unprocessable("bad_time", e.to_string()))
 }
 
-pub fn fmt_hhmm(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PayCodeOut {
-    /// Show as a QR code; one use.
-    pub code: String,
-    pub expires_at_ms: i64,
-}
+pub use ledger::meal::fmt_hhmm;

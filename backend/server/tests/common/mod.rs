@@ -11,6 +11,7 @@ use axum::Router;
 use backend::config::Config;
 use backend::state::AppState;
 use serde_json::Value;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use store::{Actor, NewSession, NewStaff, NewUser, Role, Store};
 use tower::ServiceExt;
@@ -104,6 +105,7 @@ pub struct TestApp {
     pub kiosk_id: i64,
     pub db: Db,
     _guard: Guard,
+    _data: tempfile::TempDir,
 }
 
 pub const GATEWAY_SECRET: &str = "test-gateway-secret";
@@ -112,6 +114,7 @@ pub fn test_config() -> Config {
     Config {
         dev_mode: true,
         face_key_hex: "11".repeat(32),
+        audit_key_hex: "22".repeat(32),
         gateway_secret: GATEWAY_SECRET.into(),
         login_attempts_per_minute: 5,
         public_base_url: "http://backend.test".into(),
@@ -141,6 +144,9 @@ impl TestApp {
     /// As [`TestApp::new`], with the test configuration changed by `edit` first.
     pub async fn with_config(db: Db, edit: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let mut cfg = test_config();
+        // Each app its own data folder (the audit anchors are written there).
+        let data = tempfile::tempdir().expect("data dir");
+        cfg.data_dir = data.path().to_path_buf();
         edit(&mut cfg);
         let (store, guard): (Arc<dyn Store>, Guard) = match db {
             Db::Sqlite => {
@@ -167,7 +173,10 @@ impl TestApp {
             }
         };
         store.migrate().await.expect("migrate");
-        let state = backend::build_state(store.clone(), cfg).expect("state");
+        let mut state = backend::build_state(store.clone(), cfg).expect("state");
+        // Charges are judged at the server's clock: pin it to a lunch time so the tests' meals
+        // are lunches whatever hour they run at.
+        state.clock = backend::state::Clock::pinned(lunch_today_ms());
         let router = backend::api::router(state.clone());
         let sys = Actor::System("test");
         let canteen = store
@@ -237,6 +246,7 @@ impl TestApp {
             kiosk_id: 0,
             db,
             _guard: guard,
+            _data: data,
         };
         app.manager = app.person("boss", Role::Manager, None).await;
         app.auditor = app.person("eye", Role::Auditor, None).await;
@@ -390,15 +400,43 @@ impl TestApp {
     }
 }
 
-/// The most recent lunch time (12:10 in UTC+8) that is not in the future, RFC 3339. Charges
-/// from the future are refused, so "today's lunch" is yesterday's before 12:10 local.
-pub fn lunch_today() -> String {
+/// The most recent lunch time (12:10 in UTC+8) that is not in the future. Charges from the
+/// future are refused, so "today's lunch" is yesterday's before 12:10 local.
+fn lunch_today_time() -> time::OffsetDateTime {
     let now = time::OffsetDateTime::now_utc()
         .to_offset(time::UtcOffset::from_hms(8, 0, 0).expect("offset"));
-    let mut t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
+    let t = now.replace_time(time::Time::from_hms(12, 10, 0).expect("time"));
     if t > now {
-        t -= time::Duration::days(1);
+        t - time::Duration::days(1)
+    } else {
+        t
     }
-    t.format(&time::format_description::well_known::Rfc3339)
+}
+
+/// [`lunch_today_time`] as RFC 3339.
+pub fn lunch_today() -> String {
+    lunch_today_time()
+        .format(&time::format_description::well_known::Rfc3339)
         .expect("format")
+}
+
+/// [`lunch_today_time`] in milliseconds since the epoch (the test apps' pinned clock).
+pub fn lunch_today_ms() -> i64 {
+    (lunch_today_time().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A real `backend serve` process (see `backend-harness`).
+pub type Server = backend_harness::Served;
+
+/// Starts `backend serve` on a free port (dev mode, data in `data_dir`, the database at `url`)
+/// and waits until it listens.
+pub fn spawn_server(url: &str, data_dir: &std::path::Path) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backend"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .env("CLEANPLATE_DEV_MODE", "true")
+        .env("CLEANPLATE_DATA_DIR", data_dir)
+        .env("CLEANPLATE_SEALER_INTERVAL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    backend_harness::start(cmd, std::time::Duration::from_secs(60)).expect("backend serve")
 }

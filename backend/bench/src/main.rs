@@ -6,13 +6,15 @@
 //! server) and prints the median of the rounds' ratios. Not a test: it asserts nothing about
 //! speed, only that every charge it counted was accepted.
 //!
-//! Example: `cargo build --release -p backend && target/release/backend-bench --db both --clients 16 --seconds 20`
+//! A crate of its own so that the server's dependencies carry no load-testing code.
+//!
+//! Example: `cargo build --release -p backend -p backend-bench && target/release/backend-bench --db both --clients 16 --seconds 20`
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,7 +67,8 @@ struct Args {
     linger_us: u64,
 }
 
-struct Server(Child, Arc<Mutex<String>>);
+/// The benchmarked `backend serve` process and the last "charge batches" line it logged.
+struct Server(backend_harness::Served, Arc<Mutex<String>>);
 
 impl Server {
     /// The server's last "charge batches" log line, as "N batches, M charges (avg A, largest L)".
@@ -117,13 +120,6 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_server(
     url: &str,
     data_dir: &std::path::Path,
@@ -138,8 +134,8 @@ fn start_server(
             exe.display()
         );
     }
-    let mut child = Command::new(&exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+    let mut cmd = Command::new(&exe);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .env("CLEANPLATE_DEV_MODE", "true")
         .env("CLEANPLATE_DATA_DIR", data_dir)
         .env("CLEANPLATE_MAX_CONNECTIONS", pool.to_string())
@@ -156,12 +152,11 @@ fn start_server(
         )
         .env("RUST_LOG", "warn,backend::batch=debug")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    let mut served = backend_harness::start(cmd, Duration::from_secs(120))
         .with_context(|| format!("starting {}", exe.display()))?;
     let last_stats = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().context("stderr")?;
+    let stderr = served.child.stderr.take().context("stderr")?;
     let sink = last_stats.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
@@ -174,19 +169,8 @@ fn start_server(
             }
         }
     });
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.starts_with("listening on ") => {
-                break l.trim_start_matches("listening on ").to_string()
-            }
-            Some(Ok(_)) => continue,
-            other => bail!("backend did not start: {other:?}"),
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok((Server(child, last_stats), addr))
+    let addr = served.addr.clone();
+    Ok((Server(served, last_stats), addr))
 }
 
 /// A canteen whose lunch window covers the whole day, `accounts` people with plenty of money
@@ -335,7 +319,7 @@ async fn http_run(
         addr,
         label,
         days_back,
-        server.0.id(),
+        server.0.child.id(),
         people,
         a.clients,
         a.seconds,
@@ -411,6 +395,7 @@ async fn load_direct(
                 kiosk_time_ms: now,
                 received_ms: now,
                 offline: false,
+                offline_too_old: false,
                 amount: None,
             };
             matches!(store.charge(cmd).await, Ok(r) if r.outcome == store::ChargeOutcome::Accepted)
