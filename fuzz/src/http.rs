@@ -98,7 +98,7 @@ type Built = (
 );
 
 async fn build(dir: &tempfile::TempDir) -> Built {
-    use store::{Actor, NewSession, NewStaff, NewUser, Role, Store};
+    use store::{Actor, NewSession, NewStaff, NewUser, Role};
     let cfg = backend::config::Config {
         dev_mode: true,
         face_key_hex: "11".repeat(32),
@@ -185,8 +185,7 @@ async fn build(dir: &tempfile::TempDir) -> Built {
             .create_user(
                 NewUser {
                     username: name.into(),
-                    password_hash: backend::crypto::hash_password("fuzz-password")
-                        .expect("hash"),
+                    password_hash: backend::crypto::hash_password("fuzz-password").expect("hash"),
                     role,
                     staff_id,
                 },

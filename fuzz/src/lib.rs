@@ -105,7 +105,11 @@ pub fn paycode_qr(data: &[u8]) {
     if damage.is_empty() {
         if let Ok(text) = std::str::from_utf8(payload) {
             if !text.is_empty() && text.len() <= kiosk::paycode::MAX_CODE_LEN {
-                assert_eq!(found, vec![text.to_string()], "an undamaged code reads back");
+                assert_eq!(
+                    found,
+                    vec![text.to_string()],
+                    "an undamaged code reads back"
+                );
             }
         }
     }

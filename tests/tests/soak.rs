@@ -1,31 +1,108 @@
-//! Soak, bounded to about two minutes: three kiosk processes (two pay kiosks streaming
-//! diners, one tray-return station weighing trays from a simulated scale) work against a
-//! real backend through a small TCP proxy ([`e2e::FlakyProxy`]) that, on a fixed schedule,
-//! cuts every connection, slows the link down, and passes traffic again, while the backend
-//! itself is killed with SIGKILL and restarted twice. At the end every kiosk has emptied its
-//! outbox, the ledger holds exactly what the kiosks recorded (charges: the same people,
-//! count and sum; waste: the same count and grams), `backend check` passes, and the last
-//! backend process's resident memory stayed within a stated bound after its warm-up.
+//! Soak: three kiosk processes (two pay kiosks streaming diners, one tray-return station
+//! weighing trays from a simulated scale) work against a real backend through a small TCP
+//! proxy ([`e2e::FlakyProxy`]) that, on a fixed schedule, cuts every connection, slows the
+//! link down, and passes traffic again, while the backend itself is killed with SIGKILL and
+//! restarted twice. At the end every kiosk has emptied its outbox, the ledger holds exactly
+//! what the kiosks recorded (charges: the same people and amounts, so none lost or doubled;
+//! waste: the same count and grams), every diner's balance went down by exactly their
+//! charges, `backend check` passes, and the last backend process's resident memory stayed
+//! within a stated bound after its warm-up.
 //!
-//! Diners: the two demo portraits, plus six LFW people from `../shared/faces` when present.
+//! Two lengths, the same schedule of troubles and the same assertions: the default short run
+//! (about half a minute of kiosk time, for every `cargo test`) and a long one (about two
+//! minutes, diners spread out, longer warm-up before the memory is judged) chosen with
+//! `CLEANPLATE_SOAK_LONG=1`.
+//!
+//! Diners: the two demo portraits, plus LFW people from `../shared/faces` when present (two
+//! in the short run, six in the long one).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::{demo_photo, rss_kib, shared_faces, Backend, FlakyProxy, KioskCmd, ProxyMode};
 
-const LONG: Duration = Duration::from_secs(240);
 /// Frames per second of every replay.
 const FPS: u32 = 5;
-/// Blank frames after each diner: spreads the diners over the run (24 s each at 5 fps).
-const GAP: usize = 120;
-/// The return station's replay length (blank frames): ~100 s at 5 fps.
-const RETURN_FRAMES: usize = 500;
 /// Allowed growth of the last backend process's RSS from its first sample after warm-up to
 /// its largest later sample. Leaks in the request path would grow with every request and
 /// every reconnect; allocator noise and caches filling stay well below this.
 const RSS_GROWTH_BOUND_KIB: u64 = 32 * 1024;
-const RSS_WARM_UP: Duration = Duration::from_secs(15);
+
+/// How long a soak runs and when its troubles come.
+struct Plan {
+    name: &'static str,
+    /// At most this many diners (each is enrolled, a kiosk process per photo set).
+    diners: usize,
+    /// Blank frames after each diner: spreads the diners over the run.
+    gap: usize,
+    /// The return station's replay length (blank frames).
+    return_frames: usize,
+    /// (seconds from the kiosks' start, what the network or the backend does).
+    schedule: &'static [(u64, &'static str)],
+    /// The last backend process's memory is judged from this long after its start.
+    rss_warm_up: Duration,
+    /// Samples (every 250 ms) the judgement needs at least.
+    rss_samples: usize,
+    /// Everything must be over by then.
+    limit: Duration,
+}
+
+/// The default: ~30 s of kiosk time (4 s per diner, 25 s of trays), troubles every 2-3 s,
+/// four diners.
+const SHORT: Plan = Plan {
+    name: "short",
+    diners: 4,
+    gap: 10,
+    return_frames: 125,
+    schedule: &[
+        (2, "cut"),
+        (4, "pass"),
+        (6, "restart"),
+        (8, "delay"),
+        (10, "restart"),
+        (11, "pass"),
+        (14, "cut"),
+        (16, "delay"),
+        (19, "pass"),
+        (21, "cut"),
+        (23, "pass"),
+    ],
+    rss_warm_up: Duration::from_secs(3),
+    rss_samples: 20,
+    limit: Duration::from_secs(150),
+};
+
+/// `CLEANPLATE_SOAK_LONG=1`: ~2 minutes (24 s per diner, 100 s of trays), eight diners.
+const LONG: Plan = Plan {
+    name: "long",
+    diners: 8,
+    gap: 120,
+    return_frames: 500,
+    schedule: &[
+        (8, "cut"),
+        (14, "pass"),
+        (18, "restart"),
+        (24, "delay"),
+        (30, "restart"),
+        (33, "pass"),
+        (45, "cut"),
+        (53, "delay"),
+        (65, "pass"),
+        (75, "cut"),
+        (81, "delay"),
+        (90, "pass"),
+    ],
+    rss_warm_up: Duration::from_secs(15),
+    rss_samples: 100,
+    limit: Duration::from_secs(300),
+};
+
+fn plan() -> &'static Plan {
+    match std::env::var("CLEANPLATE_SOAK_LONG").as_deref() {
+        Ok("1") | Ok("true") => &LONG,
+        _ => &SHORT,
+    }
+}
 
 /// (employee number, enrolment photos, replay photo) for every diner available.
 fn diners() -> Vec<(String, Vec<PathBuf>, PathBuf)> {
@@ -59,7 +136,9 @@ fn diners() -> Vec<(String, Vec<PathBuf>, PathBuf)> {
                 }
             }
         }
-        None => eprintln!("note: ../shared/faces not found; the soak streams only the 2 demo diners"),
+        None => {
+            eprintln!("note: ../shared/faces not found; the soak streams only the 2 demo diners")
+        }
     }
     v
 }
@@ -84,13 +163,27 @@ fn outbox(kiosk: &KioskCmd) -> (i64, i64, i64) {
 
 fn fen(amount: &serde_json::Value) -> i64 {
     let s = amount.as_str().unwrap_or_else(|| panic!("amount {amount}"));
+    let (sign, s) = match s.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, s),
+    };
     let (yuan, cents) = s.split_once('.').unwrap_or((s, "0"));
     let cents = format!("{cents:0<2}");
-    yuan.parse::<i64>().expect("yuan") * 100 + cents[..2].parse::<i64>().expect("fen")
+    sign * (yuan.parse::<i64>().expect("yuan") * 100 + cents[..2].parse::<i64>().expect("fen"))
+}
+
+/// A person's available money (cash + subsidy) in fen.
+fn available_fen(backend: &Backend, staff_id: i64) -> i64 {
+    let v = backend
+        .desk()
+        .get_json(&format!("/api/v1/staff/{staff_id}/balance"))
+        .expect("reading a balance");
+    fen(&v["cash"]) + fen(&v["subsidy"])
 }
 
 #[test]
 fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
+    let plan = plan();
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut backend = Backend::start(tmp.path());
     backend.desk().all_day_meals(1).expect("meal windows");
@@ -98,7 +191,8 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
     let kiosk_toml = "offline_limit = \"100.00\"\nsync_interval_ms = 300";
 
     // Two pay kiosks with disjoint diners; one return station. Set up straight to the backend.
-    let people = diners();
+    let mut people = diners();
+    people.truncate(plan.diners);
     let mut pay = Vec::new();
     for k in 0..2 {
         let kiosk = KioskCmd::new(
@@ -127,7 +221,7 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
                 .step_by(2)
                 .map(|(_, _, r)| (r.as_path(), false))
                 .collect();
-            pay[k].make_replay("replay", &mine, 10, GAP, 480)
+            pay[k].make_replay("replay", &mine, 10, plan.gap, 480)
         })
         .collect();
     let station = KioskCmd::new(
@@ -137,11 +231,27 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
         &format!("{kiosk_toml}\n[scale]\ntare_g = 350\npair_window_ms = 500"),
     );
     station.register(&backend.desk().enrolment_code(1).expect("enrolment code"));
-    let station_replay = blank_replay(&station.dir.join("blank"), RETURN_FRAMES);
+    let station_replay = blank_replay(&station.dir.join("blank"), plan.return_frames);
+    let staff_ids: Vec<i64> = people
+        .iter()
+        .map(|(no, _, _)| backend.staff_id(no))
+        .collect();
+    let before: Vec<i64> = staff_ids
+        .iter()
+        .map(|id| available_fen(&backend, *id))
+        .collect();
     let mut scale = std::process::Command::new(e2e::bin("kiosk"))
         .args([
-            "scale-sim", "--trays", "812,655,730,901", "--off-s", "1", "--on-s", "1.5", "--hz",
-            "10", "--noise",
+            "scale-sim",
+            "--trays",
+            "812,655,730,901",
+            "--off-s",
+            "1",
+            "--on-s",
+            "1.5",
+            "--hz",
+            "10",
+            "--noise",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -188,20 +298,7 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
 
     // The schedule (seconds from the kiosks' start): what the network and the backend do.
     let start = Instant::now();
-    let schedule: &[(u64, &str)] = &[
-        (8, "cut"),
-        (14, "pass"),
-        (18, "restart"),
-        (24, "delay"),
-        (30, "restart"),
-        (33, "pass"),
-        (45, "cut"),
-        (53, "delay"),
-        (65, "pass"),
-        (75, "cut"),
-        (81, "delay"),
-        (90, "pass"),
-    ];
+    let schedule = plan.schedule;
     let mut next = 0;
     let mut rss: Vec<(u32, Duration, u64)> = Vec::new();
     let mut last_start = start;
@@ -234,7 +331,7 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
             break;
         }
         assert!(
-            start.elapsed() < LONG,
+            start.elapsed() < plan.limit,
             "the kiosks did not finish: {}",
             runs.iter()
                 .map(|(n, r)| format!("--- {n}\n{}", r.describe()))
@@ -247,7 +344,7 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
     let _ = scale.kill();
     let _ = scale.wait();
     for (name, r) in &mut runs {
-        let status = r.wait(LONG);
+        let status = r.wait(plan.limit);
         assert!(status.success(), "{name}: {status}\n{}", r.describe());
     }
 
@@ -263,7 +360,9 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
     for (name, r) in runs.iter().filter(|(n, _)| n.starts_with("pay")) {
         for e in r.events_of("paid") {
             paid.push((
-                e["staff_id"].as_i64().unwrap_or_else(|| panic!("{name}: {e}")),
+                e["staff_id"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{name}: {e}")),
                 fen(&e["amount"]),
             ));
             offline_paid += usize::from(e["offline"] == true);
@@ -291,7 +390,10 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(charged, paid, "charges in the ledger = the kiosks' paid events");
+    assert_eq!(
+        charged, paid,
+        "charges in the ledger = the kiosks' paid events"
+    );
     let recorded: Vec<i64> = runs
         .iter()
         .filter(|(n, _)| n == "return")
@@ -309,6 +411,15 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
         (recorded.len(), recorded.iter().sum::<i64>()),
         "waste records in the ledger = the station's weighings (count, grams)"
     );
+    // Every diner's money went down by exactly what they were charged.
+    for (id, was) in staff_ids.iter().zip(&before) {
+        let spent: i64 = paid.iter().filter(|(s, _)| s == id).map(|(_, f)| f).sum();
+        assert_eq!(
+            was - available_fen(&backend, *id),
+            spent,
+            "staff {id}: balance change = their charges"
+        );
+    }
     let (ok, report) = backend.check();
     assert!(ok, "backend check failed:\n{report}");
 
@@ -321,11 +432,11 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
         .collect();
     let after_warm_up: Vec<u64> = last
         .iter()
-        .filter(|(t, _)| *t >= RSS_WARM_UP)
+        .filter(|(t, _)| *t >= plan.rss_warm_up)
         .map(|(_, k)| *k)
         .collect();
     assert!(
-        after_warm_up.len() >= 20,
+        after_warm_up.len() >= plan.rss_samples,
         "the last backend process ran long enough to measure ({} samples)",
         after_warm_up.len()
     );
@@ -337,16 +448,17 @@ fn kiosks_through_network_cuts_and_backend_restarts_lose_nothing() {
         "backend RSS grew from {base} KiB to {peak} KiB after warm-up (bound {RSS_GROWTH_BOUND_KIB} KiB)"
     );
     eprintln!(
-        "soak: {:.0} s, {} diners, {} charges ({} offline), {} waste records, {} backend restarts; \
+        "soak ({}): {:.0} s, {} diners, {} charges ({} offline), {} waste records, {} backend restarts; \
          last backend RSS after {}s warm-up: {base} KiB first, {peak} KiB peak, {end} KiB at the end \
          over {} samples",
+        plan.name,
         elapsed.as_secs_f64(),
         people.len(),
         paid.len(),
         offline_paid,
         recorded.len(),
         restarts,
-        RSS_WARM_UP.as_secs(),
+        plan.rss_warm_up.as_secs(),
         after_warm_up.len()
     );
 }
