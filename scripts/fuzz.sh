@@ -44,9 +44,11 @@ max_len() {
 }
 
 echo "fuzz.sh: building ${#TARGETS[@]} target(s) (release, debug assertions, AddressSanitizer)" >&2
-(cd fuzz && nice -n 10 cargo +nightly fuzz build -O --debug-assertions)
-# The HTTP target needs the backend stack, behind the fuzz crate's `http` feature.
-features() { if [ "$1" = http_bodies ]; then echo "--features=http"; fi; }
+# The HTTP target needs the backend stack, behind the fuzz crate's `http` feature. Every target
+# is built and run with it: building some without would rebuild the fuzz crate (and everything
+# whose features change) back and forth between targets.
+features() { echo "--features=http"; }
+(cd fuzz && nice -n 10 cargo +nightly fuzz build -O --debug-assertions --features=http)
 
 summary=fuzz/last-run.txt
 printf '%-15s %8s %12s %10s %8s %8s\n' target seconds executions exec/s corpus crashes >"$summary"
@@ -63,8 +65,12 @@ for t in "${TARGETS[@]}"; do
         "corpus-work/$t" "corpus/$t" -- \
         -max_total_time="$SECONDS_EACH" -max_len="$(max_len "$t")" -timeout=30 \
         -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1 || status=$?
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1)
+    # A run stopped by a finding prints no final statistics: take the last status line's count.
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+    if [ -z "$execs" ]; then
+        execs=$(grep -o '^#[0-9]*' "$log" | tr -d '#' | tail -1 || true)
+    fi
+    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' | tail -1 || true)
     after=$(find "fuzz/artifacts/$t" -type f | wc -l)
     corpus=$(find "$work" "fuzz/corpus/$t" -type f | wc -l)
     execs=${execs:-0}
