@@ -88,6 +88,26 @@ WIRE = {
         {"staff_id": 7, "available": "12.34", "active": True, "category": "regular", "version": 3}]},
     14: {"error": {"code": "bad_json", "message": "expected value"}},
     15: "dinner",
+    # 17-32: the desk's admin and canteen types (wire::admin, wire::canteen).
+    17: {"username": "boss", "password": "a-long-password"},
+    18: {"csrf_token": "c", "role": "manager", "user_id": 1, "staff_id": None},
+    19: {"id": 7, "employee_no": "E0007", "name": "Wang", "department": "D", "category": "regular",
+         "active": True, "meals_per_period": 1},
+    20: {"granted": True},
+    21: {"staff_id": 7, "granted": True, "changed_at_ms": 1767225600000},
+    22: {"embedding": base64.b64encode(struct.pack("<4f", 0.1, -0.2, 0.3, 1e-3)).decode()},
+    23: {"id": 1, "staff_id": 7, "version": 5, "deleted": False},
+    24: {"canteen_id": 1, "valid_minutes": 60},
+    25: {"code": "abc123", "expires_at_ms": 1767225600000},
+    26: {"username": "u2", "password": "a-long-password", "role": "staff", "staff_id": 1},
+    27: {"id": 2, "username": "u2", "role": "staff", "staff_id": 1},
+    28: {"code": "wQx3N9vZk2", "expires_at_ms": 1767225600000},
+    29: {"id": 1, "name": "C", "utc_offset_minutes": 480, "per_transaction_cap": "50.00",
+         "daily_cap": None, "windows": [{"meal": "lunch", "start": "11:00", "end": "13:30"}],
+         "prices": [{"category": "regular", "meal": "lunch", "price": "15.00"}]},
+    30: {"meal": "breakfast", "start": "07:00", "end": "09:00"},
+    31: {"start": "17:00", "end": "19:30"},
+    32: {"category": "contractor", "meal": "dinner", "price": "18.50"},
 }
 
 
