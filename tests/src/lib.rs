@@ -129,9 +129,18 @@ pub struct Backend {
     /// The one-time kiosk enrolment code printed by `seed-demo`.
     pub code: String,
     child: Option<backend_harness::Served>,
+    /// Extra environment for every `backend` command (a database URL, sealer settings).
+    env: Vec<(String, String)>,
 }
 
 impl Backend {
+    /// The `backend` command with this instance's directory and extra environment.
+    fn cmd(&self) -> Command {
+        let mut c = Self::command(&self.dir);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
     fn command(dir: &Path) -> Command {
         let mut c = Command::new(bin("backend"));
         c.env("CLEANPLATE_DATA_DIR", dir.join("backend"))
@@ -145,8 +154,19 @@ impl Backend {
     }
 
     pub fn start(dir: &Path) -> Backend {
+        Self::start_with_env(dir, &[])
+    }
+
+    /// As [`Backend::start`], every `backend` command run with `env` added (e.g.
+    /// `CLEANPLATE_DATABASE_URL` for PostgreSQL).
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Backend {
         std::fs::create_dir_all(dir.join("backend")).expect("making the backend's directory");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let out = Self::command(dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("seed-demo")
             .output()
             .expect("running backend seed-demo");
@@ -165,6 +185,7 @@ impl Backend {
             .map(|c| c.trim().to_string())
             .expect("seed-demo printed no enrolment code");
         let out = Self::command(dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["create-manager", "--username", MANAGER])
             .env("CLEANPLATE_NEW_PASSWORD", PASSWORD)
             .output()
@@ -179,9 +200,29 @@ impl Backend {
             addr: "127.0.0.1:0".into(),
             code,
             child: None,
+            env,
         };
         b.serve();
         b
+    }
+
+    /// A second `backend serve` process on the same database and data directory (a scaled
+    /// out deployment: PostgreSQL behind both), on a port of its own.
+    pub fn another_instance(&self) -> Backend {
+        let mut b = Backend {
+            dir: self.dir.clone(),
+            addr: "127.0.0.1:0".into(),
+            code: self.code.clone(),
+            child: None,
+            env: self.env.clone(),
+        };
+        b.serve();
+        b
+    }
+
+    /// The process id of the running `backend serve`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|s| s.child.id())
     }
 
     /// Starts serving (again) on the same address.
@@ -190,7 +231,7 @@ impl Backend {
         let mut last = String::new();
         // The port of a stopped backend may linger in TIME_WAIT for a moment.
         for _ in 0..50 {
-            let mut cmd = Self::command(&self.dir);
+            let mut cmd = self.cmd();
             cmd.args(["serve", "--listen", &self.addr])
                 .stderr(Stdio::null());
             match backend_harness::start(cmd, Duration::from_secs(10)) {
@@ -223,7 +264,8 @@ impl Backend {
 
     /// `backend check --seal`: the ledger's invariants and the audit chain.
     pub fn check(&self) -> (bool, String) {
-        let out = Self::command(&self.dir)
+        let out = self
+            .cmd()
             .args(["check", "--seal"])
             .output()
             .expect("running backend check");
@@ -265,6 +307,12 @@ impl Backend {
     /// Another kiosk of the demo canteen, registered through the API (a second pay kiosk
     /// or return station the test drives directly).
     pub fn other_kiosk(&self, name: &str) -> HttpBackend {
+        let timeout = Duration::from_secs(10);
+        HttpBackend::new(&self.url(), Some(self.kiosk_token(name)), timeout, timeout)
+    }
+
+    /// Registers another kiosk of the demo canteen; returns its device token.
+    pub fn kiosk_token(&self, name: &str) -> String {
         let code = self
             .desk()
             .enrolment_code(1)
@@ -277,7 +325,42 @@ impl Backend {
                 name: name.into(),
             })
             .expect("registering another kiosk");
-        HttpBackend::new(&self.url(), Some(enrolled.device_token), timeout, timeout)
+        enrolled.device_token
+    }
+
+    /// `PATCH /api/v1/staff/{id}` as the manager (the desk client has no PATCH); panics
+    /// unless the backend answers 200.
+    pub fn patch_staff(&self, staff_id: i64, body: &serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut login = agent
+            .post(&format!("{}/api/v1/auth/login", self.url()))
+            .send_json(serde_json::json!({"username": MANAGER, "password": PASSWORD}))
+            .expect("manager login");
+        let cookie = login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next().filter(|c| c.starts_with("cp_session=")))
+            .expect("a session cookie")
+            .to_string();
+        let who: serde_json::Value = login.body_mut().read_json().expect("login answer");
+        let csrf = who["csrf_token"]
+            .as_str()
+            .expect("a CSRF token")
+            .to_string();
+        let mut resp = agent
+            .patch(&format!("{}/api/v1/staff/{staff_id}", self.url()))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send_json(body)
+            .expect("PATCH staff");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(status, 200, "PATCH /api/v1/staff/{staff_id}: {text}");
     }
 
     /// A staff member's own session (the mobile page's): the manager gives them a login
@@ -502,4 +585,140 @@ impl Drop for RunningKiosk {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What [`FlakyProxy`] does with connections right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forwards bytes both ways.
+    Pass,
+    /// Forwards, holding each chunk of bytes this long first (a slow, congested link).
+    Delay(Duration),
+    /// Closes new connections at once and cuts the open ones (a pulled cable, a dead
+    /// Wi-Fi access point).
+    Cut,
+}
+
+/// A small TCP proxy on loopback between kiosks and a backend, for tests of network
+/// trouble: it forwards to `target` and, on command, delays traffic or cuts every
+/// connection. Bounded: it serves until dropped, one thread pair per connection.
+pub struct FlakyProxy {
+    pub addr: String,
+    mode: Arc<Mutex<(ProxyMode, u64)>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    pub fn start(target: &str) -> FlakyProxy {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let addr = listener.local_addr().expect("proxy address").to_string();
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        // The mode and a generation counter: a cut bumps the generation, and every
+        // connection opened in an earlier generation closes itself.
+        let mode = Arc::new(Mutex::new((ProxyMode::Pass, 0u64)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, st, target) = (mode.clone(), stop.clone(), target.to_string());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let (now, generation) = *m.lock().unwrap_or_else(|p| p.into_inner());
+                if now == ProxyMode::Cut {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue; // the backend is down: the client sees the connection close
+                };
+                let _ = client.set_nonblocking(false);
+                for (from, to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ] {
+                    let (Ok(from), Ok(to)) = (from, to) else {
+                        continue;
+                    };
+                    let (m, st) = (m.clone(), st.clone());
+                    std::thread::spawn(move || pipe(from, to, m, st, generation));
+                }
+            }
+        });
+        FlakyProxy { addr, mode, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        let mut m = self.mode.lock().unwrap_or_else(|p| p.into_inner());
+        if mode == ProxyMode::Cut {
+            m.1 += 1;
+        }
+        m.0 = mode;
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.set(ProxyMode::Cut);
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies `from` to `to` until either side closes, the proxy cuts this connection's
+/// generation, or the proxy stops; delays each chunk while the mode says so.
+fn pipe(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    mode: Arc<Mutex<(ProxyMode, u64)>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    generation: u64,
+) {
+    use std::io::{Read, Write};
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let (now, current) = *mode.lock().unwrap_or_else(|p| p.into_inner());
+        if current != generation || stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let ProxyMode::Delay(d) = now {
+                    std::thread::sleep(d);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// A process's resident memory (VmRSS) in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

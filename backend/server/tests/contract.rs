@@ -382,7 +382,9 @@ async fn the_api_keeps_to_its_document() {
                 "--seed",
                 SEED,
             ])
-            .args(["--workers", "2", "--no-color"])
+            // A slow answer on a loaded machine (a photo through the face models, argon2
+            // sign-ins beside the whole workspace's tests) is not a broken contract.
+            .args(["--workers", "2", "--no-color", "--request-timeout", "60"])
             // Logging out would end the session the rest of the run uses.
             .args(["--exclude-path", "/api/v1/auth/logout"])
             .current_dir(data)
