@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod face_photos;
+pub mod pages;
 pub mod payments;
 pub mod state;
 

@@ -255,6 +255,9 @@ pub trait Store: Send + Sync + 'static {
         canteen_id: i64,
         since_ms: i64,
     ) -> Result<WasteStats>;
+    /// Meals, money and plate waste per canteen-local day in `[from_ms, to_ms)`, for the
+    /// managers' dashboard (summed in the database: the window may hold millions of rows).
+    async fn dashboard_figures(&self, q: DashboardQuery) -> Result<DashboardFigures>;
 
     // ---- face templates -----------------------------------------------------------------
     async fn set_consent(

@@ -601,3 +601,51 @@ pub struct ChargeBatchStats {
     /// Batches that failed as a whole (every charge in them was refused).
     pub failed: u64,
 }
+
+/// What the managers' dashboard asks for: a window of time and how days are cut (the
+/// canteen's UTC offset), and the weight under which a plate counts as clean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DashboardQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub utc_offset_minutes: i32,
+    pub clean_plate_max_grams: i64,
+}
+
+/// Charges of one local day and meal period (`day` counts days since 1970-01-01 in the
+/// canteen's offset). `meals` counts every charge whatever its status (a person was served);
+/// `revenue` and `subsidy` only accepted charges (refunds are reported on their own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MealDay {
+    pub day: i64,
+    pub meal: Option<MealKind>,
+    pub meals: i64,
+    pub revenue: Fen,
+    pub subsidy: Fen,
+}
+
+/// Money moved on one local day: credited top-ups, or approved refunds and reversals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoneyDay {
+    pub day: i64,
+    pub count: i64,
+    pub amount: Fen,
+}
+
+/// Plate waste weighed on one local day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasteDay {
+    pub day: i64,
+    pub plates: i64,
+    pub grams: i64,
+    pub clean_plates: i64,
+}
+
+/// The dashboard's figures per day, each list ordered by day (then meal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DashboardFigures {
+    pub meals: Vec<MealDay>,
+    pub top_ups: Vec<MoneyDay>,
+    pub refunds: Vec<MoneyDay>,
+    pub waste: Vec<WasteDay>,
+}

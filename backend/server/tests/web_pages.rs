@@ -1,0 +1,264 @@
+//! The web pages (crate `web`) as mounted by the server, at the HTTP level (no browser): sign-in
+//! with its CSRF cookie, the API's sessions reused, forged CSRF tokens refused, roles kept
+//! apart, another person's data out of reach, HTML in names escaped, the dashboard's figures.
+//! The browser tests are in `backend/web/tests/browser.rs`.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use common::{lunch_today, Caller};
+use serde_json::json;
+
+fn cookies(c: &Caller) -> String {
+    match c {
+        Caller::Person(token, _) => format!("cp_session={token}"),
+        _ => String::new(),
+    }
+}
+
+fn csrf(c: &Caller) -> String {
+    match c {
+        Caller::Person(_, csrf) => csrf.clone(),
+        _ => String::new(),
+    }
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::builder()
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn post_form(path: &str, cookie: &str, form: &[(&str, &str)]) -> Request<Body> {
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect();
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.join("&")))
+        .expect("request")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn set_cookie_value(h: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    h.get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn location(h: &axum::http::HeaderMap) -> String {
+    h.get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+both_dbs!(
+    sign_in_form_needs_its_csrf_cookie_and_opens_an_api_session,
+    |app| {
+        // A stranger is sent to the sign-in form, which comes back to the page afterwards.
+        let (s, h, _) = app.raw(get("/manage", "")).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(location(&h), "/login?next=/manage");
+        let (s, h, body) = app.raw(get("/login?next=/manage", "")).await;
+        assert_eq!(s, StatusCode::OK);
+        let page = text(&body);
+        assert!(page.contains("<html lang=\"zh-CN\">"), "zh-CN by default");
+        assert!(page.contains("登录"));
+        let token = set_cookie_value(&h, "cp_login_csrf").expect("form cookie");
+        assert!(page.contains(&format!("value=\"{token}\"")));
+        let form_cookie = format!("cp_login_csrf={token}");
+        // A forged token: refused, no session.
+        let (s, h, body) = app
+            .raw(post_form(
+                "/login",
+                &form_cookie,
+                &[
+                    ("csrf", "forged"),
+                    ("username", "boss"),
+                    ("password", "password-of-boss"),
+                ],
+            ))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{}", text(&body));
+        assert!(set_cookie_value(&h, "cp_session").is_none());
+        // A wrong password: the form again with the message.
+        let (s, _, body) = app
+            .raw(post_form(
+                "/login",
+                &form_cookie,
+                &[("csrf", &token), ("username", "boss"), ("password", "nope")],
+            ))
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(text(&body).contains("用户名或密码不正确"));
+        // The right one: a session cookie the JSON API accepts too.
+        let (s, h, _) = app
+            .raw(post_form(
+                "/login",
+                &form_cookie,
+                &[
+                    ("csrf", &token),
+                    ("username", "boss"),
+                    ("password", "password-of-boss"),
+                    ("next", "/manage"),
+                ],
+            ))
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(location(&h), "/manage");
+        let session = set_cookie_value(&h, "cp_session").expect("session cookie");
+        let (s, _, body) = app
+            .raw(get("/api/v1/me", &format!("cp_session={session}")))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(text(&body).contains("\"manager\""));
+        // An outside address in `next` is ignored.
+        let (_, h, _) = app
+            .raw(post_form(
+                "/login",
+                &form_cookie,
+                &[
+                    ("csrf", &token),
+                    ("username", "s1"),
+                    ("password", "password-of-s1"),
+                    ("next", "//evil.example/"),
+                ],
+            ))
+            .await;
+        assert_eq!(location(&h), "/me");
+    }
+);
+
+both_dbs!(forged_csrf_on_a_page_form_is_refused, |app| {
+    let cookie = cookies(&app.manager);
+    let (s, _, body) = app
+        .raw(post_form("/logout", &cookie, &[("csrf", "forged")]))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(text(&body).contains("<html"), "an HTML page, not JSON");
+    // Nothing happened: the session still works.
+    let (s, _, _) = app.raw(get("/manage", &cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    // The right token signs out, and the session is gone for the API as well.
+    let (s, _, _) = app
+        .raw(post_form(
+            "/logout",
+            &cookie,
+            &[("csrf", &csrf(&app.manager))],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, _, _) = app.raw(get("/api/v1/me", &cookie)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+});
+
+both_dbs!(roles_keep_to_their_pages, |app| {
+    let (s, _, _) = app.raw(get("/manage", &cookies(&app.staff))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = app.raw(get("/manage", &cookies(&app.auditor))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The API's JSON errors are untouched by the pages being mounted.
+    let (s, v) = app
+        .call(&Caller::Anonymous, Method::GET, "/api/v1/nope", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+});
+
+/// A ¥50.00 top-up credited at the test's (pinned) lunch time.
+async fn top_up_today(app: &common::TestApp) {
+    let now = common::lunch_today_ms();
+    app.store
+        .create_payment_order(
+            store::NewPaymentOrder {
+                order_no: "today-1".into(),
+                staff_id: app.staff_id,
+                amount: ledger::Fen(5000),
+                provider: "sandbox".into(),
+                now_ms: now,
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .expect("order");
+    app.store
+        .credit_payment("today-1", "t", ledger::Fen(5000), "{}", now)
+        .await
+        .expect("credit");
+}
+
+both_dbs!(dashboard_shows_todays_meals_money_and_waste, |app| {
+    top_up_today(&app).await;
+    let (s, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "d-1", "staff_id": app.staff_id, "kiosk_time": lunch_today()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let w = json!({"idempotency_key": "dw-1", "charge_id": c["charge_id"], "staff_id": null, "gross_grams": 492,
+                   "tare_grams": 480, "dish": null, "category": null, "measured_at": lunch_today()});
+    let (s, v) = app
+        .call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _, body) = app.raw(get("/manage", &cookies(&app.manager))).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    // One lunch at ¥15.00 today; the plate had 12 g left: clean.
+    assert!(page.contains("¥15.00"), "{page}");
+    assert!(page.contains("¥50.00"), "the top-up");
+    assert!(page.contains("12 克"));
+    assert!(page.contains("100%"));
+    // Four charts, each an accessible image with a title and its values as a table.
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 4);
+    assert_eq!(page.matches("role=\"img\"").count(), 4);
+    assert_eq!(page.matches("<table>").count(), 4);
+    // English when asked, remembered by a cookie.
+    let (s, h, _) = app.raw(get("/lang/en?back=/manage", "")).await;
+    assert_eq!(
+        (s, location(&h)),
+        (StatusCode::SEE_OTHER, "/manage".to_string())
+    );
+    let lang = set_cookie_value(&h, "cp_lang").expect("language cookie");
+    let (_, _, body) = app
+        .raw(get(
+            "/manage",
+            &format!("{}; cp_lang={lang}", cookies(&app.manager)),
+        ))
+        .await;
+    let page = text(&body);
+    assert!(page.contains("<html lang=\"en\">"));
+    assert!(page.contains("Meals served"));
+    // The language switch never sends anyone off the site.
+    let (_, h, _) = app.raw(get("/lang/en?back=//evil.example", "")).await;
+    assert_eq!(location(&h), "/");
+});
