@@ -262,3 +262,206 @@ both_dbs!(dashboard_shows_todays_meals_money_and_waste, |app| {
     let (_, h, _) = app.raw(get("/lang/en?back=//evil.example", "")).await;
     assert_eq!(location(&h), "/");
 });
+
+/// A staff member with a login (password "password-of-<user>") and their session.
+async fn staff_with_login(
+    app: &common::TestApp,
+    no: &str,
+    name: &str,
+    user: &str,
+) -> (i64, Caller) {
+    let s = app
+        .store
+        .create_staff(
+            store::NewStaff {
+                employee_no: no.into(),
+                name: name.into(),
+                department: "D".into(),
+                category: "regular".into(),
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .expect("staff");
+    (s.id, app.person(user, store::Role::Staff, Some(s.id)).await)
+}
+
+/// Consent and one stored (sealed) template for a person; answers the template's id.
+async fn enrolled(app: &common::TestApp, staff_id: i64) -> i64 {
+    let sys = store::Actor::System("test");
+    let now = common::lunch_today_ms();
+    app.store
+        .set_consent(staff_id, true, now, &sys)
+        .await
+        .expect("consent");
+    app.store
+        .add_template(
+            staff_id,
+            app.state
+                .cipher
+                .seal(staff_id, &[0.1f32; 128])
+                .expect("seal"),
+            now,
+            &sys,
+        )
+        .await
+        .expect("template")
+        .id
+}
+
+fn live_templates(list: &[store::TemplateMeta]) -> usize {
+    list.iter().filter(|t| !t.deleted).count()
+}
+
+both_dbs!(staff_page_shows_my_own_data_only, |app| {
+    app.top_up_via_store(app.staff_id, 5000).await;
+    let mine = enrolled(&app, app.staff_id).await;
+    let (other_id, _) = staff_with_login(&app, "S2", "Other Person", "s2").await;
+    let theirs = enrolled(&app, other_id).await;
+    let me = cookies(&app.staff);
+    let (s, _, body) = app.raw(get("/me", &me)).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert!(page.contains("Staff One"));
+    assert!(page.contains("id=\"balance\">¥50.00<"), "{page}");
+    assert!(!page.contains("Other Person"));
+    assert!(page.contains(&format!("/me/templates/{mine}/delete")));
+    assert!(!page.contains(&format!("/me/templates/{theirs}/delete")));
+    // Another person's template id in the URL: not found, nothing deleted.
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/me/templates/{theirs}/delete"),
+            &me,
+            &[("csrf", &csrf(&app.staff))],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        live_templates(&app.store.list_templates(other_id).await.unwrap()),
+        1
+    );
+    // A forged token on my own: refused, nothing deleted.
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/me/templates/{mine}/delete"),
+            &me,
+            &[("csrf", "forged")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        live_templates(&app.store.list_templates(app.staff_id).await.unwrap()),
+        1
+    );
+    // Managers have no staff page.
+    let (s, _, _) = app.raw(get("/me", &cookies(&app.manager))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+});
+
+both_dbs!(html_in_a_staff_name_is_escaped, |app| {
+    let (_, who) = staff_with_login(&app, "S3", "<script>alert('x')</script>&", "s3").await;
+    let (s, _, body) = app.raw(get("/me", &cookies(&who))).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert!(!page.contains("<script>alert"), "{page}");
+    assert!(
+        page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;"),
+        "{page}"
+    );
+});
+
+both_dbs!(
+    withdrawing_consent_deletes_my_templates_for_the_kiosks,
+    |app| {
+        enrolled(&app, app.staff_id).await;
+        let me = cookies(&app.staff);
+        let (s, h, _) = app
+            .raw(post_form(
+                "/me/consent",
+                &me,
+                &[("csrf", &csrf(&app.staff)), ("granted", "false")],
+            ))
+            .await;
+        assert_eq!(
+            (s, location(&h)),
+            (StatusCode::SEE_OTHER, "/me?done=withdrawn".to_string())
+        );
+        assert!(!app.store.consent(app.staff_id).await.unwrap().granted);
+        assert_eq!(
+            live_templates(&app.store.list_templates(app.staff_id).await.unwrap()),
+            0
+        );
+        // The kiosks' gallery now holds only a tombstone for the person.
+        let (s, g) = app
+            .call(
+                &app.kiosk,
+                Method::GET,
+                "/api/v1/kiosk/gallery?since=0",
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{g}");
+        let mine: Vec<&serde_json::Value> = g["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .filter(|c| c["staff_id"] == app.staff_id)
+            .collect();
+        assert!(!mine.is_empty(), "{g}");
+        assert!(
+            mine.iter()
+                .all(|c| c["deleted"] == true && c["embedding"].is_null()),
+            "{g}"
+        );
+        let (_, _, body) = app.raw(get("/me?done=withdrawn", &me)).await;
+        assert!(text(&body).contains("已撤回同意"));
+    }
+);
+
+both_dbs!(top_up_and_pay_code_forms, |app| {
+    let me = cookies(&app.staff);
+    let token = csrf(&app.staff);
+    let (s, _, body) = app
+        .raw(post_form(
+            "/me/top-up",
+            &me,
+            &[("csrf", &token), ("amount", "abc")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("请输入 0.01 到 5000 之间的金额"));
+    let (s, h, _) = app
+        .raw(post_form(
+            "/me/top-up",
+            &me,
+            &[("csrf", &token), ("amount", "100")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let to = location(&h);
+    assert!(to.contains("/sandbox/pay/CP"), "{to}");
+    let orders = app
+        .store
+        .list_payment_orders(Some(app.staff_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].amount, ledger::Fen(10_000));
+    // Coming back before the payment lands: the page says so and refreshes itself.
+    let (_, _, body) = app
+        .raw(get(&format!("/me?topup={}", orders[0].order_no), &me))
+        .await;
+    let page = text(&body);
+    assert!(page.contains("http-equiv=\"refresh\""));
+    let (s, _, body) = app
+        .raw(post_form("/me/pay-code", &me, &[("csrf", &token)]))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert!(page.contains("<svg role=\"img\""), "{page}");
+    assert!(page.contains("id=\"expires\""));
+    let (s, _, _) = app
+        .raw(post_form("/me/pay-code", &me, &[("csrf", "forged")]))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+});
