@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod face_photos;
 pub mod pages;

@@ -339,15 +339,34 @@ async fn seed_demo(cfg: Config) -> Result<()> {
         "Zhou Jie",
         "Wu Xia",
     ];
+    let mut staff = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let cat = ["regular", "regular", "contractor", "intern"][i % 4];
-        store
+        let s = store
             .create_staff(
                 NewStaff {
                     employee_no: format!("E{:04}", i + 1),
                     name: (*n).into(),
                     department: "Demo".into(),
                     category: cat.into(),
+                },
+                &actor,
+            )
+            .await?;
+        staff.push(s);
+    }
+    // Every demo staff member can sign in to the staff page with their employee number and
+    // one shared demo password (printed below; a real canteen hands out one-time codes).
+    let staff_password = backend::crypto::random_token()[..10].to_string();
+    let staff_hash = backend::crypto::hash_password(&staff_password)?;
+    for s in &staff {
+        store
+            .create_user(
+                NewUser {
+                    username: s.employee_no.clone(),
+                    password_hash: staff_hash.clone(),
+                    role: Role::Staff,
+                    staff_id: Some(s.id),
                 },
                 &actor,
             )
@@ -370,6 +389,38 @@ async fn seed_demo(cfg: Config) -> Result<()> {
             &actor,
         )
         .await?;
+    // A month of meals and plate waste at a kiosk of its own, so the dashboard has a story.
+    let history_code = backend::crypto::random_token();
+    store
+        .create_enrolment_code(
+            c.id,
+            &backend::crypto::token_hash(&history_code),
+            now_ms() + 60_000,
+            &actor,
+        )
+        .await?;
+    let history_kiosk = store
+        .redeem_enrolment_code(
+            &backend::crypto::token_hash(&history_code),
+            "Demo history",
+            &backend::crypto::token_hash(&backend::crypto::random_token()),
+            now_ms(),
+        )
+        .await?;
+    let h = backend::demo::seed_history(
+        store.as_ref(),
+        history_kiosk.id,
+        c.id,
+        c.utc_offset_minutes,
+        &staff,
+        now_ms(),
+        30,
+    )
+    .await?;
+    // Its token was never kept: retire it so the kiosk list shows only real devices.
+    store
+        .revoke_kiosk(history_kiosk.id, now_ms(), &actor)
+        .await?;
     while store.seal_audit(10_000).await? == 10_000 {}
     println!(
         "seeded canteen {} with {} staff; subsidies for {}: {} people",
@@ -377,6 +428,15 @@ async fn seed_demo(cfg: Config) -> Result<()> {
         names.len(),
         g.period,
         g.people
+    );
+    println!(
+        "demo history: {} meals, {} plate weighings, {} top-ups over 30 days",
+        h.charges, h.waste, h.top_ups
+    );
+    println!(
+        "staff sign-in (web page /me): {} .. {} / {staff_password}",
+        staff[0].employee_no,
+        staff[staff.len() - 1].employee_no
     );
     println!("kiosk enrolment code (valid 24 h): {code}");
     Ok(())

@@ -112,7 +112,7 @@ strings! {
     plates: "餐盘数", "Plates";
     waste_total: "剩餐总量", "Waste in total";
     no_data: "暂无数据", "No data yet";
-    count_unit: "笔", "";
+    count_unit: "笔", "entries";
     clean_plate_rule: "光盘：剩餐不超过 20 克。", "Clean plate: at most 20 g left.";
     staff_home: "我的账户", "My account";
     hello: "您好", "Hello";

@@ -172,12 +172,12 @@ fn kpis(today: &Day, month: &Day, t: &'static Tr) -> Vec<Kpi> {
         },
         Kpi {
             label: t.top_ups,
-            today: money_count(today.top_ups, today.top_up_count),
+            today: yuan(Fen(today.top_ups)),
             period: money_count(month.top_ups, month.top_up_count),
         },
         Kpi {
             label: t.refunds,
-            today: money_count(today.refunds, today.refund_count),
+            today: yuan(Fen(today.refunds)),
             period: money_count(month.refunds, month.refund_count),
         },
         Kpi {

@@ -1,0 +1,452 @@
+//! The web pages in a real headless Chromium (Debian's `chromium` + `chromium-driver`, driven
+//! through WebDriver by fantoccini) against a real `backend serve` filled by `backend seed-demo`
+//! (a month of meals and waste): a manager signs in and sees the dashboard's charts; a member
+//! of staff on a 390x844 phone tops up through the sandbox gateway and sees the new balance,
+//! shows a pay code, and withdraws consent, after which a kiosk's gallery no longer has them.
+//! Screenshots land in `target/screenshots/web-*.png`.
+//!
+//! Without chromium and chromedriver these tests fail with instructions, unless
+//! `CLEANPLATE_SKIP_BROWSER=1` skips them explicitly.
+
+mod common;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether to run: true when the browser is installed; false (skip) only when asked.
+fn browser_available() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    if std::env::var("CLEANPLATE_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("CLEANPLATE_SKIP_BROWSER=1: browser tests skipped");
+        return false;
+    }
+    panic!(
+        "chromium and chromedriver are missing: run `scripts/system-packages.sh` (it installs \
+         chromium chromium-driver fonts-wqy-microhei) or set CLEANPLATE_SKIP_BROWSER=1"
+    );
+}
+
+/// chromedriver on a free port, stopped on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let d = Driver { child, port };
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "chromedriver did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d
+}
+
+async fn browser(driver: &Driver, phone: bool) -> Client {
+    let mut opts = json!({
+        "binary": CHROMIUM,
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1360,1000", "--lang=zh-CN"],
+    });
+    if phone {
+        opts["mobileEmulation"] =
+            json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 1.0}});
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), opts);
+    let c = ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session");
+    if !phone {
+        c.set_window_size(1360, 1000).await.expect("window size");
+    }
+    c
+}
+
+/// A seeded demo server: the backend, its data folder, the manager's and staff's passwords and
+/// the kiosk enrolment code `seed-demo` printed.
+struct Demo {
+    server: common::Server,
+    _dir: tempfile::TempDir,
+    staff_password: String,
+    enrolment_code: String,
+}
+
+const MANAGER_PASSWORD: &str = "manager-password-1";
+
+fn backend_cmd(dir: &Path, url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backend"));
+    cmd.env("CLEANPLATE_DEV_MODE", "true")
+        .env("CLEANPLATE_DATA_DIR", dir)
+        .env("RUST_LOG", "warn")
+        .arg("--database-url")
+        .arg(url);
+    cmd
+}
+
+fn seeded_demo() -> Demo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let out = backend_cmd(dir.path(), &url)
+        .arg("seed-demo")
+        .output()
+        .expect("seed-demo");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "seed-demo failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = |marker: &str| {
+        text.lines()
+            .find_map(|l| l.split_once(marker).map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("seed-demo printed no {marker:?}: {text}"))
+    };
+    let staff_password = after(" / ");
+    let enrolment_code = after("(valid 24 h):");
+    let out = backend_cmd(dir.path(), &url)
+        .args(["create-manager", "--username", "manager"])
+        .env("CLEANPLATE_NEW_PASSWORD", MANAGER_PASSWORD)
+        .output()
+        .expect("create-manager");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = common::spawn_server(&url, dir.path());
+    Demo {
+        server,
+        _dir: dir,
+        staff_password,
+        enrolment_code,
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots folder");
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots_dir().join(format!("web-{name}.png")), png).expect("write png");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn sign_in(c: &Client, base: &str, path: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}{path}")).await.expect("goto");
+    c.wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("sign-in form")
+        .send_keys(user)
+        .await
+        .expect("type");
+    c.find(Locator::Css("#password"))
+        .await
+        .expect("password field")
+        .send_keys(password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("form[action='/login'] button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Parses `¥1,234.50` into fen.
+fn fen_of(s: &str) -> i64 {
+    let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
+    let v: i64 = digits.parse().unwrap_or_else(|_| panic!("not money: {s}"));
+    if s.trim_start().starts_with('-') {
+        -v
+    } else {
+        v
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_signs_in_and_sees_the_dashboard() {
+    if !browser_available() {
+        return;
+    }
+    let demo = seeded_demo();
+    let base = demo.server.url();
+    let driver = start_driver();
+    let c = browser(&driver, false).await;
+    c.goto(&format!("{base}/manage")).await.expect("goto");
+    // Sent to the sign-in form first (zh-CN by default).
+    c.wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("sign-in form");
+    assert!(c
+        .current_url()
+        .await
+        .expect("url")
+        .as_str()
+        .contains("/login?next=/manage"));
+    screenshot(&c, "login").await;
+    sign_in(&c, &base, "/login?next=/manage", "wrong", "nope").await;
+    assert!(text_of(&c, ".alert").await.contains("用户名或密码不正确"));
+    sign_in(
+        &c,
+        &base,
+        "/login?next=/manage",
+        "manager",
+        MANAGER_PASSWORD,
+    )
+    .await;
+    assert_eq!(text_of(&c, "main h1").await, "经营概览");
+    let charts = c
+        .find_all(Locator::Css("figure.chart-card svg[role=img] > title"))
+        .await
+        .expect("charts");
+    assert_eq!(charts.len(), 4, "four charts, each with a title");
+    // The month is not empty: meals were served and bars drawn.
+    let bars = c
+        .find_all(Locator::Css("#chart-meals svg rect[fill]"))
+        .await
+        .expect("bars");
+    assert!(bars.len() > 30, "only {} bars", bars.len());
+    let meals = text_of(&c, ".kpi:first-child .muted").await;
+    assert!(meals.contains("近 30 天"), "{meals}");
+    screenshot(&c, "dashboard").await;
+    // Switch to English: remembered on the next page.
+    c.find(Locator::Css("a.lang"))
+        .await
+        .expect("language link")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(text_of(&c, "main h1").await, "Dashboard");
+    c.goto(&format!("{base}/manage")).await.expect("goto");
+    assert_eq!(text_of(&c, "main h1").await, "Dashboard");
+    screenshot(&c, "dashboard-en").await;
+    c.close().await.expect("close");
+}
+
+/// Signs in to the API as the manager; answers the session cookie and CSRF token.
+async fn api_login(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "manager", "password": MANAGER_PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let body: Value = r.json().await.expect("login body");
+    (
+        cookie,
+        body["csrf_token"].as_str().expect("csrf").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
+    if !browser_available() {
+        return;
+    }
+    let demo = seeded_demo();
+    let base = demo.server.url();
+    let driver = start_driver();
+    let c = browser(&driver, true).await;
+    sign_in(&c, &base, "/login", "E0001", &demo.staff_password).await;
+    let before = fen_of(&text_of(&c, "#balance").await);
+    let width: Value = c
+        .execute("return window.innerWidth", vec![])
+        .await
+        .expect("width");
+    assert_eq!(width, json!(390), "a phone viewport");
+    screenshot(&c, "staff-home").await;
+
+    // Top up ¥100 through the sandbox gateway and come back.
+    c.find(Locator::Css("input[name=amount][value='100'] + span"))
+        .await
+        .expect("¥100 choice")
+        .click()
+        .await
+        .expect("click");
+    c.find(Locator::Css("#topup-go"))
+        .await
+        .expect("pay button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#pay"))
+        .await
+        .expect("sandbox pay page")
+        .click()
+        .await
+        .expect("pay");
+    c.wait()
+        .for_element(Locator::Css("#return"))
+        .await
+        .expect("back link")
+        .click()
+        .await
+        .expect("back");
+    // The page refreshes itself until the gateway's notification has credited the order.
+    let done = c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#topup-done"))
+        .await
+        .expect("top-up credited");
+    assert!(done.text().await.expect("text").contains("¥100.00"));
+    let after = fen_of(&text_of(&c, "#balance").await);
+    assert_eq!(after, before + 10_000, "the new balance");
+    screenshot(&c, "staff-topup").await;
+
+    // A pay code as a QR code, with its expiry.
+    c.find(Locator::Css("#paycode-go"))
+        .await
+        .expect("pay code button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#qr svg"))
+        .await
+        .expect("QR code");
+    assert!(!text_of(&c, "#expires").await.is_empty());
+    screenshot(&c, "staff-paycode").await;
+
+    // Face data: consent given on the page, a template enrolled by a manager, then withdrawn.
+    c.goto(&format!("{base}/me")).await.expect("goto");
+    c.find(Locator::Css("form[action='/me/consent'] button"))
+        .await
+        .expect("consent button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#consent-withdraw"))
+        .await
+        .expect("consent given");
+    let http = reqwest::Client::new();
+    let (cookie, csrf) = api_login(&http, &base).await;
+    let r = http
+        .post(format!("{base}/api/v1/staff/1/templates"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"embedding": vec![0.088_388_35f32; 128]}))
+        .send()
+        .await
+        .expect("enrol template");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let kiosk: Value = http
+        .post(format!("{base}/api/v1/kiosk/enrol"))
+        .json(&json!({"code": demo.enrolment_code, "name": "Test kiosk"}))
+        .send()
+        .await
+        .expect("enrol kiosk")
+        .json()
+        .await
+        .expect("kiosk body");
+    let token = kiosk["device_token"]
+        .as_str()
+        .expect("device token")
+        .to_string();
+    let gallery = |token: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let g: Value = http
+                .get(format!("{base}/api/v1/kiosk/gallery?since=0"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("gallery")
+                .json()
+                .await
+                .expect("gallery body");
+            g["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .filter(|ch| ch["staff_id"] == 1 && ch["deleted"] == false)
+                .count()
+        }
+    };
+    assert_eq!(gallery(token.clone()).await, 1, "the kiosks know the face");
+    c.refresh().await.expect("reload");
+    c.wait()
+        .for_element(Locator::Css("form[action^='/me/templates/']"))
+        .await
+        .expect("the template is listed");
+    c.execute("document.getElementById('face').scrollIntoView()", vec![])
+        .await
+        .expect("scroll");
+    screenshot(&c, "staff-face").await;
+    c.find(Locator::Css("#consent-withdraw"))
+        .await
+        .expect("withdraw button")
+        .click()
+        .await
+        .expect("click");
+    let note = text_of(&c, "p.ok").await;
+    assert!(note.contains("已撤回同意"), "{note}");
+    assert!(c
+        .find_all(Locator::Css("form[action^='/me/templates/']"))
+        .await
+        .expect("templates")
+        .is_empty());
+    assert_eq!(gallery(token).await, 0, "the kiosks drop the face");
+    c.close().await.expect("close");
+}
