@@ -465,3 +465,106 @@ both_dbs!(top_up_and_pay_code_forms, |app| {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 });
+
+/// A top-up of `fen` credited at the test's lunch time, under its own order number.
+async fn top_up_at_lunch(app: &common::TestApp, staff_id: i64, no: &str, fen: i64) {
+    let now = common::lunch_today_ms();
+    app.store
+        .create_payment_order(
+            store::NewPaymentOrder {
+                order_no: no.into(),
+                staff_id,
+                amount: ledger::Fen(fen),
+                provider: "sandbox".into(),
+                now_ms: now,
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .expect("order");
+    app.store
+        .credit_payment(no, no, ledger::Fen(fen), "{}", now)
+        .await
+        .expect("credit");
+}
+
+both_dbs!(journal_filters_pages_and_exports_what_it_shows, |app| {
+    let (evil, _) = staff_with_login(&app, "=1+2", "=cmd|' /C calc'!A0", "s9").await;
+    top_up_at_lunch(&app, evil, "evil-1", 700).await;
+    for i in 0..55 {
+        top_up_at_lunch(&app, app.staff_id, &format!("t-{i}"), 100 + i).await;
+    }
+    let (s, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "j-1", "staff_id": app.staff_id, "kiosk_time": lunch_today()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let boss = cookies(&app.manager);
+    // Page one: 50 entries, newest first (the charge), and a link to the next page.
+    let (s, _, body) = app.raw(get("/manage/journal", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert_eq!(page.matches("<tr><td>").count(), 50, "{page}");
+    assert!(page.contains("-¥15.00"));
+    let next = page
+        .split("id=\"next-page\"")
+        .next()
+        .and_then(|h| h.rsplit("href=\"").next())
+        .and_then(|h| h.split('"').next())
+        .expect("a next page")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let (_, _, body) = app.raw(get(&next, &boss)).await;
+    assert_eq!(text(&body).matches("<tr><td>").count(), 57 - 50);
+    // Filtered by kind and person.
+    let (_, _, body) = app
+        .raw(get("/manage/journal?kind=charge&person=S1", &boss))
+        .await;
+    assert_eq!(text(&body).matches("<tr><td>").count(), 1);
+    let (s, _, _) = app.raw(get("/manage/journal?kind=nonsense", &boss)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The export holds exactly the filter's lines, as the person's statement has them.
+    let (s, h, body) = app.raw(get("/manage/journal.csv?person=S1", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = text(&body);
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    let statement = app.store.statement(app.staff_id, 1000).await.unwrap();
+    assert_eq!(rows.len(), statement.len());
+    for (row, line) in rows.iter().zip(&statement) {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells[0], line.entry_id.to_string());
+        let total = line.cash_delta.0 + line.subsidy_delta.0;
+        let yuan = format!(
+            "{}{}.{:02}",
+            if total < 0 { "-" } else { "" },
+            total.abs() / 100,
+            total.abs() % 100
+        );
+        assert_eq!(cells[7], yuan, "{row}");
+    }
+    // Formula injection: the person's number and name are text, not formulas.
+    let (_, _, body) = app.raw(get("/manage/journal.csv?kind=top_up", &boss)).await;
+    let csv = text(&body);
+    let evil_row = csv
+        .lines()
+        .find(|l| l.contains("cmd|"))
+        .expect("the row of the person with a formula name");
+    assert!(
+        evil_row.contains(",'=1+2,'=cmd|' /C calc'!A0,"),
+        "{evil_row}"
+    );
+    assert!(!csv.contains(",=cmd"));
+    // Staff have no journal.
+    let (s, _, _) = app
+        .raw(get("/manage/journal.csv", &cookies(&app.staff)))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+});

@@ -5,11 +5,11 @@ use ledger::Fen;
 use store::{
     Actor, AuditEntry, BalanceRow, Balances, Canteen, CanteenConfig, CanteenUpdate,
     ChargeBatchStats, ChargeCommand, ChargeFilter, ChargeRecord, ChargeResult, CheckReport,
-    Consent, CreditOutcome, DashboardFigures, DashboardQuery, GalleryPage, GrantSummary, Kiosk,
-    MealWindow, NewCanteen, NewPaymentOrder, NewSession, NewStaff, NewUser, Offboarding,
-    PayCodeRedemption, PaymentOrder, PaymentReturn, Price, Refund, RefundStatus, SandboxPayment,
-    SealedTemplate, Session, Staff, StaffUpdate, StatementLine, Store, SubsidyRule, TemplateMeta,
-    User, VoidOutcome, WasteCommand, WasteRecord, WasteStats,
+    Consent, CreditOutcome, DashboardFigures, DashboardQuery, GalleryPage, GrantSummary,
+    JournalFilter, JournalLine, Kiosk, MealWindow, NewCanteen, NewPaymentOrder, NewSession,
+    NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder, PaymentReturn, Price, Refund,
+    RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine,
+    Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord, WasteStats,
 };
 
 #[async_trait::async_trait]
@@ -363,6 +363,10 @@ impl Store for SqlStore {
 
     async fn dashboard_figures(&self, q: DashboardQuery) -> Result<DashboardFigures> {
         dashboard::dashboard_figures(self, q).await
+    }
+
+    async fn journal_page(&self, f: JournalFilter) -> Result<Vec<JournalLine>> {
+        dashboard::journal_page(self, f).await
     }
 
     async fn set_consent(

@@ -649,3 +649,31 @@ pub struct DashboardFigures {
     pub refunds: Vec<MoneyDay>,
     pub waste: Vec<WasteDay>,
 }
+
+/// Which journal lines the managers' journal shows: entries made in `[from_ms, to_ms)`,
+/// optionally of one person (by employee number) and one entry kind, newest first, pages of
+/// `limit` entries below `before_entry_id`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub employee_no: Option<String>,
+    /// An entry kind (`charge`, `top_up`, `refund`, `reversal`, `subsidy_grant`, ...).
+    pub kind: Option<String>,
+    pub before_entry_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One journal entry as it touched one person's accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalLine {
+    pub entry_id: i64,
+    pub kind: String,
+    pub at_ms: i64,
+    pub staff_id: i64,
+    pub employee_no: String,
+    pub name: String,
+    pub cash_delta: Fen,
+    pub subsidy_delta: Fen,
+    pub memo: String,
+}

@@ -41,6 +41,10 @@ impl PageError {
         PageError::new(StatusCode::NOT_FOUND, lang, lang.tr().not_found)
     }
 
+    pub fn bad_filter(lang: Lang) -> Self {
+        PageError::new(StatusCode::BAD_REQUEST, lang, lang.tr().bad_filter)
+    }
+
     pub fn bad_form(lang: Lang) -> Self {
         PageError::new(StatusCode::FORBIDDEN, lang, lang.tr().form_expired)
     }

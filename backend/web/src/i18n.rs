@@ -150,6 +150,9 @@ strings! {
     kind_other: "其他", "Other";
     journal_title: "交易流水", "Journal";
     filter: "筛选", "Filter";
+    bad_filter: "筛选条件无效：日期请写成 2026-12-03，类型请从列表中选。", "The filter is not valid: write dates as 2026-12-03 and pick a kind from the list.";
+    no_lines: "没有符合条件的记录。", "Nothing matches the filter.";
+    entry: "凭证号", "Entry";
     from: "起始日期", "From";
     to: "截止日期", "To";
     person: "员工工号", "Employee no.";

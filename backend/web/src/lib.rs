@@ -17,6 +17,7 @@ pub mod chart;
 pub mod error;
 pub mod format;
 pub mod i18n;
+pub mod journal;
 pub mod manage;
 pub mod session;
 pub mod staff;
@@ -110,6 +111,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .route("/assets/web.css", get(css))
         .route("/favicon.svg", get(favicon))
         .merge(manage::routes())
+        .merge(journal::routes())
         .merge(staff::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,

@@ -6,7 +6,6 @@
 
 use crate::error::{OrPage, PageError};
 use crate::format::{self, clock_time, local_time, signed_yuan, yuan};
-use crate::i18n::Tr;
 use crate::manage::canteen_offset;
 use crate::session::{Chrome, CsrfForm, StaffMember};
 use crate::HostRef;
@@ -87,18 +86,6 @@ impl HomePage {
     }
 }
 
-fn kind_name(kind: &str, t: &'static Tr) -> &'static str {
-    match kind {
-        "charge" => t.kind_charge,
-        "top_up" => t.kind_topup,
-        "refund" => t.kind_refund,
-        "reversal" => t.kind_reversal,
-        "subsidy_grant" => t.kind_subsidy,
-        "subsidy_expiry" => t.kind_subsidy_expiry,
-        _ => t.kind_other,
-    }
-}
-
 #[derive(Deserialize, Default)]
 pub struct HomeQuery {
     /// The top-up order the payer comes back from.
@@ -130,7 +117,7 @@ async fn render_home(
         .map(|l| {
             let delta = Fen(l.cash_delta.0 + l.subsidy_delta.0);
             Line {
-                what: kind_name(&l.kind, t),
+                what: crate::journal::kind_name(&l.kind, t),
                 when: local_time(l.at_ms, offset),
                 amount: signed_yuan(delta),
                 credit: delta.0 > 0,
