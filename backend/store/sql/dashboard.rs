@@ -105,11 +105,14 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     })
 }
 
+/// entry id, kind, time, memo, staff id, employee number, name, account kind, amount.
+type JournalRow = (i64, String, i64, String, i64, String, String, String, i64);
+
 /// A page of journal entries (see [`store::Store::journal_page`]): the entries are chosen
 /// first (newest first, whole entries, so a page never splits one), then their postings on
 /// people's accounts are summed per person.
 pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<JournalLine>> {
-    let rows: Vec<(i64, String, i64, String, i64, String, String, String, i64)> = sqlx::query_as(
+    let rows: Vec<JournalRow> = sqlx::query_as(
         "WITH page AS ( \
            SELECT e.id FROM journal_entries e \
            WHERE e.created_at >= $1 AND e.created_at < $2 \
