@@ -568,3 +568,81 @@ both_dbs!(journal_filters_pages_and_exports_what_it_shows, |app| {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 });
+
+both_dbs!(manager_approves_a_refund_request, |app| {
+    app.top_up_via_store(app.staff_id, 5000).await;
+    let (s, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "r-1", "staff_id": app.staff_id, "kiosk_time": lunch_today()})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let (s, r) = app
+        .call(
+            &app.staff,
+            Method::POST,
+            "/api/v1/me/refunds",
+            Some(json!({"charge_id": c["charge_id"], "reason": "<i>charged twice</i>"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let id = r["id"].as_i64().expect("refund id");
+    let boss = cookies(&app.manager);
+    let (s, _, body) = app.raw(get("/manage/refunds", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert!(
+        page.contains("¥15.00") && page.contains("Staff One"),
+        "{page}"
+    );
+    assert!(!page.contains("<i>charged"), "the reason is escaped");
+    let path = format!("/manage/refunds/{id}/decide");
+    // Staff cannot decide; a forged token decides nothing.
+    let (s, _, _) = app
+        .raw(post_form(
+            &path,
+            &cookies(&app.staff),
+            &[("csrf", &csrf(&app.staff)), ("approve", "true")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = app
+        .raw(post_form(
+            &path,
+            &boss,
+            &[("csrf", "forged"), ("approve", "true")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let waiting = app
+        .store
+        .list_refunds(Some(store::RefundStatus::Requested), None)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    let (s, _, _) = app
+        .raw(post_form(
+            &path,
+            &boss,
+            &[("csrf", &csrf(&app.manager)), ("approve", "true")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let b = app.store.balances(app.staff_id).await.unwrap();
+    assert_eq!(b.cash.0 + b.subsidy.0, 5000, "the meal's money is back");
+    let (_, _, body) = app.raw(get("/manage/refunds", &boss)).await;
+    assert!(text(&body).contains("id=\"no-refunds\""));
+    // Deciding twice is refused with a message, nothing changes.
+    let (s, _, _) = app
+        .raw(post_form(
+            &path,
+            &boss,
+            &[("csrf", &csrf(&app.manager)), ("approve", "false")],
+        ))
+        .await;
+    assert!(s.is_client_error(), "{s}");
+    app.check_ok().await;
+});

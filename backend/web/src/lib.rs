@@ -19,6 +19,7 @@ pub mod format;
 pub mod i18n;
 pub mod journal;
 pub mod manage;
+pub mod refunds;
 pub mod session;
 pub mod staff;
 
@@ -112,6 +113,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .route("/favicon.svg", get(favicon))
         .merge(manage::routes())
         .merge(journal::routes())
+        .merge(refunds::routes())
         .merge(staff::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
