@@ -5,8 +5,13 @@
 //! shows a pay code, and withdraws consent, after which a kiosk's gallery no longer has them.
 //! Screenshots land in `target/screenshots/web-*.png`.
 //!
+//! Every page of ours they visit is checked by axe-core (npm, installed by
+//! `scripts/test-tools.sh` into `tests/contract-client/node_modules`; the folder that script
+//! prints must be in `CLEANPLATE_TEST_TOOLS`): no serious or critical violation.
+//!
 //! Without chromium and chromedriver these tests fail with instructions, unless
-//! `CLEANPLATE_SKIP_BROWSER=1` skips them explicitly.
+//! `CLEANPLATE_SKIP_BROWSER=1` skips them explicitly; without the test tools likewise, unless
+//! `CLEANPLATE_SKIP_AXE=1` skips only the accessibility checks.
 
 mod common;
 
@@ -168,6 +173,49 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(format!("web-{name}.png")), png).expect("write png");
 }
 
+/// axe-core's source, or `None` when its checks are explicitly skipped.
+fn axe_source() -> Option<String> {
+    if std::env::var("CLEANPLATE_TEST_TOOLS").is_err() {
+        if std::env::var("CLEANPLATE_SKIP_AXE").as_deref() == Ok("1") {
+            return None;
+        }
+        panic!(
+            "CLEANPLATE_TEST_TOOLS is not set: run `scripts/test-tools.sh` and export the folder \
+             it prints (or set CLEANPLATE_SKIP_AXE=1 to skip the accessibility checks)"
+        );
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/contract-client/node_modules/axe-core/axe.min.js");
+    Some(
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test-tools.sh)", path.display())),
+    )
+}
+
+/// Runs axe-core on the current page: no serious or critical violation.
+async fn check_accessibility(c: &Client, page: &str) {
+    let Some(axe) = axe_source() else { return };
+    c.execute(&format!("{axe}\nreturn true;"), vec![])
+        .await
+        .expect("inject axe-core");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations\
+               .filter(v => v.impact === 'serious' || v.impact === 'critical')\
+               .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).slice(0, 5).join(' | '))))\
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    let found = found.as_array().cloned().unwrap_or_default();
+    assert!(
+        found.is_empty(),
+        "accessibility violations on {page}: {found:#?}"
+    );
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.wait()
         .at_most(Duration::from_secs(10))
@@ -235,6 +283,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
         .as_str()
         .contains("/login?next=/manage"));
     screenshot(&c, "login").await;
+    check_accessibility(&c, "sign-in").await;
     sign_in(&c, &base, "/login?next=/manage", "wrong", "nope").await;
     assert!(text_of(&c, ".alert").await.contains("用户名或密码不正确"));
     sign_in(
@@ -260,6 +309,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     let meals = text_of(&c, ".kpi:first-child .muted").await;
     assert!(meals.contains("近 30 天"), "{meals}");
     screenshot(&c, "dashboard").await;
+    check_accessibility(&c, "dashboard").await;
     // Switch to English: remembered on the next page.
     c.find(Locator::Css("a.lang"))
         .await
@@ -271,6 +321,61 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     c.goto(&format!("{base}/manage")).await.expect("goto");
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");
     screenshot(&c, "dashboard-en").await;
+    check_accessibility(&c, "dashboard (en)").await;
+
+    // The journal: filter by kind with the form, then export exactly what it shows.
+    c.find(Locator::Css("a[href='/manage/journal']"))
+        .await
+        .expect("journal link")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#kind"))
+        .await
+        .expect("filter form")
+        .select_by_value("top_up")
+        .await
+        .expect("pick top-ups");
+    c.find(Locator::Css("#filter-go"))
+        .await
+        .expect("filter button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#kind option[value=top_up][selected]"))
+        .await
+        .expect("filtered page");
+    let shown: Vec<String> = {
+        let mut ids = Vec::new();
+        for row in c
+            .find_all(Locator::Css("#journal tbody tr td:first-child"))
+            .await
+            .expect("rows")
+        {
+            ids.push(row.text().await.expect("text"));
+        }
+        ids
+    };
+    assert_eq!(shown.len(), 10, "the demo's ten top-ups: {shown:?}");
+    screenshot(&c, "journal").await;
+    check_accessibility(&c, "journal").await;
+    let csv = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             fetch(document.getElementById('export-csv').href).then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await
+        .expect("export");
+    let csv = csv.as_str().expect("csv text").to_string();
+    let exported: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(exported, shown, "the export holds exactly the page's lines");
     c.close().await.expect("close");
 }
 
@@ -313,6 +418,7 @@ async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
         .expect("width");
     assert_eq!(width, json!(390), "a phone viewport");
     screenshot(&c, "staff-home").await;
+    check_accessibility(&c, "staff home").await;
 
     // Top up ¥100 through the sandbox gateway and come back.
     c.find(Locator::Css("input[name=amount][value='100'] + span"))
@@ -352,6 +458,7 @@ async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
     let after = fen_of(&text_of(&c, "#balance").await);
     assert_eq!(after, before + 10_000, "the new balance");
     screenshot(&c, "staff-topup").await;
+    check_accessibility(&c, "staff home after a top-up").await;
 
     // A pay code as a QR code, with its expiry.
     c.find(Locator::Css("#paycode-go"))
@@ -366,6 +473,7 @@ async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
         .expect("QR code");
     assert!(!text_of(&c, "#expires").await.is_empty());
     screenshot(&c, "staff-paycode").await;
+    check_accessibility(&c, "pay code").await;
 
     // Face data: consent given on the page, a template enrolled by a manager, then withdrawn.
     c.goto(&format!("{base}/me")).await.expect("goto");
@@ -434,6 +542,7 @@ async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
         .await
         .expect("scroll");
     screenshot(&c, "staff-face").await;
+    check_accessibility(&c, "face data").await;
     c.find(Locator::Css("#consent-withdraw"))
         .await
         .expect("withdraw button")
