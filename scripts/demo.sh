@@ -156,6 +156,9 @@ echo
 echo
 echo "Ledger (API): $URL/api/v1/charges and $URL/api/v1/waste (log in as 'manager' / '$PASSWORD';"
 echo "the API is described at $URL/api/openapi.json). Demo data: $DATA"
+STAFF_SIGN_IN="$(sed -n 's/.*staff sign-in[^:]*: *//p' "$DATA/seed.txt")"
+echo "Web pages: $URL/ — managers sign in as 'manager' / '$PASSWORD' (dashboard, journal,"
+echo "refunds); staff on a phone with employee number and password: $STAFF_SIGN_IN"
 if [ "$WAIT" = 1 ]; then
   echo "The backend keeps running; press Ctrl-C to stop."
   wait "${PIDS[0]}"

@@ -153,7 +153,7 @@ fn clean_share(d: &Day) -> String {
 
 fn kpis(today: &Day, month: &Day, t: &'static Tr) -> Vec<Kpi> {
     let money_count =
-        |amount: i64, n: i64| format!("{} · {} {}", yuan(Fen(amount)), n, t.count_unit);
+        |amount: i64, n: i64| format!("{} ({} {})", yuan(Fen(amount)), n, t.count_unit);
     vec![
         Kpi {
             label: t.meals_served,
