@@ -44,7 +44,8 @@ trap cleanup EXIT INT TERM
 export CLEANPLATE_DATA_DIR="$DATA/backend" CLEANPLATE_DEV_MODE=true RUST_LOG="${RUST_LOG:-warn}"
 mkdir -p "$CLEANPLATE_DATA_DIR"
 say "seeding a demo canteen in $DATA/backend"
-"$BIN/backend" seed-demo | tee "$DATA/seed.txt"
+# 29 days of history before today: with today's live kiosks, the dashboard's 30 days.
+"$BIN/backend" seed-demo --history-days 29 | tee "$DATA/seed.txt"
 CODE1="$(sed -n 's/.*enrolment code[^:]*: *//p' "$DATA/seed.txt" | tr -d '[:space:]')"
 PASSWORD="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CLEANPLATE_NEW_PASSWORD="$PASSWORD" "$BIN/backend" create-manager --username manager >/dev/null

@@ -34,10 +34,11 @@ impl Dice {
     }
 }
 
-/// Writes `days` days of history up to `now_ms` for `staff` at `kiosk_id` of a canteen at UTC
-/// offset `utc_offset_minutes`: a top-up for everyone on the first day, then most people at
-/// lunch, some at breakfast and dinner, each meal's plate weighed at the return (plates grow
-/// cleaner over the month, as a canteen's waste campaign would hope).
+/// Writes the `days` days before `now_ms`'s day (today itself is left to the kiosks, whose
+/// meals it would otherwise pre-empt) for `staff` at `kiosk_id` of a canteen at UTC offset
+/// `utc_offset_minutes`: a top-up for everyone on the first day, then most people at lunch,
+/// some at breakfast and dinner, each meal's plate weighed at the return (plates grow cleaner
+/// over the month, as a canteen's waste campaign would hope).
 pub async fn seed_history(
     store: &dyn Store,
     kiosk_id: i64,
@@ -49,7 +50,7 @@ pub async fn seed_history(
 ) -> store::Result<History> {
     let offset_ms = utc_offset_minutes as i64 * 60_000;
     let today = (now_ms + offset_ms).div_euclid(DAY_MS);
-    let first = today - (days - 1);
+    let first = today - days;
     let mut dice = Dice(first as u64 ^ 0x5eed);
     let mut h = History::default();
     let actor = Actor::System("seed-demo");
@@ -74,10 +75,10 @@ pub async fn seed_history(
             .await?;
         h.top_ups += 1;
     }
-    for day in first..=today {
+    for day in first..today {
         let midnight = day * DAY_MS - offset_ms;
         // How far into the month: plates get cleaner from 45% to 75% clean.
-        let progress = (day - first) as f64 / (days.max(2) - 1) as f64;
+        let progress = (day - first) as f64 / days.max(1) as f64;
         for s in staff {
             for (meal, minute, chance) in [
                 (MealKind::Breakfast, 7 * 60 + 20, 40),

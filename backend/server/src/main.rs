@@ -54,8 +54,14 @@ enum Cmd {
         #[arg(long, default_value = "manager")]
         role: String,
     },
-    /// Fill an empty database with a demo canteen, prices, subsidies and staff.
-    SeedDemo,
+    /// Fill an empty database with a demo canteen, prices, subsidies and staff (with web
+    /// sign-ins), optionally with a history of meals and plate waste.
+    SeedDemo {
+        /// Days of meals, top-ups and plate waste to write before today (0: none), so the
+        /// managers' dashboard has something to show. Today is left to the kiosks.
+        #[arg(long, default_value_t = 0)]
+        history_days: i64,
+    },
 }
 
 fn now_ms() -> i64 {
@@ -91,7 +97,7 @@ async fn main() -> Result<()> {
         }
         Cmd::Check { seal, json } => check(cfg, seal, json).await,
         Cmd::CreateManager { username, role } => create_manager(cfg, username, role).await,
-        Cmd::SeedDemo => seed_demo(cfg).await,
+        Cmd::SeedDemo { history_days } => seed_demo(cfg, history_days).await,
     }
 }
 
@@ -253,7 +259,7 @@ async fn create_manager(cfg: Config, username: String, role: String) -> Result<(
     Ok(())
 }
 
-async fn seed_demo(cfg: Config) -> Result<()> {
+async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
     let store = backend::open_store(&cfg).await?;
     store.migrate().await?;
     if !store.list_canteens().await?.is_empty() {
@@ -389,38 +395,44 @@ async fn seed_demo(cfg: Config) -> Result<()> {
             &actor,
         )
         .await?;
-    // A month of meals and plate waste at a kiosk of its own, so the dashboard has a story.
-    let history_code = backend::crypto::random_token();
-    store
-        .create_enrolment_code(
+    // A history of meals and plate waste at a kiosk of its own, so the dashboard has a story.
+    if history_days > 0 {
+        let history_code = backend::crypto::random_token();
+        store
+            .create_enrolment_code(
+                c.id,
+                &backend::crypto::token_hash(&history_code),
+                now_ms() + 60_000,
+                &actor,
+            )
+            .await?;
+        let history_kiosk = store
+            .redeem_enrolment_code(
+                &backend::crypto::token_hash(&history_code),
+                "Demo history",
+                &backend::crypto::token_hash(&backend::crypto::random_token()),
+                now_ms(),
+            )
+            .await?;
+        let h = backend::demo::seed_history(
+            store.as_ref(),
+            history_kiosk.id,
             c.id,
-            &backend::crypto::token_hash(&history_code),
-            now_ms() + 60_000,
-            &actor,
-        )
-        .await?;
-    let history_kiosk = store
-        .redeem_enrolment_code(
-            &backend::crypto::token_hash(&history_code),
-            "Demo history",
-            &backend::crypto::token_hash(&backend::crypto::random_token()),
+            c.utc_offset_minutes,
+            &staff,
             now_ms(),
+            history_days,
         )
         .await?;
-    let h = backend::demo::seed_history(
-        store.as_ref(),
-        history_kiosk.id,
-        c.id,
-        c.utc_offset_minutes,
-        &staff,
-        now_ms(),
-        30,
-    )
-    .await?;
-    // Its token was never kept: retire it so the kiosk list shows only real devices.
-    store
-        .revoke_kiosk(history_kiosk.id, now_ms(), &actor)
-        .await?;
+        // Its token was never kept: retire it so the kiosk list shows only real devices.
+        store
+            .revoke_kiosk(history_kiosk.id, now_ms(), &actor)
+            .await?;
+        println!(
+            "demo history: {} meals, {} plate weighings, {} top-ups over the {history_days} days before today",
+            h.charges, h.waste, h.top_ups
+        );
+    }
     while store.seal_audit(10_000).await? == 10_000 {}
     println!(
         "seeded canteen {} with {} staff; subsidies for {}: {} people",
@@ -428,10 +440,6 @@ async fn seed_demo(cfg: Config) -> Result<()> {
         names.len(),
         g.period,
         g.people
-    );
-    println!(
-        "demo history: {} meals, {} plate weighings, {} top-ups over 30 days",
-        h.charges, h.waste, h.top_ups
     );
     println!(
         "staff sign-in (web page /me): {} .. {} / {staff_password}",

@@ -1,6 +1,6 @@
 //! The web pages in a real headless Chromium (Debian's `chromium` + `chromium-driver`, driven
 //! through WebDriver by fantoccini) against a real `backend serve` filled by `backend seed-demo`
-//! (a month of meals and waste): a manager signs in and sees the dashboard's charts; a member
+//! (`--history-days 29`: meals and waste before today): a manager signs in and sees the dashboard's charts; a member
 //! of staff on a 390x844 phone tops up through the sandbox gateway and sees the new balance,
 //! shows a pay code, and withdraws consent, after which a kiosk's gallery no longer has them.
 //! Screenshots land in `target/screenshots/web-*.png`.
@@ -127,7 +127,7 @@ fn seeded_demo() -> Demo {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("demo.db").display());
     let out = backend_cmd(dir.path(), &url)
-        .arg("seed-demo")
+        .args(["seed-demo", "--history-days", "29"])
         .output()
         .expect("seed-demo");
     let text = String::from_utf8_lossy(&out.stdout).to_string();

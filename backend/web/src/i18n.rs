@@ -115,7 +115,7 @@ strings! {
     count_unit: "笔", "entries";
     clean_plate_rule: "光盘：剩餐不超过 20 克。", "Clean plate: at most 20 g left.";
     staff_home: "我的账户", "My account";
-    hello: "您好", "Hello";
+    hello: "您好，", "Hello, ";
     balance: "余额", "Balance";
     cash: "现金", "Cash";
     subsidy: "补贴", "Subsidy";
