@@ -97,7 +97,7 @@ impl Chart {
     fn description(&self) -> String {
         let mut d = String::new();
         for s in &self.series {
-            let total: f64 = s.values.iter().sum();
+            let total: f64 = s.values.iter().filter(|v| v.is_finite()).sum();
             let max = s.values.iter().copied().fold(f64::NAN, f64::max);
             let _ = write!(
                 d,
@@ -189,19 +189,32 @@ impl Chart {
             }
             Kind::Lines => {
                 for ser in &self.series {
-                    let pts: Vec<String> = ser
-                        .values
-                        .iter()
-                        .enumerate()
-                        .map(|(i, v)| format!("{:.1},{:.1}", LEFT + band * (i as f64 + 0.5), y(*v)))
-                        .collect();
-                    let _ = write!(
-                        s,
-                        "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2.5\" points=\"{p}\"/>",
-                        c = ser.colour,
-                        p = pts.join(" ")
-                    );
+                    // A day without data (NaN) breaks the line rather than dropping it to 0.
+                    let mut segment: Vec<String> = Vec::new();
+                    let mut segments: Vec<Vec<String>> = Vec::new();
                     for (i, v) in ser.values.iter().enumerate() {
+                        if v.is_finite() {
+                            segment.push(format!(
+                                "{:.1},{:.1}",
+                                LEFT + band * (i as f64 + 0.5),
+                                y(*v)
+                            ));
+                        } else if !segment.is_empty() {
+                            segments.push(std::mem::take(&mut segment));
+                        }
+                    }
+                    if !segment.is_empty() {
+                        segments.push(segment);
+                    }
+                    for pts in segments.iter().filter(|p| p.len() > 1) {
+                        let _ = write!(
+                            s,
+                            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2.5\" points=\"{p}\"/>",
+                            c = ser.colour,
+                            p = pts.join(" ")
+                        );
+                    }
+                    for (i, v) in ser.values.iter().enumerate().filter(|(_, v)| v.is_finite()) {
                         let _ = write!(
                             s,
                             "<circle cx=\"{x:.1}\" cy=\"{yy:.1}\" r=\"3\" fill=\"{c}\"><title>{l}: {val}</title></circle>",
@@ -278,5 +291,17 @@ mod tests {
         let svg = chart(Kind::Lines, vec![10.0, 20.0, 30.0, 40.0]).svg();
         assert_eq!(svg.matches("<circle").count(), 4);
         assert_eq!(svg.matches("<polyline").count(), 1);
+    }
+
+    #[test]
+    fn days_without_data_break_the_line() {
+        let svg = chart(
+            Kind::Lines,
+            vec![10.0, 20.0, f64::NAN, 30.0, 40.0, f64::NAN],
+        )
+        .svg();
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(!svg.contains("NaN"));
     }
 }

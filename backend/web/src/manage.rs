@@ -274,7 +274,7 @@ fn charts(days: &[Day], first: i64, t: &'static Tr) -> Vec<ChartView> {
                 .iter()
                 .map(|d| {
                     if d.plates == 0 {
-                        0.0
+                        f64::NAN
                     } else {
                         100.0 * d.clean as f64 / d.plates as f64
                     }
