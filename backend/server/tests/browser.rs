@@ -402,7 +402,7 @@ async fn api_login(http: &reqwest::Client, base: &str) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
+async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a_phone() {
     if !browser_available() {
         return;
     }
@@ -474,6 +474,61 @@ async fn staff_tops_up_shows_a_pay_code_and_withdraws_consent_on_a_phone() {
     assert!(!text_of(&c, "#expires").await.is_empty());
     screenshot(&c, "staff-paycode").await;
     check_accessibility(&c, "pay code").await;
+
+    // A refund asked for on the phone, approved by a manager at a desk, seen on the phone.
+    c.goto(&format!("{base}/me")).await.expect("goto");
+    c.find(Locator::Css("details.refund summary"))
+        .await
+        .expect("a meal that may be refunded")
+        .click()
+        .await
+        .expect("open");
+    c.find(Locator::Css("details.refund input[name=reason]"))
+        .await
+        .expect("reason field")
+        .send_keys("汤是凉的")
+        .await
+        .expect("type");
+    c.find(Locator::Css("details.refund button"))
+        .await
+        .expect("refund button")
+        .click()
+        .await
+        .expect("click");
+    assert!(text_of(&c, "p.ok").await.contains("退款申请已提交"));
+    assert_eq!(text_of(&c, "li.meal .tag").await, "退款审核中");
+    let desk = browser(&driver, false).await;
+    sign_in(
+        &desk,
+        &base,
+        "/login?next=/manage/refunds",
+        "manager",
+        MANAGER_PASSWORD,
+    )
+    .await;
+    assert!(text_of(&desk, "#refunds tbody tr")
+        .await
+        .contains("汤是凉的"));
+    screenshot(&desk, "refunds").await;
+    check_accessibility(&desk, "refunds").await;
+    desk.find(Locator::Css("#refunds button.primary"))
+        .await
+        .expect("approve button")
+        .click()
+        .await
+        .expect("approve");
+    desk.wait()
+        .for_element(Locator::Css("#no-refunds"))
+        .await
+        .expect("nothing left to decide");
+    desk.close().await.expect("close");
+    let before_refund = fen_of(&text_of(&c, "#balance").await);
+    c.refresh().await.expect("reload");
+    assert_eq!(text_of(&c, "li.meal .tag").await, "已退款");
+    assert!(
+        fen_of(&text_of(&c, "#balance").await) > before_refund,
+        "the money is back"
+    );
 
     // Face data: consent given on the page, a template enrolled by a manager, then withdrawn.
     c.goto(&format!("{base}/me")).await.expect("goto");

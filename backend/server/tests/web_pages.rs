@@ -646,3 +646,86 @@ both_dbs!(manager_approves_a_refund_request, |app| {
     assert!(s.is_client_error(), "{s}");
     app.check_ok().await;
 });
+
+both_dbs!(staff_asks_for_a_refund_of_their_own_meal_only, |app| {
+    app.top_up_via_store(app.staff_id, 5000).await;
+    let (other, _) = staff_with_login(&app, "S5", "Someone Else", "s5").await;
+    app.top_up_via_store(other, 5000).await;
+    let mut charge_of = std::collections::HashMap::new();
+    for (key, who) in [("m-1", app.staff_id), ("m-2", other)] {
+        let (s, c) = app
+            .call(
+                &app.kiosk,
+                Method::POST,
+                "/api/v1/kiosk/charges",
+                Some(json!({"idempotency_key": key, "staff_id": who, "kiosk_time": lunch_today()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        charge_of.insert(who, c["charge_id"].as_i64().expect("charge id").to_string());
+    }
+    let me = cookies(&app.staff);
+    let token = csrf(&app.staff);
+    let (_, _, body) = app.raw(get("/me", &me)).await;
+    let page = text(&body);
+    assert!(page.contains(&format!(
+        "name=\"charge_id\" value=\"{}\"",
+        charge_of[&app.staff_id]
+    )));
+    // Someone else's charge: not found, nothing asked.
+    let (s, _, _) = app
+        .raw(post_form(
+            "/me/refunds",
+            &me,
+            &[
+                ("csrf", &token),
+                ("charge_id", &charge_of[&other]),
+                ("reason", "mine?"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // No reason: the page again with the message.
+    let (s, _, body) = app
+        .raw(post_form(
+            "/me/refunds",
+            &me,
+            &[
+                ("csrf", &token),
+                ("charge_id", &charge_of[&app.staff_id]),
+                ("reason", " "),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("请填写退款原因"));
+    assert!(app.store.list_refunds(None, None).await.unwrap().is_empty());
+    let (s, h, _) = app
+        .raw(post_form(
+            "/me/refunds",
+            &me,
+            &[
+                ("csrf", &token),
+                ("charge_id", &charge_of[&app.staff_id]),
+                ("reason", "cold soup"),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        (s, location(&h)),
+        (StatusCode::SEE_OTHER, "/me?done=refund".to_string())
+    );
+    let asked = app.store.list_refunds(None, None).await.unwrap();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (asked[0].staff_id, asked[0].reason.as_str()),
+        (app.staff_id, "cold soup")
+    );
+    let (_, _, body) = app.raw(get("/me?done=refund", &me)).await;
+    let page = text(&body);
+    assert!(page.contains("退款审核中"), "{page}");
+    assert!(!page.contains(&format!(
+        "name=\"charge_id\" value=\"{}\"",
+        charge_of[&app.staff_id]
+    )));
+});

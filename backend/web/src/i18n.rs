@@ -127,6 +127,14 @@ strings! {
     top_up_done: "充值成功，已到账", "Top-up received:";
     top_up_bad_amount: "请输入 0.01 到 5000 之间的金额。", "Enter an amount between 0.01 and 5000.";
     history: "最近流水", "Recent activity";
+    recent_meals: "最近就餐", "Recent meals";
+    request_refund: "申请退款", "Ask for a refund";
+    refund_reason: "退款原因", "Why";
+    refund_reason_needed: "请填写退款原因（200 字以内）。", "Say why (at most 200 characters).";
+    refund_requested: "退款审核中", "Refund requested";
+    refund_approved: "已退款", "Refunded";
+    refund_rejected: "退款未通过", "Refund refused";
+    refund_sent_note: "退款申请已提交，管理员审核后退回余额。", "Refund requested; a manager will decide and the money comes back to your balance.";
     no_history: "暂无记录", "Nothing yet";
     pay_code: "付款码", "Pay code";
     pay_code_show: "出示付款码", "Show a pay code";

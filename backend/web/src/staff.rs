@@ -16,9 +16,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use ledger::refund::ChargeStatus;
 use ledger::Fen;
+use ledger::MealKind;
 use serde::Deserialize;
-use store::{Actor, OrderStatus, User};
+use store::{Actor, ChargeFilter, OrderStatus, RefundStatus, User};
 
 /// Under this the page suggests a top-up.
 const LOW_BALANCE: Fen = Fen(2000);
@@ -31,6 +33,7 @@ pub fn routes() -> Router<HostRef> {
         .route("/me/top-up", post(top_up))
         .route("/me/pay-code", post(pay_code))
         .route("/me/consent", post(consent))
+        .route("/me/refunds", post(request_refund))
         .route("/me/templates/{id}/delete", post(delete_template))
 }
 
@@ -48,6 +51,18 @@ pub struct Line {
     pub amount: String,
     pub credit: bool,
     pub memo: String,
+}
+
+/// A recent meal, with what can be done about it.
+pub struct Meal {
+    pub charge_id: i64,
+    pub when: String,
+    pub what: &'static str,
+    pub amount: String,
+    /// The refund's state when one was asked for.
+    pub refund: Option<&'static str>,
+    /// Whether a refund may still be asked for (paid, within the window, none open).
+    pub refundable: bool,
 }
 
 pub struct TemplateRow {
@@ -72,6 +87,7 @@ pub struct HomePage {
     pub subsidy: String,
     pub low: bool,
     pub lines: Vec<Line>,
+    pub meals: Vec<Meal>,
     pub consent: bool,
     pub templates: Vec<TemplateRow>,
     pub top_up: TopUpState,
@@ -125,6 +141,49 @@ async fn render_home(
             }
         })
         .collect();
+    let now = host.now_ms();
+    let refunds = store.list_refunds(None, Some(me)).await.or_page(lang)?;
+    let meals = store
+        .list_charges(ChargeFilter {
+            staff_id: Some(me),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .or_page(lang)?
+        .into_iter()
+        .map(|c| {
+            // The latest request for the charge tells its state.
+            let asked = refunds
+                .iter()
+                .filter(|r| r.charge_id == c.id)
+                .max_by_key(|r| r.id)
+                .map(|r| r.status);
+            let open = matches!(
+                asked,
+                Some(RefundStatus::Requested) | Some(RefundStatus::Approved)
+            );
+            Meal {
+                charge_id: c.id,
+                when: local_time(c.kiosk_time_ms, offset),
+                what: match c.meal {
+                    Some(MealKind::Breakfast) => t.breakfast,
+                    Some(MealKind::Lunch) => t.lunch,
+                    Some(MealKind::Dinner) => t.dinner,
+                    None => t.kind_charge,
+                },
+                amount: yuan(c.amount),
+                refund: asked.map(|s| match s {
+                    RefundStatus::Requested => t.refund_requested,
+                    RefundStatus::Approved => t.refund_approved,
+                    RefundStatus::Rejected => t.refund_rejected,
+                }),
+                refundable: c.status == ChargeStatus::Accepted
+                    && !open
+                    && now - c.received_ms <= ledger::refund::STAFF_REFUND_WINDOW_MS,
+            }
+        })
+        .collect();
     let consent = store.consent(me).await.or_page(lang)?.granted;
     let templates = store
         .list_templates(me)
@@ -162,12 +221,17 @@ async fn render_home(
         subsidy: yuan(b.subsidy),
         low: total.0 < LOW_BALANCE.0,
         lines,
+        meals,
         consent,
         templates,
         top_up,
         choices: TOP_UP_CHOICES.to_vec(),
         error,
-        notice: (q.done == "withdrawn").then_some(t.consent_withdrawn_note),
+        notice: match q.done.as_str() {
+            "withdrawn" => Some(t.consent_withdrawn_note),
+            "refund" => Some(t.refund_sent_note),
+            _ => None,
+        },
     })
 }
 
@@ -292,4 +356,35 @@ pub async fn delete_template(
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to("/me").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RefundForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub charge_id: i64,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Asks for a refund of one of the visitor's own meals (the store refuses other people's
+/// charges as not found, and anything outside the refund rules with its reason).
+pub async fn request_refund(
+    State(host): State<HostRef>,
+    StaffMember(v, me): StaffMember,
+    Form(f): Form<RefundForm>,
+) -> Result<Response, PageError> {
+    v.check_csrf(&host, &f.csrf)?;
+    let reason = f.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 {
+        let msg = v.lang.tr().refund_reason_needed.to_string();
+        let page = render_home(&host, v, me, HomeQuery::default(), Some(msg)).await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    host.store()
+        .request_refund(f.charge_id, me, reason, host.now_ms(), &actor(v.user()))
+        .await
+        .or_page(v.lang)?;
+    Ok(Redirect::to("/me?done=refund").into_response())
 }
