@@ -230,9 +230,20 @@ both_dbs!(dashboard_shows_todays_meals_money_and_waste, |app| {
         .call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, _, body) = app.raw(get("/manage", &cookies(&app.manager))).await;
+    let (s, h, body) = app.raw(get("/manage", &cookies(&app.manager))).await;
     assert_eq!(s, StatusCode::OK);
+    // Private pages are not cached and load nothing from elsewhere.
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    assert!(h[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'self'"));
     let page = text(&body);
+    assert!(
+        !page.contains("http://") || !page.contains("src=\"http"),
+        "no outside assets"
+    );
+    assert!(!page.contains("<script"), "no JavaScript needed");
     // One lunch at ¥15.00 today; the plate had 12 g left: clean.
     assert!(page.contains("¥15.00"), "{page}");
     assert!(page.contains("¥50.00"), "the top-up");

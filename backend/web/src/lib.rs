@@ -23,12 +23,13 @@ pub mod refunds;
 pub mod session;
 pub mod staff;
 
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
 use store::{Store, User};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::PageError;
 
@@ -117,6 +118,24 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(staff::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
+        ))
+        // Pages show one person's money: never kept in a shared browser's cache (assets set
+        // their own caching), never framed, nothing loaded from anywhere but here. Forms may
+        // lead elsewhere: a top-up redirects to the payment provider's page.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                 form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         ))
         .with_state(host)
 }
