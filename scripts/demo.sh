@@ -44,7 +44,8 @@ trap cleanup EXIT INT TERM
 export CLEANPLATE_DATA_DIR="$DATA/backend" CLEANPLATE_DEV_MODE=true RUST_LOG="${RUST_LOG:-warn}"
 mkdir -p "$CLEANPLATE_DATA_DIR"
 say "seeding a demo canteen in $DATA/backend"
-"$BIN/backend" seed-demo | tee "$DATA/seed.txt"
+# 29 days of history before today: with today's live kiosks, the dashboard's 30 days.
+"$BIN/backend" seed-demo --history-days 29 | tee "$DATA/seed.txt"
 CODE1="$(sed -n 's/.*enrolment code[^:]*: *//p' "$DATA/seed.txt" | tr -d '[:space:]')"
 PASSWORD="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CLEANPLATE_NEW_PASSWORD="$PASSWORD" "$BIN/backend" create-manager --username manager >/dev/null
@@ -156,6 +157,9 @@ echo
 echo
 echo "Ledger (API): $URL/api/v1/charges and $URL/api/v1/waste (log in as 'manager' / '$PASSWORD';"
 echo "the API is described at $URL/api/openapi.json). Demo data: $DATA"
+STAFF_SIGN_IN="$(sed -n 's/.*staff sign-in[^:]*: *//p' "$DATA/seed.txt")"
+echo "Web pages: $URL/ — managers sign in as 'manager' / '$PASSWORD' (dashboard, journal,"
+echo "refunds); staff on a phone with employee number and password: $STAFF_SIGN_IN"
 if [ "$WAIT" = 1 ]; then
   echo "The backend keeps running; press Ctrl-C to stop."
   wait "${PIDS[0]}"

@@ -3,7 +3,8 @@
 # package registries only, and prints the folder that holds them:
 # - a Python virtual environment with schemathesis and openapi-spec-validator
 #   (scripts/test-tools/requirements.txt, every version pinned);
-# - the generated-client project's npm packages (tests/contract-client, package-lock.json).
+# - the generated-client project's npm packages (tests/contract-client, package-lock.json),
+#   which also hold axe-core for the web pages' browser tests (backend/server/tests/browser.rs).
 # Quick when nothing changed: the environment is rebuilt only when the requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."

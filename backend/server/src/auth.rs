@@ -90,6 +90,12 @@ fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Whether a sent CSRF token is the session's (constant time): the API's header and the web
+/// pages' hidden form field are checked by this one function.
+pub fn csrf_matches(sent: &str, expected: &str) -> bool {
+    constant_time_eq(sent.as_bytes(), expected.as_bytes())
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;

@@ -7,8 +7,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod face_photos;
+pub mod pages;
 pub mod payments;
 pub mod state;
 

@@ -54,8 +54,14 @@ enum Cmd {
         #[arg(long, default_value = "manager")]
         role: String,
     },
-    /// Fill an empty database with a demo canteen, prices, subsidies and staff.
-    SeedDemo,
+    /// Fill an empty database with a demo canteen, prices, subsidies and staff (with web
+    /// sign-ins), optionally with a history of meals and plate waste.
+    SeedDemo {
+        /// Days of meals, top-ups and plate waste to write before today (0: none), so the
+        /// managers' dashboard has something to show. Today is left to the kiosks.
+        #[arg(long, default_value_t = 0)]
+        history_days: i64,
+    },
 }
 
 fn now_ms() -> i64 {
@@ -91,7 +97,7 @@ async fn main() -> Result<()> {
         }
         Cmd::Check { seal, json } => check(cfg, seal, json).await,
         Cmd::CreateManager { username, role } => create_manager(cfg, username, role).await,
-        Cmd::SeedDemo => seed_demo(cfg).await,
+        Cmd::SeedDemo { history_days } => seed_demo(cfg, history_days).await,
     }
 }
 
@@ -253,7 +259,7 @@ async fn create_manager(cfg: Config, username: String, role: String) -> Result<(
     Ok(())
 }
 
-async fn seed_demo(cfg: Config) -> Result<()> {
+async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
     let store = backend::open_store(&cfg).await?;
     store.migrate().await?;
     if !store.list_canteens().await?.is_empty() {
@@ -339,15 +345,34 @@ async fn seed_demo(cfg: Config) -> Result<()> {
         "Zhou Jie",
         "Wu Xia",
     ];
+    let mut staff = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let cat = ["regular", "regular", "contractor", "intern"][i % 4];
-        store
+        let s = store
             .create_staff(
                 NewStaff {
                     employee_no: format!("E{:04}", i + 1),
                     name: (*n).into(),
                     department: "Demo".into(),
                     category: cat.into(),
+                },
+                &actor,
+            )
+            .await?;
+        staff.push(s);
+    }
+    // Every demo staff member can sign in to the staff page with their employee number and
+    // one shared demo password (printed below; a real canteen hands out one-time codes).
+    let staff_password = backend::crypto::random_token()[..10].to_string();
+    let staff_hash = backend::crypto::hash_password(&staff_password)?;
+    for s in &staff {
+        store
+            .create_user(
+                NewUser {
+                    username: s.employee_no.clone(),
+                    password_hash: staff_hash.clone(),
+                    role: Role::Staff,
+                    staff_id: Some(s.id),
                 },
                 &actor,
             )
@@ -370,6 +395,44 @@ async fn seed_demo(cfg: Config) -> Result<()> {
             &actor,
         )
         .await?;
+    // A history of meals and plate waste at a kiosk of its own, so the dashboard has a story.
+    if history_days > 0 {
+        let history_code = backend::crypto::random_token();
+        store
+            .create_enrolment_code(
+                c.id,
+                &backend::crypto::token_hash(&history_code),
+                now_ms() + 60_000,
+                &actor,
+            )
+            .await?;
+        let history_kiosk = store
+            .redeem_enrolment_code(
+                &backend::crypto::token_hash(&history_code),
+                "Demo history",
+                &backend::crypto::token_hash(&backend::crypto::random_token()),
+                now_ms(),
+            )
+            .await?;
+        let h = backend::demo::seed_history(
+            store.as_ref(),
+            history_kiosk.id,
+            c.id,
+            c.utc_offset_minutes,
+            &staff,
+            now_ms(),
+            history_days,
+        )
+        .await?;
+        // Its token was never kept: retire it so the kiosk list shows only real devices.
+        store
+            .revoke_kiosk(history_kiosk.id, now_ms(), &actor)
+            .await?;
+        println!(
+            "demo history: {} meals, {} plate weighings, {} top-ups over the {history_days} days before today",
+            h.charges, h.waste, h.top_ups
+        );
+    }
     while store.seal_audit(10_000).await? == 10_000 {}
     println!(
         "seeded canteen {} with {} staff; subsidies for {}: {} people",
@@ -377,6 +440,11 @@ async fn seed_demo(cfg: Config) -> Result<()> {
         names.len(),
         g.period,
         g.people
+    );
+    println!(
+        "staff sign-in (web page /me): {} .. {} / {staff_password}",
+        staff[0].employee_no,
+        staff[staff.len() - 1].employee_no
     );
     println!("kiosk enrolment code (valid 24 h): {code}");
     Ok(())

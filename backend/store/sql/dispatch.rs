@@ -5,11 +5,11 @@ use ledger::Fen;
 use store::{
     Actor, AuditEntry, BalanceRow, Balances, Canteen, CanteenConfig, CanteenUpdate,
     ChargeBatchStats, ChargeCommand, ChargeFilter, ChargeRecord, ChargeResult, CheckReport,
-    Consent, CreditOutcome, GalleryPage, GrantSummary, Kiosk, MealWindow, NewCanteen,
-    NewPaymentOrder, NewSession, NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder,
-    PaymentReturn, Price, Refund, RefundStatus, SandboxPayment, SealedTemplate, Session, Staff,
-    StaffUpdate, StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand,
-    WasteRecord, WasteStats,
+    Consent, CreditOutcome, DashboardFigures, DashboardQuery, GalleryPage, GrantSummary,
+    JournalFilter, JournalLine, Kiosk, MealWindow, NewCanteen, NewPaymentOrder, NewSession,
+    NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder, PaymentReturn, Price, Refund,
+    RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine,
+    Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord, WasteStats,
 };
 
 #[async_trait::async_trait]
@@ -359,6 +359,14 @@ impl Store for SqlStore {
         since_ms: i64,
     ) -> Result<WasteStats> {
         waste::waste_stats(self, staff_id, canteen_id, since_ms).await
+    }
+
+    async fn dashboard_figures(&self, q: DashboardQuery) -> Result<DashboardFigures> {
+        dashboard::dashboard_figures(self, q).await
+    }
+
+    async fn journal_page(&self, f: JournalFilter) -> Result<Vec<JournalLine>> {
+        dashboard::journal_page(self, f).await
     }
 
     async fn set_consent(

@@ -35,6 +35,7 @@ pub(crate) mod batch;
 mod canteens;
 mod charges;
 mod check;
+mod dashboard;
 mod dispatch;
 pub(crate) mod error;
 mod faces;

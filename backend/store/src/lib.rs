@@ -255,6 +255,13 @@ pub trait Store: Send + Sync + 'static {
         canteen_id: i64,
         since_ms: i64,
     ) -> Result<WasteStats>;
+    /// Meals, money and plate waste per canteen-local day in `[from_ms, to_ms)`, for the
+    /// managers' dashboard (summed in the database: the window may hold millions of rows).
+    async fn dashboard_figures(&self, q: DashboardQuery) -> Result<DashboardFigures>;
+    /// A page of the journal as it touched people's accounts (the managers' journal and its
+    /// export, which reads it page by page): at most `limit` entries, each with one line per
+    /// person it touched.
+    async fn journal_page(&self, f: JournalFilter) -> Result<Vec<JournalLine>>;
 
     // ---- face templates -----------------------------------------------------------------
     async fn set_consent(

@@ -601,3 +601,79 @@ pub struct ChargeBatchStats {
     /// Batches that failed as a whole (every charge in them was refused).
     pub failed: u64,
 }
+
+/// What the managers' dashboard asks for: a window of time and how days are cut (the
+/// canteen's UTC offset), and the weight under which a plate counts as clean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DashboardQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub utc_offset_minutes: i32,
+    pub clean_plate_max_grams: i64,
+}
+
+/// Charges of one local day and meal period (`day` counts days since 1970-01-01 in the
+/// canteen's offset). `meals` counts every charge whatever its status (a person was served);
+/// `revenue` and `subsidy` only accepted charges (refunds are reported on their own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MealDay {
+    pub day: i64,
+    pub meal: Option<MealKind>,
+    pub meals: i64,
+    pub revenue: Fen,
+    pub subsidy: Fen,
+}
+
+/// Money moved on one local day: credited top-ups, or approved refunds and reversals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoneyDay {
+    pub day: i64,
+    pub count: i64,
+    pub amount: Fen,
+}
+
+/// Plate waste weighed on one local day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasteDay {
+    pub day: i64,
+    pub plates: i64,
+    pub grams: i64,
+    pub clean_plates: i64,
+}
+
+/// The dashboard's figures per day, each list ordered by day (then meal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DashboardFigures {
+    pub meals: Vec<MealDay>,
+    pub top_ups: Vec<MoneyDay>,
+    pub refunds: Vec<MoneyDay>,
+    pub waste: Vec<WasteDay>,
+}
+
+/// Which journal lines the managers' journal shows: entries made in `[from_ms, to_ms)`,
+/// optionally of one person (by employee number) and one entry kind, newest first, pages of
+/// `limit` entries below `before_entry_id`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub employee_no: Option<String>,
+    /// An entry kind (`charge`, `top_up`, `refund`, `reversal`, `subsidy_grant`, ...).
+    pub kind: Option<String>,
+    pub before_entry_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One journal entry as it touched one person's accounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalLine {
+    pub entry_id: i64,
+    pub kind: String,
+    pub at_ms: i64,
+    pub staff_id: i64,
+    pub employee_no: String,
+    pub name: String,
+    pub cash_delta: Fen,
+    pub subsidy_delta: Fen,
+    pub memo: String,
+}

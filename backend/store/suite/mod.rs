@@ -196,4 +196,5 @@ mod concurrency;
 mod faces_and_waste;
 mod invariants;
 mod money;
+mod reports;
 mod sessions_and_constraints;

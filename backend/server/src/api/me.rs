@@ -3,7 +3,7 @@
 //! the caller's own staff record only; ids of other people's records answer 404.
 
 use super::types::*;
-use crate::auth::{Need, STAFF};
+use crate::auth::{Need, Principal, STAFF};
 use crate::error::ApiPath;
 use crate::error::{ApiError, JsonBody};
 use crate::state::{now_ms, AppState};
@@ -97,8 +97,25 @@ pub async fn create_topup(
     Need(p): Need<STAFF>,
     JsonBody(b): JsonBody<TopUpIn>,
 ) -> Result<Json<OrderOut>, ApiError> {
-    let payments = st.payment_provider()?;
     let amount = positive_fen(b.amount, "amount")?;
+    let (o, url) = start_topup(&st, &p, amount).await?;
+    Ok(Json(OrderOut::from_order(o, Some(url))))
+}
+
+/// Creates a top-up order for a staff caller and asks the provider for its pay page: the one
+/// way a top-up starts, for the API and the web pages.
+pub async fn start_topup(
+    st: &AppState,
+    p: &Principal,
+    amount: ledger::Fen,
+) -> Result<(store::PaymentOrder, String), ApiError> {
+    let payments = st.payment_provider()?;
+    if !amount.is_positive() {
+        return Err(ApiError::unprocessable(
+            "bad_amount",
+            "amount must be positive",
+        ));
+    }
     if amount.0 > 500_000 {
         return Err(ApiError::unprocessable(
             "bad_amount",
@@ -123,7 +140,7 @@ pub async fn create_topup(
         .create(&o)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(OrderOut::from_order(o, Some(url))))
+    Ok((o, url))
 }
 
 /// My top-up orders. Roles: staff.
@@ -213,7 +230,16 @@ pub async fn create_pay_code(
     State(st): State<AppState>,
     Need(p): Need<STAFF>,
 ) -> Result<Json<PayCodeOut>, ApiError> {
-    let me = p.own_staff_id()?;
+    let (code, expires_at_ms) = issue_pay_code(&st, p.own_staff_id()?).await?;
+    Ok(Json(PayCodeOut {
+        code,
+        expires_at_ms,
+    }))
+}
+
+/// Issues a one-time pay code (valid 2 minutes) for an active staff member: answers the code
+/// and its expiry. The one way a pay code is made, for the API and the web pages.
+pub async fn issue_pay_code(st: &AppState, me: i64) -> Result<(String, i64), ApiError> {
     if !st.store.get_staff(me).await?.active {
         return Err(ApiError::unprocessable(
             "staff_inactive",
@@ -226,8 +252,5 @@ pub async fn create_pay_code(
     st.store
         .create_pay_code(me, &crate::crypto::token_hash(&code), now, expires)
         .await?;
-    Ok(Json(PayCodeOut {
-        code,
-        expires_at_ms: expires,
-    }))
+    Ok((code, expires))
 }

@@ -146,6 +146,9 @@ pub fn router(state: AppState) -> Router {
     // Unknown routes answer with the same JSON error shape as everything else.
     .fallback(|| async { crate::error::ApiError::NotFound("route") })
     .layer(axum::middleware::map_response(crate::error::json_errors))
+    // The web pages answer their own errors as HTML, so they are merged after the layer that
+    // turns every other error into the API's JSON shape.
+    .merge(web::router(Arc::new(crate::pages::WebHost(state.clone()))))
     .layer(axum::middleware::from_fn(crate::error::refuse_long_uris))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)

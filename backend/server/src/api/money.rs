@@ -244,13 +244,14 @@ pub async fn pay_page(
     } else {
         format!(
             "<p>Order <b>{no}</b>: pay <b>¥{}</b> to CleanPlate canteen.</p>\
-             <form method=\"post\" action=\"/sandbox/pay/{no}\"><button type=\"submit\">Pay</button></form>",
+             <form method=\"post\" action=\"/sandbox/pay/{no}\"><button id=\"pay\" type=\"submit\">Pay</button></form>",
             o.amount
         )
     };
     Ok(Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sandbox pay</title></head>\
-         <body style=\"font-family:sans-serif;max-width:28em;margin:3em auto\"><h1>Sandbox payment gateway</h1>{body}</body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Sandbox pay</title></head>\
+         <body style=\"font-family:sans-serif;max-width:28em;margin:3em auto;padding:0 1em\"><main><h1>Sandbox payment gateway</h1>{body}</main></body></html>"
     )))
 }
 
@@ -269,10 +270,15 @@ pub async fn pay_submit(
     let txn = crate::payments::sandbox_pay(st.clone(), sandbox, o)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    // Like a real provider, the sandbox sends the payer back to the shop afterwards: the staff
+    // page, which shows the order's state and the new balance.
     Ok(Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Paid</title></head><body style=\"font-family:sans-serif\">\
-         <h1>Payment received</h1><p>Transaction {}. Your balance is credited in a moment.</p></body></html>",
-        escape(&txn)
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Paid</title></head><body style=\"font-family:sans-serif;max-width:28em;margin:3em auto;padding:0 1em\"><main>\
+         <h1>Payment received</h1><p>Transaction {}. Your balance is credited in a moment.</p>\
+         <p><a id=\"return\" href=\"/me?topup={}\">Back to CleanPlate</a></p></main></body></html>",
+        escape(&txn),
+        escape(&order_no)
     )))
 }
 

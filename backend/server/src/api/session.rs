@@ -21,14 +21,44 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    let opened = open_session(&st, &req.username, &req.password, &ip).await?;
+    let body = LoginResponse {
+        csrf_token: opened.csrf,
+        role: opened.user.role.as_str().into(),
+        user_id: opened.user.id,
+        staff_id: opened.user.staff_id,
+    };
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&opened.cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(resp)
+}
+
+/// A session just opened: its user, CSRF token and the `Set-Cookie` value carrying it.
+pub struct OpenedSession {
+    pub user: store::User,
+    pub csrf: String,
+    pub cookie: String,
+}
+
+/// Checks a password under the login rate limits and opens a database session: the one way
+/// in for the API's login and the web pages' sign-in form.
+pub async fn open_session(
+    st: &AppState,
+    username: &str,
+    password: &str,
+    ip: &str,
+) -> Result<OpenedSession, ApiError> {
     let now = now_ms();
-    login_budget(&st, &req.username, &ip, now).await?;
-    let user = st.store.user_by_username(&req.username).await?;
+    login_budget(st, username, ip, now).await?;
+    let user = st.store.user_by_username(username).await?;
     let stored = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| dummy_password_hash().to_string());
-    let password = req.password.clone();
+    let password = password.to_string();
     // Argon2 is deliberately slow: keep it off the async workers.
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
@@ -54,18 +84,7 @@ pub async fn login(
         ttl_ms / 1000,
         if st.cfg.cookie_secure { "; Secure" } else { "" }
     );
-    let body = LoginResponse {
-        csrf_token: csrf,
-        role: user.role.as_str().into(),
-        user_id: user.id,
-        staff_id: user.staff_id,
-    };
-    let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
-    Ok(resp)
+    Ok(OpenedSession { user, csrf, cookie })
 }
 
 /// Throttles password guessing without handing strangers a lock on other people's accounts:

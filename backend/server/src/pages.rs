@@ -1,0 +1,99 @@
+//! The server's side of the web pages (crate `web`): [`WebHost`] implements `web::Host` with
+//! the same functions the API handlers use — the session lookup and CSRF comparison of
+//! `auth`, the rate-limited password check of `api::session::open_session`, the top-up and
+//! pay-code starters of `api::me` — so the pages and the API share one session, one CSRF
+//! token and one rule for each thing.
+
+use crate::auth::{csrf_matches, Principal};
+use crate::crypto::{random_token, token_hash};
+use crate::error::ApiError;
+use crate::state::AppState;
+use std::sync::Arc;
+use store::{Store, User};
+use web::{HostError, PageSession, SignIn};
+
+pub struct WebHost(pub AppState);
+
+impl From<ApiError> for HostError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Unauthorized => HostError::BadCredentials,
+            ApiError::TooManyRequests => HostError::RateLimited,
+            ApiError::Internal(d) => HostError::Internal(d),
+            ApiError::Unavailable(d) => HostError::Unavailable(d),
+            other => HostError::Refused {
+                status: other.status().as_u16(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl web::Host for WebHost {
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
+    }
+
+    fn random_token(&self) -> String {
+        random_token()
+    }
+
+    fn cookie_secure(&self) -> bool {
+        self.0.cfg.cookie_secure
+    }
+
+    async fn session(&self, cookie_token: &str) -> Result<Option<PageSession>, HostError> {
+        let s = self
+            .0
+            .store
+            .session(&token_hash(cookie_token), crate::state::now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(s.map(|s| PageSession {
+            user: s.user,
+            csrf_token: s.csrf_token,
+        }))
+    }
+
+    fn csrf_matches(&self, session: &PageSession, sent: &str) -> bool {
+        csrf_matches(sent, &session.csrf_token)
+    }
+
+    async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<SignIn, HostError> {
+        let o = crate::api::session::open_session(&self.0, username, password, client_ip).await?;
+        Ok(SignIn {
+            user: o.user,
+            set_cookie: o.cookie,
+        })
+    }
+
+    async fn sign_out(&self, cookie_token: &str) -> Result<(), HostError> {
+        self.0
+            .store
+            .delete_session(&token_hash(cookie_token))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(())
+    }
+
+    async fn start_top_up(&self, user: &User, amount: ledger::Fen) -> Result<String, HostError> {
+        let p = Principal::User(user.clone());
+        let (_, url) = crate::api::me::start_topup(&self.0, &p, amount).await?;
+        Ok(url)
+    }
+
+    async fn new_pay_code(&self, user: &User) -> Result<(String, i64), HostError> {
+        let me = Principal::User(user.clone()).own_staff_id()?;
+        Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
+    }
+}

@@ -1,0 +1,167 @@
+//! The managers' views over the books: the dashboard's meals, money and plate waste summed per
+//! canteen-local day in the database (a month of a large canteen costs four grouped scans, not
+//! millions of rows), and the journal's pages of entries as they touched people's accounts.
+//! A local day is `(instant + offset) / one day` in integer arithmetic, which both databases
+//! compute alike for the non-negative instants the ledger holds.
+
+use super::error::db;
+use super::rows::parse_meal_opt;
+use super::SqlStore;
+use ledger::Fen;
+use store::{
+    DashboardFigures, DashboardQuery, JournalFilter, JournalLine, MealDay, MoneyDay, Result,
+    WasteDay,
+};
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result<DashboardFigures> {
+    let offset_ms = q.utc_offset_minutes as i64 * 60_000;
+    let meals: Vec<(i64, Option<String>, i64, i64, i64)> = sqlx::query_as(
+        "SELECT (kiosk_time + $1) / $2 AS day, meal, COUNT(*), \
+                CAST(COALESCE(SUM(CASE WHEN status = 'accepted' THEN amount_fen ELSE 0 END), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN status = 'accepted' THEN subsidy_fen ELSE 0 END), 0) AS BIGINT) \
+         FROM charges WHERE kiosk_time >= $3 AND kiosk_time < $4 \
+         GROUP BY day, meal ORDER BY day, meal",
+    )
+    .bind(offset_ms)
+    .bind(DAY_MS)
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let top_ups: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT (credited_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) \
+         FROM payment_orders WHERE status = 'credited' AND credited_at >= $3 AND credited_at < $4 \
+         GROUP BY day ORDER BY day",
+    )
+    .bind(offset_ms)
+    .bind(DAY_MS)
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let refunds: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT (decided_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) \
+         FROM refunds WHERE status = 'approved' AND decided_at >= $3 AND decided_at < $4 \
+         GROUP BY day ORDER BY day",
+    )
+    .bind(offset_ms)
+    .bind(DAY_MS)
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let waste: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT (measured_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(net_grams), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN net_grams <= $5 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM waste_records WHERE measured_at >= $3 AND measured_at < $4 \
+         GROUP BY day ORDER BY day",
+    )
+    .bind(offset_ms)
+    .bind(DAY_MS)
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .bind(q.clean_plate_max_grams)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let money = |rows: Vec<(i64, i64, i64)>| {
+        rows.into_iter()
+            .map(|(day, count, amount)| MoneyDay {
+                day,
+                count,
+                amount: Fen(amount),
+            })
+            .collect()
+    };
+    Ok(DashboardFigures {
+        meals: meals
+            .into_iter()
+            .map(|(day, meal, meals, revenue, subsidy)| {
+                Ok(MealDay {
+                    day,
+                    meal: parse_meal_opt(meal)?,
+                    meals,
+                    revenue: Fen(revenue),
+                    subsidy: Fen(subsidy),
+                })
+            })
+            .collect::<Result<_>>()?,
+        top_ups: money(top_ups),
+        refunds: money(refunds),
+        waste: waste
+            .into_iter()
+            .map(|(day, plates, grams, clean_plates)| WasteDay {
+                day,
+                plates,
+                grams,
+                clean_plates,
+            })
+            .collect(),
+    })
+}
+
+/// entry id, kind, time, memo, staff id, employee number, name, account kind, amount.
+type JournalRow = (i64, String, i64, String, i64, String, String, String, i64);
+
+/// A page of journal entries (see [`store::Store::journal_page`]): the entries are chosen
+/// first (newest first, whole entries, so a page never splits one), then their postings on
+/// people's accounts are summed per person.
+pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<JournalLine>> {
+    let rows: Vec<JournalRow> = sqlx::query_as(
+        "WITH page AS ( \
+           SELECT e.id FROM journal_entries e \
+           WHERE e.created_at >= $1 AND e.created_at < $2 \
+             AND ($4 IS NULL OR e.kind = $4) AND ($5 IS NULL OR e.id < $5) \
+             AND EXISTS (SELECT 1 FROM postings p JOIN book_accounts a ON a.id = p.account_id \
+                         JOIN staff st ON st.id = a.staff_id \
+                         WHERE p.entry_id = e.id AND ($3 IS NULL OR st.employee_no = $3)) \
+           ORDER BY e.id DESC LIMIT $6) \
+         SELECT e.id, e.kind, e.created_at, e.memo, st.id, st.employee_no, st.name, a.kind, p.amount_fen \
+         FROM page JOIN journal_entries e ON e.id = page.id \
+         JOIN postings p ON p.entry_id = e.id JOIN book_accounts a ON a.id = p.account_id \
+         JOIN staff st ON st.id = a.staff_id \
+         WHERE ($3 IS NULL OR st.employee_no = $3) \
+         ORDER BY e.id DESC, st.id, a.kind",
+    )
+    .bind(f.from_ms)
+    .bind(f.to_ms)
+    .bind(f.employee_no.as_deref())
+    .bind(f.kind.as_deref())
+    .bind(f.before_entry_id)
+    .bind(f.limit.clamp(1, 5000))
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let mut out: Vec<JournalLine> = Vec::new();
+    for (id, kind, at, memo, staff_id, employee_no, name, account, amount) in rows {
+        let same = out
+            .last()
+            .is_some_and(|l| l.entry_id == id && l.staff_id == staff_id);
+        if !same {
+            out.push(JournalLine {
+                entry_id: id,
+                kind,
+                at_ms: at,
+                staff_id,
+                employee_no,
+                name,
+                cash_delta: Fen(0),
+                subsidy_delta: Fen(0),
+                memo,
+            });
+        }
+        if let Some(l) = out.last_mut() {
+            if account == "cash" {
+                l.cash_delta = Fen(l.cash_delta.0 + amount);
+            } else {
+                l.subsidy_delta = Fen(l.subsidy_delta.0 + amount);
+            }
+        }
+    }
+    Ok(out)
+}
