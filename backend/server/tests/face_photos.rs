@@ -250,13 +250,28 @@ on_both_dbs!(photo_enrolment, with_models, |app| {
             .is_some_and(|m| m.contains("S1") || m.contains(&format!("#{id}"))),
         "the refusal names who the face belongs to: {v}"
     );
-    // A third face (the team's shared test photos beside the checkout), nobody's yet.
-    let stranger = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/faces/bbt-A/Kaley_Cuoco/1.png"),
-    )
-    .expect("the shared test photos (../shared/faces) beside the checkout");
-    let (s, v) = post_photo(&app, &app.manager, id, "image/png", stranger).await;
+    // A face like nobody enrolled (Obama's own embedding turned around) offered as Obama's:
+    // unlike his own templates.
+    let (_, g0) = app
+        .call(
+            &app.kiosk,
+            Method::GET,
+            "/api/v1/kiosk/gallery?since=0",
+            None,
+        )
+        .await;
+    assert_eq!(g0["changes"][0]["staff_id"], id, "{g0}");
+    let own = wire::decode_embedding(g0["changes"][0]["embedding"].as_str().expect("embedding"))
+        .expect("decode");
+    let turned: Vec<f32> = own.iter().map(|x| -x).collect();
+    let (s, v) = app
+        .call(
+            &app.manager,
+            Method::POST,
+            &format!("/api/v1/staff/{id}/templates"),
+            Some(json!({ "embedding": turned })),
+        )
+        .await;
     assert_eq!(
         (s, code(&v)),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("face_unlike_own")),
