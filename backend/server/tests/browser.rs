@@ -227,6 +227,31 @@ async fn text_of(c: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Clicks what `css` finds and waits until the browser has left the current document. Reading
+/// the next page straight after a click could otherwise find the old page's element (both pages
+/// have a `main h1`) and fail with a stale reference once the new one arrives.
+async fn click_and_load(c: &Client, css: &str) {
+    let old_page = c.find(Locator::Css("html")).await.expect("the page");
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match old_page.tag_name().await {
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                return;
+            }
+            _ if Instant::now() > deadline => panic!("clicking {css} did not load a page"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 async fn sign_in(c: &Client, base: &str, path: &str, user: &str, password: &str) {
     c.goto(&format!("{base}{path}")).await.expect("goto");
     c.wait()
@@ -242,12 +267,7 @@ async fn sign_in(c: &Client, base: &str, path: &str, user: &str, password: &str)
         .send_keys(password)
         .await
         .expect("type");
-    c.find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(c, "form[action='/login'] button[type=submit]").await;
 }
 
 /// Parses `¥1,234.50` into fen.
@@ -311,12 +331,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     screenshot(&c, "dashboard").await;
     check_accessibility(&c, "dashboard").await;
     // Switch to English: remembered on the next page.
-    c.find(Locator::Css("a.lang"))
-        .await
-        .expect("language link")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "a.lang").await;
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");
     c.goto(&format!("{base}/manage")).await.expect("goto");
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");
@@ -324,12 +339,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     check_accessibility(&c, "dashboard (en)").await;
 
     // The journal: filter by kind with the form, then export exactly what it shows.
-    c.find(Locator::Css("a[href='/manage/journal']"))
-        .await
-        .expect("journal link")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "a[href='/manage/journal']").await;
     c.wait()
         .for_element(Locator::Css("#kind"))
         .await
@@ -337,12 +347,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
         .select_by_value("top_up")
         .await
         .expect("pick top-ups");
-    c.find(Locator::Css("#filter-go"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#filter-go").await;
     c.wait()
         .for_element(Locator::Css("#kind option[value=top_up][selected]"))
         .await
@@ -461,12 +466,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
     check_accessibility(&c, "staff home after a top-up").await;
 
     // A pay code as a QR code, with its expiry.
-    c.find(Locator::Css("#paycode-go"))
-        .await
-        .expect("pay code button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#paycode-go").await;
     c.wait()
         .for_element(Locator::Css("#qr svg"))
         .await
@@ -489,12 +489,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
         .send_keys("汤是凉的")
         .await
         .expect("type");
-    c.find(Locator::Css("details.refund button"))
-        .await
-        .expect("refund button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "details.refund button").await;
     assert!(text_of(&c, "p.ok").await.contains("退款申请已提交"));
     assert_eq!(text_of(&c, "li.meal .tag").await, "退款审核中");
     let desk = browser(&driver, false).await;
@@ -598,12 +593,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
         .expect("scroll");
     screenshot(&c, "staff-face").await;
     check_accessibility(&c, "face data").await;
-    c.find(Locator::Css("#consent-withdraw"))
-        .await
-        .expect("withdraw button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#consent-withdraw").await;
     let note = text_of(&c, "p.ok").await;
     assert!(note.contains("已撤回同意"), "{note}");
     assert!(c
