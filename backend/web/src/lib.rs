@@ -17,8 +17,11 @@ pub mod chart;
 pub mod error;
 pub mod format;
 pub mod i18n;
+pub mod import;
 pub mod journal;
 pub mod manage;
+pub mod password;
+pub mod people;
 pub mod refunds;
 pub mod session;
 pub mod staff;
@@ -92,6 +95,21 @@ pub trait Host: Send + Sync + 'static {
     async fn start_top_up(&self, user: &User, amount: ledger::Fen) -> Result<String, HostError>;
     /// Issues a one-time pay code for the user; answers the code and when it expires (ms).
     async fn new_pay_code(&self, user: &User) -> Result<(String, i64), HostError>;
+    /// A manager gives a member of staff a one-time sign-in code (their first sign-in, or a
+    /// forgotten password); answers the code, to be shown once, and when it stops working.
+    async fn issue_sign_in_code(
+        &self,
+        manager: &User,
+        staff_id: i64,
+    ) -> Result<(String, i64), HostError>;
+    /// The signed-in user chooses their own password (under the API's password rule); their
+    /// other sessions end, the one named by `cookie_token` goes on.
+    async fn set_own_password(
+        &self,
+        cookie_token: &str,
+        user: &User,
+        new_password: &str,
+    ) -> Result<(), HostError>;
 }
 
 /// The shared state of every page handler.
@@ -116,9 +134,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(journal::routes())
         .merge(refunds::routes())
         .merge(staff::routes())
+        .merge(password::routes())
+        .merge(people::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
+        // Added after the small-form limit, so it keeps its own (a spreadsheet upload).
+        .merge(import::routes())
         // Pages show one person's money: never kept in a shared browser's cache (assets set
         // their own caching), never framed, nothing loaded from anywhere but here. Forms may
         // lead elsewhere: a top-up redirects to the payment provider's page.
