@@ -604,3 +604,134 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
     assert_eq!(gallery(token).await, 0, "the kiosks drop the face");
     c.close().await.expect("close");
 }
+
+/// Writes an XLSX workbook of these rows (the first is the header) for the file input.
+fn workbook(path: &Path, rows: &[[&str; 4]]) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *cell).expect("cell");
+        }
+    }
+    book.save(path).expect("xlsx");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_imports_staff_and_hands_out_a_first_sign_in_code() {
+    if !browser_available() {
+        return;
+    }
+    let demo = seeded_demo();
+    let base = demo.server.url();
+    let driver = start_driver();
+    let c = browser(&driver, false).await;
+    sign_in(
+        &c,
+        &base,
+        "/login?next=/manage/staff",
+        "manager",
+        MANAGER_PASSWORD,
+    )
+    .await;
+    assert_eq!(text_of(&c, "main h1").await, "人员管理");
+    assert!(text_of(&c, "#people tbody").await.contains("E0001"));
+    screenshot(&c, "staff").await;
+    check_accessibility(&c, "staff list").await;
+
+    // An XLSX with one bad row: the report names it, and nobody is imported.
+    let files = tempfile::tempdir().expect("temp dir");
+    let header = ["工号", "姓名", "部门", "类别"];
+    let bad = files.path().join("new-staff.xlsx");
+    workbook(
+        &bad,
+        &[
+            header,
+            ["N2001", "周晓明", "办公室", "regular"],
+            ["N 2002", "吴丽", "信息中心", "regular"],
+            ["N2003", "郑强", "后勤处", "contractor"],
+        ],
+    );
+    click_and_load(&c, "#import-link").await;
+    screenshot(&c, "import").await;
+    c.find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&bad.display().to_string())
+        .await
+        .expect("choose the file");
+    click_and_load(&c, "#import-go").await;
+    let problems = c
+        .find_all(Locator::Css("#problems tbody tr"))
+        .await
+        .expect("problem rows");
+    assert_eq!(problems.len(), 1, "one bad row");
+    let row = problems[0].text().await.expect("text");
+    assert!(row.starts_with("3 工号 N 2002"), "{row}");
+    screenshot(&c, "import-report").await;
+    check_accessibility(&c, "import report").await;
+
+    // Fixed: all three imported.
+    let good = files.path().join("new-staff-fixed.xlsx");
+    workbook(
+        &good,
+        &[
+            header,
+            ["N2001", "周晓明", "办公室", "regular"],
+            ["N2002", "吴丽", "信息中心", "regular"],
+            ["N2003", "郑强", "后勤处", "contractor"],
+        ],
+    );
+    c.find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&good.display().to_string())
+        .await
+        .expect("choose the file");
+    click_and_load(&c, "#import-go").await;
+    assert_eq!(
+        c.find_all(Locator::Css("#imported tbody tr"))
+            .await
+            .expect("imported rows")
+            .len(),
+        3
+    );
+
+    // Wu Li's page: a one-time code, shown once, for her first sign-in.
+    click_and_load(&c, "#imported tbody tr:nth-child(2) a").await;
+    click_and_load(&c, "#issue-code").await;
+    let code = text_of(&c, "#code").await;
+    assert_eq!(code.len(), 12, "{code}");
+    let employee_no = c
+        .find(Locator::Css("h1 .muted"))
+        .await
+        .expect("employee number")
+        .text()
+        .await
+        .expect("text");
+    screenshot(&c, "person").await;
+    check_accessibility(&c, "person").await;
+    c.close().await.expect("close");
+
+    // On her phone: the code opens only the password form; then her own page.
+    let phone = browser(&driver, true).await;
+    sign_in(&phone, &base, "/login", &employee_no, &code).await;
+    assert_eq!(text_of(&phone, "main h1").await, "设置密码");
+    screenshot(&phone, "staff-password").await;
+    check_accessibility(&phone, "choose a password").await;
+    for (css, value) in [
+        ("#new-password", "correct horse 42"),
+        ("#repeat-password", "correct horse 42"),
+    ] {
+        phone
+            .find(Locator::Css(css))
+            .await
+            .expect("password field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    click_and_load(&phone, "#password-go").await;
+    assert_eq!(fen_of(&text_of(&phone, "#balance").await), 0);
+    phone.close().await.expect("close");
+}
