@@ -573,6 +573,28 @@ both_dbs!(journal_filters_pages_and_exports_what_it_shows, |app| {
         "{evil_row}"
     );
     assert!(!csv.contains(",=cmd"));
+    // The XLSX export: the same lines; a name that looks like a formula is a text cell.
+    let (s, h, body) = app.raw(get("/manage/journal.xlsx?person=S1", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .ends_with(".xlsx\""));
+    let sheet = first_sheet(&body);
+    assert_eq!(sheet.len(), statement.len() + 1, "a header and the lines");
+    for (row, line) in sheet.iter().skip(1).zip(&statement) {
+        assert_eq!(row[0], calamine::Data::Float(line.entry_id as f64));
+        let total = (line.cash_delta.0 + line.subsidy_delta.0) as f64 / 100.0;
+        assert_eq!(row[7], calamine::Data::Float(total));
+    }
+    let (_, _, body) = app
+        .raw(get("/manage/journal.xlsx?kind=top_up", &boss))
+        .await;
+    let sheet = first_sheet(&body);
+    assert!(sheet.iter().any(
+        |r| r[4] == calamine::Data::String("=cmd|' /C calc'!A0".into())
+            && r[3] == calamine::Data::String("=1+2".into())
+    ));
     // Staff have no journal.
     let (s, _, _) = app
         .raw(get("/manage/journal.csv", &cookies(&app.staff)))
@@ -740,6 +762,15 @@ both_dbs!(staff_asks_for_a_refund_of_their_own_meal_only, |app| {
         charge_of[&app.staff_id]
     )));
 });
+
+/// The cells of an XLSX file's first sheet, row by row.
+fn first_sheet(bytes: &[u8]) -> Vec<Vec<calamine::Data>> {
+    use calamine::Reader;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).expect("an XLSX file");
+    let name = book.sheet_names()[0].clone();
+    let range = book.worksheet_range(&name).expect("the first sheet");
+    range.rows().map(|r| r.to_vec()).collect()
+}
 
 /// A multipart upload of one file (as a browser's form sends it), with the session's CSRF token.
 fn upload(path: &str, cookie: &str, csrf: &str, file_name: &str, bytes: &[u8]) -> Request<Body> {

@@ -268,4 +268,6 @@ strings! {
     password_rule: "密码须为 10-128 个字符，不能含控制字符。", "A password is 10-128 characters, no control characters.";
     passwords_differ: "两次输入的密码不一致。", "The two passwords differ.";
     no_activity: "暂无流水。", "No activity yet.";
+    export_xlsx: "导出 XLSX", "Export XLSX";
+    memo: "摘要", "Memo";
 }
