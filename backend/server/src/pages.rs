@@ -105,6 +105,10 @@ impl web::Host for WebHost {
         Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
     }
 
+    async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError> {
+        Ok(crate::api::money::reconcile_order(&self.0, order_no).await?)
+    }
+
     async fn issue_sign_in_code(
         &self,
         manager: &User,

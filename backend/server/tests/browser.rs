@@ -711,6 +711,16 @@ async fn manager_imports_staff_and_hands_out_a_first_sign_in_code() {
         .expect("text");
     screenshot(&c, "person").await;
     check_accessibility(&c, "person").await;
+    // The money desk, over the demo's month of meals and top-ups.
+    click_and_load(&c, "a[href='/manage/money']").await;
+    assert_eq!(text_of(&c, "main h1").await, "资金台");
+    assert!(!c
+        .find_all(Locator::Css("#charges tbody tr"))
+        .await
+        .expect("charges")
+        .is_empty());
+    screenshot(&c, "money").await;
+    check_accessibility(&c, "money desk").await;
     c.close().await.expect("close");
 
     // On her phone: the code opens only the password form; then her own page.

@@ -1290,3 +1290,149 @@ both_dbs!(import_checks_every_row_before_writing_anything, |app| {
     assert_eq!(staff_count(&app).await, before + 3);
     app.check_ok().await;
 });
+
+both_dbs!(money_desk_collects_waives_reverses_and_reconciles, |app| {
+    let boss = cookies(&app.manager);
+    let token = csrf(&app.manager);
+    let charge = |key: &str, offline: bool| json!({"idempotency_key": key, "staff_id": app.staff_id, "kiosk_time": lunch_today(), "offline": offline});
+    // Lunch paid, then a second lunch recorded offline: an exception (one meal per period).
+    top_up_at_lunch(&app, app.staff_id, "desk-1", 5000).await;
+    let (s, paid) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge("d-1", false)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{paid}");
+    let (_, ex) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge("d-2", true)),
+        )
+        .await;
+    assert_eq!(ex["status"], "exception", "{ex}");
+    let (s, _, body) = app.raw(get("/manage/money", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert_eq!(
+        page.split("id=\"exceptions\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or("")
+            .matches("<tr><td>")
+            .count(),
+        1
+    );
+    // Waived: nothing posted, gone from the list.
+    let balance = app.store.balances(app.staff_id).await.unwrap();
+    let ex_id = ex["charge_id"].as_i64().expect("charge id");
+    let (s, h, _) = app
+        .raw(post_form(
+            &format!("/manage/money/exceptions/{ex_id}"),
+            &boss,
+            &[("csrf", &token), ("collect", "false")],
+        ))
+        .await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/manage/money?done=waived")
+    );
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), balance);
+    assert_eq!(
+        app.store.get_charge(ex_id).await.unwrap().status,
+        ledger::refund::ChargeStatus::Waived
+    );
+    let (_, _, body) = app.raw(get("/manage/money?done=waived", &boss)).await;
+    assert!(text(&body).contains("id=\"no-exceptions\""));
+    assert!(text(&body).contains("已免单"));
+    // A reversal needs a reason; with one, the money is back and the reason kept with it.
+    let paid_id = paid["charge_id"].as_i64().expect("charge id");
+    let reverse = format!("/manage/money/charges/{paid_id}/reverse");
+    let (s, _, body) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "  ")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("请填写冲正原因"));
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), balance);
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", "forged"), ("reason", "双扣")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "双扣")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let after = app.store.balances(app.staff_id).await.unwrap();
+    assert_eq!(
+        after.cash.0 + after.subsidy.0,
+        5000,
+        "the whole charge is back"
+    );
+    let kept = app
+        .store
+        .list_refunds(None, Some(app.staff_id))
+        .await
+        .unwrap();
+    assert!(
+        kept.iter()
+            .any(|r| r.charge_id == paid_id && r.kind == "manager_reversal" && r.reason == "双扣"),
+        "{kept:?}"
+    );
+    // Twice is refused in words, nothing more returned.
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "双扣")],
+        ))
+        .await;
+    assert!(s.is_client_error(), "{s}");
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), after);
+    // An order unpaid for an hour needs a look; asking the provider says "not paid".
+    app.store
+        .create_payment_order(
+            store::NewPaymentOrder {
+                order_no: "stale-1".into(),
+                staff_id: app.staff_id,
+                amount: ledger::Fen(2000),
+                provider: "sandbox".into(),
+                now_ms: common::lunch_today_ms() - 3_600_000,
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let (_, _, body) = app.raw(get("/manage/money", &boss)).await;
+    assert!(text(&body).contains("id=\"attention\""), "{}", text(&body));
+    let (s, h, _) = app
+        .raw(post_form(
+            "/manage/money/topups/stale-1/check",
+            &boss,
+            &[("csrf", &token)],
+        ))
+        .await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/manage/money?done=not_paid")
+    );
+    // Staff have no money desk.
+    let (s, _, _) = app.raw(get("/manage/money", &cookies(&app.staff))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    app.check_ok().await;
+});

@@ -20,6 +20,7 @@ pub mod i18n;
 pub mod import;
 pub mod journal;
 pub mod manage;
+pub mod money_desk;
 pub mod password;
 pub mod people;
 pub mod refunds;
@@ -102,6 +103,9 @@ pub trait Host: Send + Sync + 'static {
         manager: &User,
         staff_id: i64,
     ) -> Result<(String, i64), HostError>;
+    /// Asks the payment provider about a top-up order and credits it if it was paid (exactly
+    /// once); answers `not_paid` or the credit's outcome (`credited`, `already_credited`, ...).
+    async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError>;
     /// The signed-in user chooses their own password (under the API's password rule); their
     /// other sessions end, the one named by `cookie_token` goes on.
     async fn set_own_password(
@@ -136,6 +140,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(staff::routes())
         .merge(password::routes())
         .merge(people::routes())
+        .merge(money_desk::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
