@@ -105,6 +105,26 @@ impl web::Host for WebHost {
         Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
     }
 
+    async fn issue_kiosk_code(
+        &self,
+        manager: &User,
+        canteen_id: i64,
+    ) -> Result<(String, i64), HostError> {
+        Ok(crate::api::admin::issue_kiosk_code(
+            &self.0,
+            canteen_id,
+            None,
+            &Principal::User(manager.clone()).actor(),
+        )
+        .await?)
+    }
+
+    async fn revoke_kiosk(&self, manager: &User, kiosk_id: i64) -> Result<(), HostError> {
+        crate::api::admin::revoke(&self.0, kiosk_id, &Principal::User(manager.clone()).actor())
+            .await?;
+        Ok(())
+    }
+
     async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError> {
         Ok(crate::api::money::reconcile_order(&self.0, order_no).await?)
     }

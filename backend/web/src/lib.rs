@@ -25,6 +25,7 @@ pub mod password;
 pub mod people;
 pub mod refunds;
 pub mod session;
+pub mod settings;
 pub mod staff;
 
 use axum::http::{header, HeaderValue};
@@ -103,6 +104,16 @@ pub trait Host: Send + Sync + 'static {
         manager: &User,
         staff_id: i64,
     ) -> Result<(String, i64), HostError>;
+    /// A one-time code a new kiosk registers with at the canteen (`kiosk register --code`);
+    /// answers the code, to be shown once, and when it stops working.
+    async fn issue_kiosk_code(
+        &self,
+        manager: &User,
+        canteen_id: i64,
+    ) -> Result<(String, i64), HostError>;
+    /// Revokes a kiosk's token on this instance at once (and on others within their token
+    /// cache time), as the API's revoke does.
+    async fn revoke_kiosk(&self, manager: &User, kiosk_id: i64) -> Result<(), HostError>;
     /// Asks the payment provider about a top-up order and credits it if it was paid (exactly
     /// once); answers `not_paid` or the credit's outcome (`credited`, `already_credited`, ...).
     async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError>;
@@ -141,6 +152,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(password::routes())
         .merge(people::routes())
         .merge(money_desk::routes())
+        .merge(settings::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
