@@ -225,7 +225,7 @@ strings! {
     no_templates: "没有人脸模板。", "No face templates.";
     template: "人脸模板", "Face template";
     delete: "删除", "Delete";
-    face_photo_hint: "人脸照片在登记台采集；本人可在员工页面撤回同意。", "Face photos are taken at the enrolment desk; the person can withdraw consent on the staff page.";
+    face_photo_hint: "正面、光线均匀、只有本人的一张照片（JPEG/PNG/WebP，10 MB 以内）。本人可随时在员工页面撤回同意。", "One photo of the person alone, facing the camera in even light (JPEG/PNG/WebP, up to 10 MB). They can withdraw consent on the staff page at any time.";
     offboard: "办理离职", "Offboard";
     offboard_hint: "离职时退还现金余额、收回补贴、删除人脸数据并停用登录。", "Leaving pays out the cash balance, returns the subsidy, deletes face data and ends the sign-in.";
     offboard_will: "确认后将：", "Confirming will:";
@@ -343,4 +343,21 @@ strings! {
     rule_window: "时段须为 HH:MM，结束晚于开始，且不与其他餐次重叠。", "A period is HH:MM to HH:MM, ending after it starts, not overlapping another meal.";
     rule_period: "月份格式为 YYYY-MM。", "A month is written YYYY-MM.";
     nothing_changed: "未做任何更改。", "Nothing was changed.";
+    photo_label: "登记照片", "Enrolment photo";
+    photo_go: "上传并登记人脸", "Upload and enrol the face";
+    face_enrolled: "已从照片登记人脸；取餐机下次同步后即可识别。", "Face enrolled from the photo; kiosks recognise the person after their next sync.";
+    photo_no_face: "照片中没有找到人脸，请换一张正面照片。", "No face was found in the photo; use a photo facing the camera.";
+    photo_several_faces: "照片中有多张人脸，请用只有本人的照片。", "The photo shows several faces; use one of the person alone.";
+    photo_poor_quality: "照片质量不够（太小、太暗、模糊或侧脸），请重拍", "The photo is not good enough (too small, dark, blurred or turned away); take another";
+    photo_bad_image: "无法读取该图片，请上传 JPEG、PNG 或 WebP 照片。", "The image cannot be read; upload a JPEG, PNG or WebP photo.";
+    photo_consent_required: "本人尚未同意人脸识别，请先记录同意。", "The person has not consented to face recognition; record their consent first.";
+    photo_matches_other: "警告：这张脸与另一位已登记的人过于相似，取餐机可能认错人，未登记。请核对本人和照片", "Warning: this face is too close to someone else already enrolled; a kiosk could take one for the other, so it was not enrolled. Check the person and the photo";
+    photo_unlike_own: "这张脸与本人已登记的人脸不像，未登记（照片或人是否弄错？如需重新登记，先删除旧模板）", "This face is unlike the person's enrolled face, so it was not enrolled (a wrong photo or person? delete the old templates first to re-enrol)";
+    photo_unavailable: "人脸模型未安装，暂不能从照片登记。", "The face models are not installed; photos cannot be enrolled now.";
+    photo_too_large: "照片太大（上限 10 MB）。", "The photo is too large (at most 10 MB).";
+    photo_none: "请选择一张照片。", "Choose a photo.";
+    record_consent: "记录本人已同意（纸质同意书）", "Record consent (signed at the desk)";
+    consent_paper_hint: "本人在登记台签署同意书后记录；本人也可在员工页面自行同意。", "Record it once the person has signed at the desk; they can also agree on the staff page themselves.";
+    record_withdrawal: "记录撤回同意并删除人脸数据", "Record withdrawal and delete face data";
+    consent_recorded: "已记录。", "Recorded.";
 }
