@@ -691,18 +691,6 @@ fn pg_conninfo(url: &str, db: &str) -> String {
     parts.join(" ")
 }
 
-fn scratch_url(admin: &str, name: &str) -> String {
-    let (base, q) = match admin.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin, None),
-    };
-    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
-    match q {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
@@ -755,7 +743,7 @@ async fn main() -> Result<()> {
             .or_else(|| std::env::var("CLEANPLATE_TEST_POSTGRES_URL").ok())
             .context("no PostgreSQL URL: pass --pg-url or set CLEANPLATE_TEST_POSTGRES_URL (see scripts/postgres.sh)")?;
         let name = store_postgres::create_scratch_database(&admin, "cpbench").await?;
-        let url = scratch_url(&admin, &name);
+        let url = backend_harness::database_url(&admin, &name);
         let cfg = backend::config::Config {
             database_url: url.clone(),
             max_connections: a.clients as u32,

@@ -141,3 +141,16 @@ mod tests {
         assert!(start(cmd, Duration::from_millis(300)).is_err());
     }
 }
+
+/// The URL of database `name` on the server `admin` names (keeping its query: host, user).
+pub fn database_url(admin: &str, name: &str) -> String {
+    let (base, q) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    match q {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
