@@ -108,6 +108,19 @@ pub fn start(mut cmd: Command, timeout: Duration) -> Result<Served, StartError> 
     }
 }
 
+/// The URL of database `name` on the server `admin` names (keeping its query: host, user).
+pub fn database_url(admin: &str, name: &str) -> String {
+    let (base, q) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+    match q {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,18 +152,5 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "exec sleep 5"]);
         assert!(start(cmd, Duration::from_millis(300)).is_err());
-    }
-}
-
-/// The URL of database `name` on the server `admin` names (keeping its query: host, user).
-pub fn database_url(admin: &str, name: &str) -> String {
-    let (base, q) = match admin.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (admin, None),
-    };
-    let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
-    match q {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
