@@ -96,4 +96,10 @@ impl web::Host for WebHost {
         let me = Principal::User(user.clone()).own_staff_id()?;
         Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
     }
+
+    async fn verify_audit(&self) -> Result<store::CheckReport, HostError> {
+        crate::full_check(&self.0.store, &self.0.cfg, self.0.clock.now_ms())
+            .await
+            .map_err(|e| HostError::Internal(e.to_string()))
+    }
 }

@@ -13,8 +13,8 @@ where
     let mut after = 0;
     loop {
         let page = fetch(ExportRange {
-            from_ms: LUNCH - 3600_000,
-            to_ms: LUNCH + 3600_000,
+            from_ms: LUNCH - 3_600_000,
+            to_ms: LUNCH + 3_600_000,
             after_id: after,
             limit,
         })

@@ -13,6 +13,7 @@
 //! rule. Everything else the pages read or write goes through the same [`store::Store`]
 //! methods as the JSON handlers, never the API over HTTP.
 
+pub mod audit;
 pub mod chart;
 pub mod error;
 pub mod format;
@@ -92,6 +93,9 @@ pub trait Host: Send + Sync + 'static {
     async fn start_top_up(&self, user: &User, amount: ledger::Fen) -> Result<String, HostError>;
     /// Issues a one-time pay code for the user; answers the code and when it expires (ms).
     async fn new_pay_code(&self, user: &User) -> Result<(String, i64), HostError>;
+    /// Runs `backend check` (the store's invariants, the audit chain, the anchors outside the
+    /// database) and answers its report. Expensive over a large ledger: run on demand.
+    async fn verify_audit(&self) -> Result<store::CheckReport, HostError>;
 }
 
 /// The shared state of every page handler.
@@ -116,6 +120,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(journal::routes())
         .merge(refunds::routes())
         .merge(staff::routes())
+        .merge(audit::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
