@@ -123,6 +123,10 @@ fn subject(detail: &serde_json::Value) -> String {
             _ => {}
         }
     }
+    // A seal round is about the journal entries it sealed.
+    if let (Some(first), Some(last)) = (detail["first"].as_i64(), detail["last"].as_i64()) {
+        return format!("entries {first}–{last}");
+    }
     // A record written whole (`{"staff": {"id": 3, ...}}`) is about that record.
     if let Some(o) = detail.as_object() {
         for (key, v) in o {
@@ -377,6 +381,8 @@ mod tests {
         let d = serde_json::json!({"staff": {"id": 3, "name": "Wang"}});
         assert_eq!(subject(&d), "staff 3");
         assert!(summary(&d, "").contains("name=Wang"));
+        let d = serde_json::json!({"digest": "ab", "entries": 3, "first": 7, "last": 9});
+        assert_eq!(subject(&d), "entries 7–9");
         let long = serde_json::json!({"x": "y".repeat(200)});
         assert_eq!(summary(&long, "").chars().count(), SUMMARY_CHARS + 1);
         assert_eq!(short("0123456789abcdef"), "0123456789ab…");
