@@ -142,6 +142,12 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
             ));
         }
     }
+    if session.user.must_set_password() {
+        // Signed in with a one-time code: the web page's password form is the only way on.
+        return Err(ApiError::Forbidden(
+            "sign in on the staff web page and choose a password first",
+        ));
+    }
     Ok(Principal::User(session.user))
 }
 

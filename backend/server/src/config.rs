@@ -47,6 +47,8 @@ pub struct Config {
     /// provider implements `payments::PaymentProvider`).
     pub sandbox_payments: bool,
     pub session_ttl_hours: i64,
+    /// How long a one-time sign-in code a manager hands to a member of staff keeps working.
+    pub sign_in_code_valid_hours: i64,
     /// Mark cookies `Secure` (serve behind HTTPS).
     pub cookie_secure: bool,
     /// Allows the development placeholders for secrets.
@@ -97,6 +99,7 @@ impl Default for Config {
             audit_anchor_seconds: 60,
             sandbox_payments: false,
             session_ttl_hours: 12,
+            sign_in_code_valid_hours: 7 * 24,
             cookie_secure: false,
             dev_mode: false,
             sealer_interval_ms: 500,

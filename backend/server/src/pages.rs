@@ -14,6 +14,14 @@ use web::{HostError, PageSession, SignIn};
 
 pub struct WebHost(pub AppState);
 
+/// Argon2 is deliberately slow: keep it off the async workers.
+async fn hash_off_the_workers(secret: String) -> Result<String, HostError> {
+    tokio::task::spawn_blocking(move || crate::crypto::hash_password(&secret))
+        .await
+        .map_err(|e| HostError::Internal(e.to_string()))?
+        .map_err(|e| HostError::Internal(e.to_string()))
+}
+
 impl From<ApiError> for HostError {
     fn from(e: ApiError) -> Self {
         match e {
@@ -95,6 +103,60 @@ impl web::Host for WebHost {
     async fn new_pay_code(&self, user: &User) -> Result<(String, i64), HostError> {
         let me = Principal::User(user.clone()).own_staff_id()?;
         Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
+    }
+
+    async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError> {
+        Ok(crate::api::money::reconcile_order(&self.0, order_no).await?)
+    }
+
+    async fn issue_sign_in_code(
+        &self,
+        manager: &User,
+        staff_id: i64,
+    ) -> Result<(String, i64), HostError> {
+        let code = crate::api::admin::enrolment_code();
+        // Real time, as sessions and the sign-in check keep it (not the business clock).
+        let until = crate::state::now_ms() + self.0.cfg.sign_in_code_valid_hours.max(1) * 3_600_000;
+        let hash = hash_off_the_workers(code.clone()).await?;
+        self.0
+            .store
+            .issue_sign_in_code(
+                staff_id,
+                &hash,
+                until,
+                &Principal::User(manager.clone()).actor(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok((code, until))
+    }
+
+    async fn set_own_password(
+        &self,
+        cookie_token: &str,
+        user: &User,
+        new_password: &str,
+    ) -> Result<(), HostError> {
+        use wire::fields::TextKind;
+        // The API's rule for a new password, so the page and any future API route agree.
+        let password = wire::fields::NewPassword::RULE
+            .check(new_password)
+            .map_err(|e| HostError::Refused {
+                status: 422,
+                message: e.message,
+            })?;
+        let hash = hash_off_the_workers(password).await?;
+        self.0
+            .store
+            .set_own_password(
+                user.id,
+                &hash,
+                &token_hash(cookie_token),
+                &Principal::User(user.clone()).actor(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(())
     }
 
     async fn verify_audit(&self) -> Result<store::CheckReport, HostError> {

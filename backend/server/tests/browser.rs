@@ -227,6 +227,31 @@ async fn text_of(c: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Clicks what `css` finds and waits until the browser has left the current document. Reading
+/// the next page straight after a click could otherwise find the old page's element (both pages
+/// have a `main h1`) and fail with a stale reference once the new one arrives.
+async fn click_and_load(c: &Client, css: &str) {
+    let old_page = c.find(Locator::Css("html")).await.expect("the page");
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match old_page.tag_name().await {
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                return;
+            }
+            _ if Instant::now() > deadline => panic!("clicking {css} did not load a page"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 async fn sign_in(c: &Client, base: &str, path: &str, user: &str, password: &str) {
     c.goto(&format!("{base}{path}")).await.expect("goto");
     c.wait()
@@ -242,12 +267,7 @@ async fn sign_in(c: &Client, base: &str, path: &str, user: &str, password: &str)
         .send_keys(password)
         .await
         .expect("type");
-    c.find(Locator::Css("form[action='/login'] button[type=submit]"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(c, "form[action='/login'] button[type=submit]").await;
 }
 
 /// Parses `¥1,234.50` into fen.
@@ -311,12 +331,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     screenshot(&c, "dashboard").await;
     check_accessibility(&c, "dashboard").await;
     // Switch to English: remembered on the next page.
-    c.find(Locator::Css("a.lang"))
-        .await
-        .expect("language link")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "a.lang").await;
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");
     c.goto(&format!("{base}/manage")).await.expect("goto");
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");
@@ -324,12 +339,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     check_accessibility(&c, "dashboard (en)").await;
 
     // The journal: filter by kind with the form, then export exactly what it shows.
-    c.find(Locator::Css("a[href='/manage/journal']"))
-        .await
-        .expect("journal link")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "a[href='/manage/journal']").await;
     c.wait()
         .for_element(Locator::Css("#kind"))
         .await
@@ -337,12 +347,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
         .select_by_value("top_up")
         .await
         .expect("pick top-ups");
-    c.find(Locator::Css("#filter-go"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#filter-go").await;
     c.wait()
         .for_element(Locator::Css("#kind option[value=top_up][selected]"))
         .await
@@ -482,12 +487,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
     check_accessibility(&c, "staff home after a top-up").await;
 
     // A pay code as a QR code, with its expiry.
-    c.find(Locator::Css("#paycode-go"))
-        .await
-        .expect("pay code button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#paycode-go").await;
     c.wait()
         .for_element(Locator::Css("#qr svg"))
         .await
@@ -510,12 +510,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
         .send_keys("汤是凉的")
         .await
         .expect("type");
-    c.find(Locator::Css("details.refund button"))
-        .await
-        .expect("refund button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "details.refund button").await;
     assert!(text_of(&c, "p.ok").await.contains("退款申请已提交"));
     assert_eq!(text_of(&c, "li.meal .tag").await, "退款审核中");
     let desk = browser(&driver, false).await;
@@ -619,12 +614,7 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
         .expect("scroll");
     screenshot(&c, "staff-face").await;
     check_accessibility(&c, "face data").await;
-    c.find(Locator::Css("#consent-withdraw"))
-        .await
-        .expect("withdraw button")
-        .click()
-        .await
-        .expect("click");
+    click_and_load(&c, "#consent-withdraw").await;
     let note = text_of(&c, "p.ok").await;
     assert!(note.contains("已撤回同意"), "{note}");
     assert!(c
@@ -634,4 +624,145 @@ async fn staff_tops_up_shows_a_pay_code_asks_a_refund_and_withdraws_consent_on_a
         .is_empty());
     assert_eq!(gallery(token).await, 0, "the kiosks drop the face");
     c.close().await.expect("close");
+}
+
+/// Writes an XLSX workbook of these rows (the first is the header) for the file input.
+fn workbook(path: &Path, rows: &[[&str; 4]]) {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *cell).expect("cell");
+        }
+    }
+    book.save(path).expect("xlsx");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_imports_staff_and_hands_out_a_first_sign_in_code() {
+    if !browser_available() {
+        return;
+    }
+    let demo = seeded_demo();
+    let base = demo.server.url();
+    let driver = start_driver();
+    let c = browser(&driver, false).await;
+    sign_in(
+        &c,
+        &base,
+        "/login?next=/manage/staff",
+        "manager",
+        MANAGER_PASSWORD,
+    )
+    .await;
+    assert_eq!(text_of(&c, "main h1").await, "人员管理");
+    assert!(text_of(&c, "#people tbody").await.contains("E0001"));
+    screenshot(&c, "staff").await;
+    check_accessibility(&c, "staff list").await;
+
+    // An XLSX with one bad row: the report names it, and nobody is imported.
+    let files = tempfile::tempdir().expect("temp dir");
+    let header = ["工号", "姓名", "部门", "类别"];
+    let bad = files.path().join("new-staff.xlsx");
+    workbook(
+        &bad,
+        &[
+            header,
+            ["N2001", "周晓明", "办公室", "regular"],
+            ["N 2002", "吴丽", "信息中心", "regular"],
+            ["N2003", "郑强", "后勤处", "contractor"],
+        ],
+    );
+    click_and_load(&c, "#import-link").await;
+    screenshot(&c, "import").await;
+    c.find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&bad.display().to_string())
+        .await
+        .expect("choose the file");
+    click_and_load(&c, "#import-go").await;
+    let problems = c
+        .find_all(Locator::Css("#problems tbody tr"))
+        .await
+        .expect("problem rows");
+    assert_eq!(problems.len(), 1, "one bad row");
+    let row = problems[0].text().await.expect("text");
+    assert!(row.starts_with("3 工号 N 2002"), "{row}");
+    screenshot(&c, "import-report").await;
+    check_accessibility(&c, "import report").await;
+
+    // Fixed: all three imported.
+    let good = files.path().join("new-staff-fixed.xlsx");
+    workbook(
+        &good,
+        &[
+            header,
+            ["N2001", "周晓明", "办公室", "regular"],
+            ["N2002", "吴丽", "信息中心", "regular"],
+            ["N2003", "郑强", "后勤处", "contractor"],
+        ],
+    );
+    c.find(Locator::Css("#file"))
+        .await
+        .expect("file input")
+        .send_keys(&good.display().to_string())
+        .await
+        .expect("choose the file");
+    click_and_load(&c, "#import-go").await;
+    assert_eq!(
+        c.find_all(Locator::Css("#imported tbody tr"))
+            .await
+            .expect("imported rows")
+            .len(),
+        3
+    );
+
+    // Wu Li's page: a one-time code, shown once, for her first sign-in.
+    click_and_load(&c, "#imported tbody tr:nth-child(2) a").await;
+    click_and_load(&c, "#issue-code").await;
+    let code = text_of(&c, "#code").await;
+    assert_eq!(code.len(), 12, "{code}");
+    let employee_no = c
+        .find(Locator::Css("h1 .muted"))
+        .await
+        .expect("employee number")
+        .text()
+        .await
+        .expect("text");
+    screenshot(&c, "person").await;
+    check_accessibility(&c, "person").await;
+    // The money desk, over the demo's month of meals and top-ups.
+    click_and_load(&c, "a[href='/manage/money']").await;
+    assert_eq!(text_of(&c, "main h1").await, "资金台");
+    assert!(!c
+        .find_all(Locator::Css("#charges tbody tr"))
+        .await
+        .expect("charges")
+        .is_empty());
+    screenshot(&c, "money").await;
+    check_accessibility(&c, "money desk").await;
+    c.close().await.expect("close");
+
+    // On her phone: the code opens only the password form; then her own page.
+    let phone = browser(&driver, true).await;
+    sign_in(&phone, &base, "/login", &employee_no, &code).await;
+    assert_eq!(text_of(&phone, "main h1").await, "设置密码");
+    screenshot(&phone, "staff-password").await;
+    check_accessibility(&phone, "choose a password").await;
+    for (css, value) in [
+        ("#new-password", "correct horse 42"),
+        ("#repeat-password", "correct horse 42"),
+    ] {
+        phone
+            .find(Locator::Css(css))
+            .await
+            .expect("password field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    click_and_load(&phone, "#password-go").await;
+    assert_eq!(fen_of(&text_of(&phone, "#balance").await), 0);
+    phone.close().await.expect("close");
 }

@@ -573,6 +573,28 @@ both_dbs!(journal_filters_pages_and_exports_what_it_shows, |app| {
         "{evil_row}"
     );
     assert!(!csv.contains(",=cmd"));
+    // The XLSX export: the same lines; a name that looks like a formula is a text cell.
+    let (s, h, body) = app.raw(get("/manage/journal.xlsx?person=S1", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .ends_with(".xlsx\""));
+    let sheet = first_sheet(&body);
+    assert_eq!(sheet.len(), statement.len() + 1, "a header and the lines");
+    for (row, line) in sheet.iter().skip(1).zip(&statement) {
+        assert_eq!(row[0], calamine::Data::Float(line.entry_id as f64));
+        let total = (line.cash_delta.0 + line.subsidy_delta.0) as f64 / 100.0;
+        assert_eq!(row[7], calamine::Data::Float(total));
+    }
+    let (_, _, body) = app
+        .raw(get("/manage/journal.xlsx?kind=top_up", &boss))
+        .await;
+    let sheet = first_sheet(&body);
+    assert!(sheet.iter().any(
+        |r| r[4] == calamine::Data::String("=cmd|' /C calc'!A0".into())
+            && r[3] == calamine::Data::String("=1+2".into())
+    ));
     // Staff have no journal.
     let (s, _, _) = app
         .raw(get("/manage/journal.csv", &cookies(&app.staff)))
@@ -739,4 +761,678 @@ both_dbs!(staff_asks_for_a_refund_of_their_own_meal_only, |app| {
         "name=\"charge_id\" value=\"{}\"",
         charge_of[&app.staff_id]
     )));
+});
+
+/// The cells of an XLSX file's first sheet, row by row.
+fn first_sheet(bytes: &[u8]) -> Vec<Vec<calamine::Data>> {
+    use calamine::Reader;
+    let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes.to_vec())).expect("an XLSX file");
+    let name = book.sheet_names()[0].clone();
+    let range = book.worksheet_range(&name).expect("the first sheet");
+    range.rows().map(|r| r.to_vec()).collect()
+}
+
+/// A multipart upload of one file (as a browser's form sends it), with the session's CSRF token.
+fn upload(path: &str, cookie: &str, csrf: &str, file_name: &str, bytes: &[u8]) -> Request<Body> {
+    let boundary = "----cleanplate-test-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .expect("request")
+}
+
+/// An XLSX workbook of these rows (the first is the header), as a spreadsheet program saves it.
+fn xlsx(rows: &[&[&str]]) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            // A number typed into a cell is stored as a number, as Excel would.
+            match cell.parse::<f64>() {
+                Ok(n) => sheet.write_number(r as u32, c as u16, n),
+                Err(_) => sheet.write_string(r as u32, c as u16, *cell),
+            }
+            .expect("cell");
+        }
+    }
+    book.save_to_buffer().expect("xlsx")
+}
+
+async fn staff_count(app: &common::TestApp) -> usize {
+    app.store.list_staff(0, 1000).await.expect("staff").len()
+}
+
+both_dbs!(manager_adds_edits_finds_and_offboards_a_person, |app| {
+    let boss = cookies(&app.manager);
+    let token = csrf(&app.manager);
+    let before = staff_count(&app).await;
+    // Each field under the API's rule: refused with the rule in words, nothing written.
+    let (s, _, body) = app
+        .raw(post_form(
+            "/manage/staff",
+            &boss,
+            &[
+                ("csrf", &token),
+                ("employee_no", "E 77"),
+                ("name", "王芳"),
+                ("category", "regular"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("工号须为"), "{}", text(&body));
+    assert!(
+        text(&body).contains("value=\"王芳\""),
+        "the form keeps what was typed"
+    );
+    // A forged token: nothing written either.
+    let (s, _, _) = app
+        .raw(post_form(
+            "/manage/staff",
+            &boss,
+            &[
+                ("csrf", "forged"),
+                ("employee_no", "E77"),
+                ("name", "王芳"),
+                ("category", "regular"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(staff_count(&app).await, before);
+    let add = [
+        ("csrf", token.as_str()),
+        ("employee_no", "E77"),
+        ("name", "王芳"),
+        ("department", "办公室"),
+        ("category", "regular"),
+    ];
+    let (s, h, _) = app.raw(post_form("/manage/staff", &boss, &add)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let id: i64 = location(&h)
+        .trim_start_matches("/manage/staff/")
+        .split('?')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("the new person's page");
+    // The same number again is refused in words.
+    let (s, _, body) = app.raw(post_form("/manage/staff", &boss, &add)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("该工号已存在"));
+    // Found by part of the name or the department, case-insensitively by number.
+    for q in ["%E7%8E%8B", "e77", "%E5%8A%9E%E5%85%AC"] {
+        let (_, _, body) = app.raw(get(&format!("/manage/staff?q={q}"), &boss)).await;
+        assert!(text(&body).contains("王芳"), "search {q}");
+    }
+    // A LIKE wildcard is a character, not "anything".
+    let (_, _, body) = app.raw(get("/manage/staff?q=%25", &boss)).await;
+    assert!(text(&body).contains("id=\"no-people\""));
+    // Edited and deactivated: gone from the list unless asked for.
+    let (s, h, _) = app
+        .raw(post_form(
+            &format!("/manage/staff/{id}"),
+            &boss,
+            &[
+                ("csrf", &token),
+                ("name", "王芳芳"),
+                ("department", "财务处"),
+                ("category", "regular"),
+                ("meals_per_period", "2"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{h:?}");
+    let s77 = app.store.get_staff(id).await.expect("person");
+    assert_eq!(
+        (
+            s77.name.as_str(),
+            s77.department.as_str(),
+            s77.active,
+            s77.meals_per_period
+        ),
+        ("王芳芳", "财务处", false, 2)
+    );
+    let (_, _, body) = app.raw(get("/manage/staff?q=E77", &boss)).await;
+    assert!(!text(&body).contains("王芳芳"));
+    let (_, _, body) = app.raw(get("/manage/staff?q=E77&all=1", &boss)).await;
+    assert!(text(&body).contains("王芳芳"));
+    // A bad edit changes nothing.
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/manage/staff/{id}"),
+            &boss,
+            &[
+                ("csrf", &token),
+                ("name", " "),
+                ("category", "regular"),
+                ("meals_per_period", "99"),
+                ("active", "1"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.store.get_staff(id).await.unwrap().name, "王芳芳");
+    // Offboarding: the page says what will happen, then pays out exactly the balance.
+    app.store
+        .update_staff(
+            id,
+            store::StaffUpdate {
+                active: Some(true),
+                ..Default::default()
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    app.top_up_via_store(id, 12_345).await;
+    let (s, _, body) = app
+        .raw(get(&format!("/manage/staff/{id}/offboard"), &boss))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text(&body).contains("¥123.45"));
+    let (s, _, body) = app
+        .raw(post_form(
+            &format!("/manage/staff/{id}/offboard"),
+            &boss,
+            &[("csrf", &token)],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text(&body).contains("id=\"offboarded\""));
+    assert_eq!(app.store.balances(id).await.unwrap().cash.0, 0);
+    let (_, _, body) = app.raw(get(&format!("/manage/staff/{id}"), &boss)).await;
+    assert!(text(&body).contains("已离职"));
+    assert!(!text(&body).contains("id=\"offboard-link\""));
+    // Staff and auditors have no staff pages.
+    for who in [&app.staff, &app.auditor] {
+        let (s, _, _) = app.raw(get("/manage/staff", &cookies(who))).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    app.check_ok().await;
+});
+
+/// Signs in through the form (with its CSRF cookie); answers the status, the redirect and the
+/// new session cookie.
+async fn sign_in(
+    app: &common::TestApp,
+    user: &str,
+    password: &str,
+) -> (StatusCode, String, Option<String>) {
+    let (_, h, _) = app.raw(get("/login", "")).await;
+    let token = set_cookie_value(&h, "cp_login_csrf").expect("form cookie");
+    let (s, h, _) = app
+        .raw(post_form(
+            "/login",
+            &format!("cp_login_csrf={token}"),
+            &[("csrf", &token), ("username", user), ("password", password)],
+        ))
+        .await;
+    (
+        s,
+        location(&h),
+        set_cookie_value(&h, "cp_session").map(|v| format!("cp_session={v}")),
+    )
+}
+
+both_dbs!(a_one_time_code_opens_only_the_password_form, |app| {
+    let boss = cookies(&app.manager);
+    let s = app
+        .store
+        .create_staff(
+            store::NewStaff {
+                employee_no: "N100".into(),
+                name: "New Person".into(),
+                department: "D".into(),
+                category: "regular".into(),
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let (_, _, body) = app
+        .raw(get(&format!("/manage/staff/{}", s.id), &boss))
+        .await;
+    assert!(text(&body).contains("尚未开通登录"));
+    let (st, _, body) = app
+        .raw(post_form(
+            &format!("/manage/staff/{}/sign-in-code", s.id),
+            &boss,
+            &[("csrf", &csrf(&app.manager))],
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let page = text(&body);
+    let code = page
+        .split("id=\"code\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the code, shown once")
+        .to_string();
+    assert_eq!(code.len(), 12);
+    let (_, _, body) = app
+        .raw(get(&format!("/manage/staff/{}", s.id), &boss))
+        .await;
+    assert!(!text(&body).contains(&code), "shown only once");
+    assert!(text(&body).contains("等待本人首次登录"));
+    // First sign-in with the code: every page leads to the password form, the API refuses.
+    let (st, to, session) = sign_in(&app, "N100", &code).await;
+    assert_eq!((st, to.as_str()), (StatusCode::SEE_OTHER, "/me"));
+    let session = session.expect("a session");
+    let (st, h, _) = app.raw(get("/me", &session)).await;
+    assert_eq!(
+        (st, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/me/password")
+    );
+    let (st, _, _) = app.raw(get("/api/v1/me/balance", &session)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, body) = app.raw(get("/me/password", &session)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(text(&body).contains("欢迎"));
+    let user = app.store.user_for_staff(s.id).await.unwrap().unwrap();
+    let session_csrf = {
+        let hash = backend::crypto::token_hash(session.trim_start_matches("cp_session="));
+        app.store
+            .session(&hash, backend::state::now_ms())
+            .await
+            .unwrap()
+            .unwrap()
+            .csrf_token
+    };
+    // The password's rule and the repeat are checked; nothing changes until both hold.
+    for (pw, again, why) in [
+        ("short", "short", "10-128"),
+        ("long-enough-pass", "long-enough-typo", "不一致"),
+    ] {
+        let (st, _, body) = app
+            .raw(post_form(
+                "/me/password",
+                &session,
+                &[("csrf", &session_csrf), ("password", pw), ("repeat", again)],
+            ))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(text(&body).contains(why), "{}", text(&body));
+    }
+    assert!(app
+        .store
+        .user_for_staff(s.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .must_set_password());
+    let (st, h, _) = app
+        .raw(post_form(
+            "/me/password",
+            &session,
+            &[
+                ("csrf", &session_csrf),
+                ("password", "my own secret 1"),
+                ("repeat", "my own secret 1"),
+            ],
+        ))
+        .await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    assert!(location(&h).starts_with("/me"));
+    // The same session goes on, now everywhere; the code is spent; the password works.
+    let (st, _, _) = app.raw(get("/me", &session)).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _, _) = app.raw(get("/api/v1/me/balance", &session)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        sign_in(&app, "N100", &code).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in(&app, "N100", "my own secret 1").await.0,
+        StatusCode::SEE_OTHER
+    );
+    // A reset ends every session, and an expired code does not open one.
+    let hash = backend::crypto::hash_password("EXPIREDCODE1").unwrap();
+    app.store
+        .issue_sign_in_code(
+            s.id,
+            &hash,
+            backend::state::now_ms() - 1,
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let (st, _, _) = app.raw(get("/me", &session)).await;
+    assert_eq!(st, StatusCode::SEE_OTHER, "signed out by the reset");
+    assert_eq!(
+        sign_in(&app, "N100", "EXPIREDCODE1").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        user.username, "N100",
+        "staff sign in with their employee number"
+    );
+    // Managers' pages refuse a staff session's forms; a code for an inactive person is refused.
+    app.store
+        .update_staff(
+            s.id,
+            store::StaffUpdate {
+                active: Some(false),
+                ..Default::default()
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let (st, _, _) = app
+        .raw(post_form(
+            &format!("/manage/staff/{}/sign-in-code", s.id),
+            &boss,
+            &[("csrf", &csrf(&app.manager))],
+        ))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+});
+
+both_dbs!(import_checks_every_row_before_writing_anything, |app| {
+    let boss = cookies(&app.manager);
+    let token = csrf(&app.manager);
+    let before = staff_count(&app).await;
+    // One bad row in an XLSX: reported with its row, column and why; nothing written.
+    let bad = xlsx(&[
+        &["工号", "姓名", "部门", "类别"],
+        &["1001", "张三", "办公室", "regular"],
+        &["E 1002", "李四", "办公室", "regular"],
+        &["1003", "<script>alert(1)</script>", "信息中心", ""],
+    ]);
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "staff.xlsx",
+            &bad,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let page = text(&body);
+    assert!(
+        page.contains("<td class=\"num\">3</td><td>工号</td><td><code>E 1002</code></td>"),
+        "{page}"
+    );
+    assert_eq!(page.matches("<td class=\"num\">").count(), 1, "one problem");
+    assert!(page.contains("未导入任何人员"));
+    assert_eq!(staff_count(&app).await, before);
+    // Fixed: all three created at once; a number typed as a number is still "1001"; HTML in a
+    // name is shown as text.
+    let good = xlsx(&[
+        &["工号", "姓名", "部门", "类别"],
+        &["1001", "张三", "办公室", "regular"],
+        &["E1002", "李四", "办公室", "regular"],
+        &["1003", "<script>alert(1)</script>", "信息中心", ""],
+    ]);
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "staff.xlsx",
+            &good,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{}", text(&body));
+    let page = text(&body);
+    assert!(page.contains("已导入: 3"), "{page}");
+    assert!(!page.contains("<script>alert"));
+    assert!(page.contains("&#60;script&#62;") || page.contains("&lt;script&gt;"));
+    assert_eq!(staff_count(&app).await, before + 3);
+    let found = app
+        .store
+        .find_staff(store::StaffSearch {
+            text: "1003".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].category, "regular");
+    // The same file again: every row is taken, nothing written.
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "staff.xlsx",
+            &good,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(text(&body).matches("该工号已存在").count(), 3);
+    // A CSV with a repeated number and a formula name: the repeat names its first row.
+    let csv = "工号,姓名\nF1,=cmd|' /C calc'!A0\nF2,B\nF2,C\n";
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "staff.csv",
+            csv.as_bytes(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("首次出现在第 3"), "{}", text(&body));
+    // A malformed XLSX and a file too large: clear words, nothing written.
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "broken.xlsx",
+            b"PK\x03\x04 this is not really a workbook",
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        text(&body).contains("无法读取该 XLSX 文件"),
+        "{}",
+        text(&body)
+    );
+    let huge = vec![b'a'; 50 * 1024 * 1024];
+    let (s, _, body) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            &token,
+            "huge.csv",
+            &huge,
+        ))
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(text(&body).contains("文件太大"), "{}", text(&body));
+    // A forged token: refused, nothing written.
+    let one = "工号,姓名\nG1,G\n";
+    let (s, _, _) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &boss,
+            "forged",
+            "g.csv",
+            one.as_bytes(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(staff_count(&app).await, before + 3);
+    // Staff cannot import.
+    let (s, _, _) = app
+        .raw(upload(
+            "/manage/staff/import",
+            &cookies(&app.staff),
+            &csrf(&app.staff),
+            "g.csv",
+            one.as_bytes(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(staff_count(&app).await, before + 3);
+    app.check_ok().await;
+});
+
+both_dbs!(money_desk_collects_waives_reverses_and_reconciles, |app| {
+    let boss = cookies(&app.manager);
+    let token = csrf(&app.manager);
+    let charge = |key: &str, offline: bool| json!({"idempotency_key": key, "staff_id": app.staff_id, "kiosk_time": lunch_today(), "offline": offline});
+    // Lunch paid, then a second lunch recorded offline: an exception (one meal per period).
+    top_up_at_lunch(&app, app.staff_id, "desk-1", 5000).await;
+    let (s, paid) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge("d-1", false)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{paid}");
+    let (_, ex) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(charge("d-2", true)),
+        )
+        .await;
+    assert_eq!(ex["status"], "exception", "{ex}");
+    let (s, _, body) = app.raw(get("/manage/money", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = text(&body);
+    assert_eq!(
+        page.split("id=\"exceptions\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or("")
+            .matches("<tr><td>")
+            .count(),
+        1
+    );
+    // Waived: nothing posted, gone from the list.
+    let balance = app.store.balances(app.staff_id).await.unwrap();
+    let ex_id = ex["charge_id"].as_i64().expect("charge id");
+    let (s, h, _) = app
+        .raw(post_form(
+            &format!("/manage/money/exceptions/{ex_id}"),
+            &boss,
+            &[("csrf", &token), ("collect", "false")],
+        ))
+        .await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/manage/money?done=waived")
+    );
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), balance);
+    assert_eq!(
+        app.store.get_charge(ex_id).await.unwrap().status,
+        ledger::refund::ChargeStatus::Waived
+    );
+    let (_, _, body) = app.raw(get("/manage/money?done=waived", &boss)).await;
+    assert!(text(&body).contains("id=\"no-exceptions\""));
+    assert!(text(&body).contains("已免单"));
+    // A reversal needs a reason; with one, the money is back and the reason kept with it.
+    let paid_id = paid["charge_id"].as_i64().expect("charge id");
+    let reverse = format!("/manage/money/charges/{paid_id}/reverse");
+    let (s, _, body) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "  ")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(&body).contains("请填写冲正原因"));
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), balance);
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", "forged"), ("reason", "双扣")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "双扣")],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let after = app.store.balances(app.staff_id).await.unwrap();
+    assert_eq!(
+        after.cash.0 + after.subsidy.0,
+        5000,
+        "the whole charge is back"
+    );
+    let kept = app
+        .store
+        .list_refunds(None, Some(app.staff_id))
+        .await
+        .unwrap();
+    assert!(
+        kept.iter()
+            .any(|r| r.charge_id == paid_id && r.kind == "manager_reversal" && r.reason == "双扣"),
+        "{kept:?}"
+    );
+    // Twice is refused in words, nothing more returned.
+    let (s, _, _) = app
+        .raw(post_form(
+            &reverse,
+            &boss,
+            &[("csrf", &token), ("reason", "双扣")],
+        ))
+        .await;
+    assert!(s.is_client_error(), "{s}");
+    assert_eq!(app.store.balances(app.staff_id).await.unwrap(), after);
+    // An order unpaid for an hour needs a look; asking the provider says "not paid".
+    app.store
+        .create_payment_order(
+            store::NewPaymentOrder {
+                order_no: "stale-1".into(),
+                staff_id: app.staff_id,
+                amount: ledger::Fen(2000),
+                provider: "sandbox".into(),
+                now_ms: common::lunch_today_ms() - 3_600_000,
+            },
+            &store::Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let (_, _, body) = app.raw(get("/manage/money", &boss)).await;
+    assert!(text(&body).contains("id=\"attention\""), "{}", text(&body));
+    let (s, h, _) = app
+        .raw(post_form(
+            "/manage/money/topups/stale-1/check",
+            &boss,
+            &[("csrf", &token)],
+        ))
+        .await;
+    assert_eq!(
+        (s, location(&h).as_str()),
+        (StatusCode::SEE_OTHER, "/manage/money?done=not_paid")
+    );
+    // Staff have no money desk.
+    let (s, _, _) = app.raw(get("/manage/money", &cookies(&app.staff))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    app.check_ok().await;
 });

@@ -8,8 +8,9 @@ use store::{
     Consent, CreditOutcome, DashboardFigures, DashboardQuery, GalleryPage, GrantSummary,
     JournalFilter, JournalLine, Kiosk, MealWindow, NewCanteen, NewPaymentOrder, NewSession,
     NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder, PaymentReturn, Price, Refund,
-    RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffUpdate, StatementLine,
-    Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord, WasteStats,
+    RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffSearch, StaffUpdate,
+    StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord,
+    WasteStats,
 };
 
 #[async_trait::async_trait]
@@ -99,6 +100,42 @@ impl Store for SqlStore {
 
     async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<User> {
         people::create_user(self, new, actor).await
+    }
+
+    async fn find_staff(&self, search: StaffSearch) -> Result<Vec<Staff>> {
+        people::find_staff(self, search).await
+    }
+
+    async fn import_staff(&self, people: Vec<NewStaff>, actor: &Actor) -> Result<Vec<Staff>> {
+        people::import_staff(self, people, actor).await
+    }
+
+    async fn left_at(&self, staff_id: i64) -> Result<Option<i64>> {
+        people::left_at(self, staff_id).await
+    }
+
+    async fn user_for_staff(&self, staff_id: i64) -> Result<Option<User>> {
+        people::user_for_staff(self, staff_id).await
+    }
+
+    async fn issue_sign_in_code(
+        &self,
+        staff_id: i64,
+        code_hash: &str,
+        until_ms: i64,
+        actor: &Actor,
+    ) -> Result<User> {
+        people::issue_sign_in_code(self, staff_id, code_hash, until_ms, actor).await
+    }
+
+    async fn set_own_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_session_hash: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        people::set_own_password(self, user_id, password_hash, keep_session_hash, actor).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>> {

@@ -42,6 +42,12 @@ const UNIQUE_CONSTRAINTS: &[UniqueConstraint] = &[
         message: "this username exists",
     },
     UniqueConstraint {
+        postgres: "users_one_per_staff",
+        sqlite: "users.staff_id",
+        code: "login_exists",
+        message: "this person already has a login",
+    },
+    UniqueConstraint {
         postgres: "refunds_one_per_charge",
         sqlite: "refunds.charge_id",
         code: "refund_exists",

@@ -5,16 +5,26 @@ use super::error::{corrupt, db};
 use super::faces::tombstone_templates;
 use super::journal::{audit, lock_wallets, post_entry};
 use super::rows::{staff_from, user_from, StaffRow, UserRow};
+use super::tx::Tx;
 use super::SqlStore;
 use crate::dialect::for_update;
 use ledger::posting::ProposedEntry;
 use ledger::Fen;
 use store::{
     Actor, BalanceRow, Balances, NewSession, NewStaff, NewUser, Offboarding, Result, Role, Session,
-    Staff, StaffUpdate, StatementLine, StoreError, User,
+    Staff, StaffSearch, StaffUpdate, StatementLine, StoreError, User,
 };
 
 pub(crate) async fn create_staff(s: &SqlStore, new: NewStaff, actor: &Actor) -> Result<Staff> {
+    let now = store::now_ms();
+    let mut tx = s.begin().await?;
+    let created = insert_staff(&mut tx, new, actor, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// One new person with their two empty wallets, audited; inside the caller's transaction.
+async fn insert_staff(tx: &mut Tx, new: NewStaff, actor: &Actor, now: i64) -> Result<Staff> {
     if new.employee_no.trim().is_empty()
         || new.name.trim().is_empty()
         || new.category.trim().is_empty()
@@ -24,8 +34,6 @@ pub(crate) async fn create_staff(s: &SqlStore, new: NewStaff, actor: &Actor) -> 
             "employee number, name and category are required",
         ));
     }
-    let now = store::now_ms();
-    let mut tx = s.begin().await?;
     let r: StaffRow = sqlx::query_as(
         "INSERT INTO staff (employee_no, name, department, category, active, meals_per_period, created_at) \
          VALUES ($1, $2, $3, $4, TRUE, 1, $5) \
@@ -36,24 +44,23 @@ pub(crate) async fn create_staff(s: &SqlStore, new: NewStaff, actor: &Actor) -> 
     .bind(&new.department)
     .bind(&new.category)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db)?;
     let s = staff_from(r)?;
     sqlx::query("INSERT INTO book_accounts (kind, staff_id, balance_fen) VALUES ('cash', $1, 0), ('subsidy', $1, 0)")
         .bind(s.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(db)?;
     audit(
-        &mut tx,
+        tx,
         actor,
         "staff.create",
         serde_json::json!({"staff": &s}),
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(s)
 }
 
@@ -242,7 +249,7 @@ pub(crate) async fn create_user(s: &SqlStore, new: NewUser, actor: &Actor) -> Re
     let mut tx = s.begin().await?;
     let r: UserRow = sqlx::query_as(
         "INSERT INTO users (username, password_hash, role, staff_id, active, created_at) \
-         VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING id, username, role, staff_id, active, password_hash",
+         VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING id, username, role, staff_id, active, password_hash, one_time_until",
     )
     .bind(&new.username)
     .bind(&new.password_hash)
@@ -267,7 +274,7 @@ pub(crate) async fn create_user(s: &SqlStore, new: NewUser, actor: &Actor) -> Re
 
 pub(crate) async fn user_by_username(s: &SqlStore, username: &str) -> Result<Option<User>> {
     let r: Option<UserRow> = sqlx::query_as(
-        "SELECT id, username, role, staff_id, active, password_hash FROM users WHERE username = $1",
+        "SELECT id, username, role, staff_id, active, password_hash, one_time_until FROM users WHERE username = $1",
     )
     .bind(username)
     .fetch_optional(&s.pool)
@@ -290,7 +297,17 @@ pub(crate) async fn create_session(s: &SqlStore, new: NewSession) -> Result<()> 
 }
 
 /// A user's columns (`UserRow`), then the session's CSRF token and expiry.
-type SessionRow = (i64, String, String, Option<i64>, bool, String, String, i64);
+type SessionRow = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    bool,
+    String,
+    Option<i64>,
+    String,
+    i64,
+);
 
 pub(crate) async fn session(
     s: &SqlStore,
@@ -298,7 +315,7 @@ pub(crate) async fn session(
     now_ms: i64,
 ) -> Result<Option<Session>> {
     let r: Option<SessionRow> = sqlx::query_as(
-        "SELECT u.id, u.username, u.role, u.staff_id, u.active, u.password_hash, s.csrf_token, s.expires_at \
+        "SELECT u.id, u.username, u.role, u.staff_id, u.active, u.password_hash, u.one_time_until, s.csrf_token, s.expires_at \
          FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.active = TRUE",
     )
     .bind(token_hash)
@@ -308,9 +325,9 @@ pub(crate) async fn session(
     .map_err(db)?;
     r.map(|r| {
         Ok(Session {
-            user: user_from((r.0, r.1, r.2, r.3, r.4, r.5))?,
-            csrf_token: r.6,
-            expires_ms: r.7,
+            user: user_from((r.0, r.1, r.2, r.3, r.4, r.5, r.6))?,
+            csrf_token: r.7,
+            expires_ms: r.8,
         })
     })
     .transpose()
@@ -426,4 +443,183 @@ pub(crate) async fn offboard_staff(
     .await?;
     tx.commit().await?;
     Ok(o)
+}
+
+/// People matching a manager's search, in employee-number order after `f.after_employee_no`.
+pub(crate) async fn find_staff(s: &SqlStore, f: StaffSearch) -> Result<Vec<Staff>> {
+    // `LIKE` with the text's own wildcards escaped, so "50%" finds "50%" and nothing else.
+    let text = f.text.trim();
+    let pattern = format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+            .to_lowercase()
+    );
+    let rows: Vec<StaffRow> = sqlx::query_as(
+        "SELECT id, employee_no, name, department, category, active, meals_per_period, created_at FROM staff \
+         WHERE employee_no > $1 \
+           AND ($2 = '' OR LOWER(employee_no) LIKE $3 ESCAPE '\\' OR LOWER(name) LIKE $3 ESCAPE '\\' \
+                OR LOWER(department) LIKE $3 ESCAPE '\\') \
+           AND ($4 OR active = TRUE) \
+         ORDER BY employee_no LIMIT $5",
+    )
+    .bind(&f.after_employee_no)
+    .bind(text)
+    .bind(&pattern)
+    .bind(f.include_inactive)
+    .bind(f.limit.clamp(1, 1000))
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    rows.into_iter().map(staff_from).collect()
+}
+
+/// Creates every person of an import in one transaction: all or nothing, so a row refused by
+/// the database (an employee number taken meanwhile) leaves no half-imported list behind.
+pub(crate) async fn import_staff(
+    s: &SqlStore,
+    people: Vec<NewStaff>,
+    actor: &Actor,
+) -> Result<Vec<Staff>> {
+    let now = store::now_ms();
+    let mut tx = s.begin().await?;
+    let mut created = Vec::with_capacity(people.len());
+    for new in people {
+        created.push(insert_staff(&mut tx, new, actor, now).await?);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+pub(crate) async fn left_at(s: &SqlStore, staff_id: i64) -> Result<Option<i64>> {
+    sqlx::query_scalar("SELECT created_at FROM offboardings WHERE staff_id = $1")
+        .bind(staff_id)
+        .fetch_optional(&s.pool)
+        .await
+        .map_err(db)
+}
+
+pub(crate) async fn user_for_staff(s: &SqlStore, staff_id: i64) -> Result<Option<User>> {
+    let r: Option<UserRow> = sqlx::query_as(
+        "SELECT id, username, role, staff_id, active, password_hash, one_time_until FROM users WHERE staff_id = $1",
+    )
+    .bind(staff_id)
+    .fetch_optional(&s.pool)
+    .await
+    .map_err(db)?;
+    r.map(user_from).transpose()
+}
+
+/// Gives a member of staff a one-time sign-in code (its hash; the caller shows the code once):
+/// creates their login (username = employee number) if they have none, else replaces their
+/// password and ends their sessions, as a reset must.
+pub(crate) async fn issue_sign_in_code(
+    s: &SqlStore,
+    staff_id: i64,
+    code_hash: &str,
+    until_ms: i64,
+    actor: &Actor,
+) -> Result<User> {
+    let now = store::now_ms();
+    let mut tx = s.begin().await?;
+    let person: StaffRow = sqlx::query_as(concat!(
+        "SELECT id, employee_no, name, department, category, active, meals_per_period, created_at FROM staff WHERE id = $1",
+        for_update!()
+    ))
+    .bind(staff_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?
+    .ok_or(StoreError::NotFound("staff"))?;
+    let person = staff_from(person)?;
+    if !person.active {
+        return Err(StoreError::conflict(
+            "staff_inactive",
+            "this person is not active; reactivate them first",
+        ));
+    }
+    let updated: Option<UserRow> = sqlx::query_as(
+        "UPDATE users SET password_hash = $1, one_time_until = $2, active = TRUE WHERE staff_id = $3 \
+         RETURNING id, username, role, staff_id, active, password_hash, one_time_until",
+    )
+    .bind(code_hash)
+    .bind(until_ms)
+    .bind(staff_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let user = match updated {
+        Some(r) => r,
+        None => sqlx::query_as(
+            "INSERT INTO users (username, password_hash, role, staff_id, active, created_at, one_time_until) \
+             VALUES ($1, $2, 'staff', $3, TRUE, $4, $5) \
+             RETURNING id, username, role, staff_id, active, password_hash, one_time_until",
+        )
+        .bind(&person.employee_no)
+        .bind(code_hash)
+        .bind(staff_id)
+        .bind(now)
+        .bind(until_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?,
+    };
+    let user = user_from(user)?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    audit(
+        &mut tx,
+        actor,
+        "user.sign_in_code",
+        serde_json::json!({"user_id": user.id, "staff_id": staff_id, "valid_until": until_ms}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// A user's own new password: replaces the hash, ends a one-time code, and ends every other
+/// session of theirs (whoever knew the old password or code is signed out).
+pub(crate) async fn set_own_password(
+    s: &SqlStore,
+    user_id: i64,
+    password_hash: &str,
+    keep_session_hash: &str,
+    actor: &Actor,
+) -> Result<()> {
+    let now = store::now_ms();
+    let mut tx = s.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE users SET password_hash = $1, one_time_until = NULL WHERE id = $2 AND active = TRUE",
+    )
+    .bind(password_hash)
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(keep_session_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    audit(
+        &mut tx,
+        actor,
+        "user.password",
+        serde_json::json!({"user_id": user_id}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

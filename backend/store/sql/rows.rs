@@ -126,7 +126,7 @@ pub(crate) fn canteen_from(r: CanteenRow) -> Result<Canteen> {
     })
 }
 
-pub(crate) type UserRow = (i64, String, String, Option<i64>, bool, String);
+pub(crate) type UserRow = (i64, String, String, Option<i64>, bool, String, Option<i64>);
 
 pub(crate) fn user_from(r: UserRow) -> Result<User> {
     Ok(User {
@@ -136,6 +136,7 @@ pub(crate) fn user_from(r: UserRow) -> Result<User> {
         staff_id: r.3,
         active: r.4,
         password_hash: r.5,
+        one_time_until_ms: r.6,
     })
 }
 

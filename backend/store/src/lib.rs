@@ -56,6 +56,10 @@ pub trait Store: Send + Sync + 'static {
     async fn update_staff(&self, id: i64, upd: StaffUpdate, actor: &Actor) -> Result<Staff>;
     async fn get_staff(&self, id: i64) -> Result<Staff>;
     async fn list_staff(&self, after_id: i64, limit: i64) -> Result<Vec<Staff>>;
+    /// A manager's search of the staff list (see [`StaffSearch`]).
+    async fn find_staff(&self, search: StaffSearch) -> Result<Vec<Staff>>;
+    /// Creates every person of an import, all or nothing.
+    async fn import_staff(&self, people: Vec<NewStaff>, actor: &Actor) -> Result<Vec<Staff>>;
     async fn balances(&self, staff_id: i64) -> Result<Balances>;
     /// Everyone's balances, paged by staff id (for kiosks' offline decisions).
     async fn balance_page(&self, after_staff_id: i64, limit: i64) -> Result<Vec<BalanceRow>>;
@@ -63,6 +67,28 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_user(&self, new: NewUser, actor: &Actor) -> Result<User>;
     async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
+    /// When the person was offboarded (left for good), if they were.
+    async fn left_at(&self, staff_id: i64) -> Result<Option<i64>>;
+    /// A member of staff's login, if they have one.
+    async fn user_for_staff(&self, staff_id: i64) -> Result<Option<User>>;
+    /// Gives a member of staff a one-time sign-in code (stored as `code_hash`, working until
+    /// `until_ms`): creates their login if needed, else resets it and ends their sessions.
+    async fn issue_sign_in_code(
+        &self,
+        staff_id: i64,
+        code_hash: &str,
+        until_ms: i64,
+        actor: &Actor,
+    ) -> Result<User>;
+    /// A user's own new password; ends a one-time code and every other session of theirs
+    /// than the one named by `keep_session_hash`.
+    async fn set_own_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_session_hash: &str,
+        actor: &Actor,
+    ) -> Result<()>;
     async fn create_session(&self, s: NewSession) -> Result<()>;
     async fn session(&self, token_hash: &str, now_ms: i64) -> Result<Option<Session>>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;

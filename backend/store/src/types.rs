@@ -149,6 +149,17 @@ pub struct NewStaff {
     pub category: String,
 }
 
+/// A manager's search of the staff list: `text` in the employee number, name or department
+/// (case-insensitive; empty matches everyone), a page of `limit` in employee-number order
+/// after `after_employee_no`.
+#[derive(Clone, Debug, Default)]
+pub struct StaffSearch {
+    pub text: String,
+    pub include_inactive: bool,
+    pub after_employee_no: String,
+    pub limit: i64,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct StaffUpdate {
     pub name: Option<String>,
@@ -184,6 +195,16 @@ pub struct User {
     pub staff_id: Option<i64>,
     pub active: bool,
     pub password_hash: String,
+    /// Set while the password is a one-time sign-in code a manager issued: the time it stops
+    /// working. A session opened with it may only set a real password.
+    pub one_time_until_ms: Option<i64>,
+}
+
+impl User {
+    /// Whether this user still signs in with a one-time code and must choose a password.
+    pub fn must_set_password(&self) -> bool {
+        self.one_time_until_ms.is_some()
+    }
 }
 
 #[derive(Clone, Debug)]

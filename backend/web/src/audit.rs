@@ -18,7 +18,7 @@ use crate::session::{Chrome, Overseer};
 use crate::HostRef;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -334,20 +334,7 @@ pub async fn export(
         .metadata()
         .map_err(|e| PageError::internal(lang, e))?
         .len();
-    let file = tokio::fs::File::from_std(file);
-    let stream = futures_util::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 64 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let name = format!("inspection-{}-{}.zip", manifest.from, manifest.to);
     Ok((
         [

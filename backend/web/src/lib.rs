@@ -18,8 +18,12 @@ pub mod chart;
 pub mod error;
 pub mod format;
 pub mod i18n;
+pub mod import;
 pub mod journal;
 pub mod manage;
+pub mod money_desk;
+pub mod password;
+pub mod people;
 pub mod refunds;
 pub mod session;
 pub mod staff;
@@ -93,6 +97,24 @@ pub trait Host: Send + Sync + 'static {
     async fn start_top_up(&self, user: &User, amount: ledger::Fen) -> Result<String, HostError>;
     /// Issues a one-time pay code for the user; answers the code and when it expires (ms).
     async fn new_pay_code(&self, user: &User) -> Result<(String, i64), HostError>;
+    /// A manager gives a member of staff a one-time sign-in code (their first sign-in, or a
+    /// forgotten password); answers the code, to be shown once, and when it stops working.
+    async fn issue_sign_in_code(
+        &self,
+        manager: &User,
+        staff_id: i64,
+    ) -> Result<(String, i64), HostError>;
+    /// Asks the payment provider about a top-up order and credits it if it was paid (exactly
+    /// once); answers `not_paid` or the credit's outcome (`credited`, `already_credited`, ...).
+    async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError>;
+    /// The signed-in user chooses their own password (under the API's password rule); their
+    /// other sessions end, the one named by `cookie_token` goes on.
+    async fn set_own_password(
+        &self,
+        cookie_token: &str,
+        user: &User,
+        new_password: &str,
+    ) -> Result<(), HostError>;
     /// Runs `backend check` (the store's invariants, the audit chain, the anchors outside the
     /// database) and answers its report. Expensive over a large ledger: run on demand.
     async fn verify_audit(&self) -> Result<store::CheckReport, HostError>;
@@ -120,10 +142,15 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(journal::routes())
         .merge(refunds::routes())
         .merge(staff::routes())
+        .merge(password::routes())
+        .merge(people::routes())
+        .merge(money_desk::routes())
         .merge(audit::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
+        // Added after the small-form limit, so it keeps its own (a spreadsheet upload).
+        .merge(import::routes())
         // Pages show one person's money: never kept in a shared browser's cache (assets set
         // their own caching), never framed, nothing loaded from anywhere but here. Forms may
         // lead elsewhere: a top-up redirects to the payment provider's page.

@@ -180,6 +180,14 @@ impl FromRequestParts<HostRef> for StaffMember {
 
     async fn from_request_parts(parts: &mut Parts, host: &HostRef) -> Result<Self, Response> {
         let v = Visitor::from_request_parts(parts, host).await?;
+        if v.user().must_set_password() {
+            // Signed in with a one-time code: choosing a password comes first.
+            return Err(if parts.method == axum::http::Method::GET {
+                Redirect::to("/me/password").into_response()
+            } else {
+                PageError::forbidden(v.lang).into_response()
+            });
+        }
         match (v.user().role, v.user().staff_id) {
             (Role::Staff, Some(id)) => Ok(StaffMember(v, id)),
             _ => Err(PageError::forbidden(v.lang).into_response()),

@@ -411,7 +411,7 @@ pub async fn create_user(
 }
 
 /// An unambiguous, typeable code (no 0/O/1/I): 12 characters, about 60 bits.
-fn enrolment_code() -> String {
+pub(crate) fn enrolment_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
     (0..12)

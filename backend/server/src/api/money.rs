@@ -177,6 +177,14 @@ pub async fn reconcile(
     Need(_p): Need<MANAGER>,
     ApiPath(order_no): ApiPath<String>,
 ) -> Result<Json<OutcomeOut>, ApiError> {
+    let outcome = reconcile_order(&st, &order_no).await?;
+    Ok(Json(OutcomeOut { outcome }))
+}
+
+/// Asks the provider about one order and credits it if it was paid (exactly once); answers
+/// `not_paid` or the credit's outcome. The API's reconcile route and the money desk page.
+pub async fn reconcile_order(st: &AppState, order_no: &str) -> Result<String, ApiError> {
+    let order_no = order_no.to_string();
     let payments = st.payment_provider()?;
     st.store.get_payment_order(&order_no).await?;
     let state = payments
@@ -192,14 +200,14 @@ pub async fn reconcile(
                 .await?;
             if o == store::CreditOutcome::RefusedLeft {
                 // A refused payment still waiting to go back: try again now.
-                crate::payments::return_refused_payments(&st)
+                crate::payments::return_refused_payments(st)
                     .await
                     .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             }
             o.as_str().to_string()
         }
     };
-    Ok(Json(OutcomeOut { outcome }))
+    Ok(outcome)
 }
 
 /// The payment gateway's asynchronous notification (HMAC-SHA256 signed in `X-Sandbox-Signature`).

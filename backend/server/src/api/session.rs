@@ -64,7 +64,9 @@ pub async fn open_session(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = match user {
-        Some(u) if ok && u.active => u,
+        // A one-time sign-in code stops working at its time, like a wrong password (the
+        // manager issues a new one).
+        Some(u) if ok && u.active && u.one_time_until_ms.is_none_or(|t| now < t) => u,
         _ => return Err(ApiError::Unauthorized),
     };
     let token = random_token();
