@@ -121,6 +121,15 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
             .await?
             .ok_or(ApiError::Unauthorized)?;
         state.kiosk_cache.put(h, k.clone());
+        // "Last heard from" for the managers' kiosk list: off the request's path, and only on
+        // a cache miss (every few seconds at most per kiosk; the store keeps minutes).
+        let store = state.store.clone();
+        let id = k.id;
+        tokio::spawn(async move {
+            if let Err(e) = store.kiosk_seen(id, now_ms()).await {
+                tracing::debug!(kiosk = id, error = %e.report(), "could not note the kiosk as seen");
+            }
+        });
         return Ok(Principal::Kiosk(k));
     }
     let token = cookie_value(parts, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;

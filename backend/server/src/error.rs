@@ -70,6 +70,11 @@ impl ApiError {
         self.parts().0
     }
 
+    /// The stable code the error's JSON body carries (`no_face`, `face_matches_other`, ...).
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -31,6 +31,7 @@ impl From<ApiError> for HostError {
             ApiError::Unavailable(d) => HostError::Unavailable(d),
             other => HostError::Refused {
                 status: other.status().as_u16(),
+                code: other.code().to_string(),
                 message: other.to_string(),
             },
         }
@@ -105,6 +106,38 @@ impl web::Host for WebHost {
         Ok(crate::api::me::issue_pay_code(&self.0, me).await?)
     }
 
+    async fn enrol_photo(
+        &self,
+        manager: &User,
+        staff_id: i64,
+        photo: Vec<u8>,
+    ) -> Result<f32, HostError> {
+        let actor = Principal::User(manager.clone()).actor();
+        let (_, face) =
+            crate::api::faces::enrol_photo(&self.0, staff_id, photo.into(), &actor).await?;
+        Ok(face.quality.score)
+    }
+
+    async fn issue_kiosk_code(
+        &self,
+        manager: &User,
+        canteen_id: i64,
+    ) -> Result<(String, i64), HostError> {
+        Ok(crate::api::admin::issue_kiosk_code(
+            &self.0,
+            canteen_id,
+            None,
+            &Principal::User(manager.clone()).actor(),
+        )
+        .await?)
+    }
+
+    async fn revoke_kiosk(&self, manager: &User, kiosk_id: i64) -> Result<(), HostError> {
+        crate::api::admin::revoke(&self.0, kiosk_id, &Principal::User(manager.clone()).actor())
+            .await?;
+        Ok(())
+    }
+
     async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError> {
         Ok(crate::api::money::reconcile_order(&self.0, order_no).await?)
     }
@@ -143,6 +176,7 @@ impl web::Host for WebHost {
             .check(new_password)
             .map_err(|e| HostError::Refused {
                 status: 422,
+                code: e.code.to_string(),
                 message: e.message,
             })?;
         let hash = hash_off_the_workers(password).await?;

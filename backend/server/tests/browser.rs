@@ -742,6 +742,13 @@ async fn manager_imports_staff_and_hands_out_a_first_sign_in_code() {
         .is_empty());
     screenshot(&c, "money").await;
     check_accessibility(&c, "money desk").await;
+    // The settings: the demo canteen with its meal periods, prices, subsidies and kiosks.
+    click_and_load(&c, "a[href='/manage/settings']").await;
+    assert_eq!(text_of(&c, "main h1").await, "设置");
+    click_and_load(&c, "#kiosk-code-go").await;
+    assert_eq!(text_of(&c, "#kiosk-code").await.len(), 12);
+    screenshot(&c, "settings").await;
+    check_accessibility(&c, "settings").await;
     c.close().await.expect("close");
 
     // On her phone: the code opens only the password form; then her own page.

@@ -481,3 +481,116 @@ on_both_dbs!(missing_models_answer_503, without_models, |app| {
         .await;
     assert_eq!(s, StatusCode::OK);
 });
+
+on_both_dbs!(
+    a_manager_enrols_a_photo_on_the_person_page,
+    with_models,
+    |app| {
+        use common::pages::{cookies, csrf, get, location, post_form, text, upload};
+        let boss = cookies(&app.manager);
+        let token = csrf(&app.manager);
+        let id = app.staff_id;
+        let page = format!("/manage/staff/{id}/photos");
+        // Without consent: the page offers to record it, and a photo is refused in words.
+        let (_, _, body) = app.raw(get(&format!("/manage/staff/{id}"), &boss)).await;
+        assert!(text(&body).contains("id=\"consent-record\""));
+        let (s, _, body) = app
+            .raw(upload(
+                &page,
+                &boss,
+                &token,
+                "obama.jpg",
+                &demo_photo("obama.jpg"),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            text(&body).contains("本人尚未同意人脸识别"),
+            "{}",
+            text(&body)
+        );
+        let (s, _, _) = app
+            .raw(post_form(
+                &format!("/manage/staff/{id}/consent"),
+                &boss,
+                &[("csrf", &token), ("granted", "true")],
+            ))
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        // A picture without a face: said next to the form, nothing stored.
+        let blank = png(&image::RgbImage::from_pixel(
+            320,
+            240,
+            image::Rgb([200, 200, 200]),
+        ));
+        let (s, _, body) = app
+            .raw(upload(&page, &boss, &token, "blank.png", &blank))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(text(&body).contains("id=\"photo-error\""));
+        assert!(text(&body).contains("没有找到人脸"), "{}", text(&body));
+        assert!(app.store.list_templates(id).await.unwrap().is_empty());
+        // A good photo: enrolled.
+        let (s, h, _) = app
+            .raw(upload(
+                &page,
+                &boss,
+                &token,
+                "obama.jpg",
+                &demo_photo("obama.jpg"),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert!(location(&h).contains("enrolled=1"));
+        assert_eq!(app.store.list_templates(id).await.unwrap().len(), 1);
+        // The same face for someone else: the warning names the look-alike, nothing stored.
+        let other = app
+            .store
+            .create_staff(
+                store::NewStaff {
+                    employee_no: "T2".into(),
+                    name: "Twin".into(),
+                    department: String::new(),
+                    category: "regular".into(),
+                },
+                &store::Actor::System("test"),
+            )
+            .await
+            .unwrap();
+        grant_consent(&app, other.id).await;
+        let (s, _, body) = app
+            .raw(upload(
+                &format!("/manage/staff/{}/photos", other.id),
+                &boss,
+                &token,
+                "obama2.jpg",
+                &demo_photo("obama2.jpg"),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(text(&body).contains("过于相似"), "{}", text(&body));
+        assert!(app.store.list_templates(other.id).await.unwrap().is_empty());
+        // A forged token stores nothing; staff cannot upload.
+        let (s, _, _) = app
+            .raw(upload(
+                &page,
+                &boss,
+                "forged",
+                "obama3.jpg",
+                &demo_photo("obama3.jpg"),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _, _) = app
+            .raw(upload(
+                &page,
+                &cookies(&app.staff),
+                &csrf(&app.staff),
+                "obama3.jpg",
+                &demo_photo("obama3.jpg"),
+            ))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(app.store.list_templates(id).await.unwrap().len(), 1);
+    }
+);

@@ -181,6 +181,26 @@ both_dbs!(every_route_with_every_role, |app| {
                             "manager" => store::Role::Manager,
                             _ => store::Role::Auditor,
                         };
+                        // One login per person: a staff login of its own needs a person of
+                        // its own.
+                        let staff_id = if role == store::Role::Staff {
+                            let p = app
+                                .store
+                                .create_staff(
+                                    store::NewStaff {
+                                        employee_no: format!("L{checked}"),
+                                        name: format!("Logout {checked}"),
+                                        department: String::new(),
+                                        category: "regular".into(),
+                                    },
+                                    &store::Actor::System("test"),
+                                )
+                                .await
+                                .expect("person");
+                            Some(p.id)
+                        } else {
+                            None
+                        };
                         let u = app
                             .store
                             .create_user(
@@ -188,11 +208,7 @@ both_dbs!(every_route_with_every_role, |app| {
                                     username: format!("logout-{name}-{}", checked),
                                     password_hash: "x".into(),
                                     role,
-                                    staff_id: if role == store::Role::Staff {
-                                        Some(app.staff_id)
-                                    } else {
-                                        None
-                                    },
+                                    staff_id,
                                 },
                                 &store::Actor::System("test"),
                             )

@@ -5,76 +5,10 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, Method, StatusCode};
+use common::pages::*;
 use common::{lunch_today, Caller};
 use serde_json::json;
-
-fn cookies(c: &Caller) -> String {
-    match c {
-        Caller::Person(token, _) => format!("cp_session={token}"),
-        _ => String::new(),
-    }
-}
-
-fn csrf(c: &Caller) -> String {
-    match c {
-        Caller::Person(_, csrf) => csrf.clone(),
-        _ => String::new(),
-    }
-}
-
-fn get(path: &str, cookie: &str) -> Request<Body> {
-    Request::builder()
-        .uri(path)
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .expect("request")
-}
-
-fn post_form(path: &str, cookie: &str, form: &[(&str, &str)]) -> Request<Body> {
-    let body: Vec<String> = form
-        .iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect();
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::COOKIE, cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body.join("&")))
-        .expect("request")
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn set_cookie_value(h: &axum::http::HeaderMap, name: &str) -> Option<String> {
-    h.get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
-fn location(h: &axum::http::HeaderMap) -> String {
-    h.get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
 
 both_dbs!(
     sign_in_form_needs_its_csrf_cookie_and_opens_an_api_session,
@@ -772,33 +706,6 @@ fn first_sheet(bytes: &[u8]) -> Vec<Vec<calamine::Data>> {
     range.rows().map(|r| r.to_vec()).collect()
 }
 
-/// A multipart upload of one file (as a browser's form sends it), with the session's CSRF token.
-fn upload(path: &str, cookie: &str, csrf: &str, file_name: &str, bytes: &[u8]) -> Request<Body> {
-    let boundary = "----cleanplate-test-boundary";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(header::COOKIE, cookie)
-        .header(
-            header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .header(header::CONTENT_LENGTH, body.len())
-        .body(Body::from(body))
-        .expect("request")
-}
-
 /// An XLSX workbook of these rows (the first is the header), as a spreadsheet program saves it.
 fn xlsx(rows: &[&[&str]]) -> Vec<u8> {
     let mut book = rust_xlsxwriter::Workbook::new();
@@ -1433,6 +1340,204 @@ both_dbs!(money_desk_collects_waives_reverses_and_reconciles, |app| {
     );
     // Staff have no money desk.
     let (s, _, _) = app.raw(get("/manage/money", &cookies(&app.staff))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    app.check_ok().await;
+});
+
+both_dbs!(settings_change_the_canteen_and_manage_kiosks, |app| {
+    let boss = cookies(&app.manager);
+    let token = csrf(&app.manager);
+    let canteen = app.store.list_canteens().await.unwrap()[0].clone();
+    let id = canteen.id;
+    let (s, _, body) = app.raw(get("/manage/settings", &boss)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text(&body).contains(&canteen.name));
+    // Refused in words, nothing changed: a time zone out of range, a cap with three decimals.
+    for (offset, cap) in [("900", "10"), ("480", "1.234")] {
+        let (s, _, body) = app
+            .raw(post_form(
+                &format!("/manage/settings/canteens/{id}"),
+                &boss,
+                &[
+                    ("csrf", &token),
+                    ("name", "New name"),
+                    ("utc_offset_minutes", offset),
+                    ("per_transaction_cap", cap),
+                    ("daily_cap", ""),
+                ],
+            ))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(text(&body).contains("未做任何更改"));
+    }
+    assert_eq!(app.store.list_canteens().await.unwrap()[0], canteen);
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/manage/settings/canteens/{id}"),
+            &boss,
+            &[
+                ("csrf", &token),
+                ("name", "北区食堂"),
+                ("utc_offset_minutes", "480"),
+                ("per_transaction_cap", "30"),
+                ("daily_cap", ""),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let now = app.store.list_canteens().await.unwrap()[0].clone();
+    assert_eq!(
+        (now.name.as_str(), now.per_transaction_cap, now.daily_cap),
+        ("北区食堂", Some(ledger::Fen(3000)), None)
+    );
+    // A meal period: a nonsense time is refused; a good one is kept.
+    let window = |start: &'static str, end: &'static str| {
+        post_form(
+            &format!("/manage/settings/canteens/{id}/windows"),
+            &boss,
+            &[
+                ("csrf", &token),
+                ("meal", "breakfast"),
+                ("start", start),
+                ("end", end),
+            ],
+        )
+    };
+    let (s, _, _) = app.raw(window("25:00", "26:00")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _, _) = app.raw(window("6:30", "9:00")).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cfg = app.store.canteen_config(id).await.unwrap();
+    let b = cfg
+        .windows
+        .iter()
+        .find(|w| w.meal == ledger::MealKind::Breakfast)
+        .expect("breakfast");
+    assert_eq!((b.start_minute, b.end_minute), (390, 540));
+    // A price and a subsidy rule, then a month granted once only.
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/manage/settings/canteens/{id}/prices"),
+            &boss,
+            &[
+                ("csrf", &token),
+                ("category", "intern"),
+                ("meal", "lunch"),
+                ("price", "8.50"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let cfg = app.store.canteen_config(id).await.unwrap();
+    assert!(cfg.prices.iter().any(|p| p.category == "intern"
+        && p.meal == ledger::MealKind::Lunch
+        && p.price == ledger::Fen(850)));
+    let (s, _, _) = app
+        .raw(post_form(
+            "/manage/settings/subsidies",
+            &boss,
+            &[
+                ("csrf", &token),
+                ("category", "regular"),
+                ("amount", "100"),
+                ("expires", "1"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let grant = || {
+        post_form(
+            "/manage/settings/subsidies/grant",
+            &boss,
+            &[("csrf", &token), ("period", "2031-01")],
+        )
+    };
+    let (s, _, body) = app.raw(grant()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text(&body).contains("已发放 2031-01"), "{}", text(&body));
+    let subsidy = app.store.balances(app.staff_id).await.unwrap().subsidy;
+    assert_eq!(subsidy, ledger::Fen(10_000));
+    let (_, _, body) = app.raw(grant()).await;
+    assert!(text(&body).contains("已发过 1"), "{}", text(&body));
+    assert_eq!(
+        app.store.balances(app.staff_id).await.unwrap().subsidy,
+        subsidy
+    );
+    // A kiosk code shown once, used by a new kiosk, seen, then revoked.
+    let (s, _, body) = app
+        .raw(post_form(
+            "/manage/settings/kiosks/code",
+            &boss,
+            &[("csrf", &token), ("canteen_id", &id.to_string())],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let code = text(&body)
+        .split("id=\"kiosk-code\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the code")
+        .to_string();
+    let (s, k) = app
+        .call(
+            &Caller::Anonymous,
+            Method::POST,
+            "/api/v1/kiosk/enrol",
+            Some(json!({"code": code, "name": "Line 3"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    let kiosk = Caller::Kiosk(k["device_token"].as_str().unwrap().to_string());
+    let (s, _) = app
+        .call(&kiosk, Method::GET, "/api/v1/kiosk/gallery?since=0", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let kid = k["kiosk_id"].as_i64().expect("kiosk id");
+    // "Last heard from" is written off the request's path: wait for it.
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = app
+            .store
+            .list_kiosks()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.id == kid)
+            .and_then(|k| k.last_seen_ms);
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen.is_some(), "the kiosk was heard from");
+    let (_, _, body) = app.raw(get("/manage/settings", &boss)).await;
+    assert!(text(&body).contains("Line 3"));
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/manage/settings/kiosks/{kid}/revoke"),
+            &boss,
+            &[("csrf", &token)],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, _) = app
+        .call(&kiosk, Method::GET, "/api/v1/kiosk/gallery?since=0", None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked at once");
+    // Forms with a forged token change nothing; staff have no settings.
+    let (s, _, _) = app
+        .raw(post_form(
+            "/manage/settings/subsidies",
+            &boss,
+            &[
+                ("csrf", "forged"),
+                ("category", "regular"),
+                ("amount", "999"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = app.raw(get("/manage/settings", &cookies(&app.staff))).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     app.check_ok().await;
 });

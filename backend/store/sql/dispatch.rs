@@ -196,6 +196,10 @@ impl Store for SqlStore {
         kiosks::revoke_kiosk(self, id, now_ms, actor).await
     }
 
+    async fn kiosk_seen(&self, id: i64, now_ms: i64) -> Result<()> {
+        kiosks::kiosk_seen(self, id, now_ms).await
+    }
+
     async fn list_kiosks(&self) -> Result<Vec<Kiosk>> {
         kiosks::list_kiosks(self).await
     }

@@ -62,7 +62,7 @@ pub(crate) async fn redeem_enrolment_code(
     };
     let r: KioskRow = sqlx::query_as(
         "INSERT INTO kiosks (name, canteen_id, token_hash, created_at) VALUES ($1, $2, $3, $4) \
-         RETURNING id, name, canteen_id, revoked_at, created_at",
+         RETURNING id, name, canteen_id, revoked_at, created_at, last_seen_at",
     )
     .bind(name)
     .bind(canteen_id)
@@ -93,13 +93,28 @@ pub(crate) async fn redeem_enrolment_code(
 
 pub(crate) async fn kiosk_by_token(s: &SqlStore, token_hash: &str) -> Result<Option<Kiosk>> {
     let r: Option<KioskRow> = sqlx::query_as(
-        "SELECT id, name, canteen_id, revoked_at, created_at FROM kiosks WHERE token_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, name, canteen_id, revoked_at, created_at, last_seen_at FROM kiosks WHERE token_hash = $1 AND revoked_at IS NULL",
     )
     .bind(token_hash)
     .fetch_optional(&s.pool)
     .await
     .map_err(db)?;
     Ok(r.map(kiosk_from))
+}
+
+/// Notes that a kiosk was heard from, at most once a minute (the condition makes repeats free).
+pub(crate) async fn kiosk_seen(s: &SqlStore, id: i64, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE kiosks SET last_seen_at = $1 WHERE id = $2 \
+         AND (last_seen_at IS NULL OR last_seen_at < $3)",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .bind(now_ms - 60_000)
+    .execute(&s.pool)
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 pub(crate) async fn revoke_kiosk(
@@ -111,7 +126,7 @@ pub(crate) async fn revoke_kiosk(
     let mut tx = s.begin().await?;
     let r: KioskRow = sqlx::query_as(
         "UPDATE kiosks SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
-         RETURNING id, name, canteen_id, revoked_at, created_at",
+         RETURNING id, name, canteen_id, revoked_at, created_at, last_seen_at",
     )
     .bind(now_ms)
     .bind(id)
@@ -133,7 +148,7 @@ pub(crate) async fn revoke_kiosk(
 
 pub(crate) async fn list_kiosks(s: &SqlStore) -> Result<Vec<Kiosk>> {
     let rows: Vec<KioskRow> = sqlx::query_as(
-        "SELECT id, name, canteen_id, revoked_at, created_at FROM kiosks ORDER BY id",
+        "SELECT id, name, canteen_id, revoked_at, created_at, last_seen_at FROM kiosks ORDER BY id",
     )
     .fetch_all(&s.pool)
     .await

@@ -140,7 +140,7 @@ pub(crate) fn user_from(r: UserRow) -> Result<User> {
     })
 }
 
-pub(crate) type KioskRow = (i64, String, i64, Option<i64>, i64);
+pub(crate) type KioskRow = (i64, String, i64, Option<i64>, i64, Option<i64>);
 
 pub(crate) fn kiosk_from(r: KioskRow) -> Kiosk {
     Kiosk {
@@ -149,6 +149,7 @@ pub(crate) fn kiosk_from(r: KioskRow) -> Kiosk {
         canteen_id: r.2,
         revoked: r.3.is_some(),
         created_at_ms: r.4,
+        last_seen_ms: r.5,
     }
 }
 

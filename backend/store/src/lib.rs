@@ -122,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     async fn kiosk_by_token(&self, token_hash: &str) -> Result<Option<Kiosk>>;
     async fn revoke_kiosk(&self, id: i64, now_ms: i64, actor: &Actor) -> Result<Kiosk>;
     async fn list_kiosks(&self) -> Result<Vec<Kiosk>>;
+    /// Notes that a kiosk was heard from (kept at minute precision).
+    async fn kiosk_seen(&self, id: i64, now_ms: i64) -> Result<()>;
 
     // ---- money --------------------------------------------------------------------------
     /// Applies one kiosk charge exactly once per (kiosk, idempotency key): a replay with the same

@@ -238,6 +238,9 @@ pub struct Kiosk {
     pub canteen_id: i64,
     pub revoked: bool,
     pub created_at_ms: i64,
+    /// When the server last looked its token up (at most once a minute is noted).
+    #[serde(default)]
+    pub last_seen_ms: Option<i64>,
 }
 
 /// One charge as a kiosk sent it, already authenticated and hashed by the server.

@@ -80,7 +80,9 @@ impl PageError {
             HostError::RateLimited => {
                 PageError::new(StatusCode::TOO_MANY_REQUESTS, lang, t.rate_limited)
             }
-            HostError::Refused { status, message } => PageError::new(
+            HostError::Refused {
+                status, message, ..
+            } => PageError::new(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
                 lang,
                 message,

@@ -14,6 +14,17 @@ pub fn yuan(f: Fen) -> String {
 }
 
 /// `+¥5.00` for a credit, `-¥5.00` for a debit (statement lines).
+/// Yuan as typed into a form (`15.00`): no sign, no grouping.
+pub fn plain_yuan(f: Fen) -> String {
+    let a = f.0.unsigned_abs();
+    format!(
+        "{}{}.{:02}",
+        if f.0 < 0 { "-" } else { "" },
+        a / 100,
+        a % 100
+    )
+}
+
 pub fn signed_yuan(f: Fen) -> String {
     if f.0 > 0 {
         format!("+{}", yuan(f))

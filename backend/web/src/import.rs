@@ -13,6 +13,7 @@ use crate::error::{OrPage, PageError};
 use crate::i18n::Lang;
 use crate::people::{actor, field_message, new_staff};
 use crate::session::{Chrome, Manager};
+use crate::upload::{read_upload, UploadError, FRAMING_BYTES};
 use crate::HostRef;
 use askama::Template;
 use askama_web::WebTemplate;
@@ -38,7 +39,7 @@ pub fn routes() -> Router<HostRef> {
         .route("/manage/staff/import/template.csv", get(template_csv))
         // Room for the multipart framing around the largest file; the handler says "too
         // large" in words for anything bigger.
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + 64 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES + FRAMING_BYTES))
 }
 
 /// The columns, by their header in either language.
@@ -379,67 +380,21 @@ pub async fn upload(
         page.error = Some(message);
         Ok((status, page).into_response())
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_UPLOAD_BYTES + 64 * 1024) {
-        return refuse(
-            page,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            t.import_too_large.into(),
-        );
-    }
-    let Ok(mut multipart) = multipart else {
-        return refuse(page, StatusCode::BAD_REQUEST, t.import_no_file.into());
-    };
-    let mut csrf = String::new();
-    let mut file: Option<(String, Vec<u8>)> = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return refuse(
-                    page,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    t.import_too_large.into(),
-                )
-            }
-            Err(_) => return refuse(page, StatusCode::BAD_REQUEST, t.import_no_file.into()),
-        };
-        match field.name() {
-            Some("csrf") => csrf = field.text().await.unwrap_or_default(),
-            Some("file") => {
-                let name = field.file_name().unwrap_or("").to_string();
-                match field.bytes().await {
-                    Ok(b) if b.len() <= MAX_UPLOAD_BYTES => file = Some((name, b.to_vec())),
-                    Ok(_) => {
-                        return refuse(
-                            page,
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            t.import_too_large.into(),
-                        )
-                    }
-                    Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                        return refuse(
-                            page,
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            t.import_too_large.into(),
-                        )
-                    }
-                    Err(_) => {
-                        return refuse(page, StatusCode::BAD_REQUEST, t.import_no_file.into())
-                    }
-                }
-            }
-            _ => {}
+    let upload = match read_upload(&headers, multipart, MAX_UPLOAD_BYTES).await {
+        Ok(u) => u,
+        Err(UploadError::TooLarge) => {
+            return refuse(
+                page,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                t.import_too_large.into(),
+            )
         }
-    }
-    v.check_csrf(&host, &csrf)?;
-    let Some((name, bytes)) = file else {
-        return refuse(page, StatusCode::BAD_REQUEST, t.import_no_file.into());
+        Err(UploadError::NoFile) => {
+            return refuse(page, StatusCode::BAD_REQUEST, t.import_no_file.into())
+        }
     };
+    v.check_csrf(&host, &upload.csrf)?;
+    let (name, bytes) = (upload.file_name, upload.bytes);
     page.file = name;
     // Reading a sheet is CPU work on untrusted input: off the async workers.
     let rows = tokio::task::spawn_blocking(move || rows_of(&bytes))

@@ -26,7 +26,9 @@ pub mod password;
 pub mod people;
 pub mod refunds;
 pub mod session;
+pub mod settings;
 pub mod staff;
+pub mod upload;
 
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
@@ -59,9 +61,14 @@ pub enum HostError {
     BadCredentials,
     #[error("too many attempts; wait a minute")]
     RateLimited,
-    /// The request was understood and refused (the message is safe to show).
+    /// The request was understood and refused (the message is safe to show; the code is the
+    /// API's stable error code, for pages that say it in the visitor's language).
     #[error("{message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -104,6 +111,25 @@ pub trait Host: Send + Sync + 'static {
         manager: &User,
         staff_id: i64,
     ) -> Result<(String, i64), HostError>;
+    /// Enrols a face template for a person from a photo, as the API's `face-photos` route
+    /// does (consent, one clear face of good quality, the look-alike guard); answers the
+    /// photo's quality score (0-1).
+    async fn enrol_photo(
+        &self,
+        manager: &User,
+        staff_id: i64,
+        photo: Vec<u8>,
+    ) -> Result<f32, HostError>;
+    /// A one-time code a new kiosk registers with at the canteen (`kiosk register --code`);
+    /// answers the code, to be shown once, and when it stops working.
+    async fn issue_kiosk_code(
+        &self,
+        manager: &User,
+        canteen_id: i64,
+    ) -> Result<(String, i64), HostError>;
+    /// Revokes a kiosk's token on this instance at once (and on others within their token
+    /// cache time), as the API's revoke does.
+    async fn revoke_kiosk(&self, manager: &User, kiosk_id: i64) -> Result<(), HostError>;
     /// Asks the payment provider about a top-up order and credits it if it was paid (exactly
     /// once); answers `not_paid` or the credit's outcome (`credited`, `already_credited`, ...).
     async fn reconcile_top_up(&self, order_no: &str) -> Result<String, HostError>;
@@ -145,12 +171,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(password::routes())
         .merge(people::routes())
         .merge(money_desk::routes())
+        .merge(settings::routes())
         .merge(audit::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))
-        // Added after the small-form limit, so it keeps its own (a spreadsheet upload).
+        // Added after the small-form limit, so they keep their own (a spreadsheet, a photo).
         .merge(import::routes())
+        .merge(people::upload_routes())
         // Pages show one person's money: never kept in a shared browser's cache (assets set
         // their own caching), never framed, nothing loaded from anywhere but here. Forms may
         // lead elsewhere: a top-up redirects to the payment provider's page.

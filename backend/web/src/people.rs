@@ -38,6 +38,19 @@ pub fn routes() -> Router<HostRef> {
             "/manage/staff/{id}/templates/{template}/delete",
             post(delete_template),
         )
+        .route("/manage/staff/{id}/consent", post(record_consent))
+}
+
+/// The largest photo accepted (as the API's photo route).
+pub const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
+
+/// The photo upload, with a body limit of its own (the other forms are small).
+pub fn upload_routes() -> Router<HostRef> {
+    Router::new()
+        .route("/manage/staff/{id}/photos", post(enrol_photo))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            MAX_PHOTO_BYTES + crate::upload::FRAMING_BYTES,
+        ))
 }
 
 pub(crate) fn actor(u: &User) -> Actor {
@@ -267,6 +280,8 @@ pub struct PersonPage {
     pub templates: Vec<TemplateRow>,
     /// A code just issued, shown once.
     pub code: Option<(String, String)>,
+    /// Why the photo just sent was not enrolled, in the visitor's words.
+    pub photo_error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,6 +292,10 @@ pub struct DetailQuery {
     pub saved: String,
     #[serde(default)]
     pub deleted: String,
+    #[serde(default)]
+    pub enrolled: String,
+    #[serde(default)]
+    pub consent: String,
 }
 
 async fn person_page(
@@ -351,6 +370,7 @@ async fn person_page(
             .unwrap_or_default(),
         templates,
         code: code.map(|(c, until)| (c, local_time(until, offset))),
+        photo_error: None,
         s,
     })
 }
@@ -376,6 +396,10 @@ pub async fn detail(
         Some(t.saved)
     } else if q.deleted == "1" {
         Some(t.face_deleted)
+    } else if q.enrolled == "1" {
+        Some(t.face_enrolled)
+    } else if q.consent == "1" {
+        Some(t.consent_recorded)
     } else {
         None
     };
@@ -531,4 +555,95 @@ pub async fn offboard(
         templates: o.templates_deleted as usize,
         done: true,
     })
+}
+
+/// The photo refusal in the visitor's words; the server's own message (which names the
+/// measure that failed, or the look-alike) follows where it helps.
+fn photo_message(t: &'static Tr, code: &str, detail: &str) -> String {
+    match code {
+        "no_face" => t.photo_no_face.into(),
+        "several_faces" => t.photo_several_faces.into(),
+        "poor_quality" => format!("{} ({detail})", t.photo_poor_quality),
+        "bad_image" => t.photo_bad_image.into(),
+        "consent_required" => t.photo_consent_required.into(),
+        "face_matches_other" => format!("{} ({detail})", t.photo_matches_other),
+        "face_unlike_own" => format!("{} ({detail})", t.photo_unlike_own),
+        "face_pipeline_unavailable" => t.photo_unavailable.into(),
+        _ => detail.to_string(),
+    }
+}
+
+pub async fn enrol_photo(
+    State(host): State<HostRef>,
+    Manager(v): Manager,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, PageError> {
+    use crate::upload::{read_upload, UploadError};
+    let lang = v.lang;
+    let t = lang.tr();
+    let again = |message: String, status: StatusCode| {
+        let host = host.clone();
+        let v = &v;
+        async move {
+            let mut page = person_page(&host, v, id, None, None, None, None).await?;
+            page.photo_error = Some(message);
+            Ok::<_, PageError>((status, page).into_response())
+        }
+    };
+    let upload = match read_upload(&headers, multipart, MAX_PHOTO_BYTES).await {
+        Ok(u) => u,
+        Err(UploadError::TooLarge) => {
+            return again(t.photo_too_large.into(), StatusCode::PAYLOAD_TOO_LARGE).await
+        }
+        Err(UploadError::NoFile) => {
+            return again(t.photo_none.into(), StatusCode::BAD_REQUEST).await
+        }
+    };
+    v.check_csrf(&host, &upload.csrf)?;
+    match host.enrol_photo(v.user(), id, upload.bytes).await {
+        Ok(_) => Ok(Redirect::to(&format!("/manage/staff/{id}?enrolled=1#face")).into_response()),
+        Err(crate::HostError::Refused {
+            status,
+            code,
+            message,
+        }) if code != "not_found" => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            again(photo_message(t, &code, &message), status).await
+        }
+        Err(crate::HostError::Unavailable(_)) => {
+            again(t.photo_unavailable.into(), StatusCode::SERVICE_UNAVAILABLE).await
+        }
+        Err(e) => Err(PageError::from_host(lang, e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub granted: String,
+}
+
+/// Consent given on paper at the desk (or withdrawn there), recorded by the manager as the
+/// API's `PUT /staff/{id}/consent` does; withdrawing deletes the person's templates.
+pub async fn record_consent(
+    State(host): State<HostRef>,
+    Manager(v): Manager,
+    Path(id): Path<i64>,
+    Form(f): Form<ConsentForm>,
+) -> Result<Response, PageError> {
+    v.check_csrf(&host, &f.csrf)?;
+    let granted = match f.granted.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => return Err(PageError::bad_form(v.lang)),
+    };
+    host.store()
+        .set_consent(id, granted, host.now_ms(), &actor(v.user()))
+        .await
+        .or_page(v.lang)?;
+    Ok(Redirect::to(&format!("/manage/staff/{id}?consent=1#face")).into_response())
 }

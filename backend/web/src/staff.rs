@@ -94,6 +94,12 @@ pub struct HomePage {
     pub choices: Vec<i64>,
     pub error: Option<String>,
     pub notice: Option<&'static str>,
+    /// When unspent subsidy goes back to the fund (the month's last day), if it does.
+    pub subsidy_expires: Option<String>,
+    /// My plate waste over the last 30 days: the chart, plates weighed and clean ones.
+    pub waste_chart: Option<String>,
+    pub plates: i64,
+    pub clean_plates: i64,
 }
 
 impl HomePage {
@@ -213,7 +219,24 @@ async fn render_home(
         }
     };
     let total = Fen(b.cash.0 + b.subsidy.0);
+    let today = format::local_day(now, offset);
+    let expires = store
+        .list_subsidy_rules()
+        .await
+        .or_page(lang)?
+        .into_iter()
+        .any(|r| r.category == staff.category && r.expires);
+    let subsidy_expires = (expires && b.subsidy.0 > 0).then(|| {
+        let d = format::day_date(today);
+        let last = d.replace_day(d.month().length(d.year())).unwrap_or(d);
+        last.to_string()
+    });
+    let waste = my_waste(host, me, today, offset, t).await.or_page(lang)?;
     Ok(HomePage {
+        subsidy_expires,
+        waste_chart: waste.0,
+        plates: waste.1,
+        clean_plates: waste.2,
         c: v.chrome("me"),
         name: staff.name,
         total: yuan(total),
@@ -241,6 +264,62 @@ pub async fn home(
     Query(q): Query<HomeQuery>,
 ) -> Result<HomePage, PageError> {
     render_home(&host, v, me, q, None).await
+}
+
+/// My last 30 days of plate waste: a line of grams left per plate by day (`None` when nothing
+/// was weighed), the plates weighed and how many were clean.
+async fn my_waste(
+    host: &HostRef,
+    me: i64,
+    today: i64,
+    offset: i32,
+    t: &'static crate::i18n::Tr,
+) -> Result<(Option<String>, i64, i64), store::StoreError> {
+    use crate::chart::{Chart, Kind, Series};
+    let first = today - 29;
+    let mut grams = [0i64; 30];
+    let mut plates = [0i64; 30];
+    let mut clean = 0;
+    // Newest first; a month of three meals a day is under 100 records.
+    for w in host.store().list_waste(Some(me), 200).await? {
+        let day = format::local_day(w.measured_at_ms, offset);
+        if day < first {
+            break;
+        }
+        if let Ok(i) = usize::try_from(day - first) {
+            if i < 30 {
+                grams[i] += w.net_grams.max(0);
+                plates[i] += 1;
+                clean += i64::from(w.net_grams <= crate::manage::CLEAN_PLATE_MAX_GRAMS);
+            }
+        }
+    }
+    let weighed: i64 = plates.iter().sum();
+    if weighed == 0 {
+        return Ok((None, 0, 0));
+    }
+    let chart = Chart {
+        id: "my-waste",
+        title: t.my_waste.into(),
+        labels: (first..=today).map(format::short_day).collect(),
+        series: vec![Series {
+            name: t.waste_per_plate.into(),
+            colour: "#c8553d",
+            values: (0..30)
+                .map(|i| {
+                    if plates[i] == 0 {
+                        f64::NAN
+                    } else {
+                        grams[i] as f64 / plates[i] as f64
+                    }
+                })
+                .collect(),
+        }],
+        kind: Kind::Lines,
+        y_max: None,
+        y_format: |v| format!("{v:.0} g"),
+    };
+    Ok((Some(chart.svg()), weighed, clean))
 }
 
 #[derive(Deserialize)]

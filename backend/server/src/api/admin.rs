@@ -427,16 +427,28 @@ pub async fn create_enrolment_code(
     Need(p): Need<MANAGER>,
     JsonBody(b): JsonBody<EnrolCodeIn>,
 ) -> Result<Json<EnrolCodeOut>, ApiError> {
-    st.store.canteen_config(b.canteen_id).await?;
-    let code = enrolment_code();
-    let expires = now_ms() + b.valid_minutes.unwrap_or(60).clamp(1, 7 * 24 * 60) * 60_000;
-    st.store
-        .create_enrolment_code(b.canteen_id, &token_hash(&code), expires, &p.actor())
-        .await?;
+    let (code, expires) = issue_kiosk_code(&st, b.canteen_id, b.valid_minutes, &p.actor()).await?;
     Ok(Json(EnrolCodeOut {
         code,
         expires_at_ms: expires,
     }))
+}
+
+/// A one-time kiosk registration code for a canteen (an hour by default, at most a week);
+/// only its hash is kept. The API's route and the settings page.
+pub async fn issue_kiosk_code(
+    st: &AppState,
+    canteen_id: i64,
+    valid_minutes: Option<i64>,
+    actor: &store::Actor,
+) -> Result<(String, i64), ApiError> {
+    st.store.canteen_config(canteen_id).await?;
+    let code = enrolment_code();
+    let expires = now_ms() + valid_minutes.unwrap_or(60).clamp(1, 7 * 24 * 60) * 60_000;
+    st.store
+        .create_enrolment_code(canteen_id, &token_hash(&code), expires, actor)
+        .await?;
+    Ok((code, expires))
 }
 
 /// Registered kiosks. Roles: manager, auditor.
@@ -462,7 +474,17 @@ pub async fn revoke_kiosk(
     Need(p): Need<MANAGER>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<KioskOut>, ApiError> {
-    let k = st.store.revoke_kiosk(id, now_ms(), &p.actor()).await?;
+    Ok(Json(revoke(&st, id, &p.actor()).await?.into()))
+}
+
+/// Revokes a kiosk and forgets its cached token here (other instances within their cache
+/// time). The API's route and the settings page.
+pub async fn revoke(
+    st: &AppState,
+    id: i64,
+    actor: &store::Actor,
+) -> Result<store::Kiosk, ApiError> {
+    let k = st.store.revoke_kiosk(id, now_ms(), actor).await?;
     st.kiosk_cache.forget_kiosk(id);
-    Ok(Json(k.into()))
+    Ok(k)
 }

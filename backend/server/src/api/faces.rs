@@ -247,6 +247,28 @@ pub async fn add_face_photo(
             ApiError::bad_request("bad_body", e.body_text())
         }
     })?;
+    let (t, face) = enrol_photo(&st, id, body, &p.actor()).await?;
+    Ok(Json(FacePhotoOut {
+        id: t.id,
+        staff_id: t.staff_id,
+        version: t.version,
+        deleted: t.deleted,
+        quality_score: face.quality.score,
+        detection_score: face.detection_score,
+        eye_distance_px: face.quality.eye_distance_px,
+        faces_detected: face.faces_detected,
+    }))
+}
+
+/// A template from a photo: the person must exist and have consented; the server finds the
+/// one clear face and stores its embedding under the look-alike guard. The API's photo route
+/// and the managers' person page.
+pub async fn enrol_photo(
+    st: &AppState,
+    id: i64,
+    body: Bytes,
+    actor: &store::Actor,
+) -> Result<(store::TemplateMeta, crate::face_photos::PhotoFace), ApiError> {
     st.store.get_staff(id).await?;
     // The store checks consent again under a lock when writing; checking first spares the
     // pipeline a photo that could never be stored. Same code and words as the store's refusal.
@@ -261,17 +283,8 @@ pub async fn add_face_photo(
         .await
         .map_err(|e| ApiError::Internal(format!("photo analysis task: {e}")))?
         .map_err(photo_error)?;
-    let t = store_template(&st, id, &face.embedding, &p.actor()).await?;
-    Ok(Json(FacePhotoOut {
-        id: t.id,
-        staff_id: t.staff_id,
-        version: t.version,
-        deleted: t.deleted,
-        quality_score: face.quality.score,
-        detection_score: face.detection_score,
-        eye_distance_px: face.quality.eye_distance_px,
-        faces_detected: face.faces_detected,
-    }))
+    let t = store_template(st, id, &face.embedding, actor).await?;
+    Ok((t, face))
 }
 
 fn photo_error(e: PhotoError) -> ApiError {

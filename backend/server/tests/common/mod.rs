@@ -5,6 +5,8 @@
 //! unless `CLEANPLATE_SKIP_POSTGRES=1` skips them explicitly.
 #![allow(dead_code)]
 
+pub mod pages;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
