@@ -4,8 +4,8 @@
 //! check` then verifies that the database still holds every anchored entry with the anchored
 //! hash: deleting the newest sealed audit rows, or rebuilding the chain, shows even though
 //! what is left in the database is a consistent chain. Each line also carries an HMAC under
-//! the audit key, so lines cannot be forged without it. (The inspection export of issue 12,
-//! not built yet, is meant to carry the head too.)
+//! the audit key, so lines cannot be forged without it. The inspection export carries the head
+//! too (its `manifest.json`), and `backend verify-export` checks the database still holds it.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod face_photos;
+pub mod inspect;
 pub mod pages;
 pub mod payments;
 pub mod state;

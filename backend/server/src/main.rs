@@ -1,4 +1,5 @@
-//! The `backend` command: `serve`, `migrate`, `check`, `create-manager`, `seed-demo`.
+//! The `backend` command: `serve`, `migrate`, `check`, `create-manager`, `seed-demo`, `export`,
+//! `verify-export`.
 //! Configuration comes from defaults, an optional TOML file (`--config`), `CLEANPLATE_*`
 //! environment variables and these flags, in that order of precedence (flags win).
 
@@ -62,6 +63,29 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         history_days: i64,
     },
+    /// Write the inspection export: charges, refunds, top-ups and plate waste of a range of
+    /// canteen-local dates as CSV files with manifest.json (SHA-256, row counts, the audit
+    /// chain head), in one zip.
+    Export {
+        /// First date, YYYY-MM-DD (canteen local).
+        #[arg(long)]
+        from: String,
+        /// Last date, YYYY-MM-DD (included).
+        #[arg(long)]
+        to: String,
+        /// The zip to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-check an inspection export: every file's SHA-256 and row count against its manifest,
+    /// then the manifest's audit chain head against the database's chain (when one is
+    /// reachable). Exits 1 naming the first file that does not match.
+    VerifyExport {
+        file: PathBuf,
+        /// Check the files only, not the chain head against a database.
+        #[arg(long)]
+        no_database: bool,
+    },
 }
 
 fn now_ms() -> i64 {
@@ -98,6 +122,8 @@ async fn main() -> Result<()> {
         Cmd::Check { seal, json } => check(cfg, seal, json).await,
         Cmd::CreateManager { username, role } => create_manager(cfg, username, role).await,
         Cmd::SeedDemo { history_days } => seed_demo(cfg, history_days).await,
+        Cmd::Export { from, to, out } => export(cfg, &from, &to, &out).await,
+        Cmd::VerifyExport { file, no_database } => verify_export(cfg, &file, no_database).await,
     }
 }
 
@@ -448,4 +474,65 @@ async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
     );
     println!("kiosk enrolment code (valid 24 h): {code}");
     Ok(())
+}
+
+async fn export(cfg: Config, from: &str, to: &str, out: &std::path::Path) -> Result<()> {
+    let period = inspection::Period::parse(from, to)?;
+    let store = backend::open_store(&cfg).await?;
+    let m = backend::inspect::export_to_file(&store, period, out, now_ms()).await?;
+    for f in &m.files {
+        println!("{}: {} rows, sha256 {}", f.name, f.rows, f.sha256);
+    }
+    match &m.audit_chain_head {
+        Some(h) => println!("audit chain head: seq {} hash {}", h.seq, h.hash),
+        None => println!("audit chain head: none (nothing sealed yet)"),
+    }
+    println!("wrote {} ({} to {})", out.display(), m.from, m.to);
+    Ok(())
+}
+
+async fn verify_export(cfg: Config, file: &std::path::Path, no_database: bool) -> Result<()> {
+    let m = match backend::inspect::verify_file(file) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("verify-export {}: FAILED: {e}", file.display());
+            std::process::exit(1);
+        }
+    };
+    for f in &m.files {
+        println!("{}: {} rows, sha256 matches", f.name, f.rows);
+    }
+    if no_database {
+        println!("audit chain head: not checked (--no-database)");
+    } else if let Some(why) = unreachable_database(&cfg) {
+        println!("audit chain head: not checked ({why})");
+    } else {
+        match backend::open_store(&cfg).await {
+            Err(e) => println!("audit chain head: not checked (database not reachable: {e})"),
+            Ok(store) => {
+                if let Err(e) = backend::inspect::check_chain_head(store.as_ref(), &m).await {
+                    eprintln!("verify-export {}: FAILED: {e}", file.display());
+                    std::process::exit(1);
+                }
+                match &m.audit_chain_head {
+                    Some(h) => println!(
+                        "audit chain head: seq {} is in the database's chain with the same hash",
+                        h.seq
+                    ),
+                    None => println!("audit chain head: none in the manifest"),
+                }
+            }
+        }
+    }
+    println!("OK: {} ({} to {})", file.display(), m.from, m.to);
+    Ok(())
+}
+
+/// Why there is no database to ask, when the configured one is a SQLite file that does not
+/// exist (opening it would create an empty one).
+fn unreachable_database(cfg: &Config) -> Option<String> {
+    let url = cfg.database_url();
+    let path = url.strip_prefix("sqlite://")?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!std::path::Path::new(path).exists()).then(|| format!("no database at {path}"))
 }

@@ -192,4 +192,10 @@ impl web::Host for WebHost {
             .map_err(ApiError::from)?;
         Ok(())
     }
+
+    async fn verify_audit(&self) -> Result<store::CheckReport, HostError> {
+        crate::full_check(&self.0.store, &self.0.cfg, self.0.clock.now_ms())
+            .await
+            .map_err(|e| HostError::Internal(e.to_string()))
+    }
 }

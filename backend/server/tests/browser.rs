@@ -381,6 +381,27 @@ async fn manager_signs_in_and_sees_the_dashboard() {
         .map(|l| l.split(',').next().unwrap_or("").to_string())
         .collect();
     assert_eq!(exported, shown, "the export holds exactly the page's lines");
+
+    // The audit page: verify the chain on demand.
+    c.find(Locator::Css("a[href='/manage/audit']"))
+        .await
+        .expect("audit link")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#verify-now"))
+        .await
+        .expect("verify button")
+        .click()
+        .await
+        .expect("click");
+    c.wait()
+        .for_element(Locator::Css("#verdict-ok"))
+        .await
+        .expect("the demo's chain is intact");
+    screenshot(&c, "audit").await;
+    check_accessibility(&c, "audit").await;
     c.close().await.expect("close");
 }
 

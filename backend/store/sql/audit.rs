@@ -166,7 +166,7 @@ pub(crate) async fn seal_audit(s: &SqlStore, max: i64) -> Result<usize> {
 }
 
 /// (id, at, actor, action, detail, seq, prev_hash, hash).
-type AuditRow = (
+pub(crate) type AuditRow = (
     i64,
     i64,
     String,
@@ -186,19 +186,20 @@ pub(crate) async fn list_audit(s: &SqlStore, after_id: i64, limit: i64) -> Resul
     .fetch_all(&s.pool)
     .await
     .map_err(db)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AuditEntry {
-            id: r.0,
-            at_ms: r.1,
-            actor: r.2,
-            action: r.3,
-            detail: r.4,
-            seq: r.5,
-            prev_hash: r.6,
-            hash: r.7,
-        })
-        .collect())
+    Ok(rows.into_iter().map(entry_from).collect())
+}
+
+pub(crate) fn entry_from(r: AuditRow) -> AuditEntry {
+    AuditEntry {
+        id: r.0,
+        at_ms: r.1,
+        actor: r.2,
+        action: r.3,
+        detail: r.4,
+        seq: r.5,
+        prev_hash: r.6,
+        hash: r.7,
+    }
 }
 
 pub(crate) async fn audit_head(s: &SqlStore) -> Result<Option<(i64, String)>> {

@@ -8,7 +8,7 @@
 use super::error::db;
 use super::SqlStore;
 use std::collections::{BTreeSet, HashMap};
-use store::{audit_hash, entry_hash, seal_digest, CheckReport, Result, GENESIS_HASH};
+use store::{audit_hash, entry_hash, seal_digest, AuditBreak, CheckReport, Result, GENESIS_HASH};
 
 /// A sealed audit entry: (id, at, actor, action, detail, seq, prev_hash, hash).
 type ChainRow = (
@@ -136,21 +136,38 @@ pub(crate) async fn check(
         }
         for (id, at, actor, action, detail, seq, ph, h) in rows {
             if seq != expect_seq {
-                problems.push(format!(
+                let problem = format!(
                     "audit chain: sequence jumps from {} to {seq} (entry {id})",
                     expect_seq - 1
-                ));
+                );
+                problems.push(problem.clone());
+                rep.audit_break = Some(AuditBreak {
+                    seq: expect_seq,
+                    entry_id: None,
+                    problem,
+                });
                 chain_broken = true;
                 break;
             }
             let want = audit_hash(&s.audit_key, &prev, seq, id, at, &actor, &action, &detail);
             if ph.as_deref() != Some(prev.as_str()) || h.as_deref() != Some(want.as_str()) {
-                problems.push(format!(
-                    "audit chain: entry {id} (seq {seq}) does not match its hash"
-                ));
+                let why = if ph.as_deref() != Some(prev.as_str()) {
+                    "it does not link to the entry before it (rows removed, added or reordered)"
+                } else {
+                    "its time, actor, action or detail changed after it was sealed"
+                };
+                let problem =
+                    format!("audit chain: entry {id} (seq {seq}) does not match its hash: {why}");
+                problems.push(problem.clone());
+                rep.audit_break = Some(AuditBreak {
+                    seq,
+                    entry_id: Some(id),
+                    problem,
+                });
                 chain_broken = true;
                 break;
             }
+            rep.audit_verified_head = Some((seq, want.clone()));
             prev = want;
             expect_seq += 1;
             rep.audit_sealed += 1;

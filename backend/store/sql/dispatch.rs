@@ -480,4 +480,24 @@ impl Store for SqlStore {
     async fn check(&self, now_ms: i64, unsealed_grace_ms: i64) -> Result<CheckReport> {
         check::check(self, now_ms, unsealed_grace_ms).await
     }
+
+    async fn audit_page(&self, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>> {
+        export::audit_page(self, before_id, limit).await
+    }
+
+    async fn export_charges(&self, r: store::ExportRange) -> Result<Vec<store::ExportCharge>> {
+        export::export_charges(self, r).await
+    }
+
+    async fn export_refunds(&self, r: store::ExportRange) -> Result<Vec<store::ExportRefund>> {
+        export::export_refunds(self, r).await
+    }
+
+    async fn export_top_ups(&self, r: store::ExportRange) -> Result<Vec<store::ExportTopUp>> {
+        export::export_top_ups(self, r).await
+    }
+
+    async fn export_waste(&self, r: store::ExportRange) -> Result<Vec<store::ExportWaste>> {
+        export::export_waste(self, r).await
+    }
 }

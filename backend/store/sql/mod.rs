@@ -38,6 +38,7 @@ mod check;
 mod dashboard;
 mod dispatch;
 pub(crate) mod error;
+mod export;
 mod faces;
 pub(crate) mod journal;
 mod kiosks;

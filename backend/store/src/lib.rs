@@ -337,4 +337,18 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, after_id: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     /// Verifies the book's invariants; see `CheckReport`.
     async fn check(&self, now_ms: i64, unsealed_grace_ms: i64) -> Result<CheckReport>;
+
+    // ---- audit page and inspection export -------------------------------------------------
+    /// A page of the audit log, newest first: at most `limit` entries with ids below
+    /// `before_id` (all when `None`), sealed or not.
+    async fn audit_page(&self, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Charges received (`received_ms`) in the range, paged by charge id.
+    async fn export_charges(&self, r: ExportRange) -> Result<Vec<ExportCharge>>;
+    /// Refunds and reversals requested (`requested_at_ms`) in the range, whatever their
+    /// status, paged by refund id.
+    async fn export_refunds(&self, r: ExportRange) -> Result<Vec<ExportRefund>>;
+    /// Top-ups credited (`credited_at_ms`) in the range, paged by their journal entry id.
+    async fn export_top_ups(&self, r: ExportRange) -> Result<Vec<ExportTopUp>>;
+    /// Plate weighings measured (`measured_at_ms`) in the range, paged by record id.
+    async fn export_waste(&self, r: ExportRange) -> Result<Vec<ExportWaste>>;
 }

@@ -566,6 +566,13 @@ pub struct CheckReport {
     pub charges: i64,
     pub audit_sealed: i64,
     pub audit_unsealed: i64,
+    /// The last sealed entry the chain was verified up to (seq, hash): the chain's head when
+    /// the chain is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_verified_head: Option<(i64, String)>,
+    /// The first sealed entry that breaks the chain, if one does (also among `problems`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_break: Option<AuditBreak>,
 }
 
 impl CheckReport {
@@ -700,4 +707,57 @@ pub struct JournalLine {
     pub cash_delta: Fen,
     pub subsidy_delta: Fen,
     pub memo: String,
+}
+
+/// Where `check` found the keyed audit chain broken: the first sealed entry that does not
+/// follow from the one before it (its seq, its row id when it has one, and what is wrong).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBreak {
+    pub seq: i64,
+    pub entry_id: Option<i64>,
+    pub problem: String,
+}
+
+/// A page of one kind of record for the inspection export: records whose time falls in
+/// `[from_ms, to_ms)`, oldest id first, ids above `after_id`, at most `limit`. Which time and
+/// which id each kind pages by is said on its `Store` method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub after_id: i64,
+    pub limit: i64,
+}
+
+/// Who a record in the export belongs to, as the staff table says now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportPerson {
+    pub employee_no: String,
+    pub name: String,
+    pub department: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportCharge {
+    pub charge: ChargeRecord,
+    pub person: ExportPerson,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportRefund {
+    pub refund: Refund,
+    pub person: ExportPerson,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportTopUp {
+    pub order: PaymentOrder,
+    pub person: ExportPerson,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportWaste {
+    pub waste: WasteRecord,
+    /// `None` for a plate no one was recognised for.
+    pub person: Option<ExportPerson>,
 }

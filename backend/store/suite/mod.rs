@@ -193,6 +193,7 @@ mod audit;
 mod batch;
 mod charges;
 mod concurrency;
+mod export;
 mod faces_and_waste;
 mod invariants;
 mod money;

@@ -360,4 +360,26 @@ strings! {
     consent_paper_hint: "本人在登记台签署同意书后记录；本人也可在员工页面自行同意。", "Record it once the person has signed at the desk; they can also agree on the staff page themselves.";
     record_withdrawal: "记录撤回同意并删除人脸数据", "Record withdrawal and delete face data";
     consent_recorded: "已记录。", "Recorded.";
+    nav_audit: "审计", "Audit";
+    audit_title: "审计日志", "Audit log";
+    audit_chain: "审计链校验", "Audit chain";
+    audit_ok: "审计链完整。", "The audit chain is intact.";
+    audit_verified: "已校验条目：", "Entries verified:";
+    audit_head: "链头", "Chain head";
+    audit_last_good: "最后一条完好的条目", "Last good entry";
+    audit_took: "耗时", "Took";
+    audit_broken: "审计链在此处断开：序号", "The audit chain breaks at seq";
+    audit_problems: "检查发现问题：", "The check found problems:";
+    audit_empty: "审计链尚无已封存的条目。", "Nothing is sealed into the audit chain yet.";
+    audit_verify_hint: "校验会重新计算整条审计链并核对流水与封存记录（与 backend check 相同），大账本可能需要数秒。", "Verifying recomputes the whole audit chain and checks the journal against its seals (as backend check does); on a large ledger it takes seconds.";
+    audit_verify_now: "立即校验", "Verify now";
+    audit_seq: "序号", "Seq";
+    audit_actor: "操作者", "Actor";
+    audit_action: "操作", "Action";
+    audit_subject: "对象", "Subject";
+    audit_summary: "摘要", "Summary";
+    export_title: "检查导出", "Inspection export";
+    export_zip: "下载 ZIP", "Download ZIP";
+    export_hint: "所选日期内的就餐扣款、退款、充值和剩餐记录（CSV），附 manifest.json：各文件的 SHA-256、行数和导出时的审计链头。可用 backend verify-export 复核。", "Charges, refunds, top-ups and plate waste of the dates chosen (CSV), with manifest.json: each file's SHA-256, its row count and the audit chain head at export time. Re-check it with backend verify-export.";
+    export_bad_range: "日期范围无效：请写成 2026-12-03，且截止日期不早于起始日期。", "The date range is not valid: write dates as 2026-12-03, the end not before the start.";
 }

@@ -3,10 +3,9 @@
 //! `/manage/journal.csv`, the same filter's every line as CSV, streamed page by page from the
 //! store (a year of a large canteen is never held in memory).
 //!
-//! CSV cells holding text that came from people (names, employee numbers, memos) are
-//! escaped against formula injection: a cell starting with `=`, `+`, `-`, `@`, a tab or a
-//! carriage return gets a leading `'`, so a spreadsheet shows it as text. The money columns are
-//! numbers this crate writes itself (`-15.00` must stay a number) and are not escaped.
+//! CSV cells follow [`inspection::csv`], the rule every export of the backend shares: text
+//! that came from people (names, employee numbers, memos) is escaped against formula
+//! injection; the money columns are numbers and are not.
 
 use crate::error::{OrPage, PageError};
 use crate::format::{self, day_start_ms, local_day, local_time, signed_yuan};
@@ -22,6 +21,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use inspection::csv::{money as csv_money, text as csv_text};
 use ledger::Fen;
 use serde::Deserialize;
 use store::{JournalFilter, JournalLine};
@@ -226,27 +226,6 @@ pub async fn page(
     })
 }
 
-/// A CSV cell: text from people escaped against formula injection, then quoted if needed.
-pub fn csv_text(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
-/// Yuan as a plain number (`-15.00`), for spreadsheets.
-fn csv_money(f: Fen) -> String {
-    let sign = if f.0 < 0 { "-" } else { "" };
-    let a = f.0.unsigned_abs();
-    format!("{sign}{}.{:02}", a / 100, a % 100)
-}
-
 fn csv_line(l: &JournalLine, offset: i32) -> String {
     format!(
         "{},{},{},{},{},{},{},{},{}\r\n",
@@ -440,19 +419,6 @@ pub async fn export_xlsx(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formula_cells_are_escaped_and_quoted() {
-        assert_eq!(csv_text("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
-        assert_eq!(csv_text("+1"), "'+1");
-        assert_eq!(csv_text("-1"), "'-1");
-        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv_text("=a,b"), "\"'=a,b\"");
-        assert_eq!(csv_text("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_text("王芳"), "王芳");
-        assert_eq!(csv_money(Fen(-1500)), "-15.00");
-        assert_eq!(csv_money(Fen(5)), "0.05");
-    }
 
     #[test]
     fn filters_default_to_the_last_30_days_and_refuse_nonsense() {

@@ -13,6 +13,7 @@
 //! rule. Everything else the pages read or write goes through the same [`store::Store`]
 //! methods as the JSON handlers, never the API over HTTP.
 
+pub mod audit;
 pub mod chart;
 pub mod error;
 pub mod format;
@@ -140,6 +141,9 @@ pub trait Host: Send + Sync + 'static {
         user: &User,
         new_password: &str,
     ) -> Result<(), HostError>;
+    /// Runs `backend check` (the store's invariants, the audit chain, the anchors outside the
+    /// database) and answers its report. Expensive over a large ledger: run on demand.
+    async fn verify_audit(&self) -> Result<store::CheckReport, HostError>;
 }
 
 /// The shared state of every page handler.
@@ -168,6 +172,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(host: HostRef) -> Router<S> {
         .merge(people::routes())
         .merge(money_desk::routes())
         .merge(settings::routes())
+        .merge(audit::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_FORM_BYTES,
         ))

@@ -156,6 +156,21 @@ impl FromRequestParts<HostRef> for Manager {
     }
 }
 
+/// A signed-in manager or auditor: who may read the audit log and take the inspection export.
+pub struct Overseer(pub Visitor);
+
+impl FromRequestParts<HostRef> for Overseer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, host: &HostRef) -> Result<Self, Response> {
+        let v = Visitor::from_request_parts(parts, host).await?;
+        if !matches!(v.user().role, Role::Manager | Role::Auditor) {
+            return Err(PageError::forbidden(v.lang).into_response());
+        }
+        Ok(Overseer(v))
+    }
+}
+
 /// A signed-in member of staff and their own staff id: the only person whose data their
 /// pages ever read.
 pub struct StaffMember(pub Visitor, pub i64);
@@ -196,7 +211,9 @@ pub fn encode(s: &str) -> String {
 
 fn landing(user: &User) -> &'static str {
     match user.role {
-        Role::Manager | Role::Auditor => "/manage",
+        Role::Manager => "/manage",
+        // The audit page is the one page of the desk an auditor may see.
+        Role::Auditor => "/manage/audit",
         Role::Staff => "/me",
     }
 }

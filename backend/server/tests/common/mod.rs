@@ -442,3 +442,34 @@ pub fn spawn_server(url: &str, data_dir: &std::path::Path) -> Server {
         .stderr(Stdio::inherit());
     backend_harness::start(cmd, std::time::Duration::from_secs(60)).expect("backend serve")
 }
+
+impl TestApp {
+    /// Runs SQL on the app's database behind the store's back, as someone with database access
+    /// would (the tamper tests). The statements are the tests' own.
+    pub async fn exec_sql(&self, sql: String) {
+        use sqlx::Connection;
+        match &self._guard {
+            Guard::Sqlite(_) => {
+                let mut c = sqlx::SqliteConnection::connect(&self.state.cfg.database_url())
+                    .await
+                    .expect("sqlite");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .expect("raw SQL");
+            }
+            Guard::Postgres { url, name } => {
+                let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+                    .expect("postgres url")
+                    .database(name);
+                let mut c = sqlx::PgConnection::connect_with(&opts)
+                    .await
+                    .expect("postgres");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await
+                    .expect("raw SQL");
+            }
+        }
+    }
+}
