@@ -1541,3 +1541,78 @@ both_dbs!(settings_change_the_canteen_and_manage_kiosks, |app| {
     assert_eq!(s, StatusCode::FORBIDDEN);
     app.check_ok().await;
 });
+
+both_dbs!(
+    staff_see_their_plate_waste_and_when_their_subsidy_expires,
+    |app| {
+        let me = cookies(&app.staff);
+        // Nothing weighed yet: no chart.
+        let (_, _, body) = app.raw(get("/me", &me)).await;
+        assert!(!text(&body).contains("id=\"my-waste\""));
+        // Three plates today and yesterday (one clean), and one of someone else's.
+        let (other, _) = staff_with_login(&app, "S3", "Someone Else", "s3").await;
+        let now = common::lunch_today_ms();
+        for (i, (who, grams, at)) in [
+            (app.staff_id, 80, now),
+            (app.staff_id, 10, now - 86_400_000),
+            (app.staff_id, 60, now - 86_400_000),
+            (other, 500, now),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            app.store
+                .record_waste(store::WasteCommand {
+                    kiosk_id: app.kiosk_id,
+                    idempotency_key: format!("w-{i}"),
+                    request_hash: format!("h-{i}"),
+                    staff_id: Some(who),
+                    charge_id: None,
+                    gross_grams: 400 + grams,
+                    tare_grams: 400,
+                    dish: None,
+                    category: None,
+                    measured_at_ms: at,
+                    received_ms: at,
+                })
+                .await
+                .expect("waste");
+        }
+        let (_, _, body) = app.raw(get("/me", &me)).await;
+        let page = text(&body);
+        let card = page
+            .split("id=\"my-waste\"")
+            .nth(1)
+            .and_then(|c| c.split("</section>").next())
+            .expect("the plate-waste card");
+        assert!(card.contains("称重餐盘 3"), "{card}");
+        assert!(card.contains("光盘 1"), "{card}");
+        assert!(card.contains("<svg"), "a chart");
+        // Yesterday's two plates average 35 g, today's one 80 g (someone else's 500 g not counted).
+        assert!(card.contains(">35<") || card.contains("35 g"), "{card}");
+        assert!(!card.contains("500"), "{card}");
+        // A subsidy that expires at the month's end says when.
+        app.store
+            .set_subsidy_rule(
+                store::SubsidyRule {
+                    category: "regular".into(),
+                    amount: ledger::Fen(20_000),
+                    expires: true,
+                },
+                &store::Actor::System("test"),
+            )
+            .await
+            .unwrap();
+        let period = ledger::subsidy::period_of(time::OffsetDateTime::now_utc().date());
+        app.store
+            .grant_subsidies(&period, now, &store::Actor::System("test"))
+            .await
+            .unwrap();
+        let (_, _, body) = app.raw(get("/me", &me)).await;
+        assert!(
+            text(&body).contains("id=\"subsidy-expires\""),
+            "{}",
+            text(&body)
+        );
+    }
+);
