@@ -118,18 +118,24 @@ impl Chart {
         d
     }
 
-    /// The SVG markup.
+    /// The SVG markup, 720 units wide (a desktop card).
     pub fn svg(&self) -> String {
+        self.svg_width(W)
+    }
+
+    /// The SVG markup at a width of `w` units: on a phone a narrower drawing keeps its text
+    /// (sized in the same units) readable when scaled to the screen.
+    pub fn svg_width(&self, w: f64) -> String {
         let n = self.labels.len().max(1);
         let top = self.top();
-        let plot_w = W - LEFT - RIGHT;
+        let plot_w = w - LEFT - RIGHT;
         let plot_h = H - TOP - BOTTOM;
         let band = plot_w / n as f64;
         let y = |v: f64| TOP + plot_h - (v / top).clamp(0.0, 1.0) * plot_h;
         let mut s = String::with_capacity(8 * 1024);
         let _ = write!(
             s,
-            "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" \
+            "<svg class=\"chart\" viewBox=\"0 0 {w} {H}\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" \
              xmlns=\"http://www.w3.org/2000/svg\"><title id=\"{id}-t\">{title}</title><desc id=\"{id}-d\">{desc}</desc>",
             id = self.id,
             title = escape(&self.title),
@@ -143,7 +149,7 @@ impl Chart {
                 s,
                 "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\"/>\
                  <text class=\"tick\" x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{label}</text>",
-                x2 = W - RIGHT,
+                x2 = w - RIGHT,
                 tx = LEFT - 6.0,
                 ty = yy + 4.0,
                 label = escape(&(self.y_format)(v)),

@@ -319,7 +319,8 @@ async fn my_waste(
         y_max: None,
         y_format: |v| format!("{v:.0} g"),
     };
-    Ok((Some(chart.svg()), weighed, clean))
+    // A phone is about 360 px wide: drawn at 400 units, its labels stay legible.
+    Ok((Some(chart.svg_width(400.0)), weighed, clean))
 }
 
 #[derive(Deserialize)]
