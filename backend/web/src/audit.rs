@@ -18,15 +18,13 @@ use crate::session::{Chrome, Overseer};
 use crate::HostRef;
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use std::io::{Seek, SeekFrom};
-use store::{Actor, AuditEntry, CheckReport};
+use store::{AuditEntry, CheckReport};
 
 const PAGE: i64 = 50;
 /// How much of a hash the page shows (the full one is in its `title`).
@@ -283,15 +281,6 @@ pub struct ExportQuery {
     pub to: String,
 }
 
-fn actor_of(v: &crate::session::Visitor) -> Actor {
-    let u = v.user();
-    Actor::User {
-        id: u.id,
-        username: u.username.clone(),
-        role: u.role,
-    }
-}
-
 pub async fn export(
     State(host): State<HostRef>,
     Overseer(v): Overseer,
@@ -316,7 +305,7 @@ pub async fn export(
             })?;
     host.store()
         .append_audit(
-            &actor_of(&v),
+            &v.actor(),
             "inspection.export",
             serde_json::json!({
                 "from": manifest.from,
@@ -328,26 +317,9 @@ pub async fn export(
         )
         .await
         .or_page(lang)?;
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| PageError::internal(lang, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| PageError::internal(lang, e))?
-        .len();
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     let name = format!("inspection-{}-{}.zip", manifest.from, manifest.to);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    crate::upload::download(file, "application/zip", &name)
+        .map_err(|e| PageError::internal(lang, e))
 }
 
 #[cfg(test)]

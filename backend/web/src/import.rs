@@ -11,7 +11,7 @@
 
 use crate::error::{OrPage, PageError};
 use crate::i18n::Lang;
-use crate::people::{actor, field_message, new_staff};
+use crate::people::{field_message, new_staff};
 use crate::session::{Chrome, Manager};
 use crate::upload::{read_upload, UploadError, FRAMING_BYTES};
 use crate::HostRef;
@@ -419,7 +419,7 @@ pub async fn upload(
     page.rows_checked = people.len();
     let created = host
         .store()
-        .import_staff(people, &actor(v.user()))
+        .import_staff(people, &v.actor())
         .await
         .or_page(lang)?;
     page.imported = created

@@ -392,28 +392,17 @@ pub async fn export_xlsx(
     let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
         let mut out = tempfile::tempfile().map_err(|e| e.to_string())?;
         book.save_to_writer(&mut out).map_err(|e| e.to_string())?;
-        use std::io::Seek;
-        out.rewind().map_err(|e| e.to_string())?;
         Ok(out)
     })
     .await
     .map_err(|e| PageError::internal(lang, e))?
     .map_err(|e| PageError::internal(lang, e))?;
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet".to_string(),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        Body::from_stream(stream),
+    crate::upload::download(
+        file,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        &name,
     )
-        .into_response())
+    .map_err(|e| PageError::internal(lang, e))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use crate::error::{OrPage, PageError};
 use crate::format::{local_time, yuan};
 use crate::i18n::Tr;
 use crate::manage::canteen_offset;
-use crate::people::actor;
 use crate::session::{Chrome, Manager};
 use crate::HostRef;
 use askama::Template;
@@ -266,7 +265,7 @@ pub async fn resolve(
         _ => return Err(PageError::bad_form(v.lang)),
     };
     host.store()
-        .resolve_exception(id, collect, host.now_ms(), &actor(v.user()))
+        .resolve_exception(id, collect, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     let done = if collect { "collected" } else { "waived" };
@@ -304,7 +303,7 @@ pub async fn reverse(
         }
     };
     host.store()
-        .reverse_charge(id, &reason, host.now_ms(), &actor(v.user()))
+        .reverse_charge(id, &reason, host.now_ms(), &v.actor())
         .await
         .or_page(lang)?;
     Ok(Redirect::to("/manage/money?done=reversed").into_response())

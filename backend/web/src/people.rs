@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use store::{Actor, NewStaff, Staff, StaffSearch, StaffUpdate, User};
+use store::{NewStaff, Staff, StaffSearch, StaffUpdate};
 use wire::fields::{Category, Department, EmployeeNo, FieldError, MealsPerPeriod, Name, TextKind};
 
 /// People per page of the list.
@@ -51,14 +51,6 @@ pub fn upload_routes() -> Router<HostRef> {
         .layer(axum::extract::DefaultBodyLimit::max(
             MAX_PHOTO_BYTES + crate::upload::FRAMING_BYTES,
         ))
-}
-
-pub(crate) fn actor(u: &User) -> Actor {
-    Actor::User {
-        id: u.id,
-        username: u.username.clone(),
-        role: u.role,
-    }
 }
 
 /// A person's state in words.
@@ -239,7 +231,7 @@ pub async fn create(
         Ok(n) => n,
         Err(e) => return refused(field_message(lang, &e)).await,
     };
-    match host.store().create_staff(new, &actor(v.user())).await {
+    match host.store().create_staff(new, &v.actor()).await {
         Ok(s) => Ok(Redirect::to(&format!("/manage/staff/{}?added=1", s.id)).into_response()),
         Err(store::StoreError::Conflict { .. }) => {
             refused(lang.tr().employee_no_taken.to_string()).await
@@ -440,7 +432,7 @@ pub async fn update(
         }
     };
     host.store()
-        .update_staff(id, upd, &actor(v.user()))
+        .update_staff(id, upd, &v.actor())
         .await
         .or_page(lang)?;
     Ok(Redirect::to(&format!("/manage/staff/{id}?saved=1")).into_response())
@@ -489,7 +481,7 @@ pub async fn delete_template(
         return Err(PageError::not_found(lang));
     }
     store
-        .delete_template(template, host.now_ms(), &actor(v.user()))
+        .delete_template(template, host.now_ms(), &v.actor())
         .await
         .or_page(lang)?;
     Ok(Redirect::to(&format!("/manage/staff/{id}?deleted=1")).into_response())
@@ -543,7 +535,7 @@ pub async fn offboard(
     let lang = v.lang;
     let store = host.store();
     let o = store
-        .offboard_staff(id, host.now_ms(), &actor(v.user()))
+        .offboard_staff(id, host.now_ms(), &v.actor())
         .await
         .or_page(lang)?;
     let s = store.get_staff(id).await.or_page(lang)?;
@@ -642,7 +634,7 @@ pub async fn record_consent(
         _ => return Err(PageError::bad_form(v.lang)),
     };
     host.store()
-        .set_consent(id, granted, host.now_ms(), &actor(v.user()))
+        .set_consent(id, granted, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to(&format!("/manage/staff/{id}?consent=1#face")).into_response())

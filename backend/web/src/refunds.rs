@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
-use store::{Actor, RefundStatus};
+use store::RefundStatus;
 
 pub fn routes() -> Router<HostRef> {
     Router::new()
@@ -87,14 +87,8 @@ pub async fn decide(
         "false" => false,
         _ => return Err(PageError::bad_form(v.lang)),
     };
-    let u = v.user();
-    let actor = Actor::User {
-        id: u.id,
-        username: u.username.clone(),
-        role: u.role,
-    };
     host.store()
-        .decide_refund(id, approve, host.now_ms(), &actor)
+        .decide_refund(id, approve, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to("/manage/refunds").into_response())

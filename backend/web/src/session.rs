@@ -85,6 +85,16 @@ impl Visitor {
         }
     }
 
+    /// Who the audit log and the journal name for what this visitor does.
+    pub fn actor(&self) -> store::Actor {
+        let u = &self.session.user;
+        store::Actor::User {
+            id: u.id,
+            username: u.username.clone(),
+            role: u.role,
+        }
+    }
+
     /// Refuses a form whose hidden `csrf` field is not this session's token.
     pub fn check_csrf(&self, host: &HostRef, sent: &str) -> Result<(), PageError> {
         if host.csrf_matches(&self.session, sent) {

@@ -9,7 +9,6 @@
 use crate::error::{OrPage, PageError};
 use crate::format::{self, local_time, yuan};
 use crate::i18n::{Lang, Tr};
-use crate::people::actor;
 use crate::session::{Chrome, CsrfForm, Manager, Visitor};
 use crate::HostRef;
 use askama::Template;
@@ -300,7 +299,7 @@ pub async fn save_canteen(
                 per_transaction_cap: Some(per),
                 daily_cap: Some(daily),
             },
-            &actor(v.user()),
+            &v.actor(),
         )
         .await
         .or_page(v.lang)?;
@@ -340,7 +339,7 @@ pub async fn save_window(
         start_minute: start,
         end_minute: end,
     };
-    match host.store().set_meal_window(w, &actor(v.user())).await {
+    match host.store().set_meal_window(w, &v.actor()).await {
         Ok(()) => Ok(saved("windows")),
         Err(store::StoreError::Invalid { .. }) => refused(&host, &v, t.rule_window.into()).await,
         Err(e) => Err(PageError::from_store(v.lang, e)),
@@ -385,7 +384,7 @@ pub async fn save_price(
                 meal,
                 price,
             },
-            &actor(v.user()),
+            &v.actor(),
         )
         .await
         .or_page(v.lang)?;
@@ -429,7 +428,7 @@ pub async fn save_subsidy(
                 amount,
                 expires: f.expires == "1",
             },
-            &actor(v.user()),
+            &v.actor(),
         )
         .await
         .or_page(v.lang)?;
@@ -457,7 +456,7 @@ pub async fn grant(
     };
     let g = host
         .store()
-        .grant_subsidies(&period, host.now_ms(), &actor(v.user()))
+        .grant_subsidies(&period, host.now_ms(), &v.actor())
         .await
         .or_page(lang)?;
     let notice = grant_notice(lang, &g);

@@ -20,7 +20,7 @@ use ledger::refund::ChargeStatus;
 use ledger::Fen;
 use ledger::MealKind;
 use serde::Deserialize;
-use store::{Actor, ChargeFilter, OrderStatus, RefundStatus, User};
+use store::{ChargeFilter, OrderStatus, RefundStatus};
 
 /// Under this the page suggests a top-up.
 const LOW_BALANCE: Fen = Fen(2000);
@@ -35,14 +35,6 @@ pub fn routes() -> Router<HostRef> {
         .route("/me/consent", post(consent))
         .route("/me/refunds", post(request_refund))
         .route("/me/templates/{id}/delete", post(delete_template))
-}
-
-fn actor(u: &User) -> Actor {
-    Actor::User {
-        id: u.id,
-        username: u.username.clone(),
-        role: u.role,
-    }
 }
 
 pub struct Line {
@@ -412,7 +404,7 @@ pub async fn consent(
         _ => return Err(PageError::bad_form(v.lang)),
     };
     host.store()
-        .set_consent(me, granted, host.now_ms(), &actor(v.user()))
+        .set_consent(me, granted, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to(if granted { "/me" } else { "/me?done=withdrawn" }).into_response())
@@ -432,7 +424,7 @@ pub async fn delete_template(
         return Err(PageError::not_found(v.lang));
     }
     store
-        .delete_template(id, host.now_ms(), &actor(v.user()))
+        .delete_template(id, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to("/me").into_response())
@@ -463,7 +455,7 @@ pub async fn request_refund(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     host.store()
-        .request_refund(f.charge_id, me, reason, host.now_ms(), &actor(v.user()))
+        .request_refund(f.charge_id, me, reason, host.now_ms(), &v.actor())
         .await
         .or_page(v.lang)?;
     Ok(Redirect::to("/me?done=refund").into_response())

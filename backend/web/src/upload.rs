@@ -1,10 +1,15 @@
-//! Reading one uploaded file from a `multipart/form-data` form (with its `csrf` field): the
-//! staff import's spreadsheet and a person's enrolment photo. The size is checked before the
-//! body is read when the request declares it, and again as it streams, so a 50 MB file is
-//! answered "too large" in words rather than read or cut off.
+//! Files in and out of the pages. In: one uploaded file from a `multipart/form-data` form
+//! (with its `csrf` field), the staff import's spreadsheet and a person's enrolment photo; the
+//! size is checked before the body is read when the request declares it, and again as it
+//! streams, so a 50 MB file is answered "too large" in words rather than read or cut off. Out:
+//! a finished export (XLSX, the inspection zip) streamed from its temporary file, never held
+//! in memory.
 
+use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::io::{Seek, SeekFrom};
 
 /// One file and the form's CSRF token.
 pub struct Upload {
@@ -73,4 +78,27 @@ pub async fn read_upload(
         file_name,
         bytes,
     })
+}
+
+/// A download of a finished file, read from the start as the response streams.
+pub fn download(
+    mut file: std::fs::File,
+    content_type: &str,
+    name: &str,
+) -> std::io::Result<Response> {
+    file.seek(SeekFrom::Start(0))?;
+    let len = file.metadata()?.len();
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
