@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use ledger::{Fen, MealKind};
 use std::path::PathBuf;
 use std::time::Duration;
-use store::{Actor, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, SubsidyRule};
+use store::{
+    Actor, CanteenUpdate, MealWindow, NewCanteen, NewStaff, NewUser, Price, Role, SubsidyRule,
+};
 
 #[derive(Parser)]
 #[command(
@@ -303,6 +305,17 @@ async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
             &actor,
         )
         .await?;
+    // The clean-plate campaign's aim, drawn across the dashboard's waste chart.
+    store
+        .update_canteen(
+            c.id,
+            CanteenUpdate {
+                waste_target_grams: Some(Some(40)),
+                ..Default::default()
+            },
+            &actor,
+        )
+        .await?;
     for (meal, s, e) in [
         (MealKind::Breakfast, 390, 570),
         (MealKind::Lunch, 660, 810),
@@ -371,6 +384,8 @@ async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
         "Zhou Jie",
         "Wu Xia",
     ];
+    // A few departments, so the dashboard's waste per department has something to compare.
+    let departments = ["办公室", "财务处", "信息中心"];
     let mut staff = Vec::new();
     for (i, n) in names.iter().enumerate() {
         let cat = ["regular", "regular", "contractor", "intern"][i % 4];
@@ -379,7 +394,7 @@ async fn seed_demo(cfg: Config, history_days: i64) -> Result<()> {
                 NewStaff {
                     employee_no: format!("E{:04}", i + 1),
                     name: (*n).into(),
-                    department: "Demo".into(),
+                    department: departments[i % departments.len()].into(),
                     category: cat.into(),
                 },
                 &actor,

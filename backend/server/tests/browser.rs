@@ -319,7 +319,7 @@ async fn manager_signs_in_and_sees_the_dashboard() {
         .find_all(Locator::Css("figure.chart-card svg[role=img] > title"))
         .await
         .expect("charts");
-    assert_eq!(charts.len(), 4, "four charts, each with a title");
+    assert_eq!(charts.len(), 6, "six charts, each with a title");
     // The month is not empty: meals were served and bars drawn.
     let bars = c
         .find_all(Locator::Css("#chart-meals svg rect[fill]"))
@@ -330,6 +330,22 @@ async fn manager_signs_in_and_sees_the_dashboard() {
     assert!(meals.contains("近 30 天"), "{meals}");
     screenshot(&c, "dashboard").await;
     check_accessibility(&c, "dashboard").await;
+    // The demo's month has plates of every department: bars drawn, and their view below.
+    let departments = c
+        .find_all(Locator::Css("#chart-departments svg rect[fill]"))
+        .await
+        .expect("department bars");
+    assert!(departments.len() > 2, "only {} bars", departments.len());
+    c.execute(
+        "document.getElementById('chart-waste').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .expect("scroll");
+    screenshot(&c, "dashboard-waste").await;
+    c.execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll");
     // Switch to English: remembered on the next page.
     click_and_load(&c, "a.lang").await;
     assert_eq!(text_of(&c, "main h1").await, "Dashboard");

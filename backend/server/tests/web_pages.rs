@@ -183,10 +183,53 @@ both_dbs!(dashboard_shows_todays_meals_money_and_waste, |app| {
     assert!(page.contains("¥50.00"), "the top-up");
     assert!(page.contains("12 克"));
     assert!(page.contains("100%"));
-    // Four charts, each an accessible image with a title and its values as a table.
-    assert_eq!(page.matches("<svg class=\"chart\"").count(), 4);
-    assert_eq!(page.matches("role=\"img\"").count(), 4);
-    assert_eq!(page.matches("<table>").count(), 4);
+    // Six charts, each an accessible image with a title and its values as a table.
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 6);
+    assert_eq!(page.matches("role=\"img\"").count(), 6);
+    assert_eq!(page.matches("<table>").count(), 6);
+    // Waste by meal period: the plate belongs to the lunch it was weighed against.
+    let meals = page
+        .split("id=\"chart-meal-waste\"")
+        .nth(1)
+        .and_then(|c| c.split("</figure>").next())
+        .expect("the meal-period chart");
+    assert!(
+        meals.contains("<th scope=\"row\">午餐</th><td>1</td><td>12 克</td><td>100%</td>"),
+        "{meals}"
+    );
+    // Waste by department: the plate is the charge's person's, in their department.
+    let department = app.store.get_staff(app.staff_id).await.unwrap().department;
+    let table = page
+        .split("id=\"chart-departments\"")
+        .nth(1)
+        .and_then(|c| c.split("</figure>").next())
+        .expect("the department chart");
+    assert!(
+        table.contains(&format!(
+            "<th scope=\"row\">{department}</th><td>1</td><td>12 克</td>"
+        )),
+        "{table}"
+    );
+    // A target set on the settings page is drawn beside the month's waste.
+    assert!(!page.contains("目标 "));
+    let canteen = app.store.list_canteens().await.unwrap()[0].clone();
+    let (s, _, _) = app
+        .raw(post_form(
+            &format!("/manage/settings/canteens/{}", canteen.id),
+            &cookies(&app.manager),
+            &[
+                ("csrf", &csrf(&app.manager)),
+                ("name", &canteen.name),
+                ("utc_offset_minutes", "480"),
+                ("per_transaction_cap", ""),
+                ("daily_cap", ""),
+                ("waste_target_grams", "60"),
+            ],
+        ))
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, body) = app.raw(get("/manage", &cookies(&app.manager))).await;
+    assert!(text(&body).contains("目标 60 g"));
     // English when asked, remembered by a cookie.
     let (s, h, _) = app.raw(get("/lang/en?back=/manage", "")).await;
     assert_eq!(
@@ -535,6 +578,101 @@ both_dbs!(journal_filters_pages_and_exports_what_it_shows, |app| {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 });
+
+both_dbs!(
+    journal_filters_by_department_and_kiosk_and_lists_plates,
+    |app| {
+        let other = app
+            .store
+            .create_staff(
+                store::NewStaff {
+                    employee_no: "S7".into(),
+                    name: "Other Dept".into(),
+                    department: "Finance".into(),
+                    category: "regular".into(),
+                },
+                &store::Actor::System("test"),
+            )
+            .await
+            .expect("a person of Finance")
+            .id;
+        top_up_at_lunch(&app, other, "o-1", 700).await;
+        top_up_at_lunch(&app, app.staff_id, "m-1", 5_000).await;
+        let (s, c) = app
+        .call(
+            &app.kiosk,
+            Method::POST,
+            "/api/v1/kiosk/charges",
+            Some(json!({"idempotency_key": "k-1", "staff_id": app.staff_id, "kiosk_time": lunch_today()})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        let w = json!({"idempotency_key": "kw-1", "charge_id": c["charge_id"], "staff_id": null, "gross_grams": 515,
+                   "tare_grams": 480, "dish": "rice", "category": null, "measured_at": lunch_today()});
+        let (s, v) = app
+            .call(&app.kiosk, Method::POST, "/api/v1/kiosk/waste", Some(w))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let boss = cookies(&app.manager);
+        let kiosk = app.store.list_kiosks().await.unwrap()[0].id;
+        let mine = app.store.get_staff(app.staff_id).await.unwrap().department;
+        assert_ne!(mine, "Finance");
+        // The filter offers the departments and kiosks there are.
+        let (s, _, body) = app.raw(get("/manage/journal", &boss)).await;
+        assert_eq!(s, StatusCode::OK);
+        let page = text(&body);
+        assert!(
+            page.contains("<option value=\"Finance\">Finance</option>"),
+            "{page}"
+        );
+        assert!(page.contains(&format!("<option value=\"{kiosk}\">")));
+        // A department: only its people's lines.
+        let (_, _, body) = app
+            .raw(get("/manage/journal?department=Finance", &boss))
+            .await;
+        let page = text(&body);
+        assert_eq!(page.matches("<tr><td>").count(), 1, "{page}");
+        assert!(page.contains("Other Dept") && page.contains("¥7.00"));
+        // A kiosk: the charge made there, not the top-ups.
+        let (_, _, body) = app
+            .raw(get(&format!("/manage/journal?kiosk={kiosk}"), &boss))
+            .await;
+        let page = text(&body);
+        assert_eq!(page.matches("<tr><td>").count(), 1, "{page}");
+        assert!(page.contains("-¥15.00"));
+        let (s, _, _) = app.raw(get("/manage/journal?kiosk=first", &boss)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        // Plate waste: the weighed plate, its person taken from the charge.
+        let (_, _, body) = app.raw(get("/manage/journal?kind=waste", &boss)).await;
+        let page = text(&body);
+        let table = page
+            .split("<table id=\"waste\">")
+            .nth(1)
+            .expect("the plates' table");
+        assert_eq!(table.matches("<tr><td>").count(), 1, "{table}");
+        assert!(table.contains("35 克") && table.contains("rice") && table.contains(&mine));
+        let (_, _, body) = app
+            .raw(get("/manage/journal?kind=waste&department=Finance", &boss))
+            .await;
+        assert!(!text(&body).contains("<table id=\"waste\">"));
+        // Its exports hold exactly those plates.
+        let (s, h, body) = app.raw(get("/manage/journal.csv?kind=waste", &boss)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(h[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("waste-"));
+        let csv = text(&body);
+        let rows: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{csv}");
+        assert!(rows[0].ends_with(",35,rice"), "{}", rows[0]);
+        let (_, _, body) = app.raw(get("/manage/journal.xlsx?kind=waste", &boss)).await;
+        let sheet = first_sheet(&body);
+        assert_eq!(sheet.len(), 2);
+        assert_eq!(sheet[1][6], calamine::Data::Float(35.0));
+        assert_eq!(sheet[1][5], calamine::Data::String(mine));
+    }
+);
 
 both_dbs!(manager_approves_a_refund_request, |app| {
     app.top_up_via_store(app.staff_id, 5000).await;

@@ -76,7 +76,7 @@ pub(crate) async fn create_canteen(
     let r: CanteenRow = sqlx::query_as(
         "INSERT INTO canteens (name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at) \
          VALUES ($1, $2, $3, $4, $5) \
-         RETURNING id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at",
+         RETURNING id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at, waste_target_grams",
     )
     .bind(&new.name)
     .bind(i64::from(new.utc_offset_minutes))
@@ -109,7 +109,7 @@ pub(crate) async fn update_canteen(
     let now = store::now_ms();
     let mut tx = s.begin().await?;
     let cur: CanteenRow = sqlx::query_as(concat!(
-        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at FROM canteens WHERE id = $1",
+        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at, waste_target_grams FROM canteens WHERE id = $1",
         for_update!()
     ))
     .bind(id)
@@ -131,11 +131,21 @@ pub(crate) async fn update_canteen(
     if let Some(cap) = upd.daily_cap {
         c.daily_cap = cap;
     }
-    sqlx::query("UPDATE canteens SET name = $1, utc_offset_minutes = $2, per_txn_cap_fen = $3, daily_cap_fen = $4 WHERE id = $5")
+    if let Some(t) = upd.waste_target_grams {
+        if t.is_some_and(|g| !(0..=5000).contains(&g)) {
+            return Err(StoreError::invalid(
+                "bad_waste_target",
+                "a plate-waste target is 0-5000 grams per plate",
+            ));
+        }
+        c.waste_target_grams = t;
+    }
+    sqlx::query("UPDATE canteens SET name = $1, utc_offset_minutes = $2, per_txn_cap_fen = $3, daily_cap_fen = $4, waste_target_grams = $5 WHERE id = $6")
         .bind(&c.name)
         .bind(i64::from(c.utc_offset_minutes))
         .bind(c.per_transaction_cap.map(|f| f.0))
         .bind(c.daily_cap.map(|f| f.0))
+        .bind(c.waste_target_grams)
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -155,7 +165,7 @@ pub(crate) async fn update_canteen(
 
 pub(crate) async fn list_canteens(s: &SqlStore) -> Result<Vec<Canteen>> {
     let rows: Vec<CanteenRow> = sqlx::query_as(
-        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at FROM canteens ORDER BY id",
+        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at, waste_target_grams FROM canteens ORDER BY id",
     )
     .fetch_all(&s.pool)
     .await
@@ -165,7 +175,7 @@ pub(crate) async fn list_canteens(s: &SqlStore) -> Result<Vec<Canteen>> {
 
 pub(crate) async fn canteen_config(s: &SqlStore, id: i64) -> Result<CanteenConfig> {
     let r: CanteenRow = sqlx::query_as(
-        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at FROM canteens WHERE id = $1",
+        "SELECT id, name, utc_offset_minutes, per_txn_cap_fen, daily_cap_fen, created_at, waste_target_grams FROM canteens WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&s.pool)

@@ -1,16 +1,17 @@
 //! The managers' views over the books: the dashboard's meals, money and plate waste summed per
 //! canteen-local day in the database (a month of a large canteen costs four grouped scans, not
-//! millions of rows), and the journal's pages of entries as they touched people's accounts.
+//! millions of rows), the journal's pages of entries as they touched people's accounts, and
+//! its pages of plate-waste records.
 //! A local day is `(instant + offset) / one day` in integer arithmetic, which both databases
 //! compute alike for the non-negative instants the ledger holds.
 
 use super::error::db;
 use super::rows::parse_meal_opt;
 use super::SqlStore;
-use ledger::Fen;
+use ledger::{Fen, MealKind};
 use store::{
     DashboardFigures, DashboardQuery, JournalFilter, JournalLine, MealDay, MoneyDay, Result,
-    WasteDay,
+    WasteDay, WasteFilter, WasteGroup, WasteLine, WastePerson,
 };
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -69,6 +70,48 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     .fetch_all(&s.pool)
     .await
     .map_err(db)?;
+    // Per department and per meal period over the whole range. A plate's person is its own
+    // record's or, for a plate weighed against a charge, the charge's; its period is the
+    // charge's (a plate with no charge has none).
+    let mut by_department: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT st.department, COUNT(*), CAST(COALESCE(SUM(w.net_grams), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN w.net_grams <= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM waste_records w LEFT JOIN charges c ON c.id = w.charge_id \
+         JOIN staff st ON st.id = COALESCE(w.staff_id, c.staff_id) \
+         WHERE w.measured_at >= $1 AND w.measured_at < $2 \
+         GROUP BY st.department",
+    )
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .bind(q.clean_plate_max_grams)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    // Most grams per plate first (compared as fractions, no rounding).
+    by_department.sort_by(|a, b| {
+        (i128::from(b.2) * i128::from(a.1.max(1)))
+            .cmp(&(i128::from(a.2) * i128::from(b.1.max(1))))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let by_meal: Vec<(Option<String>, i64, i64, i64)> = sqlx::query_as(
+        "SELECT c.meal, COUNT(*), CAST(COALESCE(SUM(w.net_grams), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(CASE WHEN w.net_grams <= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM waste_records w LEFT JOIN charges c ON c.id = w.charge_id \
+         WHERE w.measured_at >= $1 AND w.measured_at < $2 \
+         GROUP BY c.meal",
+    )
+    .bind(q.from_ms)
+    .bind(q.to_ms)
+    .bind(q.clean_plate_max_grams)
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    let mut by_meal: Vec<(Option<MealKind>, i64, i64, i64)> = by_meal
+        .into_iter()
+        .map(|(meal, plates, grams, clean)| Ok((parse_meal_opt(meal)?, plates, grams, clean)))
+        .collect::<Result<_>>()?;
+    // Breakfast, lunch, dinner, then plates of no period.
+    by_meal.sort_by_key(|m| (m.0.is_none(), m.0));
     let money = |rows: Vec<(i64, i64, i64)>| {
         rows.into_iter()
             .map(|(day, count, amount)| MoneyDay {
@@ -102,6 +145,24 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
                 clean_plates,
             })
             .collect(),
+        waste_by_department: by_department
+            .into_iter()
+            .map(|(group, plates, grams, clean_plates)| WasteGroup {
+                group,
+                plates,
+                grams,
+                clean_plates,
+            })
+            .collect(),
+        waste_by_meal: by_meal
+            .into_iter()
+            .map(|(meal, plates, grams, clean_plates)| WasteGroup {
+                group: meal.map(|m| m.as_str().to_string()).unwrap_or_default(),
+                plates,
+                grams,
+                clean_plates,
+            })
+            .collect(),
     })
 }
 
@@ -123,6 +184,8 @@ pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<J
            JOIN journal_entries e ON e.id = p.entry_id \
            WHERE st.employee_no = $3 AND e.created_at >= $1 AND e.created_at < $2 \
              AND ($4 IS NULL OR e.kind = $4) AND ($5 IS NULL OR e.id < $5) \
+             AND ($7 IS NULL OR st.department = $7) \
+             AND ($8 IS NULL OR EXISTS (SELECT 1 FROM charges c WHERE c.entry_id = e.id AND c.kiosk_id = $8)) \
            ORDER BY p.entry_id DESC LIMIT $6) \
          SELECT e.id, e.kind, e.created_at, e.memo, st.id, st.employee_no, st.name, a.kind, p.amount_fen \
          FROM page JOIN journal_entries e ON e.id = page.id \
@@ -137,12 +200,15 @@ pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<J
              AND ($4 IS NULL OR e.kind = $4) AND ($5 IS NULL OR e.id < $5) \
              AND ($3 IS NULL) \
              AND EXISTS (SELECT 1 FROM postings p JOIN book_accounts a ON a.id = p.account_id \
-                         WHERE p.entry_id = e.id AND a.staff_id IS NOT NULL) \
+                         JOIN staff st ON st.id = a.staff_id \
+                         WHERE p.entry_id = e.id AND ($7 IS NULL OR st.department = $7)) \
+             AND ($8 IS NULL OR EXISTS (SELECT 1 FROM charges c WHERE c.entry_id = e.id AND c.kiosk_id = $8)) \
            ORDER BY e.id DESC LIMIT $6) \
          SELECT e.id, e.kind, e.created_at, e.memo, st.id, st.employee_no, st.name, a.kind, p.amount_fen \
          FROM page JOIN journal_entries e ON e.id = page.id \
          JOIN postings p ON p.entry_id = e.id JOIN book_accounts a ON a.id = p.account_id \
          JOIN staff st ON st.id = a.staff_id \
+         WHERE ($7 IS NULL OR st.department = $7) \
          ORDER BY e.id DESC, st.id, a.kind"
     };
     let rows: Vec<JournalRow> = sqlx::query_as(sql)
@@ -152,6 +218,8 @@ pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<J
         .bind(f.kind.as_deref())
         .bind(f.before_entry_id)
         .bind(f.limit.clamp(1, 5000))
+        .bind(f.department.as_deref())
+        .bind(f.kiosk_id)
         .fetch_all(&s.pool)
         .await
         .map_err(db)?;
@@ -182,4 +250,70 @@ pub(crate) async fn journal_page(s: &SqlStore, f: JournalFilter) -> Result<Vec<J
         }
     }
     Ok(out)
+}
+
+/// record id, time, kiosk name, employee number, name, department, net grams, dish.
+type WasteRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// A page of plate-waste records (see [`store::Store::waste_page`]), newest record first.
+pub(crate) async fn waste_page(s: &SqlStore, f: WasteFilter) -> Result<Vec<WasteLine>> {
+    let rows: Vec<WasteRow> = sqlx::query_as(
+        "SELECT w.id, w.measured_at, k.name, st.employee_no, st.name, st.department, w.net_grams, w.dish \
+         FROM waste_records w JOIN kiosks k ON k.id = w.kiosk_id \
+         LEFT JOIN charges c ON c.id = w.charge_id \
+         LEFT JOIN staff st ON st.id = COALESCE(w.staff_id, c.staff_id) \
+         WHERE w.measured_at >= $1 AND w.measured_at < $2 \
+           AND ($3 IS NULL OR st.employee_no = $3) AND ($4 IS NULL OR st.department = $4) \
+           AND ($5 IS NULL OR w.kiosk_id = $5) AND ($6 IS NULL OR w.id < $6) \
+         ORDER BY w.id DESC LIMIT $7",
+    )
+    .bind(f.from_ms)
+    .bind(f.to_ms)
+    .bind(f.employee_no.as_deref())
+    .bind(f.department.as_deref())
+    .bind(f.kiosk_id)
+    .bind(f.before_id)
+    .bind(f.limit.clamp(1, 5000))
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, at_ms, kiosk, employee_no, name, department, net_grams, dish)| WasteLine {
+                id,
+                at_ms,
+                kiosk,
+                person: match (employee_no, name, department) {
+                    (Some(employee_no), Some(name), Some(department)) => Some(WastePerson {
+                        employee_no,
+                        name,
+                        department,
+                    }),
+                    _ => None,
+                },
+                net_grams,
+                dish,
+            },
+        )
+        .collect())
+}
+
+pub(crate) async fn departments(s: &SqlStore) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT department FROM staff WHERE department <> '' ORDER BY department",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .map_err(db)?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }

@@ -9,8 +9,8 @@ use store::{
     JournalFilter, JournalLine, Kiosk, MealWindow, NewCanteen, NewPaymentOrder, NewSession,
     NewStaff, NewUser, Offboarding, PayCodeRedemption, PaymentOrder, PaymentReturn, Price, Refund,
     RefundStatus, SandboxPayment, SealedTemplate, Session, Staff, StaffSearch, StaffUpdate,
-    StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteRecord,
-    WasteStats,
+    StatementLine, Store, SubsidyRule, TemplateMeta, User, VoidOutcome, WasteCommand, WasteFilter,
+    WasteLine, WasteRecord, WasteStats,
 };
 
 #[async_trait::async_trait]
@@ -408,6 +408,14 @@ impl Store for SqlStore {
 
     async fn journal_page(&self, f: JournalFilter) -> Result<Vec<JournalLine>> {
         dashboard::journal_page(self, f).await
+    }
+
+    async fn waste_page(&self, f: WasteFilter) -> Result<Vec<WasteLine>> {
+        dashboard::waste_page(self, f).await
+    }
+
+    async fn departments(&self) -> Result<Vec<String>> {
+        dashboard::departments(self).await
     }
 
     async fn set_consent(

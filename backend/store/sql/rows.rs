@@ -113,7 +113,7 @@ pub(crate) fn staff_from(r: StaffRow) -> Result<Staff> {
     })
 }
 
-pub(crate) type CanteenRow = (i64, String, i64, Option<i64>, Option<i64>, i64);
+pub(crate) type CanteenRow = (i64, String, i64, Option<i64>, Option<i64>, i64, Option<i64>);
 
 pub(crate) fn canteen_from(r: CanteenRow) -> Result<Canteen> {
     Ok(Canteen {
@@ -123,6 +123,7 @@ pub(crate) fn canteen_from(r: CanteenRow) -> Result<Canteen> {
         per_transaction_cap: r.3.map(Fen),
         daily_cap: r.4.map(Fen),
         created_at_ms: r.5,
+        waste_target_grams: r.6,
     })
 }
 

@@ -290,6 +290,10 @@ pub trait Store: Send + Sync + 'static {
     /// export, which reads it page by page): at most `limit` entries, each with one line per
     /// person it touched.
     async fn journal_page(&self, f: JournalFilter) -> Result<Vec<JournalLine>>;
+    /// A page of plate-waste records for the managers' journal and its export.
+    async fn waste_page(&self, f: WasteFilter) -> Result<Vec<WasteLine>>;
+    /// Every department named on a staff record, sorted (the journal's filter offers them).
+    async fn departments(&self) -> Result<Vec<String>>;
 
     // ---- face templates -----------------------------------------------------------------
     async fn set_consent(

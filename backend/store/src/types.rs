@@ -68,6 +68,9 @@ pub struct Canteen {
     pub per_transaction_cap: Option<Fen>,
     pub daily_cap: Option<Fen>,
     pub created_at_ms: i64,
+    /// The plate waste aimed for, grams per plate (the dashboard's target line).
+    #[serde(default)]
+    pub waste_target_grams: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -85,6 +88,8 @@ pub struct CanteenUpdate {
     /// `Some(None)` removes the cap.
     pub per_transaction_cap: Option<Option<Fen>>,
     pub daily_cap: Option<Option<Fen>>,
+    /// `Some(None)` removes the target.
+    pub waste_target_grams: Option<Option<i64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -679,20 +684,74 @@ pub struct DashboardFigures {
     pub top_ups: Vec<MoneyDay>,
     pub refunds: Vec<MoneyDay>,
     pub waste: Vec<WasteDay>,
+    /// Plate waste over the whole range per department of the people weighed (the person is
+    /// the record's or its charge's; plates of nobody known are left out), most grams per
+    /// plate first.
+    pub waste_by_department: Vec<WasteGroup>,
+    /// Plate waste over the whole range per meal period of the charge the plate belongs to
+    /// (`group` is the period's name, `""` for plates with no charge or no period), in the
+    /// order of the day.
+    pub waste_by_meal: Vec<WasteGroup>,
+}
+
+/// Plates weighed in one group (a department, a meal period) over a dashboard's range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasteGroup {
+    pub group: String,
+    pub plates: i64,
+    pub grams: i64,
+    pub clean_plates: i64,
 }
 
 /// Which journal lines the managers' journal shows: entries made in `[from_ms, to_ms)`,
-/// optionally of one person (by employee number) and one entry kind, newest first, pages of
-/// `limit` entries below `before_entry_id`.
+/// optionally of one person (by employee number), one department, one kiosk and one entry
+/// kind, newest first, pages of `limit` entries below `before_entry_id`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JournalFilter {
     pub from_ms: i64,
     pub to_ms: i64,
     pub employee_no: Option<String>,
+    /// Only entries touching people of this department, and only their lines.
+    pub department: Option<String>,
+    /// Only the charges made at this kiosk (the one kind of entry a kiosk makes).
+    pub kiosk_id: Option<i64>,
     /// An entry kind (`charge`, `top_up`, `refund`, `reversal`, `subsidy_grant`, ...).
     pub kind: Option<String>,
     pub before_entry_id: Option<i64>,
     pub limit: i64,
+}
+
+/// Which plate-waste records the managers' journal shows (its "waste" kind): weighed in
+/// `[from_ms, to_ms)`, optionally of one person, department or kiosk, newest record first,
+/// pages of `limit` below `before_id`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasteFilter {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub employee_no: Option<String>,
+    pub department: Option<String>,
+    pub kiosk_id: Option<i64>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// One plate as the journal lists it. The person is the record's or its charge's; `None` for a
+/// plate no one was recognised for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WasteLine {
+    pub id: i64,
+    pub at_ms: i64,
+    pub kiosk: String,
+    pub person: Option<WastePerson>,
+    pub net_grams: i64,
+    pub dish: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WastePerson {
+    pub employee_no: String,
+    pub name: String,
+    pub department: String,
 }
 
 /// One journal entry as it touched one person's accounts.

@@ -127,6 +127,7 @@ async fn journal_pages_are_whole_entries_of_the_filtered_person() {
         kind: None,
         before_entry_id: None,
         limit: 2,
+        ..Default::default()
     };
     let page = f.store.journal_page(all.clone()).await.unwrap();
     assert_eq!(page.len(), 2);
@@ -173,4 +174,166 @@ async fn journal_pages_are_whole_entries_of_the_filtered_person() {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn journal_and_plates_filter_by_department_and_kiosk() {
+    let Some(db) = fresh().await else { return };
+    let f = fixture(&db, None).await;
+    let rd = f.person("K1", 10_000).await;
+    let finance = f
+        .store
+        .create_staff(
+            NewStaff {
+                employee_no: "K2".into(),
+                name: "P K2".into(),
+                department: "Finance".into(),
+                category: "regular".into(),
+            },
+            &ADMIN,
+        )
+        .await
+        .unwrap()
+        .id;
+    f.top_up(finance, 10_000).await;
+    let rd_charge = f.store.charge(f.cmd("k1", rd, LUNCH)).await.unwrap();
+    let fin_charge = f.store.charge(f.cmd("k2", finance, LUNCH)).await.unwrap();
+    assert_eq!(
+        f.store.departments().await.unwrap(),
+        vec!["Finance".to_string(), "R&D".to_string()]
+    );
+    let all = JournalFilter {
+        from_ms: 0,
+        to_ms: LUNCH + DAY_MS,
+        limit: 100,
+        ..Default::default()
+    };
+    // A department: its people's entries only (their top-up and meal), no one else's lines.
+    let finance_lines = f
+        .store
+        .journal_page(JournalFilter {
+            department: Some("Finance".into()),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(finance_lines.len(), 2, "{finance_lines:?}");
+    assert!(finance_lines.iter().all(|l| l.staff_id == finance));
+    // A kiosk: the charges made there, not the top-ups.
+    let at_kiosk = f
+        .store
+        .journal_page(JournalFilter {
+            kiosk_id: Some(f.kiosk),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(at_kiosk.len(), 2);
+    assert!(at_kiosk.iter().all(|l| l.kind == "charge"));
+    let elsewhere = f
+        .store
+        .journal_page(JournalFilter {
+            kiosk_id: Some(f.kiosk + 1000),
+            ..all.clone()
+        })
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+    // Plates: one weighed against the R&D person's charge (no person on the record), one of
+    // the Finance person, one of no one.
+    for (key, staff, charge, net) in [
+        ("p1", None, rd_charge.charge_id, 40),
+        ("p2", Some(finance), None, 10),
+        ("p3", None, None, 90),
+    ] {
+        f.store
+            .record_waste(WasteCommand {
+                kiosk_id: f.kiosk,
+                idempotency_key: key.into(),
+                request_hash: key.into(),
+                staff_id: staff,
+                charge_id: charge,
+                gross_grams: 400 + net,
+                tare_grams: 400,
+                dish: Some("rice".into()),
+                category: None,
+                measured_at_ms: LUNCH + 60_000,
+                received_ms: LUNCH + 60_000,
+            })
+            .await
+            .unwrap();
+    }
+    let plates = WasteFilter {
+        from_ms: 0,
+        to_ms: LUNCH + DAY_MS,
+        limit: 2,
+        ..Default::default()
+    };
+    let page = f.store.waste_page(plates.clone()).await.unwrap();
+    assert_eq!(page.len(), 2, "pages of two");
+    assert_eq!((page[0].net_grams, page[0].person.is_none()), (90, true));
+    assert_eq!(
+        page[1].person.as_ref().map(|p| p.department.as_str()),
+        Some("Finance")
+    );
+    let rest = f
+        .store
+        .waste_page(WasteFilter {
+            before_id: Some(page[1].id),
+            ..plates.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    let person = rest[0].person.as_ref().expect("the charge's person");
+    assert_eq!((person.employee_no.as_str(), rest[0].net_grams), ("K1", 40));
+    let rd_plates = f
+        .store
+        .waste_page(WasteFilter {
+            department: Some("R&D".into()),
+            limit: 100,
+            ..plates.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rd_plates.len(), 1);
+    let none = f
+        .store
+        .waste_page(WasteFilter {
+            kiosk_id: Some(f.kiosk + 1000),
+            limit: 100,
+            ..plates
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // The dashboard groups the same plates: per department (most grams per plate first; the
+    // plate of no one is in no department) and per meal period (the Finance person's plate was
+    // tied to their lunch when it was weighed; the plate of no one has no period).
+    let d = f
+        .store
+        .dashboard_figures(DashboardQuery {
+            from_ms: 0,
+            to_ms: LUNCH + DAY_MS,
+            utc_offset_minutes: 480,
+            clean_plate_max_grams: 20,
+        })
+        .await
+        .unwrap();
+    let group = |g: &str, plates, grams, clean_plates| WasteGroup {
+        group: g.into(),
+        plates,
+        grams,
+        clean_plates,
+    };
+    assert_eq!(
+        d.waste_by_department,
+        vec![group("R&D", 1, 40, 0), group("Finance", 1, 10, 1)]
+    );
+    assert_eq!(
+        d.waste_by_meal,
+        vec![group("lunch", 2, 50, 1), group("", 1, 90, 0)]
+    );
+    assert_eq!(fin_charge.outcome, ChargeOutcome::Accepted);
+    f.assert_check_ok().await;
 }

@@ -156,6 +156,10 @@ strings! {
     kind_subsidy: "补贴发放", "Subsidy grant";
     kind_subsidy_expiry: "补贴过期", "Subsidy expired";
     kind_other: "其他", "Other";
+    kind_waste: "剩餐称重", "Plate waste";
+    grams_left: "剩餐（克）", "Left (g)";
+    dish: "菜品", "Dish";
+    not_recognised_plate: "（未识别）", "(not recognised)";
     journal_title: "交易流水", "Journal";
     filter: "筛选", "Filter";
     bad_filter: "筛选条件无效：日期请写成 2026-12-03，类型请从列表中选。", "The filter is not valid: write dates as 2026-12-03 and pick a kind from the list.";
@@ -382,4 +386,10 @@ strings! {
     export_zip: "下载 ZIP", "Download ZIP";
     export_hint: "所选日期内的就餐扣款、退款、充值和剩餐记录（CSV），附 manifest.json：各文件的 SHA-256、行数和导出时的审计链头。可用 backend verify-export 复核。", "Charges, refunds, top-ups and plate waste of the dates chosen (CSV), with manifest.json: each file's SHA-256, its row count and the audit chain head at export time. Re-check it with backend verify-export.";
     export_bad_range: "日期范围无效：请写成 2026-12-03，且截止日期不早于起始日期。", "The date range is not valid: write dates as 2026-12-03, the end not before the start.";
+    waste_target: "目标", "Target";
+    chart_departments: "各部门人均剩餐（近 30 天）", "Waste per plate by department (30 days)";
+    no_department: "（未填部门）", "(no department)";
+    chart_meal_waste: "各餐次人均剩餐（近 30 天）", "Waste per plate by meal (30 days)";
+    waste_target_label: "剩餐目标（克/盘，留空为不设）", "Plate-waste target (g per plate, empty for none)";
+    rule_waste_target: "剩餐目标须为 0-5000 之间的整数克数。", "A plate-waste target is whole grams from 0 to 5000.";
 }

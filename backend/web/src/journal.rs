@@ -1,7 +1,8 @@
 //! The managers' journal (`/manage/journal`): every entry as it touched people's accounts,
-//! filtered by date range, person (employee number) and kind, 50 entries a page, and
-//! `/manage/journal.csv`, the same filter's every line as CSV, streamed page by page from the
-//! store (a year of a large canteen is never held in memory).
+//! filtered by date range, person (employee number), department, kiosk and kind, 50 entries a
+//! page; its "plate waste" kind lists the weighed plates instead, under the same filter.
+//! `/manage/journal.csv` and `.xlsx` export exactly what the filter shows, read page by page
+//! from the store (a year of a large canteen is never held in memory).
 //!
 //! CSV cells follow [`inspection::csv`], the rule every export of the backend shares: text
 //! that came from people (names, employee numbers, memos) is escaped against formula
@@ -9,7 +10,7 @@
 
 use crate::error::{OrPage, PageError};
 use crate::format::{self, day_start_ms, local_day, local_time, signed_yuan};
-use crate::i18n::Tr;
+use crate::i18n::{Lang, Tr};
 use crate::manage::canteen_offset;
 use crate::session::{Chrome, Manager};
 use crate::HostRef;
@@ -24,19 +25,23 @@ use axum::Router;
 use inspection::csv::{money as csv_money, text as csv_text};
 use ledger::Fen;
 use serde::Deserialize;
-use store::{JournalFilter, JournalLine};
+use std::future::Future;
+use store::{JournalFilter, JournalLine, StoreError, WasteFilter, WasteLine};
 
 const PAGE: i64 = 50;
 const EXPORT_PAGE: i64 = 1000;
-/// The entry kinds the filter offers.
-const KINDS: [&str; 6] = [
+/// The kinds the filter offers: the entry kinds, then the plates weighed.
+const KINDS: [&str; 7] = [
     "charge",
     "top_up",
     "refund",
     "reversal",
     "subsidy_grant",
     "subsidy_expiry",
+    WASTE,
 ];
+/// The filter's kind for plate-waste records (not a journal entry: no money moves).
+const WASTE: &str = "waste";
 
 pub fn routes() -> Router<HostRef> {
     Router::new()
@@ -53,6 +58,7 @@ pub fn kind_name(kind: &str, t: &'static Tr) -> &'static str {
         "reversal" => t.kind_reversal,
         "subsidy_grant" => t.kind_subsidy,
         "subsidy_expiry" => t.kind_subsidy_expiry,
+        WASTE => t.kind_waste,
         _ => t.kind_other,
     }
 }
@@ -66,16 +72,23 @@ pub struct JournalQuery {
     #[serde(default)]
     pub person: String,
     #[serde(default)]
+    pub department: String,
+    #[serde(default)]
+    pub kiosk: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub before: Option<i64>,
 }
 
-/// The filter as understood: dates default to the last 30 days; unknown kinds are refused.
+/// The filter as understood: dates default to the last 30 days; unknown kinds and kiosk ids
+/// that are not numbers are refused.
 struct Filter {
     from_day: i64,
     to_day: i64,
     person: Option<String>,
+    department: Option<String>,
+    kiosk: Option<i64>,
     kind: Option<String>,
 }
 
@@ -95,22 +108,55 @@ impl Filter {
             k if KINDS.contains(&k) => Some(k.to_string()),
             _ => return None,
         };
-        let person = Some(q.person.trim().to_string()).filter(|p| !p.is_empty());
+        let kiosk = match q.kiosk.trim() {
+            "" => None,
+            k => Some(k.parse::<i64>().ok()?),
+        };
+        let given = |s: &str| Some(s.trim().to_string()).filter(|p| !p.is_empty());
         Some(Filter {
             from_day: from_day.min(to_day),
             to_day,
-            person,
+            person: given(&q.person),
+            department: given(&q.department),
+            kiosk,
             kind,
         })
     }
 
+    fn waste(&self) -> bool {
+        self.kind.as_deref() == Some(WASTE)
+    }
+
+    fn range_ms(&self, offset: i32) -> (i64, i64) {
+        (
+            day_start_ms(self.from_day, offset),
+            day_start_ms(self.to_day + 1, offset),
+        )
+    }
+
     fn store_filter(&self, offset: i32, before: Option<i64>, limit: i64) -> JournalFilter {
+        let (from_ms, to_ms) = self.range_ms(offset);
         JournalFilter {
-            from_ms: day_start_ms(self.from_day, offset),
-            to_ms: day_start_ms(self.to_day + 1, offset),
+            from_ms,
+            to_ms,
             employee_no: self.person.clone(),
+            department: self.department.clone(),
+            kiosk_id: self.kiosk,
             kind: self.kind.clone(),
             before_entry_id: before,
+            limit,
+        }
+    }
+
+    fn waste_filter(&self, offset: i32, before: Option<i64>, limit: i64) -> WasteFilter {
+        let (from_ms, to_ms) = self.range_ms(offset);
+        WasteFilter {
+            from_ms,
+            to_ms,
+            employee_no: self.person.clone(),
+            department: self.department.clone(),
+            kiosk_id: self.kiosk,
+            before_id: before,
             limit,
         }
     }
@@ -124,6 +170,12 @@ impl Filter {
         );
         if let Some(p) = &self.person {
             q.push_str(&format!("&person={}", crate::session::encode(p)));
+        }
+        if let Some(d) = &self.department {
+            q.push_str(&format!("&department={}", crate::session::encode(d)));
+        }
+        if let Some(k) = self.kiosk {
+            q.push_str(&format!("&kiosk={k}"));
         }
         if let Some(k) = &self.kind {
             q.push_str(&format!("&kind={k}"));
@@ -144,9 +196,20 @@ pub struct Row {
     pub memo: String,
 }
 
-pub struct KindOption {
-    pub value: &'static str,
-    pub label: &'static str,
+pub struct WasteRow {
+    pub id: i64,
+    pub time: String,
+    pub kiosk: String,
+    pub employee_no: String,
+    pub name: String,
+    pub department: String,
+    pub grams: String,
+    pub dish: String,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
     pub selected: bool,
 }
 
@@ -157,8 +220,12 @@ pub struct JournalPage {
     pub from: String,
     pub to: String,
     pub person: String,
-    pub kinds: Vec<KindOption>,
+    pub kinds: Vec<Choice>,
+    pub departments: Vec<Choice>,
+    pub kiosks: Vec<Choice>,
     pub rows: Vec<Row>,
+    /// The plates, when the filter's kind is plate waste (then `rows` is empty).
+    pub waste: Option<Vec<WasteRow>>,
     pub query: String,
     pub next: Option<String>,
     pub first_page: bool,
@@ -169,21 +236,19 @@ async fn today_and_offset(host: &HostRef) -> Result<(i64, i32), store::StoreErro
     Ok((local_day(host.now_ms(), offset), offset))
 }
 
-pub async fn page(
-    State(host): State<HostRef>,
-    Manager(v): Manager,
-    Query(q): Query<JournalQuery>,
-) -> Result<JournalPage, PageError> {
-    let lang = v.lang;
-    let t = lang.tr();
-    let (today, offset) = today_and_offset(&host).await.or_page(lang)?;
-    let f = Filter::parse(&q, today).ok_or_else(|| PageError::bad_filter(lang))?;
+/// The rows of one page and, when there is a page after it, the id to continue below. The
+/// store is asked for one item more than a page: if it came, there is a next page.
+async fn journal_rows(
+    host: &HostRef,
+    f: &Filter,
+    offset: i32,
+    before: Option<i64>,
+    t: &'static Tr,
+) -> Result<(Vec<Row>, Option<i64>), StoreError> {
     let lines = host
         .store()
-        .journal_page(f.store_filter(offset, q.before, PAGE + 1))
-        .await
-        .or_page(lang)?;
-    // One entry more than a page was asked for: if it came, there is a next page.
+        .journal_page(f.store_filter(offset, before, PAGE + 1))
+        .await?;
     let mut entries: Vec<i64> = lines.iter().map(|l| l.entry_id).collect();
     entries.dedup();
     let more = entries.len() as i64 > PAGE;
@@ -203,6 +268,75 @@ pub async fn page(
             memo: l.memo,
         })
         .collect();
+    Ok((rows, if more { last_shown } else { None }))
+}
+
+async fn waste_rows(
+    host: &HostRef,
+    f: &Filter,
+    offset: i32,
+    before: Option<i64>,
+    t: &'static Tr,
+) -> Result<(Vec<WasteRow>, Option<i64>), StoreError> {
+    let mut lines = host
+        .store()
+        .waste_page(f.waste_filter(offset, before, PAGE + 1))
+        .await?;
+    let more = lines.len() as i64 > PAGE;
+    lines.truncate(PAGE as usize);
+    let next = if more {
+        lines.last().map(|l| l.id)
+    } else {
+        None
+    };
+    let rows = lines
+        .into_iter()
+        .map(|l| {
+            let (employee_no, name, department) = match l.person {
+                Some(p) => (p.employee_no, p.name, p.department),
+                None => (
+                    String::new(),
+                    t.not_recognised_plate.to_string(),
+                    String::new(),
+                ),
+            };
+            WasteRow {
+                id: l.id,
+                time: local_time(l.at_ms, offset),
+                kiosk: l.kiosk,
+                employee_no,
+                name,
+                department,
+                grams: format!("{} {}", format::count(l.net_grams), t.grams),
+                dish: l.dish.unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok((rows, next))
+}
+
+pub async fn page(
+    State(host): State<HostRef>,
+    Manager(v): Manager,
+    Query(q): Query<JournalQuery>,
+) -> Result<JournalPage, PageError> {
+    let lang = v.lang;
+    let t = lang.tr();
+    let (today, offset) = today_and_offset(&host).await.or_page(lang)?;
+    let f = Filter::parse(&q, today).ok_or_else(|| PageError::bad_filter(lang))?;
+    let (rows, waste, next) = if f.waste() {
+        let (rows, next) = waste_rows(&host, &f, offset, q.before, t)
+            .await
+            .or_page(lang)?;
+        (Vec::new(), Some(rows), next)
+    } else {
+        let (rows, next) = journal_rows(&host, &f, offset, q.before, t)
+            .await
+            .or_page(lang)?;
+        (rows, None, next)
+    };
+    let departments = host.store().departments().await.or_page(lang)?;
+    let kiosks = host.store().list_kiosks().await.or_page(lang)?;
     let query = f.query();
     Ok(JournalPage {
         c: v.chrome("journal"),
@@ -211,16 +345,31 @@ pub async fn page(
         person: f.person.clone().unwrap_or_default(),
         kinds: KINDS
             .iter()
-            .map(|k| KindOption {
-                value: k,
-                label: kind_name(k, t),
+            .map(|k| Choice {
+                value: k.to_string(),
+                label: kind_name(k, t).to_string(),
                 selected: f.kind.as_deref() == Some(*k),
             })
             .collect(),
+        departments: departments
+            .into_iter()
+            .map(|d| Choice {
+                selected: f.department.as_deref() == Some(d.as_str()),
+                value: d.clone(),
+                label: d,
+            })
+            .collect(),
+        kiosks: kiosks
+            .into_iter()
+            .map(|k| Choice {
+                value: k.id.to_string(),
+                label: k.name,
+                selected: f.kiosk == Some(k.id),
+            })
+            .collect(),
         rows,
-        next: more
-            .then(|| last_shown.map(|id| format!("{query}&before={id}")))
-            .flatten(),
+        waste,
+        next: next.map(|id| format!("{query}&before={id}")),
         first_page: q.before.is_none(),
         query,
     })
@@ -241,14 +390,119 @@ fn csv_line(l: &JournalLine, offset: i32) -> String {
     )
 }
 
+fn waste_csv_line(l: &WasteLine, offset: i32) -> String {
+    let (employee_no, name, department) = match &l.person {
+        Some(p) => (
+            p.employee_no.as_str(),
+            p.name.as_str(),
+            p.department.as_str(),
+        ),
+        None => ("", "", ""),
+    };
+    format!(
+        "{},{},{},{},{},{},{},{}\r\n",
+        l.id,
+        local_time(l.at_ms, offset),
+        csv_text(&l.kiosk),
+        csv_text(employee_no),
+        csv_text(name),
+        csv_text(department),
+        l.net_grams,
+        csv_text(l.dish.as_deref().unwrap_or("")),
+    )
+}
+
 const CSV_HEADER: &str =
     "\u{feff}entry,time,kind,employee_no,name,cash_yuan,subsidy_yuan,total_yuan,memo\r\n";
+const WASTE_CSV_HEADER: &str =
+    "\u{feff}record,time,kiosk,employee_no,name,department,net_grams,dish\r\n";
 
-/// Where the export stream is: the header still to send, then pages below an entry id.
-enum Cursor {
-    Start,
-    Before(Option<i64>),
-    Done,
+/// One page of an export: its cells, and the id to continue below (`None`: that was all).
+type ExportPage<R> = (Vec<R>, Option<i64>);
+
+/// The export's pages of journal lines and of plates: `before` continues below an id.
+async fn journal_export_page(
+    host: HostRef,
+    filter: JournalFilter,
+    before: Option<i64>,
+) -> Result<ExportPage<JournalLine>, StoreError> {
+    let lines = host
+        .store()
+        .journal_page(JournalFilter {
+            before_entry_id: before,
+            ..filter
+        })
+        .await?;
+    let next = lines.last().map(|l| l.entry_id);
+    Ok((lines, next))
+}
+
+async fn waste_export_page(
+    host: HostRef,
+    filter: WasteFilter,
+    before: Option<i64>,
+) -> Result<ExportPage<WasteLine>, StoreError> {
+    let lines = host
+        .store()
+        .waste_page(WasteFilter {
+            before_id: before,
+            ..filter
+        })
+        .await?;
+    let next = lines.last().map(|l| l.id);
+    Ok((lines, next))
+}
+
+/// A CSV body streamed page by page: the header, then each page's lines as it is read. A page
+/// that fails to load ends the stream with an error, so the client sees a cut-off download
+/// rather than a silently short file.
+fn csv_stream<R, F, Fut>(
+    header: &'static str,
+    fetch: F,
+    line: fn(&R, i32) -> String,
+    offset: i32,
+) -> Body
+where
+    R: Send + 'static,
+    F: Fn(Option<i64>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ExportPage<R>, StoreError>> + Send + 'static,
+{
+    enum Cursor {
+        Start,
+        Before(Option<i64>),
+        Done,
+    }
+    let fetch = std::sync::Arc::new(fetch);
+    let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
+        let fetch = fetch.clone();
+        async move {
+            let before = match cursor {
+                Cursor::Start => {
+                    return Some((
+                        Ok(Bytes::from_static(header.as_bytes())),
+                        Cursor::Before(None),
+                    ))
+                }
+                Cursor::Before(b) => b,
+                Cursor::Done => return None,
+            };
+            match fetch(before).await {
+                Ok((items, _)) if items.is_empty() => None,
+                Ok((items, next)) => {
+                    let mut chunk = String::with_capacity(items.len() * 96);
+                    for item in &items {
+                        chunk.push_str(&line(item, offset));
+                    }
+                    Some((Ok(Bytes::from(chunk)), Cursor::Before(next)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.report(), "journal export failed");
+                    Some((Err(std::io::Error::other(e.report())), Cursor::Done))
+                }
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 pub async fn export(
@@ -259,50 +513,23 @@ pub async fn export(
     let lang = v.lang;
     let (today, offset) = today_and_offset(&host).await.or_page(lang)?;
     let f = Filter::parse(&q, today).ok_or_else(|| PageError::bad_filter(lang))?;
+    let (stem, body) = if f.waste() {
+        let filter = f.waste_filter(offset, None, EXPORT_PAGE);
+        let fetch = move |before| waste_export_page(host.clone(), filter.clone(), before);
+        (
+            "waste",
+            csv_stream(WASTE_CSV_HEADER, fetch, waste_csv_line, offset),
+        )
+    } else {
+        let filter = f.store_filter(offset, None, EXPORT_PAGE);
+        let fetch = move |before| journal_export_page(host.clone(), filter.clone(), before);
+        ("journal", csv_stream(CSV_HEADER, fetch, csv_line, offset))
+    };
     let file = format!(
-        "journal-{}-{}.csv",
+        "{stem}-{}-{}.csv",
         format::iso_day(f.from_day),
         format::iso_day(f.to_day)
     );
-    let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
-        let host = host.clone();
-        let filter = f.store_filter(offset, None, EXPORT_PAGE);
-        async move {
-            let before = match cursor {
-                Cursor::Start => {
-                    return Some((
-                        Ok(Bytes::from_static(CSV_HEADER.as_bytes())),
-                        Cursor::Before(None),
-                    ))
-                }
-                Cursor::Before(b) => b,
-                Cursor::Done => return None,
-            };
-            let page = host
-                .store()
-                .journal_page(JournalFilter {
-                    before_entry_id: before,
-                    ..filter
-                })
-                .await;
-            match page {
-                Ok(lines) if lines.is_empty() => None,
-                Ok(lines) => {
-                    let next = lines.last().map(|l| l.entry_id);
-                    let mut chunk = String::with_capacity(lines.len() * 96);
-                    for l in &lines {
-                        chunk.push_str(&csv_line(l, offset));
-                    }
-                    Some((Ok(Bytes::from(chunk)), Cursor::Before(next)))
-                }
-                // The client sees a cut-off download rather than a silently short file.
-                Err(e) => {
-                    tracing::error!(error = %e.report(), "journal export failed");
-                    Some((Err(std::io::Error::other(e.report())), Cursor::Done))
-                }
-            }
-        }
-    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -311,12 +538,51 @@ pub async fn export(
                 format!("attachment; filename=\"{file}\""),
             ),
         ],
-        Body::from_stream(stream),
+        body,
     )
         .into_response())
 }
 
-/// The XLSX export: the same filter and lines as the CSV. Rows are written page by page into a
+/// A worksheet cell of an export.
+enum Cell<'a> {
+    Number(f64),
+    Money(Fen),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+fn text<'a>(s: impl Into<std::borrow::Cow<'a, str>>) -> Cell<'a> {
+    Cell::Text(s.into())
+}
+
+fn journal_cells<'a>(l: &'a JournalLine, offset: i32, t: &'static Tr) -> Vec<Cell<'a>> {
+    vec![
+        Cell::Number(l.entry_id as f64),
+        text(local_time(l.at_ms, offset)),
+        text(kind_name(&l.kind, t)),
+        text(&l.employee_no),
+        text(&l.name),
+        Cell::Money(l.cash_delta),
+        Cell::Money(l.subsidy_delta),
+        Cell::Money(Fen(l.cash_delta.0 + l.subsidy_delta.0)),
+        text(&l.memo),
+    ]
+}
+
+fn waste_cells<'a>(l: &'a WasteLine, offset: i32, _: &'static Tr) -> Vec<Cell<'a>> {
+    let person = |f: fn(&store::WastePerson) -> &str| l.person.as_ref().map_or("", f);
+    vec![
+        Cell::Number(l.id as f64),
+        text(local_time(l.at_ms, offset)),
+        text(&l.kiosk),
+        text(person(|p| &p.employee_no)),
+        text(person(|p| &p.name)),
+        text(person(|p| &p.department)),
+        Cell::Number(l.net_grams as f64),
+        text(l.dish.as_deref().unwrap_or("")),
+    ]
+}
+
+/// The XLSX export: the same filter and items as the CSV. Rows are written page by page into a
 /// worksheet kept on disk (`constant_memory`), so a year of a large canteen never sits in
 /// memory; the finished file is then streamed. Text goes in as text cells, which a spreadsheet
 /// never evaluates, so a name like `=cmd|...` stays a name.
@@ -329,62 +595,109 @@ pub async fn export_xlsx(
     let t = lang.tr();
     let (today, offset) = today_and_offset(&host).await.or_page(lang)?;
     let f = Filter::parse(&q, today).ok_or_else(|| PageError::bad_filter(lang))?;
-    let name = format!(
-        "journal-{}-{}.xlsx",
+    let days = format!(
+        "{}-{}.xlsx",
         format::iso_day(f.from_day),
         format::iso_day(f.to_day)
     );
+    if f.waste() {
+        let filter = f.waste_filter(offset, None, EXPORT_PAGE);
+        let fetch = |before| waste_export_page(host.clone(), filter.clone(), before);
+        let columns = [
+            (t.entry, 8.0),
+            (t.time, 17.0),
+            (t.kiosk, 14.0),
+            (t.person, 12.0),
+            (t.name, 14.0),
+            (t.department, 14.0),
+            (t.grams_left, 10.0),
+            (t.dish, 20.0),
+        ];
+        let name = format!("waste-{days}");
+        xlsx(
+            lang,
+            t.kind_waste,
+            &name,
+            &columns,
+            offset,
+            fetch,
+            waste_cells,
+        )
+        .await
+    } else {
+        let filter = f.store_filter(offset, None, EXPORT_PAGE);
+        let fetch = |before| journal_export_page(host.clone(), filter.clone(), before);
+        let columns = [
+            (t.entry, 8.0),
+            (t.time, 17.0),
+            (t.kind, 10.0),
+            (t.person, 12.0),
+            (t.name, 14.0),
+            (t.cash, 10.0),
+            (t.subsidy, 10.0),
+            (t.amount, 10.0),
+            (t.memo, 30.0),
+        ];
+        let name = format!("journal-{days}");
+        xlsx(
+            lang,
+            t.journal_title,
+            &name,
+            &columns,
+            offset,
+            fetch,
+            journal_cells,
+        )
+        .await
+    }
+}
+
+async fn xlsx<R, F, Fut>(
+    lang: Lang,
+    sheet_name: &str,
+    file_name: &str,
+    columns: &[(&str, f64)],
+    offset: i32,
+    fetch: F,
+    cells: for<'a> fn(&'a R, i32, &'static Tr) -> Vec<Cell<'a>>,
+) -> Result<Response, PageError>
+where
+    F: Fn(Option<i64>) -> Fut,
+    Fut: Future<Output = Result<ExportPage<R>, StoreError>>,
+{
+    let t = lang.tr();
     let fail = |e: rust_xlsxwriter::XlsxError| PageError::internal(lang, e);
     let mut book = rust_xlsxwriter::Workbook::new();
     let money = rust_xlsxwriter::Format::new().set_num_format("0.00");
     let bold = rust_xlsxwriter::Format::new().set_bold();
     let sheet = book.add_worksheet_with_constant_memory().map_err(fail)?;
-    sheet.set_name(t.journal_title).map_err(fail)?;
-    let header = [
-        t.entry, t.time, t.kind, t.person, t.name, t.cash, t.subsidy, t.amount, t.memo,
-    ];
-    for (c, h) in header.iter().enumerate() {
+    sheet.set_name(sheet_name).map_err(fail)?;
+    for (c, (title, width)) in columns.iter().enumerate() {
         sheet
-            .write_string_with_format(0, c as u16, *h, &bold)
+            .write_string_with_format(0, c as u16, *title, &bold)
             .map_err(fail)?;
-    }
-    for (c, width) in [8, 17, 10, 12, 14, 10, 10, 10, 30].iter().enumerate() {
         sheet.set_column_width(c as u16, *width).map_err(fail)?;
     }
     let mut row: u32 = 1;
     let mut before = None;
     loop {
-        let lines = host
-            .store()
-            .journal_page(f.store_filter(offset, before, EXPORT_PAGE))
-            .await
-            .or_page(lang)?;
-        let Some(last) = lines.last() else { break };
-        before = Some(last.entry_id);
-        for l in &lines {
-            let yuan = |f: Fen| f.0 as f64 / 100.0;
-            sheet
-                .write_number(row, 0, l.entry_id as f64)
+        let (items, next) = fetch(before).await.or_page(lang)?;
+        if items.is_empty() {
+            break;
+        }
+        before = next;
+        for item in &items {
+            for (c, cell) in cells(item, offset, t).into_iter().enumerate() {
+                let c = c as u16;
+                match cell {
+                    Cell::Number(n) => sheet.write_number(row, c, n),
+                    Cell::Money(f) => {
+                        sheet.write_number_with_format(row, c, f.0 as f64 / 100.0, &money)
+                    }
+                    Cell::Text(s) => sheet.write_string(row, c, s.as_ref()),
+                }
                 .map_err(fail)?;
-            sheet
-                .write_string(row, 1, local_time(l.at_ms, offset))
-                .map_err(fail)?;
-            sheet
-                .write_string(row, 2, kind_name(&l.kind, t))
-                .map_err(fail)?;
-            sheet.write_string(row, 3, &l.employee_no).map_err(fail)?;
-            sheet.write_string(row, 4, &l.name).map_err(fail)?;
-            sheet
-                .write_number_with_format(row, 5, yuan(l.cash_delta), &money)
-                .map_err(fail)?;
-            sheet
-                .write_number_with_format(row, 6, yuan(l.subsidy_delta), &money)
-                .map_err(fail)?;
-            let total = Fen(l.cash_delta.0 + l.subsidy_delta.0);
-            sheet
-                .write_number_with_format(row, 7, yuan(total), &money)
-                .map_err(fail)?;
-            sheet.write_string(row, 8, &l.memo).map_err(fail)?;
+            }
             row += 1;
         }
     }
@@ -400,7 +713,7 @@ pub async fn export_xlsx(
     crate::upload::download(
         file,
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        &name,
+        file_name,
     )
     .map_err(|e| PageError::internal(lang, e))
 }

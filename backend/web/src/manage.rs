@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use ledger::{Fen, MealKind};
-use store::{DashboardFigures, DashboardQuery};
+use store::{DashboardFigures, DashboardQuery, WasteGroup};
 
 /// A plate with at most this much left on it counts as clean.
 pub const CLEAN_PLATE_MAX_GRAMS: i64 = 20;
@@ -32,6 +32,16 @@ pub async fn canteen_offset(host: &HostRef) -> Result<i32, store::StoreError> {
         .first()
         .map(|c| c.utc_offset_minutes)
         .unwrap_or(480))
+}
+
+/// The plate-waste target the first canteen's manager set, if any.
+async fn canteen_target(host: &HostRef) -> Result<Option<i64>, store::StoreError> {
+    Ok(host
+        .store()
+        .list_canteens()
+        .await?
+        .first()
+        .and_then(|c| c.waste_target_grams))
 }
 
 pub struct Kpi {
@@ -193,7 +203,14 @@ fn kpis(today: &Day, month: &Day, t: &'static Tr) -> Vec<Kpi> {
     ]
 }
 
-fn charts(days: &[Day], first: i64, t: &'static Tr) -> Vec<ChartView> {
+fn charts(
+    days: &[Day],
+    first: i64,
+    t: &'static Tr,
+    target: Option<i64>,
+    departments: &[WasteGroup],
+    meals_weighed: &[WasteGroup],
+) -> Vec<ChartView> {
     let labels: Vec<String> = (0..DAYS).map(|i| format::short_day(first + i)).collect();
     let iso: Vec<String> = (0..DAYS).map(|i| format::iso_day(first + i)).collect();
     let meal_names = [t.breakfast, t.lunch, t.dinner, t.other_meal];
@@ -241,25 +258,35 @@ fn charts(days: &[Day], first: i64, t: &'static Tr) -> Vec<ChartView> {
         y_max: None,
         y_format: |v| format!("¥{v:.0}"),
     };
+    // The trend as a line (a day nobody was weighed breaks it), with the manager's target as a
+    // second, flat line when one is set.
+    let mut waste_series = vec![Series {
+        name: t.waste_per_plate.into(),
+        colour: "#c8553d",
+        values: days
+            .iter()
+            .map(|d| {
+                if d.plates == 0 {
+                    f64::NAN
+                } else {
+                    d.grams as f64 / d.plates as f64
+                }
+            })
+            .collect(),
+    }];
+    if let Some(g) = target {
+        waste_series.push(Series {
+            name: format!("{} {g} g", t.waste_target),
+            colour: "#5b6670",
+            values: vec![g as f64; days.len()],
+        });
+    }
     let waste = Chart {
         id: "waste",
         title: t.chart_waste.into(),
         labels: labels.clone(),
-        series: vec![Series {
-            name: t.waste_per_plate.into(),
-            colour: "#c8553d",
-            values: days
-                .iter()
-                .map(|d| {
-                    if d.plates == 0 {
-                        0.0
-                    } else {
-                        d.grams as f64 / d.plates as f64
-                    }
-                })
-                .collect(),
-        }],
-        kind: Kind::StackedBars,
+        series: waste_series,
+        kind: Kind::Lines,
         y_max: None,
         y_format: |v| format!("{v:.0} g"),
     };
@@ -355,7 +382,86 @@ fn charts(days: &[Day], first: i64, t: &'static Tr) -> Vec<ChartView> {
             head: vec![t.date.into(), t.plates.into(), t.clean_share.into()],
             rows: rows(&|d| vec![d.plates.to_string(), clean_share(d)]),
         },
+        group_chart(
+            "departments",
+            t.chart_departments,
+            t.department,
+            departments,
+            &|g| {
+                if g.trim().is_empty() {
+                    t.no_department.to_string()
+                } else {
+                    g.to_string()
+                }
+            },
+            t,
+        ),
+        group_chart(
+            "meal-waste",
+            t.chart_meal_waste,
+            t.meal,
+            meals_weighed,
+            &|g| match g.parse::<MealKind>().ok() {
+                Some(MealKind::Breakfast) => t.breakfast.to_string(),
+                Some(MealKind::Lunch) => t.lunch.to_string(),
+                Some(MealKind::Dinner) => t.dinner.to_string(),
+                None => t.other_meal.to_string(),
+            },
+            t,
+        ),
     ]
+}
+
+/// Grams per plate over the month per group (a department, a meal period): bars for the
+/// twelve groups that waste most, in the order given, and a table of every group.
+fn group_chart(
+    id: &'static str,
+    title: &'static str,
+    group_head: &'static str,
+    groups: &[WasteGroup],
+    name: &dyn Fn(&str) -> String,
+    t: &'static Tr,
+) -> ChartView {
+    let per_plate = |g: &WasteGroup| g.grams as f64 / g.plates.max(1) as f64;
+    let shown = &groups[..groups.len().min(12)];
+    let chart = Chart {
+        id,
+        title: title.into(),
+        labels: shown.iter().map(|g| name(&g.group)).collect(),
+        series: vec![Series {
+            name: t.waste_per_plate.into(),
+            colour: "#c8553d",
+            values: shown.iter().map(per_plate).collect(),
+        }],
+        kind: Kind::StackedBars,
+        y_max: None,
+        y_format: |v| format!("{v:.0} g"),
+    };
+    ChartView {
+        id,
+        title: chart.title.clone(),
+        svg: chart.svg(),
+        head: vec![
+            group_head.into(),
+            t.plates.into(),
+            t.waste_per_plate.into(),
+            t.clean_share.into(),
+        ],
+        rows: groups
+            .iter()
+            .map(|g| {
+                vec![
+                    name(&g.group),
+                    g.plates.to_string(),
+                    format!("{:.0} {}", per_plate(g), t.grams),
+                    format!(
+                        "{:.0}%",
+                        100.0 * g.clean_plates as f64 / g.plates.max(1) as f64
+                    ),
+                ]
+            })
+            .collect(),
+    }
 }
 
 pub async fn dashboard(
@@ -383,7 +489,14 @@ pub async fn dashboard(
     Ok(DashboardPage {
         c: v.chrome("dashboard"),
         kpis: kpis(&days[days.len() - 1], &month, t),
-        charts: charts(&days, first, t),
+        charts: charts(
+            &days,
+            first,
+            t,
+            canteen_target(&host).await.or_page(lang)?,
+            &figures.waste_by_department,
+            &figures.waste_by_meal,
+        ),
         empty,
         clean_rule: t.clean_plate_rule,
     })

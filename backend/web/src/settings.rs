@@ -71,6 +71,7 @@ pub struct CanteenView {
     pub offset_minutes: i32,
     pub per_transaction_cap: String,
     pub daily_cap: String,
+    pub waste_target: String,
     pub windows: Vec<WindowRow>,
     pub prices: Vec<PriceRow>,
 }
@@ -180,6 +181,10 @@ async fn settings_page(
             offset_minutes: c.utc_offset_minutes,
             per_transaction_cap: cap_text(c.per_transaction_cap),
             daily_cap: cap_text(c.daily_cap),
+            waste_target: c
+                .waste_target_grams
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
             windows,
             prices,
         });
@@ -269,6 +274,8 @@ pub struct CanteenForm {
     pub per_transaction_cap: String,
     #[serde(default)]
     pub daily_cap: String,
+    #[serde(default)]
+    pub waste_target_grams: String,
 }
 
 pub async fn save_canteen(
@@ -290,6 +297,13 @@ pub async fn save_canteen(
     let (Some(per), Some(daily)) = (cap(&f.per_transaction_cap), cap(&f.daily_cap)) else {
         return refused(&host, &v, t.rule_money.into()).await;
     };
+    let target = match f.waste_target_grams.trim() {
+        "" => None,
+        g => match g.parse::<i64>() {
+            Ok(g) if (0..=5000).contains(&g) => Some(g),
+            _ => return refused(&host, &v, t.rule_waste_target.into()).await,
+        },
+    };
     host.store()
         .update_canteen(
             id,
@@ -298,6 +312,7 @@ pub async fn save_canteen(
                 utc_offset_minutes: Some(offset),
                 per_transaction_cap: Some(per),
                 daily_cap: Some(daily),
+                waste_target_grams: Some(target),
             },
             &v.actor(),
         )

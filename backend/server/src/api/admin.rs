@@ -133,6 +133,8 @@ pub async fn patch_canteen(
                 utc_offset_minutes: b.utc_offset_minutes.map(|m| m as i32),
                 per_transaction_cap: opt_cap(b.per_transaction_cap, "per_transaction_cap")?,
                 daily_cap: opt_cap(b.daily_cap, "daily_cap")?,
+                // Set on the settings page; the API leaves it as it is.
+                waste_target_grams: None,
             },
             &p.actor(),
         )
