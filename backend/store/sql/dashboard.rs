@@ -9,6 +9,7 @@ use super::error::db;
 use super::rows::parse_meal_opt;
 use super::SqlStore;
 use ledger::{Fen, MealKind};
+use std::collections::BTreeMap;
 use store::{
     DashboardFigures, DashboardQuery, JournalFilter, JournalLine, MealDay, MoneyDay, Result,
     WasteDay, WasteFilter, WasteGroup, WasteLine, WastePerson,
@@ -18,7 +19,7 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result<DashboardFigures> {
     let offset_ms = q.utc_offset_minutes as i64 * 60_000;
-    let meals: Vec<(i64, Option<String>, i64, i64, i64)> = sqlx::query_as(
+    let meals = sqlx::query_as::<_, (i64, Option<String>, i64, i64, i64)>(
         "SELECT (kiosk_time + $1) / $2 AS day, meal, COUNT(*), \
                 CAST(COALESCE(SUM(CASE WHEN status = 'accepted' THEN amount_fen ELSE 0 END), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(CASE WHEN status = 'accepted' THEN subsidy_fen ELSE 0 END), 0) AS BIGINT) \
@@ -29,10 +30,8 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     .bind(DAY_MS)
     .bind(q.from_ms)
     .bind(q.to_ms)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
-    let top_ups: Vec<(i64, i64, i64)> = sqlx::query_as(
+    .fetch_all(&s.pool);
+    let top_ups = sqlx::query_as::<_, (i64, i64, i64)>(
         "SELECT (credited_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) \
          FROM payment_orders WHERE status = 'credited' AND credited_at >= $3 AND credited_at < $4 \
          GROUP BY day ORDER BY day",
@@ -41,10 +40,8 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     .bind(DAY_MS)
     .bind(q.from_ms)
     .bind(q.to_ms)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
-    let refunds: Vec<(i64, i64, i64)> = sqlx::query_as(
+    .fetch_all(&s.pool);
+    let refunds = sqlx::query_as::<_, (i64, i64, i64)>(
         "SELECT (decided_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(amount_fen), 0) AS BIGINT) \
          FROM refunds WHERE status = 'approved' AND decided_at >= $3 AND decided_at < $4 \
          GROUP BY day ORDER BY day",
@@ -53,10 +50,8 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     .bind(DAY_MS)
     .bind(q.from_ms)
     .bind(q.to_ms)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
-    let waste: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+    .fetch_all(&s.pool);
+    let waste = sqlx::query_as::<_, (i64, i64, i64, i64)>(
         "SELECT (measured_at + $1) / $2 AS day, COUNT(*), CAST(COALESCE(SUM(net_grams), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(CASE WHEN net_grams <= $5 THEN 1 ELSE 0 END), 0) AS BIGINT) \
          FROM waste_records WHERE measured_at >= $3 AND measured_at < $4 \
@@ -67,51 +62,52 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
     .bind(q.from_ms)
     .bind(q.to_ms)
     .bind(q.clean_plate_max_grams)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
-    // Per department and per meal period over the whole range. A plate's person is its own
-    // record's or, for a plate weighed against a charge, the charge's; its period is the
-    // charge's (a plate with no charge has none).
-    let mut by_department: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT st.department, COUNT(*), CAST(COALESCE(SUM(w.net_grams), 0) AS BIGINT), \
+    .fetch_all(&s.pool);
+    // Per department and meal period over the whole range, in one pass over the time index
+    // (which carries each plate's person and period); plates of no one known have no
+    // department, plates of no charge no period.
+    let groups = sqlx::query_as::<_, (Option<String>, Option<String>, i64, i64, i64)>(
+        "SELECT st.department, w.meal, COUNT(*), CAST(COALESCE(SUM(w.net_grams), 0) AS BIGINT), \
                 CAST(COALESCE(SUM(CASE WHEN w.net_grams <= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM waste_records w LEFT JOIN charges c ON c.id = w.charge_id \
-         JOIN staff st ON st.id = COALESCE(w.staff_id, c.staff_id) \
+         FROM waste_records w LEFT JOIN staff st ON st.id = w.staff_id \
          WHERE w.measured_at >= $1 AND w.measured_at < $2 \
-         GROUP BY st.department",
+         GROUP BY st.department, w.meal",
     )
     .bind(q.from_ms)
     .bind(q.to_ms)
     .bind(q.clean_plate_max_grams)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
+    .fetch_all(&s.pool);
+    // The five reads are independent: run them at once, each on a connection of its own
+    // (a month of charges is the slowest; the waste reads fit in beside it).
+    let (meals, top_ups, refunds, waste, groups) =
+        tokio::try_join!(meals, top_ups, refunds, waste, groups).map_err(db)?;
+    let mut by_department: BTreeMap<String, WasteGroup> = BTreeMap::new();
+    let mut by_meal: BTreeMap<(bool, Option<MealKind>), WasteGroup> = BTreeMap::new();
+    for (department, meal, plates, grams, clean_plates) in groups {
+        let add = |g: &mut WasteGroup| {
+            g.plates += plates;
+            g.grams += grams;
+            g.clean_plates += clean_plates;
+        };
+        if let Some(d) = department {
+            add(by_department
+                .entry(d.clone())
+                .or_insert_with(|| WasteGroup::empty(d)));
+        }
+        let meal = parse_meal_opt(meal)?;
+        let name = meal.map(|m| m.as_str().to_string()).unwrap_or_default();
+        // Breakfast, lunch, dinner, then plates of no period.
+        add(by_meal
+            .entry((meal.is_none(), meal))
+            .or_insert_with(|| WasteGroup::empty(name)));
+    }
+    let mut by_department: Vec<WasteGroup> = by_department.into_values().collect();
     // Most grams per plate first (compared as fractions, no rounding).
     by_department.sort_by(|a, b| {
-        (i128::from(b.2) * i128::from(a.1.max(1)))
-            .cmp(&(i128::from(a.2) * i128::from(b.1.max(1))))
-            .then_with(|| a.0.cmp(&b.0))
+        (i128::from(b.grams) * i128::from(a.plates.max(1)))
+            .cmp(&(i128::from(a.grams) * i128::from(b.plates.max(1))))
+            .then_with(|| a.group.cmp(&b.group))
     });
-    let by_meal: Vec<(Option<String>, i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.meal, COUNT(*), CAST(COALESCE(SUM(w.net_grams), 0) AS BIGINT), \
-                CAST(COALESCE(SUM(CASE WHEN w.net_grams <= $3 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM waste_records w LEFT JOIN charges c ON c.id = w.charge_id \
-         WHERE w.measured_at >= $1 AND w.measured_at < $2 \
-         GROUP BY c.meal",
-    )
-    .bind(q.from_ms)
-    .bind(q.to_ms)
-    .bind(q.clean_plate_max_grams)
-    .fetch_all(&s.pool)
-    .await
-    .map_err(db)?;
-    let mut by_meal: Vec<(Option<MealKind>, i64, i64, i64)> = by_meal
-        .into_iter()
-        .map(|(meal, plates, grams, clean)| Ok((parse_meal_opt(meal)?, plates, grams, clean)))
-        .collect::<Result<_>>()?;
-    // Breakfast, lunch, dinner, then plates of no period.
-    by_meal.sort_by_key(|m| (m.0.is_none(), m.0));
     let money = |rows: Vec<(i64, i64, i64)>| {
         rows.into_iter()
             .map(|(day, count, amount)| MoneyDay {
@@ -145,24 +141,8 @@ pub(crate) async fn dashboard_figures(s: &SqlStore, q: DashboardQuery) -> Result
                 clean_plates,
             })
             .collect(),
-        waste_by_department: by_department
-            .into_iter()
-            .map(|(group, plates, grams, clean_plates)| WasteGroup {
-                group,
-                plates,
-                grams,
-                clean_plates,
-            })
-            .collect(),
-        waste_by_meal: by_meal
-            .into_iter()
-            .map(|(meal, plates, grams, clean_plates)| WasteGroup {
-                group: meal.map(|m| m.as_str().to_string()).unwrap_or_default(),
-                plates,
-                grams,
-                clean_plates,
-            })
-            .collect(),
+        waste_by_department: by_department,
+        waste_by_meal: by_meal.into_values().collect(),
     })
 }
 
@@ -264,24 +244,27 @@ type WasteRow = (
     Option<String>,
 );
 
-/// A page of plate-waste records (see [`store::Store::waste_page`]), newest record first.
+/// A page of plate-waste records (see [`store::Store::waste_page`]), the latest weighed first:
+/// a walk down the time index from the cursor. The person is the record's (the store writes the
+/// charge's person onto a plate weighed against a charge).
 pub(crate) async fn waste_page(s: &SqlStore, f: WasteFilter) -> Result<Vec<WasteLine>> {
     let rows: Vec<WasteRow> = sqlx::query_as(
         "SELECT w.id, w.measured_at, k.name, st.employee_no, st.name, st.department, w.net_grams, w.dish \
          FROM waste_records w JOIN kiosks k ON k.id = w.kiosk_id \
-         LEFT JOIN charges c ON c.id = w.charge_id \
-         LEFT JOIN staff st ON st.id = COALESCE(w.staff_id, c.staff_id) \
-         WHERE w.measured_at >= $1 AND w.measured_at < $2 \
+         LEFT JOIN staff st ON st.id = w.staff_id \
+         WHERE w.measured_at >= $1 AND w.measured_at < $2 AND (w.measured_at, w.id) < ($6, $7) \
            AND ($3 IS NULL OR st.employee_no = $3) AND ($4 IS NULL OR st.department = $4) \
-           AND ($5 IS NULL OR w.kiosk_id = $5) AND ($6 IS NULL OR w.id < $6) \
-         ORDER BY w.id DESC LIMIT $7",
+           AND ($5 IS NULL OR w.kiosk_id = $5) \
+         ORDER BY w.measured_at DESC, w.id DESC LIMIT $8",
     )
     .bind(f.from_ms)
     .bind(f.to_ms)
     .bind(f.employee_no.as_deref())
     .bind(f.department.as_deref())
     .bind(f.kiosk_id)
-    .bind(f.before_id)
+    // No cursor: below everything.
+    .bind(f.before.map_or(i64::MAX, |b| b.0))
+    .bind(f.before.map_or(i64::MAX, |b| b.1))
     .bind(f.limit.clamp(1, 5000))
     .fetch_all(&s.pool)
     .await

@@ -22,13 +22,16 @@ pub(crate) async fn record_waste(s: &SqlStore, cmd: WasteCommand) -> Result<Wast
             return Ok(r);
         }
         let mut staff_id = cmd.staff_id;
+        // The plate's meal period is its charge's (the dashboard groups by it).
+        let mut meal: Option<String> = None;
         if let Some(cid) = cmd.charge_id {
-            let c: Option<(i64,)> = sqlx::query_as("SELECT staff_id FROM charges WHERE id = $1")
-                .bind(cid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            let Some((owner,)) = c else {
+            let c: Option<(i64, Option<String>)> =
+                sqlx::query_as("SELECT staff_id, meal FROM charges WHERE id = $1")
+                    .bind(cid)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            let Some((owner, charge_meal)) = c else {
                 return Err(StoreError::invalid(
                     "unknown_charge",
                     "the charge does not exist",
@@ -41,6 +44,7 @@ pub(crate) async fn record_waste(s: &SqlStore, cmd: WasteCommand) -> Result<Wast
                 ));
             }
             staff_id = Some(owner);
+            meal = charge_meal;
         }
         let mut charge_id = cmd.charge_id;
         if let (None, Some(person)) = (charge_id, staff_id) {
@@ -67,13 +71,14 @@ pub(crate) async fn record_waste(s: &SqlStore, cmd: WasteCommand) -> Result<Wast
                     .map_err(db)?;
                     if let [(id,)] = found.as_slice() {
                         charge_id = Some(*id);
+                        meal = Some(slot.meal.as_str().to_string());
                     }
                 }
             }
         }
         let r: WasteRow = sqlx::query_as(
-            "INSERT INTO waste_records (kiosk_id, staff_id, charge_id, gross_grams, tare_grams, net_grams, dish, category, measured_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO waste_records (kiosk_id, staff_id, charge_id, gross_grams, tare_grams, net_grams, dish, category, measured_at, created_at, meal) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              RETURNING id, kiosk_id, staff_id, charge_id, gross_grams, tare_grams, net_grams, dish, category, measured_at",
         )
         .bind(cmd.kiosk_id)
@@ -86,6 +91,7 @@ pub(crate) async fn record_waste(s: &SqlStore, cmd: WasteCommand) -> Result<Wast
         .bind(&cmd.category)
         .bind(cmd.measured_at_ms)
         .bind(cmd.received_ms)
+        .bind(meal)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;

@@ -703,6 +703,17 @@ pub struct WasteGroup {
     pub clean_plates: i64,
 }
 
+impl WasteGroup {
+    pub fn empty(group: String) -> Self {
+        WasteGroup {
+            group,
+            plates: 0,
+            grams: 0,
+            clean_plates: 0,
+        }
+    }
+}
+
 /// Which journal lines the managers' journal shows: entries made in `[from_ms, to_ms)`,
 /// optionally of one person (by employee number), one department, one kiosk and one entry
 /// kind, newest first, pages of `limit` entries below `before_entry_id`.
@@ -722,8 +733,8 @@ pub struct JournalFilter {
 }
 
 /// Which plate-waste records the managers' journal shows (its "waste" kind): weighed in
-/// `[from_ms, to_ms)`, optionally of one person, department or kiosk, newest record first,
-/// pages of `limit` below `before_id`.
+/// `[from_ms, to_ms)`, optionally of one person, department or kiosk, the latest weighed
+/// first, pages of `limit` after `before`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WasteFilter {
     pub from_ms: i64,
@@ -731,7 +742,8 @@ pub struct WasteFilter {
     pub employee_no: Option<String>,
     pub department: Option<String>,
     pub kiosk_id: Option<i64>,
-    pub before_id: Option<i64>,
+    /// Continue below this plate: its weighing time and id (pages go by time, newest first).
+    pub before: Option<(i64, i64)>,
     pub limit: i64,
 }
 

@@ -279,7 +279,7 @@ async fn journal_and_plates_filter_by_department_and_kiosk() {
     let rest = f
         .store
         .waste_page(WasteFilter {
-            before_id: Some(page[1].id),
+            before: Some((page[1].at_ms, page[1].id)),
             ..plates.clone()
         })
         .await

@@ -79,6 +79,9 @@ pub struct JournalQuery {
     pub kind: String,
     #[serde(default)]
     pub before: Option<i64>,
+    /// With `before`, for plates: the weighing time of the plate to continue below.
+    #[serde(default)]
+    pub before_at: Option<i64>,
 }
 
 /// The filter as understood: dates default to the last 30 days; unknown kinds and kiosk ids
@@ -148,7 +151,7 @@ impl Filter {
         }
     }
 
-    fn waste_filter(&self, offset: i32, before: Option<i64>, limit: i64) -> WasteFilter {
+    fn waste_filter(&self, offset: i32, before: Option<(i64, i64)>, limit: i64) -> WasteFilter {
         let (from_ms, to_ms) = self.range_ms(offset);
         WasteFilter {
             from_ms,
@@ -156,7 +159,7 @@ impl Filter {
             employee_no: self.person.clone(),
             department: self.department.clone(),
             kiosk_id: self.kiosk,
-            before_id: before,
+            before,
             limit,
         }
     }
@@ -275,9 +278,9 @@ async fn waste_rows(
     host: &HostRef,
     f: &Filter,
     offset: i32,
-    before: Option<i64>,
+    before: Option<(i64, i64)>,
     t: &'static Tr,
-) -> Result<(Vec<WasteRow>, Option<i64>), StoreError> {
+) -> Result<(Vec<WasteRow>, Option<(i64, i64)>), StoreError> {
     let mut lines = host
         .store()
         .waste_page(f.waste_filter(offset, before, PAGE + 1))
@@ -285,7 +288,7 @@ async fn waste_rows(
     let more = lines.len() as i64 > PAGE;
     lines.truncate(PAGE as usize);
     let next = if more {
-        lines.last().map(|l| l.id)
+        lines.last().map(|l| (l.at_ms, l.id))
     } else {
         None
     };
@@ -325,15 +328,17 @@ pub async fn page(
     let (today, offset) = today_and_offset(&host).await.or_page(lang)?;
     let f = Filter::parse(&q, today).ok_or_else(|| PageError::bad_filter(lang))?;
     let (rows, waste, next) = if f.waste() {
-        let (rows, next) = waste_rows(&host, &f, offset, q.before, t)
+        let before = q.before.zip(q.before_at).map(|(id, at)| (at, id));
+        let (rows, next) = waste_rows(&host, &f, offset, before, t)
             .await
             .or_page(lang)?;
+        let next = next.map(|(at, id)| format!("before={id}&before_at={at}"));
         (Vec::new(), Some(rows), next)
     } else {
         let (rows, next) = journal_rows(&host, &f, offset, q.before, t)
             .await
             .or_page(lang)?;
-        (rows, None, next)
+        (rows, None, next.map(|id| format!("before={id}")))
     };
     let departments = host.store().departments().await.or_page(lang)?;
     let kiosks = host.store().list_kiosks().await.or_page(lang)?;
@@ -369,7 +374,7 @@ pub async fn page(
             .collect(),
         rows,
         waste,
-        next: next.map(|id| format!("{query}&before={id}")),
+        next: next.map(|cursor| format!("{query}&{cursor}")),
         first_page: q.before.is_none(),
         query,
     })
@@ -417,15 +422,16 @@ const CSV_HEADER: &str =
 const WASTE_CSV_HEADER: &str =
     "\u{feff}record,time,kiosk,employee_no,name,department,net_grams,dish\r\n";
 
-/// One page of an export: its cells, and the id to continue below (`None`: that was all).
-type ExportPage<R> = (Vec<R>, Option<i64>);
+/// One page of an export: its items, and where to continue below (`None`: that was all).
+type ExportPage<R, C> = (Vec<R>, Option<C>);
 
-/// The export's pages of journal lines and of plates: `before` continues below an id.
+/// The export's pages of journal lines (below an entry id) and of plates (below a weighing
+/// time and id).
 async fn journal_export_page(
     host: HostRef,
     filter: JournalFilter,
     before: Option<i64>,
-) -> Result<ExportPage<JournalLine>, StoreError> {
+) -> Result<ExportPage<JournalLine, i64>, StoreError> {
     let lines = host
         .store()
         .journal_page(JournalFilter {
@@ -440,23 +446,20 @@ async fn journal_export_page(
 async fn waste_export_page(
     host: HostRef,
     filter: WasteFilter,
-    before: Option<i64>,
-) -> Result<ExportPage<WasteLine>, StoreError> {
+    before: Option<(i64, i64)>,
+) -> Result<ExportPage<WasteLine, (i64, i64)>, StoreError> {
     let lines = host
         .store()
-        .waste_page(WasteFilter {
-            before_id: before,
-            ..filter
-        })
+        .waste_page(WasteFilter { before, ..filter })
         .await?;
-    let next = lines.last().map(|l| l.id);
+    let next = lines.last().map(|l| (l.at_ms, l.id));
     Ok((lines, next))
 }
 
 /// A CSV body streamed page by page: the header, then each page's lines as it is read. A page
 /// that fails to load ends the stream with an error, so the client sees a cut-off download
 /// rather than a silently short file.
-fn csv_stream<R, F, Fut>(
+fn csv_stream<R, C, F, Fut>(
     header: &'static str,
     fetch: F,
     line: fn(&R, i32) -> String,
@@ -464,12 +467,13 @@ fn csv_stream<R, F, Fut>(
 ) -> Body
 where
     R: Send + 'static,
-    F: Fn(Option<i64>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<ExportPage<R>, StoreError>> + Send + 'static,
+    C: Send + 'static,
+    F: Fn(Option<C>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ExportPage<R, C>, StoreError>> + Send + 'static,
 {
-    enum Cursor {
+    enum Cursor<C> {
         Start,
-        Before(Option<i64>),
+        Before(Option<C>),
         Done,
     }
     let fetch = std::sync::Arc::new(fetch);
@@ -652,7 +656,7 @@ pub async fn export_xlsx(
     }
 }
 
-async fn xlsx<R, F, Fut>(
+async fn xlsx<R, C, F, Fut>(
     lang: Lang,
     sheet_name: &str,
     file_name: &str,
@@ -662,8 +666,8 @@ async fn xlsx<R, F, Fut>(
     cells: for<'a> fn(&'a R, i32, &'static Tr) -> Vec<Cell<'a>>,
 ) -> Result<Response, PageError>
 where
-    F: Fn(Option<i64>) -> Fut,
-    Fut: Future<Output = Result<ExportPage<R>, StoreError>>,
+    F: Fn(Option<C>) -> Fut,
+    Fut: Future<Output = Result<ExportPage<R, C>, StoreError>>,
 {
     let t = lang.tr();
     let fail = |e: rust_xlsxwriter::XlsxError| PageError::internal(lang, e);

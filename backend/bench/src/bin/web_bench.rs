@@ -5,7 +5,8 @@
 //!
 //! The rows are written straight into the schema `backend migrate` made, in a few large
 //! `INSERT ... SELECT` statements over a counter, in the shape the charge path writes (a charge,
-//! its entry, a posting from the person's cash account to revenue); that takes a minute where
+//! its entry, a posting from the person's cash account to revenue; a plate weighed against the
+//! charge of about its time, as the return station records it); that takes a minute where
 //! charging a million times through the API would take ten. Cached balances and the audit chain
 //! are not brought along (no page here reads them). Then a real `backend serve` (the release
 //! binary next to this one) answers the pages over loopback, one request at a time.
@@ -137,11 +138,17 @@ fn fill_statements(a: &Args, now_ms: i64, first_entry: i64) -> Vec<String> {
         ),
         format!(
             "{}INSERT INTO waste_records (kiosk_id, staff_id, charge_id, gross_grams, tare_grams, net_grams, \
-               dish, category, measured_at, created_at) \
-             SELECT (SELECT MAX(id) FROM kiosks), (SELECT MIN(id) FROM staff WHERE employee_no LIKE 'B%') + (n % {people}), \
-               NULL, 400 + (n * 37) % 200, 400, (n * 37) % 200, NULL, NULL, {start} + n * {waste_step}, \
-               {start} + n * {waste_step} FROM seq",
-            seq(a.waste)
+               dish, category, measured_at, created_at, meal) \
+             SELECT (SELECT MAX(id) FROM kiosks), \
+               (SELECT MIN(id) FROM staff WHERE employee_no LIKE 'B%') + (m % {people}), \
+               (SELECT MIN(id) FROM charges WHERE kiosk_id = (SELECT MAX(id) FROM kiosks)) + m - 1, \
+               400 + (n * 37) % 200, 400, (n * 37) % 200, NULL, NULL, {start} + n * {waste_step}, \
+               {start} + n * {waste_step}, \
+               CASE m % 3 WHEN 0 THEN 'breakfast' WHEN 1 THEN 'lunch' ELSE 'dinner' END \
+             FROM (SELECT n, (n * {charges}) / {waste} AS m FROM seq) plates",
+            seq(a.waste),
+            charges = a.charges,
+            waste = a.waste.max(1)
         ),
         // A database that has run for a year has statistics; give the planner the same.
         "ANALYZE".to_string(),
@@ -289,6 +296,18 @@ async fn run(label: &str, url: &str, a: &Args) -> Result<()> {
                 day_text(-365),
                 day_text(0)
             ),
+        ),
+        (
+            "journal, one department (of 40), last 30 days",
+            "/manage/journal?department=Dept%207".to_string(),
+        ),
+        (
+            "plate waste, last 30 days, page 1",
+            "/manage/journal?kind=waste".to_string(),
+        ),
+        (
+            "plate waste, one department, last 30 days",
+            "/manage/journal?kind=waste&department=Dept%207".to_string(),
         ),
         ("staff list, page 1", "/manage/staff".to_string()),
         ("staff search", "/manage/staff?q=person%204999".to_string()),
