@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use std::path::{Path, PathBuf};
 
-use e2e::{demo_photo, shared_faces, Backend, KioskCmd};
+use e2e::{bench_diners, shared_faces, Backend, KioskCmd};
 use kiosk::event::KioskEvent;
 use kiosk_ui::render::Headless;
 use kiosk_ui::Ui;
@@ -60,24 +60,10 @@ fn main() {
     kiosk.register(&backend.code);
     // Up to ten distinct diners (the demo's ten staff: the two demo faces and eight LFW people
     // from ../shared when it is there), so each approach is a decision the backend makes rather
-    // than a repeat the kiosk turns away; then a stranger who stands there, never decided,
-    // while the attract screen shows the camera (the preview phase).
-    let mut people: Vec<(String, Vec<PathBuf>, PathBuf)> = vec![
-        (
-            "E0001".into(),
-            vec![demo_photo("obama.jpg"), demo_photo("obama2.jpg")],
-            demo_photo("obama3.jpg"),
-        ),
-        (
-            "E0002".into(),
-            vec![demo_photo("biden.jpg")],
-            demo_photo("biden.jpg"),
-        ),
-    ];
-    let mut stranger = None;
-    if let Some(faces) = shared_faces() {
-        let lfw = faces.join("lfw-A");
-        for (i, n) in [
+    // than a repeat the kiosk turns away; then a stranger (not enrolled) who keeps stepping
+    // up, so the attract screen, which shows the camera, is up for a while.
+    let people = bench_diners(
+        &[
             "Ariel_Sharon",
             "Junichiro_Koizumi",
             "Serena_Williams",
@@ -86,23 +72,18 @@ fn main() {
             "Arnold_Schwarzenegger",
             "Guillermo_Coria",
             "Jack_Straw",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let (enrol, probe) = (lfw.join(n).join("1.jpg"), lfw.join(n).join("2.jpg"));
-            if enrol.is_file() && probe.is_file() {
-                people.push((format!("E{:04}", i + 3), vec![enrol], probe));
-            }
-        }
-        stranger = Some(lfw.join("Naomi_Watts").join("1.jpg")).filter(|p| p.is_file());
+        ],
+        "2.jpg",
+    );
+    for d in &people {
+        let refs: Vec<&Path> = d.enrol.iter().map(PathBuf::as_path).collect();
+        kiosk.enrol(&d.employee_no, &refs);
     }
-    for (no, photos, _) in &people {
-        let refs: Vec<&Path> = photos.iter().map(PathBuf::as_path).collect();
-        kiosk.enrol(no, &refs);
-    }
+    let stranger = shared_faces()
+        .map(|f| f.join("lfw-A/Naomi_Watts/1.jpg"))
+        .filter(|p| p.is_file());
     let mut stream: Vec<(&Path, bool)> = (0..diners)
-        .map(|i| (people[i % people.len()].2.as_path(), false))
+        .map(|i| (people[i % people.len()].probe.as_path(), false))
         .collect();
     let stranger_frames = 8 * attract_diners;
     if let Some(p) = &stranger {

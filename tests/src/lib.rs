@@ -44,6 +44,45 @@ pub fn shared_faces() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// A demo staff member a benchmark enrols and replays: the employee number (E0001, E0002, ...
+/// in the demo's order), the photos enrolled and the photo the camera sees.
+pub struct Diner {
+    pub employee_no: String,
+    pub enrol: Vec<PathBuf>,
+    pub probe: PathBuf,
+}
+
+/// The benchmarks' diners: the two demo faces, then the given LFW people from `../shared`
+/// when it is there (photo `1.jpg` enrolled, `probe` seen; people lacking either are skipped).
+pub fn bench_diners(lfw_people: &[&str], probe: &str) -> Vec<Diner> {
+    let mut diners = vec![
+        Diner {
+            employee_no: "E0001".into(),
+            enrol: vec![demo_photo("obama.jpg"), demo_photo("obama2.jpg")],
+            probe: demo_photo("obama3.jpg"),
+        },
+        Diner {
+            employee_no: "E0002".into(),
+            enrol: vec![demo_photo("biden.jpg")],
+            probe: demo_photo("biden.jpg"),
+        },
+    ];
+    if let Some(faces) = shared_faces() {
+        for (i, n) in lfw_people.iter().enumerate() {
+            let dir = faces.join("lfw-A").join(n);
+            let (enrol, seen) = (dir.join("1.jpg"), dir.join(probe));
+            if enrol.is_file() && seen.is_file() {
+                diners.push(Diner {
+                    employee_no: format!("E{:04}", i + 3),
+                    enrol: vec![enrol],
+                    probe: seen,
+                });
+            }
+        }
+    }
+    diners
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -16,6 +16,12 @@ pub enum WasteError {
 }
 
 /// Net grams left on the plate.
+/// Whether a canteen's plate-waste target (grams per plate) is one a canteen could mean: a
+/// whole number of grams from none left up to half the heaviest plate the scale takes.
+pub fn valid_target(grams: i64) -> bool {
+    (0..=MAX_GROSS_GRAMS / 2).contains(&grams)
+}
+
 pub fn net_grams(gross: i64, tare: i64) -> Result<i64, WasteError> {
     if gross < 0 || tare < 0 {
         return Err(WasteError::Negative);

@@ -132,7 +132,7 @@ pub(crate) async fn update_canteen(
         c.daily_cap = cap;
     }
     if let Some(t) = upd.waste_target_grams {
-        if t.is_some_and(|g| !(0..=5000).contains(&g)) {
+        if t.is_some_and(|g| !ledger::waste::valid_target(g)) {
             return Err(StoreError::invalid(
                 "bad_waste_target",
                 "a plate-waste target is 0-5000 grams per plate",

@@ -1,6 +1,6 @@
 //! The managers' views over the books: the dashboard's meals, money and plate waste summed per
-//! canteen-local day in the database (a month of a large canteen costs four grouped scans, not
-//! millions of rows), the journal's pages of entries as they touched people's accounts, and
+//! canteen-local day in the database (a month of a large canteen costs five grouped index
+//! scans, run at once, not millions of rows), the journal's pages of entries as they touched people's accounts, and
 //! its pages of plate-waste records.
 //! A local day is `(instant + offset) / one day` in integer arithmetic, which both databases
 //! compute alike for the non-negative instants the ledger holds.

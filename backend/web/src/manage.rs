@@ -23,25 +23,18 @@ pub fn routes() -> Router<HostRef> {
     Router::new().route("/manage", get(dashboard))
 }
 
-/// The canteen's UTC offset (the first canteen's; one canteen per installation today).
-pub async fn canteen_offset(host: &HostRef) -> Result<i32, store::StoreError> {
-    Ok(host
-        .store()
-        .list_canteens()
-        .await?
-        .first()
-        .map(|c| c.utc_offset_minutes)
-        .unwrap_or(480))
+/// The canteen the pages report on (the first; one canteen per installation today).
+async fn first_canteen(host: &HostRef) -> Result<Option<store::Canteen>, store::StoreError> {
+    Ok(host.store().list_canteens().await?.into_iter().next())
 }
 
-/// The plate-waste target the first canteen's manager set, if any.
-async fn canteen_target(host: &HostRef) -> Result<Option<i64>, store::StoreError> {
-    Ok(host
-        .store()
-        .list_canteens()
-        .await?
-        .first()
-        .and_then(|c| c.waste_target_grams))
+/// The canteen's UTC offset (UTC+8 before a canteen exists).
+fn offset_of(canteen: Option<&store::Canteen>) -> i32 {
+    canteen.map_or(480, |c| c.utc_offset_minutes)
+}
+
+pub async fn canteen_offset(host: &HostRef) -> Result<i32, store::StoreError> {
+    Ok(offset_of(first_canteen(host).await?.as_ref()))
 }
 
 pub struct Kpi {
@@ -470,7 +463,8 @@ pub async fn dashboard(
 ) -> Result<DashboardPage, PageError> {
     let lang = v.lang;
     let t = lang.tr();
-    let offset = canteen_offset(&host).await.or_page(lang)?;
+    let canteen = first_canteen(&host).await.or_page(lang)?;
+    let offset = offset_of(canteen.as_ref());
     let today = local_day(host.now_ms(), offset);
     let first = today - (DAYS - 1);
     let figures = host
@@ -493,7 +487,7 @@ pub async fn dashboard(
             &days,
             first,
             t,
-            canteen_target(&host).await.or_page(lang)?,
+            canteen.and_then(|c| c.waste_target_grams),
             &figures.waste_by_department,
             &figures.waste_by_meal,
         ),

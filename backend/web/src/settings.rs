@@ -300,7 +300,7 @@ pub async fn save_canteen(
     let target = match f.waste_target_grams.trim() {
         "" => None,
         g => match g.parse::<i64>() {
-            Ok(g) if (0..=5000).contains(&g) => Some(g),
+            Ok(g) if ledger::waste::valid_target(g) => Some(g),
             _ => return refused(&host, &v, t.rule_waste_target.into()).await,
         },
     };

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{demo_photo, shared_faces, Backend, KioskCmd};
+use e2e::{bench_diners, Backend, KioskCmd};
 use kiosk::api::{BackendApi, HttpBackend};
 use kiosk::courier::Courier;
 use kiosk::decide::Decider;
@@ -63,41 +63,22 @@ fn main() {
     );
     kiosk.register(&backend.code);
 
-    let mut people: Vec<(String, Vec<PathBuf>, PathBuf)> = vec![
-        (
-            "E0001".into(),
-            vec![demo_photo("obama.jpg"), demo_photo("obama2.jpg")],
-            demo_photo("obama3.jpg"),
-        ),
-        (
-            "E0002".into(),
-            vec![demo_photo("biden.jpg")],
-            demo_photo("biden.jpg"),
-        ),
-    ];
-    if let Some(faces) = shared_faces() {
-        for (i, n) in [
+    let people = bench_diners(
+        &[
             "Ariel_Sharon",
             "Junichiro_Koizumi",
             "Serena_Williams",
             "John_Ashcroft",
             "Alvaro_Uribe",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let p = faces.join("lfw-A").join(n).join("1.jpg");
-            if p.is_file() {
-                people.push((format!("E{:04}", i + 3), vec![p.clone()], p));
-            }
-        }
-    }
-    for (no, photos, _) in &people {
-        let refs: Vec<&std::path::Path> = photos.iter().map(PathBuf::as_path).collect();
-        kiosk.enrol(no, &refs);
+        ],
+        "1.jpg",
+    );
+    for d in &people {
+        let refs: Vec<&std::path::Path> = d.enrol.iter().map(PathBuf::as_path).collect();
+        kiosk.enrol(&d.employee_no, &refs);
     }
     let stream: Vec<(&std::path::Path, bool)> = (0..diners)
-        .map(|i| (people[i % people.len()].2.as_path(), false))
+        .map(|i| (people[i % people.len()].probe.as_path(), false))
         .collect();
     let replay = kiosk.make_replay("replay", &stream, frames, gap, 640);
 
