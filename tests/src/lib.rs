@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kiosk::api::{BackendApi, HttpBackend};
+use kiosk::api::{ApiError, BackendApi, HttpBackend};
 pub use kiosk::desk::Desk;
 
 pub const MANAGER: &str = "manager";
@@ -167,6 +167,9 @@ pub struct Backend {
     pub addr: String,
     /// The one-time kiosk enrolment code printed by `seed-demo`.
     pub code: String,
+    /// The demo staff's shared web sign-in password printed by `seed-demo` (each signs in
+    /// with their employee number).
+    pub staff_password: String,
     child: Option<backend_harness::Served>,
     /// Extra environment for every `backend` command (a database URL, sealer settings).
     env: Vec<(String, String)>,
@@ -223,6 +226,14 @@ impl Backend {
             })
             .map(|c| c.trim().to_string())
             .expect("seed-demo printed no enrolment code");
+        let staff_password = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("staff sign-in")
+                    .and_then(|rest| rest.rsplit(" / ").next())
+            })
+            .map(|p| p.trim().to_string())
+            .expect("seed-demo printed no staff sign-in");
         let out = Self::command(dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["create-manager", "--username", MANAGER])
@@ -238,6 +249,7 @@ impl Backend {
             dir: dir.to_path_buf(),
             addr: "127.0.0.1:0".into(),
             code,
+            staff_password,
             child: None,
             env,
         };
@@ -252,6 +264,7 @@ impl Backend {
             dir: self.dir.clone(),
             addr: "127.0.0.1:0".into(),
             code: self.code.clone(),
+            staff_password: self.staff_password.clone(),
             child: None,
             env: self.env.clone(),
         };
@@ -402,16 +415,24 @@ impl Backend {
         assert_eq!(status, 200, "PATCH /api/v1/staff/{staff_id}: {text}");
     }
 
-    /// A staff member's own session (the mobile page's): the manager gives them a login
-    /// first, as `POST /api/v1/users` does it.
+    /// A staff member's own session (the mobile page's). The demo's staff sign in with their
+    /// employee number and the demo password; anyone else is given a login first, as a
+    /// manager does it (`POST /api/v1/users`; a person has at most one login).
     pub fn staff_session(&self, employee_no: &str) -> Desk {
         let staff_id = self.staff_id(employee_no);
         let username = format!("e2e-{}", employee_no.to_lowercase());
         let password = format!("{PASSWORD}-{employee_no}");
-        self.desk()
+        match self
+            .desk()
             .create_staff_login(staff_id, &username, &password)
-            .expect("making a staff login");
-        Desk::login(&self.url(), &username, &password).expect("staff login")
+        {
+            Ok(_) => Desk::login(&self.url(), &username, &password).expect("staff login"),
+            Err(ApiError::Status { code, .. }) if code == "login_exists" => {
+                Desk::login(&self.url(), employee_no, &self.staff_password)
+                    .expect("demo staff login")
+            }
+            Err(e) => panic!("making a staff login: {e}"),
+        }
     }
 }
 
