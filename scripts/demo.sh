@@ -111,8 +111,10 @@ RET=("$BIN/kiosk" --config "$DATA/return.toml" --backend-url "$URL" --data-dir "
 "${PAY[@]}" register --code "$CODE1"
 "${RET[@]}" register --code "$CODE2"
 
-# Face is never the only way to pay: E0004 shows a one-time pay code from their phone.
-PAYCODE="$("${DESK[@]}" pay-code --employee-no E0004)"
+# Face is never the only way to pay: E0004 shows a one-time pay code from their phone,
+# signed in as every demo person is: employee number and the demo password seed-demo printed.
+DEMO_STAFF_PASSWORD="$(sed -n 's/.*staff sign-in.* \/ *//p' "$DATA/seed.txt" | tr -d '[:space:]')"
+PAYCODE="$(CLEANPLATE_STAFF_PASSWORD="$DEMO_STAFF_PASSWORD" "${DESK[@]}" pay-code --employee-no E0004 --staff-username E0004)"
 say "making replays: a printed photo held still, two diners, then a QR pay code"
 "$BIN/kiosk" make-replay --out "$DATA/replay-pay" --frames 12 --gap 6 --still models/dist/demo/obama2.jpg >/dev/null
 "$BIN/kiosk" make-replay --out "$DATA/replay-pay-2" --frames 12 --gap 6 --qr "$PAYCODE" models/dist/demo/obama3.jpg models/dist/demo/biden.jpg >/dev/null
