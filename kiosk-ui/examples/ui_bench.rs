@@ -1,11 +1,11 @@
 //! The UI's benchmark, on this machine with the face pipeline running:
 //!
-//! `cargo run -p kiosk-ui --example ui_bench -- [--diners 10] [--stranger 20] [--fps 15]`
+//! `cargo run -p kiosk-ui --example ui_bench -- [--diners 10] [--stranger 20] [--empty 10] [--fps 15]`
 //!
 //! A real backend on SQLite, ten people enrolled (the demo faces and LFW people from
 //! `../shared` when it is there), a kiosk registered; the UI runs headless (software renderer,
 //! 1280x800) over a kiosk replaying diners at a camera's pace, then a stranger who keeps
-//! stepping up. The UI thread turns its event loop and draws whenever something changed, as a
+//! stepping up, then nobody for `--empty` seconds (the attract screen up). The UI thread turns its event loop and draws whenever something changed, as a
 //! screen would. Reported: preview frames shown per second, overall and while the attract
 //! screen (the one that shows the camera) was up (goal ≥ 15), the time from a decision event
 //! (paid, declined or already charged, as the kiosk emits it) to the frame that shows its
@@ -48,6 +48,7 @@ fn main() {
     // The stranger's approaches (8 frames each, 8 frames apart) after the diners.
     let attract_diners = arg("--stranger", 20.0) as usize;
     let fps = arg("--fps", 15.0) as f32;
+    let empty_secs = arg("--empty", 10.0) as f32;
     let tmp = tempfile::tempdir().expect("temp dir");
     let backend = Backend::start(tmp.path());
     backend.desk().all_day_meals(1).expect("meal windows");
@@ -92,6 +93,19 @@ fn main() {
         }
     }
     let replay = kiosk.make_replay("replay", &stream, 8, 8, 640);
+    // Then nobody at the counter for `--empty` seconds: the attract screen stays up and
+    // shows the camera, which is what the preview rate is about. The replay ends with a
+    // gap of empty frames; its last frame is one.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&replay)
+        .expect("replay")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    let blank = files.last().expect("a replay frame").clone();
+    for i in 0..(empty_secs * fps) as usize {
+        let to = replay.join(format!("{:05}.jpg", files.len() + 1 + i));
+        std::fs::copy(&blank, to).expect("copying an empty frame");
+    }
     let frames = std::fs::read_dir(&replay).expect("replay").count();
 
     let dir = tmp.path().join("kiosk");
@@ -128,6 +142,11 @@ fn main() {
                 // A repeat diner this meal period: the kiosk knows it without asking the
                 // backend, and the screen says so (no frame latency is carried).
                 KioskEvent::AlreadyCharged { .. } => waiting.borrow_mut().push(sent),
+                // A face refused on the kiosk (not recognised, ambiguous, a still photo):
+                // its screen too, decided without the backend.
+                KioskEvent::Face(kiosk::decide::FaceEvent::Refused { .. }) => {
+                    waiting.borrow_mut().push(sent)
+                }
                 _ => {}
             }));
     }
@@ -143,6 +162,12 @@ fn main() {
     // Time with the attract screen up and the previews handed to it meanwhile.
     let (mut attract_time, mut attract_previews) = (Duration::ZERO, 0u64);
     let mut last = (Instant::now(), 0u64, false);
+    // Time each screen was up, to read the preview figures against.
+    let mut screen_time: std::collections::BTreeMap<String, Duration> = Default::default();
+    let mut last_screen = (Instant::now(), String::new());
+    // The last time a preview frame reached the UI: the rate is over the replay's span.
+    let mut last_preview_at: Option<(Instant, u64)> = None;
+    let mut attract_until_last_preview = (Duration::ZERO, 0u64);
     while start.elapsed() < run_for + Duration::from_secs(20) {
         headless.pump();
         let t = Instant::now();
@@ -159,11 +184,24 @@ fn main() {
             }
         }
         let shown = kiosk_ui::app::PREVIEWS_SHOWN.load(Ordering::Relaxed);
-        let on_attract = ui.app.global::<Ui>().get_screen() == "attract";
+        let screen = ui.app.global::<Ui>().get_screen().to_string();
+        let on_attract = screen == "attract";
         let now = Instant::now();
+        if first_preview.is_some() {
+            *screen_time.entry(last_screen.1.clone()).or_default() += now - last_screen.0;
+        }
+        last_screen = (now, screen);
         if first_preview.is_some() && on_attract && last.2 {
             attract_time += now - last.0;
             attract_previews += shown - last.1;
+        }
+        if last_preview_at.is_none_or(|(_, n)| shown > n) {
+            last_preview_at = Some((now, shown));
+            attract_until_last_preview = (attract_time, attract_previews);
+        }
+        // The replay has ended: nothing more to count.
+        if last_preview_at.is_some_and(|(t, _)| now - t > Duration::from_secs(1)) {
+            break;
         }
         last = (now, shown, on_attract);
         if first_preview.is_none() && shown > 0 {
@@ -177,8 +215,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let (t0, n0) = first_preview.expect("no preview frame was shown");
-    let secs = t0.elapsed().as_secs_f64();
-    let shown = kiosk_ui::app::PREVIEWS_SHOWN.load(Ordering::Relaxed) - n0;
+    let (attract_time, attract_previews) = attract_until_last_preview;
+    // From the first preview to the last one (the replay ends before the run does).
+    let (t_last, n_last) = last_preview_at.expect("a preview was shown");
+    let secs = (t_last - t0).as_secs_f64();
+    let shown = n_last - n0;
     ui.stop.store(true, Ordering::Relaxed);
     let mut decisions = decision_ms.borrow().clone();
     println!(
@@ -191,6 +232,11 @@ fn main() {
         attract_time.as_secs_f64(),
         attract_previews as f64 / attract_time.as_secs_f64().max(1e-9)
     );
+    let screens: Vec<String> = screen_time
+        .iter()
+        .map(|(s, d)| format!("{s} {:.1} s", d.as_secs_f64()))
+        .collect();
+    println!("screens up: {}", screens.join(", "));
     println!(
         "preview: {shown} frames shown in {secs:.1} s = {:.1} frames/s; {drawn} frames drawn, {painted} repainting something (mean {:.0} kpx): draw p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
         shown as f64 / secs,
@@ -200,7 +246,7 @@ fn main() {
         pct(&mut draw_ms, 1.0)
     );
     println!(
-        "decision event -> its screen drawn: {} events, p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        "decision event -> its screen drawn (paid, declined, refused on the kiosk): {} events, p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
         to_screen_ms.len(),
         pct(&mut to_screen_ms, 0.5),
         pct(&mut to_screen_ms, 0.95),
