@@ -80,7 +80,6 @@ pub fn start(
         let ui = app.global::<Ui>();
         ui.set_backend_url(cfg.backend_url.as_str().into());
         ui.set_scale_port(cfg.scale.port.clone().unwrap_or_default().into());
-        ui.set_settings_tare_g(cfg.scale.tare_g as i32);
         ui.set_camera_name(
             format!(
                 "{:?} {}x{}",
@@ -153,8 +152,8 @@ pub fn start(
             offset_minutes: 480,
         })
     });
-    wire_callbacks(&app, &model, &cmd_tx);
-    wire_registration(&app, &reg_cfg);
+    wire_callbacks(&app, &model, &cmd_tx, &reg_cfg.data_dir);
+    crate::settings::wire(&app, &reg_cfg, &model, &cmd_tx);
 
     // The clock and the result screens' countdown.
     let timer = slint::Timer::default();
@@ -246,7 +245,12 @@ fn on_preview(app: &AppWindow, frame: &PreviewFrame) {
     app.window().request_redraw();
 }
 
-fn wire_callbacks(app: &AppWindow, model: &Rc<RefCell<UiModel>>, cmd: &Sender<Command>) {
+fn wire_callbacks(
+    app: &AppWindow,
+    model: &Rc<RefCell<UiModel>>,
+    cmd: &Sender<Command>,
+    data_dir: &std::path::Path,
+) {
     let ui = app.global::<Ui>();
     let weak = app.as_weak();
     let with = move |f: &dyn Fn(&AppWindow, &mut UiModel)| {
@@ -284,16 +288,26 @@ fn wire_callbacks(app: &AppWindow, model: &Rc<RefCell<UiModel>>, cmd: &Sender<Co
     }
     {
         let with = with.clone();
-        ui.on_open_settings(move || with(&|_, m| m.screen = Screen::Settings));
+        let data_dir = data_dir.to_path_buf();
+        ui.on_open_settings(move || {
+            with(&|app, m| {
+                crate::settings::on_open(app, &data_dir);
+                m.screen = Screen::Settings;
+            })
+        });
     }
     {
         let cmd = cmd.clone();
         let with = with.clone();
+        let data_dir = data_dir.to_path_buf();
         ui.on_set_language(move |lang| {
             let lang = lang.to_string();
             let _ = slint::select_bundled_translation(&lang);
             let _ = cmd.send(Command::SetLanguage(lang.clone()));
-            with(&|_, m| m.language = lang.clone());
+            with(&|app, m| {
+                m.language = lang.clone();
+                crate::settings::remember(app, &data_dir, |s| s.language = Some(lang.clone()));
+            });
         });
     }
     {
@@ -305,6 +319,7 @@ fn wire_callbacks(app: &AppWindow, model: &Rc<RefCell<UiModel>>, cmd: &Sender<Co
     {
         let cmd = cmd.clone();
         let with = with.clone();
+        let data_dir = data_dir.to_path_buf();
         ui.on_set_mode(move |mode| {
             let (kiosk_mode, ui_mode) = match mode.as_str() {
                 "return" => (kiosk::config::Mode::Return, Mode::Return),
@@ -312,64 +327,14 @@ fn wire_callbacks(app: &AppWindow, model: &Rc<RefCell<UiModel>>, cmd: &Sender<Co
                 _ => (kiosk::config::Mode::Pay, Mode::Pay),
             };
             let _ = cmd.send(Command::SetMode(kiosk_mode));
-            with(&|_, m| {
+            with(&|app, m| {
                 m.mode = ui_mode;
                 m.screen = Screen::Settings;
+                crate::settings::remember(app, &data_dir, |s| s.mode = Some(kiosk_mode));
             });
         });
     }
     crate::desk::wire(app, cmd.clone());
-    let weak = app.as_weak();
-    ui.on_save_settings({
-        let weak = weak.clone();
-        move |_url, _port, _tare| {
-            if let Some(app) = weak.upgrade() {
-                // Mode and language apply at once; the rest lives in the configuration file.
-                app.global::<Ui>().set_settings_message(
-                    "Mode and language apply at once. The backend address, scale port and tare are read from the kiosk's configuration file (kiosk/README.md) at start."
-                        .into(),
-                );
-            }
-        }
-    });
-}
-
-/// Registers the kiosk with a one-time code from the manager's page, off the UI thread, and
-/// keeps the device token (0600) where the configuration says.
-pub fn wire_registration(app: &AppWindow, cfg: &KioskConfig) {
-    let (url, name, token_path) = (cfg.backend_url.clone(), cfg.name.clone(), cfg.token_path());
-    let weak = app.as_weak();
-    app.global::<Ui>().on_register_kiosk(move |code| {
-        let (url, name, token_path) = (url.clone(), name.clone(), token_path.clone());
-        let weak = weak.clone();
-        let code = code.trim().to_string();
-        std::thread::spawn(move || {
-            let api = kiosk::api::HttpBackend::new(
-                &url,
-                None,
-                Duration::from_secs(2),
-                Duration::from_secs(10),
-            );
-            let message = match api.enrol(&wire::EnrolRequest { code, name }) {
-                Ok(r) => match kiosk::gallery_cache::write_private(
-                    &token_path,
-                    r.device_token.as_bytes(),
-                ) {
-                    Ok(()) => format!(
-                        "Registered as kiosk {} of canteen {}; restart the kiosk to use it.",
-                        r.kiosk_id, r.canteen_id
-                    ),
-                    Err(e) => format!("Registered, but the token could not be saved: {e}"),
-                },
-                Err(e) => format!("Registration failed: {e}"),
-            };
-            let _ = slint::invoke_from_event_loop(move || {
-                if let Some(app) = weak.upgrade() {
-                    app.global::<Ui>().set_settings_message(message.into());
-                }
-            });
-        });
-    });
 }
 
 /// Gives the desk controller to the UI thread's shared state.

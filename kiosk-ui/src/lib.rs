@@ -7,7 +7,8 @@
 //! they are given. [`model`] adapts the kiosk's events into the UI's state (pure, tested on
 //! its own), [`view`] copies that state into the window, [`preview`] turns the kiosk's
 //! preview frames into images, [`render`] draws without a display (tests, benchmark),
-//! [`desk`] runs the enrolment desk's flow, and [`app`] wires a running kiosk to a window:
+//! [`desk`] runs the enrolment desk's flow, [`settings`] the settings screen's (its PIN,
+//! saving, the tare), and [`app`] wires a running kiosk to a window:
 //! inference runs on the kiosk's threads, never on the UI thread, and preview frames are
 //! dropped, never queued, when the UI is slow.
 
@@ -24,4 +25,5 @@ pub mod desk;
 pub mod model;
 pub mod preview;
 pub mod render;
+pub mod settings;
 pub mod view;

@@ -47,9 +47,9 @@ struct Cli {
     /// The plate scale: tcp://HOST:PORT or a serial device.
     #[arg(long)]
     scale: Option<String>,
-    /// zh_CN (default) or en.
-    #[arg(long, default_value = "zh_CN")]
-    lang: String,
+    /// zh_CN (the default) or en; default: as saved on the settings screen.
+    #[arg(long)]
+    lang: Option<String>,
     /// 800x1280 instead of 1280x800.
     #[arg(long)]
     portrait: bool,
@@ -77,11 +77,16 @@ fn real_main() -> Result<()> {
         bail!("no display (DISPLAY is not set): run the headless kiosk (`kiosk run`) instead, or start an X server");
     }
     let mut cfg = KioskConfig::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        cfg.data_dir = d;
+    }
+    // What a manager saved on the settings screen, then this command line.
+    cfg.apply_local_settings()?;
     if let Some(u) = cli.backend_url {
         cfg.backend_url = u;
     }
-    if let Some(d) = cli.data_dir {
-        cfg.data_dir = d;
+    if let Some(l) = cli.lang {
+        cfg.language = l;
     }
     if let Some(m) = cli.mode.as_deref() {
         cfg.mode = match m {
@@ -128,8 +133,8 @@ fn real_main() -> Result<()> {
             .map(Duration::from_secs_f64),
         ..Default::default()
     };
-    let mut ui =
-        kiosk_ui::app::start(cfg, api, &cli.lang, cli.portrait, opts).context("starting the UI")?;
+    let mut ui = kiosk_ui::app::start(cfg.clone(), api, &cfg.language, cli.portrait, opts)
+        .context("starting the UI")?;
     let (w, h) = if cli.portrait {
         (800, 1280)
     } else {

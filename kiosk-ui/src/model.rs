@@ -323,6 +323,7 @@ impl UiModel {
                 self.show(Screen::Return, now);
             }
             KioskEvent::ScaleProblem { message } => self.ret.scale_message = message.clone(),
+            KioskEvent::TareSet { tare_g } => self.ret.tare_g = *tare_g,
             KioskEvent::ScaleConnected { tare_g } => {
                 self.scale_ok = true;
                 self.ret.tare_g = *tare_g;

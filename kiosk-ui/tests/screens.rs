@@ -254,10 +254,32 @@ fn scenes() -> Vec<Scene> {
                 ui.set_backend_url("http://10.0.0.2:8080".into());
                 ui.set_camera_name("USB Camera (/dev/video0)".into());
                 ui.set_scale_port("/dev/ttyUSB0".into());
-                ui.set_settings_tare_g(350);
+                ui.set_settings_tare_text("350".into());
                 ui.set_registration("kiosk 3 / canteen 1".into());
+                ui.set_settings_locked(false);
+                ui.set_settings_pin_set(true);
+                ui.set_settings_message("tare-set".into());
+                ui.set_settings_detail("412".into());
             },
-            expect: &[("设置", "Settings"), ("人脸录入台", "Enrolment desk")],
+            expect: &[
+                ("设置", "Settings"),
+                ("人脸录入台", "Enrolment desk"),
+                (
+                    "皮重已设为 412 克，之后的称重将扣除此重量。",
+                    "Tare set to 412 g: the next plates subtract it.",
+                ),
+            ],
+        },
+        Scene {
+            name: "settings-locked",
+            set: |m, app| {
+                m.screen = Screen::Settings;
+                let ui = app.global::<Ui>();
+                ui.set_settings_locked(true);
+                ui.set_settings_pin_entry("12".into());
+                ui.set_settings_message("pin-wrong".into());
+            },
+            expect: &[("请输入设置密码", "Enter the settings PIN"), ("密码错误。", "Wrong PIN.")],
         },
         Scene {
             name: "fault",

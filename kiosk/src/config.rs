@@ -121,6 +121,8 @@ pub struct KioskConfig {
     /// A human name for this device, sent when registering.
     pub name: String,
     pub mode: Mode,
+    /// A front end's language: `zh_CN` or `en`.
+    pub language: String,
     pub source: SourceConfig,
     /// The face models; default: `models/dist` found from the working directory.
     pub models_dir: Option<PathBuf>,
@@ -173,6 +175,7 @@ impl Default for KioskConfig {
             token_path: None,
             name: "kiosk".into(),
             mode: Mode::Pay,
+            language: "zh_CN".into(),
             source: SourceConfig::default(),
             models_dir: None,
             decision: DecisionConfig::default(),
@@ -228,8 +231,36 @@ impl KioskConfig {
         Ok(c)
     }
 
+    /// The settings saved on the kiosk's own settings screen (`<data_dir>/settings.toml`,
+    /// see `settings.rs`) over the file and the environment. Binaries call it once the data
+    /// directory is final and before their other flags, so a flag still wins.
+    pub fn apply_local_settings(&mut self) -> Result<(), ConfigError> {
+        let saved = crate::settings::LocalSettings::load(&self.data_dir)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(u) = saved.backend_url {
+            self.backend_url = u;
+        }
+        if let Some(m) = saved.mode {
+            self.mode = m;
+        }
+        if let Some(l) = saved.language {
+            self.language = l;
+        }
+        if let Some(p) = saved.scale.port {
+            self.scale.port = Some(p);
+        }
+        if let Some(t) = saved.scale.tare_g {
+            self.scale.tare_g = t;
+        }
+        self.validate()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        crate::settings::parse_language(&self.language)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::settings::check_tare(self.scale.tare_g)
+            .map_err(|e| ConfigError::Invalid(format!("scale.tare_g: {e}")))?;
         if !(self.source.fps.is_finite() && self.source.fps >= 0.0) {
             return bad(format!(
                 "source.fps must be a non-negative number, got {}",

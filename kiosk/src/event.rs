@@ -115,6 +115,10 @@ pub enum KioskEvent {
     ScaleConnected {
         tare_g: i64,
     },
+    /// A manager set the empty tray's weight; the next weighings subtract it.
+    TareSet {
+        tare_g: i64,
+    },
     /// The scale cannot be reached (unplugged, wrong port); the kiosk keeps retrying.
     ScaleDisconnected {
         message: String,

@@ -163,6 +163,8 @@ pub enum Command {
     SetLanguage(String),
     /// Enrolment desk: capture the next frame good enough to enrol.
     CaptureTemplate,
+    /// The empty tray's weight in grams (the settings screen's tare).
+    SetTare(i64),
 }
 
 /// Called with every preview frame (from the kiosk's loop thread).

@@ -30,6 +30,7 @@ pub mod paycode;
 pub mod run;
 pub mod scale;
 pub mod scale_io;
+pub mod settings;
 pub mod station;
 pub mod sync;
 

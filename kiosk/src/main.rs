@@ -75,6 +75,9 @@ enum Cmd {
     },
     /// Show the outbox's counts.
     Outbox,
+    /// Set the PIN that opens the kiosk's settings screen (4-12 digits, read from standard
+    /// input; only its argon2 hash is kept, 0600, in the data dir).
+    SettingsPin,
     /// The enrolment desk (a manager's login): enrol faces, set meal windows, make codes.
     Desk {
         /// Manager username.
@@ -190,11 +193,13 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let mut cfg = KioskConfig::load(cli.config.as_deref())?;
-    if let Some(u) = cli.backend_url {
-        cfg.backend_url = u;
-    }
     if let Some(d) = cli.data_dir {
         cfg.data_dir = d;
+    }
+    // What a manager saved on the kiosk's own settings screen, then this command line.
+    cfg.apply_local_settings()?;
+    if let Some(u) = cli.backend_url {
+        cfg.backend_url = u;
     }
     match cli.cmd {
         Cmd::Run {
@@ -233,6 +238,13 @@ fn real_main() -> Result<()> {
             run(cfg, exit_after_replay, max_runtime_s, json)
         }
         Cmd::Register { code, name } => register(&cfg, &code, name),
+        Cmd::SettingsPin => {
+            let mut pin = String::new();
+            std::io::stdin().read_line(&mut pin)?;
+            kiosk::settings::SettingsPin::new(&cfg.data_dir).set(&pin)?;
+            println!("settings PIN set in {}", cfg.data_dir.display());
+            Ok(())
+        }
         Cmd::Outbox => {
             let store = kiosk::local_store::LocalStore::open(&cfg.data_dir.join("kiosk.db"))?;
             println!("{}", serde_json::to_string(&store.counts()?)?);

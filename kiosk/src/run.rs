@@ -385,7 +385,7 @@ pub fn run_with(
             match msg {
                 ScaleMsg::Reading(ev) => station.on_scale(ev),
                 ScaleMsg::Connected => station.emit(KioskEvent::ScaleConnected {
-                    tare_g: cfg.scale.tare_g,
+                    tare_g: station.tare_g(),
                 }),
                 ScaleMsg::Disconnected(message) => {
                     station.emit(KioskEvent::ScaleDisconnected { message })
@@ -413,6 +413,7 @@ pub fn run_with(
                 }
                 Command::SetLanguage(language) => station.emit(KioskEvent::Language { language }),
                 Command::CaptureTemplate => capture_armed = true,
+                Command::SetTare(g) => station.set_tare(g),
             }
         }
         station.tick();

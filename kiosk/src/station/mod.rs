@@ -120,6 +120,24 @@ impl Station {
         self.cfg.mode
     }
 
+    /// The empty tray's weight from now on (a manager's "tare" on the settings screen):
+    /// every record not yet made subtracts it, a weighing waiting for its diner included.
+    pub fn set_tare(&mut self, tare_g: i64) {
+        match crate::settings::check_tare(tare_g) {
+            Ok(g) => {
+                self.cfg.scale.tare_g = g;
+                self.emit(KioskEvent::TareSet { tare_g: g });
+            }
+            Err(e) => self.emit(KioskEvent::ScaleProblem {
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn tare_g(&self) -> i64 {
+        self.cfg.scale.tare_g
+    }
+
     /// The person's name and department, when the balances snapshot told them.
     fn person(&self, staff_id: i64) -> (Option<String>, Option<String>) {
         match self.store.person(staff_id) {

@@ -400,6 +400,38 @@ fn return_station_pairs_face_and_weighing_in_either_order() {
 }
 
 #[test]
+fn a_tare_set_on_the_screen_is_what_the_next_plates_subtract_and_nonsense_is_refused() {
+    let fake = Arc::new(Fake::default());
+    let (mut s, events) = station(crate::config::Mode::Return, fake.clone());
+    s.on_identified(3, Via::Face, Instant::now());
+    s.on_scale(ScaleEvent::Settled { gross_g: 812 });
+    s.set_tare(420);
+    s.set_tare(-5);
+    s.set_tare(25_000);
+    assert_eq!(s.tare_g(), 420, "a refused tare leaves the last good one");
+    s.on_identified(4, Via::Face, Instant::now());
+    s.on_scale(ScaleEvent::Settled { gross_g: 500 });
+    let w = fake.wastes.lock().unwrap();
+    assert_eq!(
+        w.iter()
+            .map(|r| (r.staff_id, r.gross_grams, r.tare_grams))
+            .collect::<Vec<_>>(),
+        [(Some(3), 812, 350), (Some(4), 500, 420)]
+    );
+    let ev = events.lock().unwrap();
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, KioskEvent::TareSet { tare_g: 420 })));
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, KioskEvent::ScaleProblem { .. }))
+            .count(),
+        2,
+        "each refused tare is said"
+    );
+}
+
+#[test]
 fn a_refused_diner_whose_lost_charge_was_accepted_gets_it_voided_exactly_once() {
     let fake = Arc::new(Fake::default());
     // Enough money: the backend accepts; the answer is lost, and with no offline
