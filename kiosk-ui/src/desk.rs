@@ -45,6 +45,20 @@ fn background<T: Send + 'static>(
     });
 }
 
+/// Says what went wrong as a kind the screen words in its language (`Ui.desk-error-text`).
+fn fail(app: &AppWindow, e: &kiosk::api::ApiError) {
+    use kiosk::api::ApiError;
+    let (kind, detail) = match e {
+        ApiError::NotSent(_) | ApiError::NoAnswer(_) => ("unreachable", String::new()),
+        ApiError::Status { status: 401, .. } => ("signin", String::new()),
+        ApiError::Status { message, .. } => ("refused", message.clone()),
+        other => ("refused", other.to_string()),
+    };
+    let ui = app.global::<Ui>();
+    ui.set_desk_error_detail(detail.into());
+    ui.set_desk_error(kind.into());
+}
+
 fn step(app: &AppWindow, s: &str) {
     app.global::<Ui>().set_desk_step(s.into());
 }
@@ -140,10 +154,8 @@ pub fn wire(app: &AppWindow, commands: Sender<Command>) {
                         app.global::<Ui>().set_desk_error("".into());
                         step(app, "search");
                     }
-                    Ok(_) => app
-                        .global::<Ui>()
-                        .set_desk_error("only a manager may enrol faces".into()),
-                    Err(e) => app.global::<Ui>().set_desk_error(e.to_string().into()),
+                    Ok(_) => app.global::<Ui>().set_desk_error("not-manager".into()),
+                    Err(e) => fail(app, &e),
                 },
             );
         }
@@ -202,8 +214,11 @@ pub fn wire(app: &AppWindow, commands: Sender<Command>) {
                 &app,
                 move || desk.set_consent(id, true),
                 |app, r| match r {
-                    Ok(_) => step(app, "capture"),
-                    Err(e) => app.global::<Ui>().set_desk_error(e.to_string().into()),
+                    Ok(_) => {
+                        app.global::<Ui>().set_desk_error("".into());
+                        step(app, "capture")
+                    }
+                    Err(e) => fail(app, &e),
                 },
             );
         }
@@ -241,7 +256,7 @@ pub fn wire(app: &AppWindow, commands: Sender<Command>) {
                     let ui = app.global::<Ui>();
                     match r {
                         Ok(()) => ui.set_desk_error("".into()),
-                        Err(e) => ui.set_desk_error(e.to_string().into()),
+                        Err(e) => fail(app, &e),
                     }
                     step(app, "result");
                 },

@@ -46,6 +46,17 @@ fn a_manager_enrols_a_face_at_the_desk_and_a_look_alike_is_flagged() {
         "a wrong password was not refused"
     );
     assert!(step_is("signin"));
+    assert_eq!(g().get_desk_error(), "signin");
+    let _ = headless.snapshot();
+    assert!(
+        i_slint_backend_testing::ElementHandle::find_by_accessible_label(
+            &ui.app,
+            "Sign-in failed: check the user name and password."
+        )
+        .next()
+        .is_some(),
+        "the refusal is worded for the manager"
+    );
     g().invoke_desk_sign_in(MANAGER.into(), PASSWORD.into());
     assert!(
         pump_until(&headless, &ui, Duration::from_secs(30), |_| step_is(
