@@ -198,6 +198,9 @@ strings! {
     employee_no: "工号", "Employee no.";
     department: "部门", "Department";
     category: "类别", "Category";
+    cat_regular: "正式职工", "Regular staff";
+    cat_contractor: "外包人员", "Contractor";
+    cat_intern: "实习生", "Intern";
     status_active: "在职", "Active";
     status_inactive: "已停用", "Inactive";
     status_left: "已离职", "Left";
@@ -311,9 +314,11 @@ strings! {
     nav_settings: "设置", "Settings";
     settings_title: "设置", "Settings";
     canteen: "食堂", "Canteen";
-    time_zone: "时区（相对 UTC 的分钟数）", "Time zone (minutes from UTC)";
-    per_transaction_cap: "单笔限额（元，留空为不限）", "Cap per meal (yuan, empty for none)";
-    daily_cap: "每日限额（元，留空为不限）", "Cap per day (yuan, empty for none)";
+    time_zone: "时区", "Time zone";
+    time_zone_hint: "与 UTC 相差的分钟数，北京时间为 480", "Minutes from UTC; 480 for Beijing time";
+    per_transaction_cap: "单笔限额（元）", "Cap per meal (yuan)";
+    empty_for_none: "留空为不限", "Empty for none";
+    daily_cap: "每日限额（元）", "Cap per day (yuan)";
     meal_windows: "餐次时段", "Meal periods";
     start: "开始", "Start";
     end: "结束（不含）", "End (exclusive)";
@@ -390,6 +395,7 @@ strings! {
     chart_departments: "各部门人均剩餐（近 30 天）", "Waste per plate by department (30 days)";
     no_department: "（未填部门）", "(no department)";
     chart_meal_waste: "各餐次人均剩餐（近 30 天）", "Waste per plate by meal (30 days)";
-    waste_target_label: "剩餐目标（克/盘，留空为不设）", "Plate-waste target (g per plate, empty for none)";
+    waste_target_label: "剩餐目标（克/盘）", "Plate-waste target (g per plate)";
+    empty_for_no_target: "留空为不设目标", "Empty for no target";
     rule_waste_target: "剩餐目标须为 0-5000 之间的整数克数。", "A plate-waste target is whole grams from 0 to 5000.";
 }
