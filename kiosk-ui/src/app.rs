@@ -337,6 +337,24 @@ fn wire_callbacks(
     crate::desk::wire(app, cmd.clone());
 }
 
+/// Runs `work` on a thread of its own (HTTP calls, argon2), then `done` with its result on
+/// the UI thread, if the window is still there.
+pub(crate) fn off_ui_thread<T: Send + 'static>(
+    app: &AppWindow,
+    work: impl FnOnce() -> T + Send + 'static,
+    done: impl FnOnce(&AppWindow, T) + Send + 'static,
+) {
+    let weak = app.as_weak();
+    std::thread::spawn(move || {
+        let result = work();
+        let _ = slint::invoke_from_event_loop(move || {
+            if let Some(app) = weak.upgrade() {
+                done(&app, result);
+            }
+        });
+    });
+}
+
 /// Gives the desk controller to the UI thread's shared state.
 pub(crate) fn set_desk(d: DeskController) {
     STATE.with(|s| {

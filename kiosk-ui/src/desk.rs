@@ -26,22 +26,16 @@ pub struct DeskController {
     commands: Sender<Command>,
 }
 
-/// Runs `work` off the UI thread, then `done` with its result on the UI thread.
+/// Runs `work` off the UI thread with the desk marked busy, then `done` on the UI thread.
 fn background<T: Send + 'static>(
     app: &AppWindow,
     work: impl FnOnce() -> T + Send + 'static,
     done: impl FnOnce(&AppWindow, T) + Send + 'static,
 ) {
-    let weak = app.as_weak();
     app.global::<Ui>().set_desk_busy(true);
-    std::thread::spawn(move || {
-        let result = work();
-        let _ = slint::invoke_from_event_loop(move || {
-            if let Some(app) = weak.upgrade() {
-                app.global::<Ui>().set_desk_busy(false);
-                done(&app, result);
-            }
-        });
+    crate::app::off_ui_thread(app, work, move |app, result| {
+        app.global::<Ui>().set_desk_busy(false);
+        done(app, result);
     });
 }
 

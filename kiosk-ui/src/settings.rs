@@ -28,23 +28,6 @@ fn say(app: &AppWindow, kind: &str, detail: &str, detail2: &str) {
     ui.set_settings_detail2(detail2.into());
 }
 
-/// Runs `work` off the UI thread, then `done` with its result on the UI thread.
-fn background<T: Send + 'static>(
-    app: &AppWindow,
-    work: impl FnOnce() -> T + Send + 'static,
-    done: impl FnOnce(&AppWindow, T) + Send + 'static,
-) {
-    let weak = app.as_weak();
-    std::thread::spawn(move || {
-        let result = work();
-        let _ = slint::invoke_from_event_loop(move || {
-            if let Some(app) = weak.upgrade() {
-                done(&app, result);
-            }
-        });
-    });
-}
-
 /// Changes one thing in the saved settings (the mode, the language) and says so if that fails.
 pub fn remember(
     app: &AppWindow,
@@ -90,7 +73,7 @@ pub fn wire(
             let pin = pin.clone();
             let entered = entered.to_string();
             app.global::<Ui>().set_settings_pin_entry("".into());
-            background(
+            crate::app::off_ui_thread(
                 &app,
                 move || match pin.lock() {
                     Ok(mut p) => p.check(&entered, Instant::now()),
@@ -116,7 +99,7 @@ pub fn wire(
         ui.on_set_settings_pin(move |new_pin| {
             let Some(app) = weak.upgrade() else { return };
             let (data_dir, new_pin) = (data_dir.clone(), new_pin.to_string());
-            background(
+            crate::app::off_ui_thread(
                 &app,
                 move || SettingsPin::new(&data_dir).set(&new_pin),
                 |app, result| match result {
@@ -201,7 +184,7 @@ fn wire_registration(app: &AppWindow, cfg: &KioskConfig) {
         let Some(app) = weak.upgrade() else { return };
         let (url, name, token_path) = (url.clone(), name.clone(), token_path.clone());
         let code = code.trim().to_string();
-        background(
+        crate::app::off_ui_thread(
             &app,
             move || {
                 let api = kiosk::api::HttpBackend::new(

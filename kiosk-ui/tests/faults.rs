@@ -41,13 +41,7 @@ fn missing_camera_unplugged_scale_and_stopped_backend_each_show_their_fault() {
     let nobody = format!("http://127.0.0.1:{}", closed_port());
     let headless = Headless::install().expect("headless platform");
     headless.set_size(1280, 800);
-    let blank = tmp.path().join("blank");
-    std::fs::create_dir_all(&blank).expect("blank replay");
-    for i in 0..200 {
-        image::RgbImage::from_pixel(320, 240, image::Rgb([120, 120, 120]))
-            .save(blank.join(format!("{i:05}.png")))
-            .expect("frame");
-    }
+    let blank = common::blank_replay(&tmp.path().join("blank"), 200);
 
     // 1. The camera: a kiosk configured for a camera it cannot open.
     let dir = kiosk_dir(tmp.path(), "pay", "");

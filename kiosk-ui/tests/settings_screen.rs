@@ -56,13 +56,7 @@ fn the_pin_guards_the_screen_and_what_is_saved_is_what_the_kiosk_uses() {
         format!("mode = \"return\"\n[scale]\nport = \"tcp://{scale}\"\ntare_g = 350\n"),
     )
     .expect("config");
-    let blank = tmp.path().join("blank");
-    std::fs::create_dir_all(&blank).expect("blank replay");
-    for i in 0..50 {
-        image::RgbImage::from_pixel(320, 240, image::Rgb([120, 120, 120]))
-            .save(blank.join(format!("{i:05}.png")))
-            .expect("frame");
-    }
+    let blank = common::blank_replay(&tmp.path().join("blank"), 50);
     // Nobody listens on the backend's port: settings work offline.
     let nobody = "http://127.0.0.1:9";
     let mut cfg = config(&dir, nobody);

@@ -55,3 +55,14 @@ pub fn pump_until(
 pub fn screen(ui: &UiHandle) -> kiosk_ui::model::Screen {
     ui.model.borrow().screen
 }
+
+/// A replay of `n` empty frames (nobody at the counter) in `dir`.
+pub fn blank_replay(dir: &Path, n: usize) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("blank replay");
+    for i in 0..n {
+        image::RgbImage::from_pixel(320, 240, image::Rgb([120, 120, 120]))
+            .save(dir.join(format!("{i:05}.png")))
+            .expect("frame");
+    }
+    dir.to_path_buf()
+}
