@@ -90,6 +90,9 @@ impl DeskController {
                     .map(|s| format!("{} ({})", s.name, s.employee_no))
                     .unwrap_or_else(|| format!("#{other}"));
                 ui.set_desk_duplicate(who.into());
+                // Captures kept before this one may be the same wrong face (the kiosk's gallery
+                // can lag a template saved moments ago): start this person's captures again.
+                self.captured.clear();
             }
             _ => {
                 if self.captured.len() < TEMPLATES {

@@ -99,8 +99,9 @@ fn a_manager_enrols_a_face_at_the_desk_and_a_look_alike_is_flagged() {
     assert!(desk.consent(biden).expect("consent").granted);
     assert_eq!(desk.templates(biden).expect("templates").len(), 3);
 
-    // The same face offered for E0001 (Obama): every capture matches Biden, now enrolled,
-    // so the desk warns and keeps none of them.
+    // The same face offered for E0001 (Obama): once the kiosk's gallery has Biden's new
+    // templates, a capture matches him, the desk warns and drops every capture of this person
+    // (one taken before the gallery caught up was the same wrong face).
     let obama = backend.staff_id("E0001");
     g().invoke_desk_search("E0001".into());
     g().invoke_desk_select(obama as i32);
